@@ -1,0 +1,1 @@
+"""Scheduler plugin: a kube-scheduler extender webhook (filter/prioritize: bin-packing, GPU-aware) and the manifests to run it beside a kube-scheduler. The devcluster scheduler already speaks the extender protocol (``hubfleet.devcluster.scheduler``)."""
