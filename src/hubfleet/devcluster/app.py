@@ -1,0 +1,97 @@
+"""Running the devcluster: the API server, the scheduler loop and the process kubelet in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import yaml
+
+from .api import DevClusterAPI, serve
+from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
+from .nodes import NodeSpec, default_nodes
+from .scheduler import ExtenderConfig, Scheduler
+
+log = logging.getLogger("hubfleet.devcluster")
+
+
+def kubeconfig_text(url: str, namespace: str = "default") -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "devcluster",
+        "clusters": [{"name": "devcluster", "cluster": {"server": url}}],
+        "users": [{"name": "devcluster", "user": {"token": "devcluster"}}],
+        "contexts": [{"name": "devcluster",
+                      "context": {"cluster": "devcluster", "user": "devcluster", "namespace": namespace}}],
+    }, sort_keys=False)
+
+
+class DevCluster:
+    """A one-machine stand-in for Kubernetes. `start()` serves the API and writes `state_dir/kubeconfig`."""
+
+    def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
+                 nodes: list[NodeSpec] | None = None, extenders: dict[str, ExtenderConfig] | None = None,
+                 images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None):
+        self.state_dir = Path(state_dir).resolve()
+        self.host, self.port = host, port
+        self.nodes = nodes if nodes is not None else default_nodes()
+        self.api = DevClusterAPI()
+        if faults:
+            self.api.faults.update(faults)
+        self.scheduler = Scheduler(self.api.store, extenders)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images)
+        self._runner = None
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    async def start(self) -> None:
+        for spec in self.nodes:
+            self.api.store.create("nodes", None, spec.to_object())
+        await self.api.__aenter__()  # kmock's handler context: its own errors are rendered as Status bodies
+        self._runner, self.port = await serve(self.api, self.host, self.port)
+        self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run())]
+        tmp = self.kubeconfig_path.with_suffix(".tmp")
+        tmp.write_text(kubeconfig_text(self.url))
+        os.replace(tmp, self.kubeconfig_path)
+        (self.state_dir / "devcluster.json").write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+        log.info("devcluster API at %s, %d nodes, kubeconfig %s", self.url, len(self.nodes), self.kubeconfig_path)
+
+    async def stop(self) -> None:
+        await self.kubelet.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        try:
+            await self.api.__aexit__(None, None, None)
+        except Exception:  # kmock re-raises errors it collected; they were already answered to clients
+            pass
+        for name in ("devcluster.json",):
+            try:
+                (self.state_dir / name).unlink()
+            except FileNotFoundError:
+                pass
+
+
+async def run_forever(cluster: DevCluster) -> None:
+    await cluster.start()
+    print(f"devcluster ready: {cluster.url}  (KUBECONFIG={cluster.kubeconfig_path})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("devcluster stopping: terminating pods", flush=True)
+    await cluster.stop()

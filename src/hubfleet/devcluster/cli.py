@@ -1,0 +1,74 @@
+"""``hubfleet devcluster``: run the one-machine Kubernetes stand-in until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import yaml
+
+from .kubelet import DEFAULT_IMAGES, ImageMapping
+from .nodes import NodesFileError, default_nodes, load_nodes_file
+from .scheduler import ExtenderConfig
+
+
+def _parse_extender(text: str) -> tuple[str, ExtenderConfig]:
+    name, sep, url = text.partition("=")
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"--extender {text!r}: expected SCHEDULER_NAME=http://host:port/prefix")
+    return name, ExtenderConfig(url_prefix=url)
+
+
+def _load_images(path: str) -> tuple[ImageMapping, ...]:
+    data = yaml.safe_load(open(path)) or {}
+    items = data.get("images", data) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise SystemExit(f"{path}: expected a list of images ({{pattern, command, args, home, env}})")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("pattern"), str):
+            raise SystemExit(f"{path}: images[{i}].pattern: expected a glob pattern string, got {item!r}")
+        out.append(ImageMapping(pattern=item["pattern"], command=tuple(item.get("command") or ()),
+                                args=tuple(item.get("args") or ()), home=item.get("home"),
+                                env={str(k): str(v) for k, v in (item.get("env") or {}).items()}))
+    return tuple(out) + DEFAULT_IMAGES
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "devcluster", help="run the devcluster (Kubernetes API emulator + scheduler + process kubelet)",
+        description="Run a one-machine stand-in for Kubernetes: writes STATE/kubeconfig and runs until stopped. "
+                    "Pods run as local processes on 127.0.X.Y; PVCs are directories under STATE/volumes.")
+    p.add_argument("--state", required=True, help="state directory (kubeconfig, volumes, pod logs)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="API port (default: a free port)")
+    p.add_argument("--nodes", help="YAML nodes file (default: 3 CPU nodes + 1 GPU node)")
+    p.add_argument("--images", help="YAML list of extra image mappings {pattern, command, args, home, env}")
+    p.add_argument("--extender", action="append", type=_parse_extender, default=[],
+                   help="SCHEDULER_NAME=URL_PREFIX: place pods with that schedulerName through a kube-scheduler "
+                        "extender (filter/prioritize over HTTP)")
+    p.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of API requests answering 429/500")
+    p.add_argument("--fault-delay", type=float, default=0.0, help="seconds of delay on a fraction of requests")
+    p.add_argument("--fault-delay-rate", type=float, default=0.0)
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .app import DevCluster, run_forever
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        nodes = load_nodes_file(args.nodes) if args.nodes else default_nodes()
+    except NodesFileError as e:
+        print(f"hubfleet devcluster: invalid nodes file: {e}", file=sys.stderr)
+        return 2
+    images = _load_images(args.images) if args.images else DEFAULT_IMAGES
+    cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes, extenders=dict(args.extender),
+                         images=images, faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
+                                                "delay_rate": args.fault_delay_rate})
+    asyncio.run(run_forever(cluster))
+    return 0

@@ -1,0 +1,189 @@
+"""Pure placement logic of the devcluster scheduler: does a pod fit a node, why not, and which node is best.
+
+Messages follow kube-scheduler's wording so that what a user sees in spawn progress on the devcluster is what they
+would see on a real cluster ("0/4 nodes are available: 3 Insufficient nvidia.com/gpu, ...").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Iterable, Mapping
+
+from .quantity import QuantityError, parse_quantity
+
+Resources = dict[str, Decimal]
+
+
+def pod_requests(pod: Mapping) -> Resources:
+    """Effective requests of a pod: sum over containers (a limit without a request counts as the request),
+    the max with each init container, as kube-scheduler computes them. Raises QuantityError on a bad quantity."""
+    spec = pod.get("spec") or {}
+    total: Resources = {}
+
+    def container_requests(c: Mapping, where: str) -> Resources:
+        res = c.get("resources") or {}
+        req = dict(res.get("limits") or {})
+        req.update(res.get("requests") or {})
+        return {k: parse_quantity(v, field=f"{where}.resources.{k}") for k, v in req.items()}
+
+    for i, c in enumerate(spec.get("containers") or []):
+        for k, v in container_requests(c, f"spec.containers[{i}]").items():
+            total[k] = total.get(k, Decimal(0)) + v
+    for i, c in enumerate(spec.get("initContainers") or []):
+        for k, v in container_requests(c, f"spec.initContainers[{i}]").items():
+            total[k] = max(total.get(k, Decimal(0)), v)
+    return total
+
+
+def _match_expression(expr: Mapping, labels: Mapping[str, str]) -> bool:
+    key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    present = key in labels
+    if op == "In":
+        return present and labels[key] in values
+    if op == "NotIn":
+        return not present or labels[key] not in values
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt"):
+        try:
+            a, b = int(labels[key]), int(values[0])
+        except (KeyError, IndexError, ValueError):
+            return False
+        return a > b if op == "Gt" else a < b
+    return False
+
+
+def _match_term(term: Mapping, node: Mapping) -> bool:
+    labels = node["metadata"].get("labels") or {}
+    fields = {"metadata.name": node["metadata"]["name"]}
+    exprs = term.get("matchExpressions") or []
+    field_exprs = term.get("matchFields") or []
+    if not exprs and not field_exprs:
+        return False  # an empty term matches no objects
+    return all(_match_expression(e, labels) for e in exprs) and all(_match_expression(e, fields) for e in field_exprs)
+
+
+def matches_node_selector(pod: Mapping, node: Mapping) -> bool:
+    spec = pod.get("spec") or {}
+    labels = node["metadata"].get("labels") or {}
+    for k, v in (spec.get("nodeSelector") or {}).items():
+        if labels.get(k) != v:
+            return False
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms")
+    if terms:
+        return any(_match_term(t, node) for t in terms)
+    return True
+
+
+def _tolerates(toleration: Mapping, taint: Mapping) -> bool:
+    effect = toleration.get("effect")
+    if effect and effect != taint.get("effect"):
+        return False
+    op = toleration.get("operator", "Equal")
+    key = toleration.get("key")
+    if not key:
+        return op == "Exists"
+    if key != taint.get("key"):
+        return False
+    return op == "Exists" or toleration.get("value", "") == taint.get("value", "")
+
+
+def untolerated_taint(pod: Mapping, node: Mapping) -> Mapping | None:
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not any(_tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def allocatable(node: Mapping) -> Resources:
+    return {k: parse_quantity(v) for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()}
+
+
+def fit_reasons(pod: Mapping, node: Mapping, used: Resources, requests: Resources | None = None) -> list[str]:
+    """Why `pod` cannot go on `node` given resources already `used` there (empty list: it fits)."""
+    if (node.get("spec") or {}).get("unschedulable"):
+        return ["node(s) were unschedulable"]
+    reasons: list[str] = []
+    if not matches_node_selector(pod, node):
+        reasons.append("node(s) didn't match Pod's node affinity/selector")
+    taint = untolerated_taint(pod, node)
+    if taint is not None:
+        reasons.append(f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}")
+    req = pod_requests(pod) if requests is None else requests
+    alloc = allocatable(node)
+    if used.get("pods", Decimal(0)) + 1 > alloc.get("pods", Decimal(110)):
+        reasons.append("Too many pods")
+    for res in sorted(req):
+        if req[res] <= 0:
+            continue
+        if used.get(res, Decimal(0)) + req[res] > alloc.get(res, Decimal(0)):
+            reasons.append(f"Insufficient {res}")
+    return reasons
+
+
+def failed_scheduling_message(total_nodes: int, reasons_by_node: Mapping[str, list[str]]) -> str:
+    counts = Counter(r for reasons in reasons_by_node.values() for r in reasons)
+    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: kv[0]))
+    msg = f"0/{total_nodes} nodes are available"
+    if detail:
+        msg += f": {detail}"
+    return msg + "."
+
+
+def preferred_affinity_score(pod: Mapping, node: Mapping) -> int:
+    prefs = ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+             .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    return sum(int(p.get("weight", 0)) for p in prefs if _match_term(p.get("preference") or {}, node))
+
+
+def least_allocated_score(requests: Resources, used: Resources, alloc: Resources) -> float:
+    """kube-scheduler's default NodeResourcesFit strategy (LeastAllocated) over cpu and memory, 0..100."""
+    scores = []
+    for res in ("cpu", "memory"):
+        cap = alloc.get(res, Decimal(0))
+        if cap <= 0:
+            continue
+        after = used.get(res, Decimal(0)) + requests.get(res, Decimal(0))
+        scores.append(float((cap - after) / cap) * 100)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def choose_node(pod: Mapping, nodes: Iterable[Mapping], used_by_node: Mapping[str, Resources]
+                ) -> tuple[str | None, dict[str, list[str]]]:
+    """Pick a node for `pod`: the feasible node with the best score (preferred affinity first, then least
+    allocated, then name). Returns (node name or None, reasons by infeasible node)."""
+    requests = pod_requests(pod)
+    reasons: dict[str, list[str]] = {}
+    best: tuple | None = None
+    for node in nodes:
+        name = node["metadata"]["name"]
+        used = used_by_node.get(name, {})
+        why = fit_reasons(pod, node, used, requests)
+        if why:
+            reasons[name] = why
+            continue
+        key = (preferred_affinity_score(pod, node), least_allocated_score(requests, used, allocatable(node)),
+               [-ord(ch) for ch in name])
+        if best is None or key > best[0]:
+            best = (key, name)
+    return (best[1] if best else None), reasons
+
+
+def add_usage(used: Resources, requests: Resources) -> Resources:
+    out = dict(used)
+    for k, v in requests.items():
+        out[k] = out.get(k, Decimal(0)) + v
+    out["pods"] = out.get("pods", Decimal(0)) + 1
+    return out
+
+
+__all__ = ["QuantityError", "pod_requests", "fit_reasons", "choose_node", "failed_scheduling_message", "add_usage",
+           "matches_node_selector", "untolerated_taint"]

@@ -1,0 +1,315 @@
+"""Shared fixtures: a real devcluster process, a real configurable-http-proxy, and a factory for real JupyterHub
+processes wired to both (as z2jh wires them: the proxy runs on its own, the hub talks to its REST API).
+
+Everything here is synchronous and talks HTTP to real processes; each server gets its own free port and temp dir and
+is stopped by process group in a finaliser. When a test fails, the pods, their events and the log tails of every
+process are printed with the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.procs import ARTIFACTS, CHP_BIN, REPO, VENV_BIN, Proc, free_port
+
+SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+def _failed(request) -> bool:
+    rep = getattr(request.node, "rep_call", None)
+    return rep is None or rep.failed
+
+
+# --- devcluster -------------------------------------------------------------------------------------------------------
+
+class DevClusterHandle:
+    def __init__(self, proc: Proc, state_dir: Path):
+        self.proc = proc
+        self.state_dir = state_dir
+        self.kubeconfig = state_dir / "kubeconfig"
+        self.url = json.loads((state_dir / "devcluster.json").read_text())["url"]
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, **kw) -> requests.Response:
+        return self.http.request(method, self.url + path, timeout=kw.pop("timeout", 10), **kw)
+
+    def get(self, path: str, **kw) -> dict:
+        r = self.request("GET", path, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def set_faults(self, **faults) -> dict:
+        r = self.request("POST", "/devcluster/faults", json=faults)
+        r.raise_for_status()
+        return r.json()
+
+    def stats(self) -> dict[str, int]:
+        return self.get("/devcluster/stats")["requests"]
+
+    def reset_stats(self) -> None:
+        self.request("DELETE", "/devcluster/stats").raise_for_status()
+
+    def pods(self, namespace: str = "default", selector: str = "") -> list[dict]:
+        params = {"labelSelector": selector} if selector else {}
+        return self.get(f"/api/v1/namespaces/{namespace}/pods", params=params)["items"]
+
+    def events(self, pod_name: str, namespace: str = "default") -> list[dict]:
+        return self.get(f"/api/v1/namespaces/{namespace}/events",
+                        params={"fieldSelector": f"involvedObject.name={pod_name}"})["items"]
+
+    def pvcs(self, namespace: str = "default") -> list[dict]:
+        return self.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims")["items"]
+
+    def describe(self) -> str:
+        """Pods, phases and events: printed with a failing test."""
+        lines = []
+        try:
+            for pod in self.pods():
+                m, st = pod["metadata"], pod.get("status", {})
+                lines.append(f"pod {m['name']}: phase={st.get('phase')} node={pod['spec'].get('nodeName')} "
+                             f"ip={st.get('podIP')} deleting={bool(m.get('deletionTimestamp'))}")
+                for ev in self.events(m["name"]):
+                    lines.append(f"    {ev['type']} {ev['reason']}: {ev['message']}")
+        except Exception as e:  # the cluster may be the thing that broke
+            lines.append(f"(devcluster not answering: {e})")
+        return "\n".join(lines)
+
+
+def start_devcluster(state_dir: Path, *extra_args: str, name: str = "devcluster") -> DevClusterHandle:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "devcluster.json").unlink(missing_ok=True)
+    proc = Proc(name, [VENV_BIN / "hubfleet", "devcluster", "--state", state_dir, *extra_args], state_dir)
+    try:
+        proc.wait_for_file(state_dir / "devcluster.json", timeout=30)
+    except BaseException:
+        proc.stop()
+        raise
+    return DevClusterHandle(proc, state_dir)
+
+
+@pytest.fixture
+def devcluster(tmp_path, request):
+    handle = start_devcluster(tmp_path / "devcluster")
+    yield handle
+    if _failed(request):
+        print("\n--- devcluster state ---\n" + handle.describe())
+        print("--- devcluster log ---\n" + handle.proc.log_tail(40))
+    handle.proc.stop()
+
+
+# --- configurable-http-proxy ------------------------------------------------------------------------------------------
+
+class CHPHandle:
+    def __init__(self, proc: Proc, public_port: int, api_port: int, token: str):
+        self.proc = proc
+        self.public_url = f"http://127.0.0.1:{public_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.public_port, self.api_port, self.token = public_port, api_port, token
+
+    def routes(self) -> dict:
+        r = requests.get(self.api_url + "/api/routes", headers={"Authorization": f"token {self.token}"}, timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+
+def start_chp(log_dir: Path) -> CHPHandle:
+    if not CHP_BIN.exists():
+        pytest.fail(f"configurable-http-proxy is not installed at {CHP_BIN}: run `make test` (it npm-installs it)")
+    public, api = free_port(), free_port()
+    token = secrets.token_hex(16)
+    proc = Proc("chp", [CHP_BIN, "--ip", "127.0.0.1", "--port", public, "--api-ip", "127.0.0.1", "--api-port", api,
+                        "--log-level", "warn"], log_dir, env={"CONFIGPROXY_AUTH_TOKEN": token})
+    proc.wait_for_port("127.0.0.1", api, timeout=20)
+    proc.wait_for_port("127.0.0.1", public, timeout=20)
+    return CHPHandle(proc, public, api, token)
+
+
+@pytest.fixture
+def chp(tmp_path, request):
+    handle = start_chp(tmp_path / "chp")
+    yield handle
+    if _failed(request):
+        print("--- chp log ---\n" + handle.proc.log_tail(20))
+    handle.proc.stop()
+
+
+# --- JupyterHub -------------------------------------------------------------------------------------------------------
+
+BASE_HUB_CONFIG = """
+c = get_config()  # noqa
+import os
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {public_port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.JupyterHub.hub_connect_ip = "127.0.0.1"
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.db_url = "sqlite:///{state}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{state}/jupyterhub_cookie_secret"
+c.JupyterHub.pid_file = "{state}/jupyterhub.pid"
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = "{chp_api}"
+c.ConfigurableHTTPProxy.auth_token = "{chp_token}"
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = "{password}"
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {{"admin"}}
+c.JupyterHub.services = [{{"name": "test-admin", "api_token": "{admin_token}"}}]
+c.JupyterHub.load_roles = [{{"name": "admin", "services": ["test-admin"]}}]
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.KubeSpawner.namespace = "default"
+c.KubeSpawner.image = "{image}"
+c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeSpawner.start_timeout = 60
+c.KubeSpawner.http_timeout = 30
+c.KubeSpawner.cpu_guarantee = 0.1
+c.KubeSpawner.mem_guarantee = "128M"
+c.KubeSpawner.storage_pvc_ensure = True
+c.KubeSpawner.storage_capacity = "1Gi"
+c.KubeSpawner.pvc_name_template = "claim-{{username}}{{servername}}"
+c.KubeSpawner.volumes = [{{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
+c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
+c.KubeSpawner.working_dir = "/home/jovyan"
+c.KubeSpawner.delete_grace_period = 1
+c.Spawner.default_url = "/lab"
+"""
+
+
+class HubHandle:
+    def __init__(self, name: str, state: Path, config_text: str, env: dict, chp: CHPHandle, admin_token: str,
+                 password: str, hub_port: int):
+        self.name, self.state, self.env, self.chp = name, state, env, chp
+        self.config_path = state / "jupyterhub_config.py"
+        self.config_path.write_text(config_text)
+        self.admin_token, self.password, self.hub_port = admin_token, password, hub_port
+        self.url = chp.public_url
+        self.proc: Proc | None = None
+
+    def start(self, timeout: float = 60) -> "HubHandle":
+        self.proc = Proc(self.name, [VENV_BIN / "jupyterhub", "-f", self.config_path], self.state, env=self.env,
+                         cwd=self.state)
+        self.proc.wait_for_port("127.0.0.1", self.hub_port, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # the hub is up once its route answers through the proxy
+            try:
+                if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.proc.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"hub did not answer through the proxy at {self.url}:\n{self.proc.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=40)
+
+    def restart(self) -> "HubHandle":
+        self.stop()
+        return self.start()
+
+    def log_tail(self, n: int = 60) -> str:
+        return self.proc.log_tail(n) if self.proc else ""
+
+    def api(self, method: str, path: str, token: str | None = None, **kw) -> tuple[int, object]:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        r = requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=kw.pop("timeout", 30),
+                             **kw)
+        try:
+            body = r.json()
+        except ValueError:
+            body = r.text
+        return r.status_code, body
+
+    def login(self, user: str, password: str | None = None) -> requests.Session:
+        s = requests.Session()
+        r = s.get(f"{self.url}/hub/login", timeout=10)
+        r.raise_for_status()
+        r = s.post(f"{self.url}/hub/login?next=", data={"username": user, "password": password or self.password,
+                                                        "_xsrf": s.cookies.get("_xsrf")}, timeout=30,
+                   allow_redirects=False)
+        if r.status_code != 302:
+            raise AssertionError(f"login of {user!r} answered {r.status_code}, expected a 302 redirect")
+        return s
+
+    def user_token(self, user: str) -> str:
+        status, body = self.api("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})
+        assert status == 201, body
+        return body["token"]
+
+    def wait_ready(self, user: str, server: str = "", timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            status, body = self.api("GET", f"/users/{user}")
+            last = body
+            srv = (body.get("servers") or {}).get(server) if isinstance(body, dict) else None
+            if srv and srv.get("ready"):
+                return srv
+            if isinstance(body, dict) and srv is None and not body.get("pending") and not (body.get("servers") or {}):
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server {user}/{server} not ready in {timeout}s; last user model: {last}\n"
+                             f"hub log:\n{self.log_tail(30)}")
+
+    def wait_stopped(self, user: str, server: str = "", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.api("GET", f"/users/{user}")
+            if server not in (body.get("servers") or {}):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"server {user}/{server} still there after {timeout}s: {body}")
+
+
+@pytest.fixture
+def start_hub(tmp_path, devcluster, chp, request):
+    """Factory: start_hub(extra_config="", name="hub") -> HubHandle (started)."""
+    hubs: list[HubHandle] = []
+
+    def factory(extra_config: str = "", name: str = "hub", password: str = "test-password") -> HubHandle:
+        state = tmp_path / name
+        state.mkdir(parents=True, exist_ok=True)
+        hub_port = free_port()
+        admin_token = secrets.token_hex(16)
+        config = BASE_HUB_CONFIG.format(
+            public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
+            password=password, admin_token=admin_token, image=SINGLEUSER_IMAGE,
+        ) + textwrap.dedent(extra_config)
+        env = {"KUBECONFIG": str(devcluster.kubeconfig), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
+        hub = HubHandle(name, state, config, env, chp, admin_token, password, hub_port)
+        hubs.append(hub)
+        return hub.start()
+
+    yield factory
+    if _failed(request):
+        for hub in hubs:
+            print(f"--- {hub.name} log ---\n" + hub.log_tail(60))
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+__all__ = ["REPO", "SINGLEUSER_IMAGE", "start_devcluster", "start_chp", "sys", "os"]
