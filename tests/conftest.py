@@ -249,6 +249,10 @@ class HubHandle:
             raise AssertionError(f"login of {user!r} answered {r.status_code}, expected a 302 redirect")
         return s
 
+    def ensure_user(self, user: str) -> None:
+        status, body = self.api("POST", f"/users/{user}")
+        assert status in (201, 409), body
+
     def user_token(self, user: str) -> str:
         status, body = self.api("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})
         assert status == 201, body
@@ -260,6 +264,8 @@ class HubHandle:
         while time.monotonic() < deadline:
             status, body = self.api("GET", f"/users/{user}")
             last = body
+            if status == 404:
+                raise AssertionError(f"user {user!r} does not exist on the hub")
             srv = (body.get("servers") or {}).get(server) if isinstance(body, dict) else None
             if srv and srv.get("ready"):
                 return srv

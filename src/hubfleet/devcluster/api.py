@@ -164,7 +164,7 @@ def matches(obj: dict, labels: list, fields: list) -> bool:
 
 # --- the store ------------------------------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     plural: str
     namespace: str | None
@@ -193,6 +193,13 @@ class Store:
         self.log: collections.deque[tuple[int, str, dict]] = collections.deque(maxlen=EVENT_LOG_SIZE)
         self.watchers: set[Watcher] = set()
         self.listeners: list[Callable[[str, str, dict], None]] = []  # in-process controllers
+        self.closed = False
+
+    def close(self) -> None:
+        """End every watch stream (server shutdown)."""
+        self.closed = True
+        for w in self.watchers:
+            w.queue.put_nowait(None)
 
     # events
     def _emit(self, type_: str, plural: str, obj: dict) -> None:
@@ -569,13 +576,16 @@ class DevClusterAPI(kmock.KubernetesEmulator):
                 await response.write(json.dumps(ev).encode() + b"\n")
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
-            while True:
+            while not store.closed:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     break
-                try:
-                    ev = await asyncio.wait_for(watcher.queue.get(), remaining)
-                except asyncio.TimeoutError:
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(remaining):
+                        ev = await watcher.queue.get()
+                except TimeoutError:
+                    break
+                if ev is None:  # the store is closing
                     break
                 await response.write(json.dumps(ev).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):
@@ -592,7 +602,7 @@ class DevClusterAPI(kmock.KubernetesEmulator):
 async def serve(api: DevClusterAPI, host: str = "127.0.0.1", port: int = 0) -> tuple[aiohttp.web.AppRunner, int]:
     """Serve `api` over HTTP; returns the runner (for cleanup) and the bound port."""
     server = aiohttp.web.Server(api)
-    runner = aiohttp.web.ServerRunner(server, handle_signals=False)
+    runner = aiohttp.web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -58,7 +58,6 @@ class DevCluster:
     async def start(self) -> None:
         for spec in self.nodes:
             self.api.store.create("nodes", None, spec.to_object())
-        await self.api.__aenter__()  # kmock's handler context: its own errors are rendered as Status bodies
         self._runner, self.port = await serve(self.api, self.host, self.port)
         self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run())]
         tmp = self.kubeconfig_path.with_suffix(".tmp")
@@ -69,15 +68,12 @@ class DevCluster:
 
     async def stop(self) -> None:
         await self.kubelet.shutdown()
+        self.api.store.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
-        try:
-            await self.api.__aexit__(None, None, None)
-        except Exception:  # kmock re-raises errors it collected; they were already answered to clients
-            pass
         for name in ("devcluster.json",):
             try:
                 (self.state_dir / name).unlink()

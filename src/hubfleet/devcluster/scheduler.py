@@ -93,7 +93,9 @@ class Scheduler:
         return used
 
     async def run(self) -> None:
-        self._session = aiohttp.ClientSession()
+        if self.extenders:
+            # the threaded resolver: aiodns' resolver can hang the session's close at shutdown
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver()))
         try:
             while True:
                 self._wake.clear()
@@ -102,12 +104,14 @@ class Scheduler:
                         await self.schedule_one(pod)
                     except Exception:  # never let one pod stop the loop
                         log.exception("scheduling %s failed", pod["metadata"].get("name"))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.retry_interval)
-                except asyncio.TimeoutError:
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(self.retry_interval):
+                        await self._wake.wait()
+                except TimeoutError:
                     pass
         finally:
-            await self._session.close()
+            if self._session is not None:
+                await self._session.close()
 
     async def schedule_one(self, pod: dict) -> str | None:
         meta = pod["metadata"]
