@@ -182,7 +182,6 @@ c.KubeSpawner.cpu_guarantee = 0.1
 c.KubeSpawner.mem_guarantee = "128M"
 c.KubeSpawner.storage_pvc_ensure = True
 c.KubeSpawner.storage_capacity = "1Gi"
-c.KubeSpawner.pvc_name_template = "claim-{{username}}{{servername}}"
 c.KubeSpawner.volumes = [{{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
 c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
 c.KubeSpawner.working_dir = "/home/jovyan"

@@ -1,0 +1,399 @@
+"""ProfileSpawner without a cluster: manifests through the real get_pod_manifest()/get_pvc_manifest(), validated
+against the Kubernetes 1.37 OpenAPI schema (kubernetes-validate, strict); refusals before any Kubernetes call;
+quota reservations under concurrency; hooks; the form callable. A minimal fake hub/user stands in for JupyterHub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import types
+from importlib import resources
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from tornado import web
+from traitlets.config import Config
+
+from hubfleet.spawners import ProfileSpawner
+from hubfleet.spawners.form import OTHER_IMAGE
+
+from .test_profiles import FORM_REFUSED, REFUSED
+
+K8S_VERSION = "1.37"
+IMG = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
+DEMO_FILE = str(resources.files("hubfleet.spawners").joinpath("demo_profiles.yaml"))
+
+TEST_DOC = {
+    "profiles": [
+        {"slug": "small", "display_name": "Small", "default": True, "image": IMG},
+        {"slug": "medium", "image": IMG, "access": {"groups": ["researchers"]},
+         "other_image": {"pattern": r"quay\.io/jupyter/[a-z-]+:[a-z0-9.]+"}},
+        {"slug": "gpu", "gpu": {"count": 1}, "image": IMG, "quota": {"max_servers": 2, "groups": {"class-a": 1}},
+         "access": {"groups": ["class-a", "class-b"], "users": ["carol"]}},
+        {"slug": "admin", "image": IMG, "access": {"admin_only": True}},
+    ],
+    "quotas": [{"group": "class-b", "profile": "gpu", "max_servers": 1}],
+}
+
+
+class FakeGroup:
+    def __init__(self, name):
+        self.name = name
+
+
+class FakeUser:
+    def __init__(self, name, groups=(), admin=False):
+        self.name, self.id, self.admin = name, abs(hash(name)) % 10000, admin
+        self.url = self.base_url = f"/user/{name}/"
+        self.groups = [FakeGroup(g) for g in groups]
+        self.escaped_name = name
+        self.settings = {}
+
+
+class FakeHub:
+    api_url = "http://127.0.0.1:8081/hub/api"
+    base_url = "/hub/"
+    public_host = ""
+    url = "http://127.0.0.1:8081/hub/"
+
+
+class NoKubernetes:
+    """Stands in for the CoreV1Api: any call is recorded and fails the test."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            raise AssertionError(f"unexpected Kubernetes call {name}")
+
+        return call
+
+
+class FakeReflector:
+    def __init__(self):
+        self.pods: dict[str, dict] = {}
+
+
+@pytest.fixture(autouse=True)
+def no_cluster(tmp_path, monkeypatch):
+    """A dummy kubeconfig for KubeSpawner.__init__, a fake pod reflector, clean class-level tables."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}], "users": [{"name": "x", "user": {}}],
+    }))
+    import kubernetes_asyncio.config.kube_config as kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    reflector = FakeReflector()
+    saved = dict(ProfileSpawner.reflectors)
+    ProfileSpawner.reflectors.clear()
+    ProfileSpawner.reflectors[("pods", "default")] = reflector
+    ProfileSpawner._reservations.clear()
+    yield reflector
+    ProfileSpawner.reflectors.clear()
+    ProfileSpawner.reflectors.update(saved)
+    ProfileSpawner._reservations.clear()
+
+
+def make_spawner(user="alice", groups=(), admin=False, server="", **config) -> ProfileSpawner:
+    c = Config()
+    c.ProfileSpawner.namespace = "default"
+    c.ProfileSpawner.cmd = ["jupyterhub-singleuser"]
+    for key, value in config.items():
+        setattr(c.ProfileSpawner, key, value)
+    if "profiles" not in config and "profiles_file" not in config:
+        c.ProfileSpawner.profiles = TEST_DOC
+    orm_spawner = types.SimpleNamespace(name=server, server=None, display_name=server, user_options=None)
+    spawner = ProfileSpawner(user=FakeUser(user, groups, admin), hub=FakeHub(), config=c, orm_spawner=orm_spawner)
+    spawner.api = NoKubernetes()
+
+    async def watched(replace=False):
+        await asyncio.sleep(0)  # yield, as the real (already started) reflector does
+
+    spawner._start_watching_pods = watched
+    return spawner
+
+
+def as_dict(obj) -> dict:
+    return ApiClient().sanitize_for_serialization(obj)
+
+
+def live_pod(key: str, profile: str, groups=(), phase="Running") -> dict:
+    namespace, name = key.split("/")
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {"hubfleet.io/profile": profile},
+                     "annotations": {"hubfleet.io/groups": json.dumps(sorted(groups))}},
+        "status": {"phase": phase},
+    }
+
+
+# --- manifests ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["small", "medium", "gpu"])
+async def test_demo_pod_manifests_validate_and_carry_the_profile(profile):
+    spawner = make_spawner(groups=["demo-researchers"], profiles_file=DEMO_FILE)
+    spawner.user_options = {"profile": profile}
+    await spawner.load_user_options()
+    pod = as_dict(await spawner.get_pod_manifest())
+    assert kubernetes_validate.validate(pod, K8S_VERSION, strict=True) == K8S_VERSION
+
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"]["hubfleet.io/profile"] == profile
+    assert pod["metadata"]["labels"]["hubfleet.io/user"] == "alice"
+    assert json.loads(pod["metadata"]["annotations"]["hubfleet.io/groups"]) == ["demo-researchers"]
+    assert container["image"] == IMG
+    assert spec["securityContext"] == {"fsGroup": 100, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert container["securityContext"] == {
+        "runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert spec["volumes"] == [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}]
+    assert container["volumeMounts"] == [{"name": "home", "mountPath": "/home/jovyan"}]
+    limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+    if profile == "gpu":
+        assert limits["nvidia.com/gpu"] == "1"
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert (requests["cpu"], limits["cpu"]) == (1.0, 4.0)
+    else:
+        assert "nvidia.com/gpu" not in limits
+        assert spec["nodeSelector"] == {"hub.jupyter.org/node-purpose": "user"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HUBFLEET_PROFILE"] == profile
+
+
+@pytest.mark.parametrize("server, claim", [("", "claim-alice"), ("ws1", "claim-alice--ws1")])
+async def test_pvc_manifest_validates(server, claim):
+    spawner = make_spawner(server=server)
+    pvc = as_dict(spawner.get_pvc_manifest())
+    assert kubernetes_validate.validate(pvc, K8S_VERSION, strict=True) == K8S_VERSION
+    assert pvc["metadata"]["name"] == claim
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+async def test_group_volumes_and_profile_volumes_validate():
+    spawner = make_spawner(
+        groups=["class-a"],
+        profiles=[{"slug": "p", "image": IMG, "volumes": [{"name": "scratch", "source": {"emptyDir": {}},
+                                                          "mount_path": "/scratch"}]}],
+        group_volumes={"class-a": [{"name": "course", "claim": "course-data", "mount_path": "/home/jovyan/course",
+                                    "read_only": True}],
+                       "class-b": [{"name": "other", "claim": "other", "mount_path": "/other"}]},
+    )
+    await spawner.load_user_options()
+    pod = as_dict(await spawner.get_pod_manifest())
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["home", "scratch", "course"]
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["course"] == {"name": "course", "mountPath": "/home/jovyan/course", "readOnly": True}
+    assert mounts["scratch"]["readOnly"] is False
+
+
+async def test_a_new_choice_starts_from_the_configured_values():
+    spawner = make_spawner(user="carol", environment={"KEEP": "1"})
+    spawner.user_options = {"profile": "gpu"}
+    await spawner.load_user_options()
+    assert spawner.extra_resource_limits == {"nvidia.com/gpu": "1"}
+    spawner.user_options = {"profile": "small"}
+    await spawner.load_user_options()
+    assert spawner.extra_resource_limits == {}
+    assert spawner.node_selector == {} and spawner.tolerations == []
+    assert spawner.environment == {"KEEP": "1", "HUBFLEET_PROFILE": "small"}
+
+
+# --- refusals: before any Kubernetes call -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, groups, error, message", [r for r in REFUSED if isinstance(r[0], dict)])
+async def test_load_user_options_refuses_before_any_kubernetes_call(options, groups, error, message):
+    spawner = make_spawner(groups=groups)
+    spawner.user_options = options
+    with pytest.raises(web.HTTPError) as e:
+        await spawner.load_user_options()
+    assert e.value.status_code == error.status
+    assert message in e.value.log_message and message in e.value.jupyterhub_message
+    await spawner.stop()  # JupyterHub stops a spawner whose start failed: still no Kubernetes call
+    assert spawner.api.calls == []
+    assert ProfileSpawner._reservations == {}
+
+
+async def test_jupyterhub_apply_user_options_refuses_before_pre_spawn_hook():
+    spawner = make_spawner()
+    with pytest.raises(web.HTTPError) as e:
+        await spawner._run_apply_user_options({"profile": "gpu"})  # what User.spawn calls first
+    assert e.value.status_code == 403 and "profile 'gpu' is not available to you" in e.value.jupyterhub_message
+    await spawner._run_apply_user_options({"profile": "small"})
+    assert spawner.api.calls == []
+
+
+@pytest.mark.parametrize("formdata, message", FORM_REFUSED + [
+    ({"profile": ["gpu"]}, "profile 'gpu' is not available to you; choose one of: small"),
+    ({"profile": ["nope"]}, "unknown profile 'nope'"),
+    ({"profile": ["small"], "image--small": ["other"]}, "image 'other' is not offered by profile 'small'"),
+    ({"profile": ["small"], "image--small": [OTHER_IMAGE], "other_image--small": ["evil/x:1"]},
+     "profile 'small' does not allow another image"),
+    ({"profile": ["medium"]}, "profile 'medium' is not available to you"),
+])
+async def test_options_from_form_refuses_tampered_forms(formdata, message):
+    spawner = make_spawner()
+    with pytest.raises(web.HTTPError) as e:
+        spawner.run_options_from_form(formdata)
+    assert e.value.status_code in (400, 403)
+    assert message in e.value.jupyterhub_message
+
+
+async def test_options_from_query_is_validated_like_the_form():
+    spawner = make_spawner(groups=["researchers"])
+    assert spawner.options_from_query({"profile": ["medium"]}) == {"profile": "medium"}
+    with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
+        spawner.options_from_query({"profile": ["gpu"]})
+
+
+async def test_options_from_form_accepts_a_valid_form():
+    spawner = make_spawner(groups=["researchers"])
+    formdata = {"profile": ["medium"], "image--medium": [OTHER_IMAGE], "other_image--medium": ["quay.io/jupyter/r:1"],
+                "image--small": ["default"]}
+    assert spawner.run_options_from_form(formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
+
+
+async def test_invalid_configuration_is_a_500_naming_the_field():
+    spawner = make_spawner(profiles=[{"slug": "x", "cpu": "lots"}])
+    with pytest.raises(web.HTTPError) as e:
+        await spawner.load_user_options()
+    assert e.value.status_code == 500
+    assert "profiles[0].cpu: expected a number of cores" in e.value.log_message
+
+
+# --- quotas -------------------------------------------------------------------------------------------------------
+
+
+async def test_quota_counts_live_pods_and_names_the_full_quota(no_cluster):
+    no_cluster.pods["default/jupyter-x"] = live_pod("default/jupyter-x", "gpu", ["class-a"])
+    no_cluster.pods["default/jupyter-done"] = live_pod("default/jupyter-done", "gpu", ["class-a"], phase="Succeeded")
+    spawner = make_spawner(groups=["class-a"])
+    spawner.user_options = {"profile": "gpu"}
+    with pytest.raises(web.HTTPError) as e:
+        await spawner.load_user_options()
+    assert e.value.status_code == 403
+    assert e.value.log_message == (
+        "Quota full: group class-a may run at most 1 'gpu' servers (1 running). Stop one or pick another profile."
+    )
+    # a member of class-b only hits the profile-wide quota of 2 (1 running): allowed, and reserves a slot
+    other = make_spawner(user="bob", groups=["class-b"])
+    other.user_options = {"profile": "gpu"}
+    await other.load_user_options()
+    assert list(ProfileSpawner._reservations) == ["default/jupyter-bob"]
+    third = make_spawner(user="carol")
+    third.user_options = {"profile": "gpu"}
+    with pytest.raises(web.HTTPError, match="at most 2 'gpu' servers may run at once \\(2 running\\)"):
+        await third.load_user_options()
+    # the pod going away frees the slot
+    del no_cluster.pods["default/jupyter-x"]
+    await third.load_user_options()
+
+
+async def test_twenty_concurrent_spawns_against_a_quota_of_five_reserve_exactly_five():
+    profiles = [{"slug": "gpu", "image": IMG, "gpu": 1, "quota": 5}]
+    spawners = [make_spawner(user=f"user{i}", profiles=profiles) for i in range(20)]
+    results = await asyncio.gather(*(s.load_user_options() for s in spawners), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, web.HTTPError)]
+    assert len(refused) == 15 and len(ProfileSpawner._reservations) == 5
+    assert all("at most 5 'gpu' servers may run at once (5 running)" in r.log_message for r in refused)
+    # a start that ends (either way) frees its reservation; the live pod, if any, counts from then on
+    started = [s for s, r in zip(spawners, results) if r is None]
+    started[0]._release_quota()
+    assert len(ProfileSpawner._reservations) == 4
+
+
+async def test_a_stale_pod_of_the_same_server_does_not_count_against_itself(no_cluster):
+    no_cluster.pods["default/jupyter-carol"] = live_pod("default/jupyter-carol", "gpu", [])
+    no_cluster.pods["default/jupyter-dave"] = live_pod("default/jupyter-dave", "gpu", [])
+    spawner = make_spawner(user="carol")
+    spawner.user_options = {"profile": "gpu"}
+    await spawner.load_user_options()  # 1 other running, quota 2
+
+
+# --- hooks --------------------------------------------------------------------------------------------------------
+
+
+def sync_hook(*, spawner, choice, **kwargs):
+    return {"environment": {"SYNC_HOOK": choice.profile.slug}}
+
+
+async def test_pre_spawn_and_post_stop_hooks_compose():
+    seen = []
+
+    async def async_hook(*, spawner, choice, **kwargs):
+        seen.append(("pre", spawner.environment.get("SYNC_HOOK")))
+        return None
+
+    def post(*, spawner, choice, **kwargs):
+        seen.append(("post", choice.profile.slug))
+
+    async def broken(**kwargs):
+        raise RuntimeError("post-stop hooks only log")
+
+    spawner = make_spawner(
+        pre_spawn_hooks=[f"{__name__}:sync_hook", async_hook],
+        post_stop_hooks=[broken, post],
+        post_stop_hook=lambda s: seen.append(("single-post", s.user.name)),
+    )
+    await spawner.load_user_options()
+    assert spawner.environment["SYNC_HOOK"] == "small" and spawner.environment["HUBFLEET_PROFILE"] == "small"
+    await spawner.run_post_stop_hook()
+    assert seen == [("pre", "small"), ("single-post", "alice"), ("post", "small")]
+
+
+async def test_a_failing_pre_spawn_hook_releases_the_quota_slot():
+    def deny(**kwargs):
+        raise web.HTTPError(403, "no GPUs on Sundays")
+
+    spawner = make_spawner(user="carol", pre_spawn_hooks=[deny])
+    spawner.user_options = {"profile": "gpu"}
+    with pytest.raises(web.HTTPError, match="no GPUs on Sundays"):
+        await spawner.load_user_options()
+    assert ProfileSpawner._reservations == {}
+    await spawner.stop()
+    assert spawner.api.calls == []
+
+
+# --- the form -----------------------------------------------------------------------------------------------------
+
+
+async def test_form_lists_only_usable_profiles_and_disables_full_ones(no_cluster):
+    no_cluster.pods["default/jupyter-x"] = live_pod("default/jupyter-x", "gpu", ["class-a"])
+    spawner = make_spawner(groups=["class-a"])
+    html = await spawner.get_options_form()
+    assert 'id="hf-profile-small"' in html and 'id="hf-profile-gpu"' in html
+    assert 'id="hf-profile-medium"' not in html and 'id="hf-profile-admin"' not in html
+    gpu_card = html[html.index('data-profile="gpu"'):]
+    assert "disabled" in gpu_card.split("</label>")[0]
+    assert "Quota full: group class-a may run at most 1 &#39;gpu&#39; servers (1 running)" in gpu_card
+
+
+async def test_no_form_when_there_is_nothing_to_choose():
+    spawner = make_spawner(profiles=[{"slug": "only", "image": IMG}])
+    assert await spawner.get_options_form() == ""
+
+
+async def test_without_profiles_it_is_a_hardened_kubespawner():
+    spawner = make_spawner(profiles=[])
+    assert await spawner.get_options_form() == ""
+    await spawner.load_user_options()
+    pod = as_dict(await spawner.get_pod_manifest())
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    legacy = make_spawner(profiles=[], profile_list=[{"display_name": "Legacy", "slug": "legacy",
+                                                     "kubespawner_override": {"image": "x/y:1"}}])
+    assert "Legacy" in await legacy.get_options_form()
+    legacy.user_options = {"profile": "legacy"}
+    await legacy.load_user_options()
+    assert legacy.image == "x/y:1"
