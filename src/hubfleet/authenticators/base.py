@@ -1,0 +1,619 @@
+"""The hubfleet Authenticator base: policy traits, group sync, and the composition of ordered backends.
+
+Shape (after oauthenticator): :class:`HubfleetBaseAuthenticator` owns everything that is the same for every backend
+— username normalisation, blank-password refusal, allow/block/admin decisions, group mapping and group sync —
+and calls two small hooks a backend implements:
+
+- ``authenticate_password(username, password) -> BackendResult | None`` (password backends), and
+- ``lookup_user(username) -> BackendResult | None`` (re-read groups at refresh, without a password).
+
+Each backend (``ldap.py``, ``local.py``, ``oidc.py``) is a complete Authenticator on its own.
+:class:`HubfleetAuthenticator` composes several of them in order: the login form tries the password backends in
+turn (the first that authenticates wins) and every OIDC backend gets its own "Sign in with ..." button with
+``/hub/oauth_login/<name>`` and ``/hub/oauth_callback/<name>`` handlers. The policy of the authenticator the hub
+runs (the composite, or a backend used on its own) is the one applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import importlib
+import importlib.resources
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any as TAny
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.login import LogoutHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Any, Bool, Dict, Float, Integer, List, Set, Unicode, Union, default, validate
+
+from . import policy
+
+
+class HubfleetAuthError(Exception):
+    """Base of every error raised by hubfleet's authenticators."""
+
+
+class ConfigError(HubfleetAuthError, ValueError):
+    """A configuration value is wrong; the message names the option, the value and the fix."""
+
+
+class BackendUnavailable(HubfleetAuthError):
+    """The backend's server could not be reached or did not answer in time (the user is not at fault)."""
+
+    def __init__(self, label: str, detail: str):
+        super().__init__(f"{label}: {detail}")
+        self.label = label
+        self.detail = detail
+
+
+@dataclass
+class BackendResult:
+    """What a backend knows about an authenticated (or looked-up) user, before policy is applied."""
+
+    name: str
+    groups: list[str] = field(default_factory=list)
+    admin: bool | None = None  # an admin flag from the backend itself (local accounts file), else None
+    attributes: dict[str, TAny] = field(default_factory=dict)  # goes into auth_state
+    backend: str = ""
+
+
+# keeps ?next= on the OIDC buttons (``next`` is in the login page's template context, already URL-escaped)
+NEXT_PARAM = "{% if next %}?next={{ next|e }}{% endif %}"
+
+
+def _template(name: str) -> str:
+    return importlib.resources.files("hubfleet.authenticators").joinpath("templates", name).read_text()
+
+
+class HubfleetBaseAuthenticator(Authenticator):
+    """Policy shared by every hubfleet backend: normalisation, allow/block/admin, group mapping and sync."""
+
+    #: Shown in messages: "The login service (LDAP) is unavailable ...".
+    backend_label = "hubfleet"
+    #: True when the backend checks a username and password from the login form.
+    password_backend = True
+
+    # ---- policy traits -------------------------------------------------------------------------------------
+    allowed_groups = Set(
+        config=True,
+        help="""Hub group names (after `group_mapping` / `group_prefix`) whose members may log in.
+
+        A user in at least one of these groups is allowed, in addition to `allowed_users` and admins.
+        Membership is read from the backend at every login and refresh, so removing a user from the group
+        in the directory takes effect at their next login or refresh.
+        """,
+    ).tag(allow_config=True)
+
+    admin_groups = Set(
+        config=True,
+        help="""Hub group names (after mapping) whose members are JupyterHub admins.
+
+        When set, a user who leaves every admin group loses admin status at their next login or refresh
+        (unless they are in `admin_users`).
+        """,
+    )
+
+    group_mapping = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        config=True,
+        help="""Rename backend groups to hub groups, e.g. ``{"cn-jupyter-users": "users"}``.
+
+        Map a group to the empty string to drop it. With `group_mapping_only`, unmapped groups are dropped.
+        Applied before `group_prefix`; `allowed_groups` and `admin_groups` name the resulting hub groups.
+        """,
+    )
+
+    group_mapping_only = Bool(
+        False,
+        config=True,
+        help="""Only sync groups listed in `group_mapping`; every other backend group is ignored.""",
+    )
+
+    group_prefix = Unicode(
+        "",
+        config=True,
+        help="""A prefix put in front of every synced hub group name (after `group_mapping`), e.g. ``"ldap-"``.""",
+    )
+
+    lowercase_groups = Bool(
+        False,
+        config=True,
+        help="""Lowercase backend group names before mapping (directories often compare group names
+        case-insensitively).""",
+    )
+
+    username_lowercase = Bool(
+        True,
+        config=True,
+        help="""Lowercase usernames typed into the login form or returned by a backend.""",
+    )
+
+    username_max_length = Integer(
+        policy.DEFAULT_MAX_USERNAME_LENGTH,
+        config=True,
+        help="""Refuse usernames longer than this many characters before any backend is asked.""",
+    )
+
+    @default("username_pattern")
+    def _default_username_pattern(self):
+        return policy.DEFAULT_USERNAME_PATTERN
+
+    @validate("username_pattern")
+    def _validate_username_pattern(self, proposal):
+        err = policy.check_pattern(proposal["value"])
+        if err:
+            raise ConfigError(f"{type(self).__name__}.username_pattern: {err}")
+        return proposal["value"]
+
+    @default("manage_groups")
+    def _default_manage_groups(self):
+        return True
+
+    refresh_groups = Bool(
+        True,
+        config=True,
+        help="""Re-read the user's groups (and admin status) from the backend when JupyterHub refreshes auth.
+
+        JupyterHub refreshes a user's auth data when it is older than `auth_refresh_age` (seconds).
+        A user who was removed from a group loses it; a user who is no longer allowed must log in again.
+        """,
+    )
+
+    unavailable_message = Unicode(
+        "The login service ({label}) is unavailable right now; try again in a minute.",
+        config=True,
+        help="""Message shown on the login page when a backend server is down or does not answer in time.
+
+        ``{label}`` is replaced by the backend's label (e.g. ``LDAP``).
+        """,
+    )
+
+    executor_threads = Integer(
+        8,
+        config=True,
+        help="""Size of the thread pool running this backend's blocking calls (LDAP operations, bcrypt checks).
+
+        Logins beyond this many at once wait for a free thread; the hub's event loop is never blocked.
+        """,
+    )
+
+    login_timeout = Float(
+        30.0,
+        config=True,
+        help="""Upper bound (seconds) on one backend's work for one login, including time queued for a thread.
+
+        Past it the login page shows `unavailable_message`. Backends have their own, shorter, network timeouts.
+        """,
+    )
+
+    executor = Any(help="The bounded thread pool (created on first use, sized by `executor_threads`).")
+
+    @default("executor")
+    def _default_executor(self):
+        return ThreadPoolExecutor(self.executor_threads, thread_name_prefix=f"hubfleet-{self.backend_label.lower()}")
+
+    policy_owner = Any(
+        None,
+        help="The authenticator whose policy applies (the composite when this backend is composed, else itself).",
+    )
+
+    backend_name = Unicode(help="The name of this backend inside a composite (also its URL part for OIDC).")
+
+    @default("backend_name")
+    def _default_backend_name(self):
+        return self.backend_label.lower()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._origin: dict[str, str] = {}  # username -> backend name of the last login (for refresh and logout)
+        self.check_config()
+
+    # ---- configuration checks --------------------------------------------------------------------------
+    def check_config(self) -> None:
+        """Check option combinations once at start-up; raise :class:`ConfigError` naming the option and value."""
+        cls = type(self).__name__
+        if self.username_pattern:
+            err = policy.check_pattern(self.username_pattern)
+            if err:
+                raise ConfigError(f"{cls}.username_pattern: {err}")
+        if self.username_max_length < 1:
+            raise ConfigError(f"{cls}.username_max_length must be at least 1, not {self.username_max_length}.")
+        if self.executor_threads < 1:
+            raise ConfigError(f"{cls}.executor_threads must be at least 1, not {self.executor_threads}.")
+        if self.login_timeout <= 0:
+            raise ConfigError(f"{cls}.login_timeout must be positive, not {self.login_timeout}.")
+        if (self.allowed_groups or self.admin_groups) and not self.manage_groups:
+            raise ConfigError(
+                f"{cls}.allowed_groups/admin_groups need {cls}.manage_groups = True "
+                f"(it is False): groups are only known when they are synced."
+            )
+        if self.username_lowercase:
+            for trait in ("allowed_users", "blocked_users", "admin_users"):
+                names = getattr(self, trait)
+                lowered = {n.strip().lower() for n in names}
+                if lowered != names:
+                    setattr(self, trait, lowered)
+
+    @property
+    def owner(self) -> HubfleetBaseAuthenticator:
+        return self.policy_owner or self
+
+    # ---- normalisation ------------------------------------------------------------------------------------
+    def canonical_username(self, raw: str) -> str | None:
+        """The normalised username, or None when the input must be refused before any backend call.
+
+        Inside a composite, the composite's normalisation applies to every backend.
+        """
+        if self.policy_owner is not None and self.policy_owner is not self:
+            return self.policy_owner.canonical_username(raw)
+        return policy.normalize_username(
+            raw,
+            lowercase=self.username_lowercase,
+            username_map=self.username_map,
+            pattern=self.username_regex or self.username_pattern or None,
+            max_length=self.username_max_length,
+        )
+
+    def normalize_username(self, username):
+        name = self.canonical_username(username)
+        # JupyterHub then calls validate_username(), which refuses the empty string.
+        return name if name is not None else ""
+
+    def validate_username(self, username):
+        if not super().validate_username(username):
+            return False
+        return self.canonical_username(username) == username
+
+    # ---- the policy, applied to a BackendResult -------------------------------------------------------------
+    def hub_groups(self, backend_groups) -> list[str]:
+        return policy.map_groups(
+            backend_groups,
+            mapping=self.group_mapping,
+            prefix=self.group_prefix,
+            only_mapped=self.group_mapping_only,
+            lowercase=self.lowercase_groups,
+        )
+
+    def decide(self, name: str, groups, backend_admin=None) -> policy.Decision:
+        return policy.decide(
+            username=name,
+            groups=groups,
+            backend_admin=backend_admin,
+            allow_all=self.allow_all,
+            allowed_users=self.allowed_users,
+            blocked_users=self.blocked_users,
+            allowed_groups=self.allowed_groups,
+            admin_users=self.admin_users,
+            admin_groups=self.admin_groups,
+        )
+
+    def auth_model(self, result: BackendResult, auth_state: dict | None = None) -> dict:
+        """Turn a backend's result into JupyterHub's auth model (name, admin, groups, auth_state)."""
+        name = self.canonical_username(result.name)
+        if name is None:
+            label = result.backend or self.backend_label
+            raise web.HTTPError(403, f"The {label} account name is not a valid hub username.")
+        groups = self.hub_groups(result.groups)
+        decision = self.decide(name, groups, result.admin)
+        state = dict(auth_state or {})
+        state.update(result.attributes)
+        state["hubfleet_backend"] = result.backend or self.backend_name
+        state["backend_groups"] = sorted(set(result.groups))
+        model = {"name": name, "admin": decision.admin, "auth_state": state}
+        if self.manage_groups:
+            model["groups"] = groups
+        return model
+
+    def check_blocked_users(self, username, authentication=None):
+        return username not in self.blocked_users
+
+    def check_allowed(self, username, authentication=None):
+        if authentication is None:  # JupyterHub < 5 calls this for existing users
+            return super().check_allowed(username, authentication)
+        decision = self.decide(username, authentication.get("groups") or (), authentication.get("admin"))
+        if not decision.allowed:
+            self.log.warning("user:%s denied: %s", username, decision.reason)
+        else:
+            self.log.info("user:%s allowed: %s", username, decision.reason)
+        return decision.allowed
+
+    # ---- the password flow -----------------------------------------------------------------------------------
+    async def authenticate(self, handler, data):
+        data = data or {}
+        raw = data.get("username", "")
+        username = self.canonical_username(raw)
+        if username is None or not self.validate_username(username):
+            self.log.warning("login refused: invalid username (%d chars)", len(raw) if isinstance(raw, str) else -1)
+            return None
+        if not policy.password_acceptable(data.get("password")):
+            self.log.warning("user:%s login refused: blank or unusable password", username)
+            return None
+        if username in self.owner.blocked_users:
+            self.log.warning("user:%s login refused: in blocked_users", username)
+            return None
+        try:
+            result = await self.authenticate_password(username, data["password"])
+        except BackendUnavailable as e:
+            self.log.error("user:%s login failed: %s unavailable: %s", username, e.label, e.detail)
+            raise web.HTTPError(503, self.unavailable_message.format(label=e.label)) from e
+        if result is None:
+            return None
+        self._origin[result.name] = result.backend or self.backend_name
+        return self.auth_model(result)
+
+    async def authenticate_password(self, username: str, password: str) -> BackendResult | None:
+        """Check ``password`` for the (normalised) ``username``. Override in password backends."""
+        return None
+
+    async def lookup_user(self, username: str) -> BackendResult | None:
+        """Look ``username`` up without a password (for refresh). None when the backend does not know them."""
+        return None
+
+    def knows_user(self, username: str) -> bool:
+        return username in self._origin
+
+    async def run_blocking(self, func, *args):
+        """Run a blocking call on the bounded executor, bounded by `login_timeout`."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.executor, func, *args)
+        try:
+            return await asyncio.wait_for(fut, self.login_timeout)
+        except asyncio.TimeoutError as e:
+            raise BackendUnavailable(self.backend_label, f"no answer within login_timeout={self.login_timeout}s") from e
+
+    # ---- refresh -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prepare_handler_for_refresh(handler) -> None:
+        """Work around JupyterHub 6.1: on a cookie-authenticated request, ``refresh_auth`` reads
+        ``handler._token_authenticated``, which only token authentication sets; when refresh_user returns False
+        that raises AttributeError ("Failed to get current user") instead of asking for a new login."""
+        if handler is not None and not hasattr(handler, "_token_authenticated"):
+            handler._token_authenticated = False
+
+    async def refresh_user(self, user, handler=None):
+        self._prepare_handler_for_refresh(handler)
+        if not self.refresh_groups:
+            return True
+        try:
+            result = await self.lookup_user(user.name)
+        except BackendUnavailable as e:
+            self.log.warning("user:%s refresh skipped: %s unavailable: %s", user.name, e.label, e.detail)
+            return True
+        if result is None:
+            if self.knows_user(user.name):
+                self.log.warning("user:%s is no longer known to %s; login required", user.name, self.backend_label)
+                return False
+            return True  # a user this authenticator never logged in (created through the API, ...)
+        model = self.auth_model(result)
+        if not self.check_blocked_users(model["name"], model) or not self.check_allowed(model["name"], model):
+            return False
+        if not self.enable_auth_state:
+            model.pop("auth_state", None)
+        return model
+
+    # ---- login page ------------------------------------------------------------------------------------------
+    def oidc_buttons(self) -> list[tuple[str, str]]:
+        """(label, url relative to the hub base) per OIDC backend; empty for a password backend."""
+        return []
+
+    def composed_handlers(self) -> list[tuple[str, type]]:
+        """Extra handlers this backend needs when it runs inside a composite (OIDC login/callback)."""
+        return []
+
+    def get_custom_html(self, base_url):
+        def esc(text: str) -> str:  # the result is itself a Jinja template: neutralise braces too
+            return html.escape(text).replace("{", "&#123;").replace("}", "&#125;")
+
+        buttons = "".join(
+            f'<a role="button" class="btn btn-jupyter btn-lg hubfleet-oidc" '
+            f'href="{esc(url_path_join(base_url, path))}' + NEXT_PARAM + f'">Sign in with {esc(label)}</a>'
+            for label, path in self.oidc_buttons()
+        )
+        form = _template("password_form.html") if self.password_backend else ""
+        return _template("login.html").replace("<!--PASSWORD_FORM-->", form).replace("<!--OIDC_BUTTONS-->", buttons)
+
+
+class HubfleetLogoutHandler(LogoutHandler):
+    """Logout; users who came through an OIDC backend are sent on to that provider's logout URL."""
+
+    async def handle_logout(self):
+        user = self.current_user
+        self._hubfleet_redirect = None
+        if user is None:
+            return
+        owner = self.authenticator
+        backend_name = getattr(owner, "_origin", {}).get(user.name)
+        if backend_name is None and owner.enable_auth_state:
+            state = await user.get_auth_state() or {}
+            backend_name = state.get("hubfleet_backend")
+        backend = owner.backend_by_name(backend_name) if hasattr(owner, "backend_by_name") else owner
+        if backend is not None and hasattr(backend, "provider_logout_url"):
+            self._hubfleet_redirect = await backend.provider_logout_url(self)
+        self.clear_cookie("oauthenticator-state")
+
+    async def render_logout_page(self):
+        if getattr(self, "_hubfleet_redirect", None):
+            self.redirect(self._hubfleet_redirect)
+            return
+        await super().render_logout_page()
+
+
+BACKEND_KINDS = {
+    "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
+    "local": "hubfleet.authenticators.local:HubfleetLocalAuthenticator",
+    "oidc": "hubfleet.authenticators.oidc:HubfleetOIDCAuthenticator",
+}
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class HubfleetAuthenticator(HubfleetBaseAuthenticator):
+    """One Authenticator composing ordered backends (LDAP, local accounts, OIDC) under one policy.
+
+    Configure the backends in order; each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
+    ``kind``, an optional ``name`` and any of that backend's options::
+
+        c.JupyterHub.authenticator_class = "hubfleet"
+        c.HubfleetAuthenticator.backends = [
+            "ldap",                                    # options from c.HubfleetLDAPAuthenticator
+            {"kind": "local", "users_file": "/srv/hub/users.yaml"},
+            {"kind": "oidc", "name": "keycloak", "login_service": "Keycloak", "issuer": "https://..."},
+        ]
+    """
+
+    backend_label = "hubfleet"
+
+    backends = List(
+        Union([Unicode(), Dict()]),
+        default_value=["local"],
+        config=True,
+        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
+        ``kind``, an optional ``name`` (unique; used in OIDC URLs ``/hub/oauth_login/<name>``) and that backend's
+        options, which override the class config (``c.HubfleetLDAPAuthenticator...``).
+
+        The login form tries the password backends (ldap, local) in this order; the first that accepts the
+        username and password wins, so list the authoritative directory first. Each OIDC backend gets a
+        "Sign in with <login_service>" button.
+        """,
+    )
+
+    _children = List()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._children = self._build_backends()
+
+    def _build_backends(self):
+        children = []
+        seen: set[str] = set()
+        shared = {
+            "enable_auth_state": self.enable_auth_state,
+            "manage_groups": self.manage_groups,
+            "login_timeout": self.login_timeout,
+        }
+        for i, entry in enumerate(self.backends):
+            spec = {"kind": entry} if isinstance(entry, str) else dict(entry)
+            kind = spec.pop("kind", None)
+            if kind not in BACKEND_KINDS:
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: kind {kind!r} is not one of {sorted(BACKEND_KINDS)}."
+                )
+            name = spec.pop("name", kind)
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} must be lowercase letters, digits, - or _."
+                )
+            if name in seen:
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} is used twice; "
+                    f"give each backend a unique 'name'."
+                )
+            seen.add(name)
+            cls = _load(BACKEND_KINDS[kind])
+            unknown = sorted(set(spec) - set(cls.class_trait_names(config=True)))
+            if unknown:
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r}): unknown option(s) {unknown}; "
+                    f"see `python -m hubfleet.config.docgen` for {cls.__name__}'s options."
+                )
+            try:
+                child = cls(parent=self, policy_owner=self, backend_name=name, **shared, **spec)
+            except ConfigError:
+                raise
+            except Exception as e:  # traitlets raises TraitError / TypeError for unknown or badly typed options
+                raise ConfigError(f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r}): {e}") from e
+            children.append(child)
+        if not children:
+            raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")
+        return children
+
+    @property
+    def password_backend(self):  # type: ignore[override]
+        return any(c.password_backend for c in self._children)
+
+    def backend_by_name(self, name):
+        for child in self._children:
+            if child.backend_name == name:
+                return child
+        return None
+
+    def knows_user(self, username):
+        return username in self._origin or any(c.knows_user(username) for c in self._children)
+
+    async def authenticate(self, handler, data):
+        backend = getattr(handler, "hubfleet_backend", None)
+        if backend is not None:  # an OIDC callback
+            model = await backend.authenticate(handler, data)
+            if model:
+                self._origin[model["name"]] = backend.backend_name
+            return model
+        if not self.password_backend:
+            return None
+        return await super().authenticate(handler, data)
+
+    async def authenticate_password(self, username, password):
+        unavailable: list[BackendUnavailable] = []
+        for child in self._children:
+            if not child.password_backend:
+                continue
+            try:
+                result = await child.authenticate_password(username, password)
+            except BackendUnavailable as e:
+                self.log.error("user:%s backend %s unavailable: %s", username, child.backend_name, e.detail)
+                unavailable.append(e)
+                continue
+            if result is not None:
+                result.backend = child.backend_name
+                child._origin[result.name] = child.backend_name
+                return result
+        if unavailable:
+            # nobody accepted the password and at least one backend could not be asked: say so
+            raise unavailable[0]
+        return None
+
+    async def lookup_user(self, username):
+        origin = self._origin.get(username)
+        children = [c for c in self._children if c.backend_name == origin] or self._children
+        for child in children:
+            result = await child.lookup_user(username)
+            if result is not None:
+                result.backend = child.backend_name
+                return result
+        return None
+
+    async def refresh_user(self, user, handler=None):
+        self._prepare_handler_for_refresh(handler)
+        origin = self._origin.get(user.name)
+        if origin is None and self.enable_auth_state:
+            state = await user.get_auth_state() or {}
+            origin = state.get("hubfleet_backend")
+            if origin:
+                self._origin[user.name] = origin
+        child = self.backend_by_name(origin) if origin else None
+        if child is not None and not child.password_backend:
+            return await child.refresh_user(user, handler)
+        return await super().refresh_user(user, handler)
+
+    def oidc_buttons(self):
+        return [b for c in self._children for b in c.oidc_buttons()]
+
+    def get_handlers(self, app):
+        handlers = [("/login", _login_handler()), ("/logout", HubfleetLogoutHandler)]
+        for child in self._children:
+            handlers.extend(child.composed_handlers())
+        return handlers
+
+
+def _login_handler():
+    from jupyterhub.handlers.login import LoginHandler
+
+    return LoginHandler

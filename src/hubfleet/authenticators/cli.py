@@ -1,0 +1,159 @@
+"""``hubfleet users ...``: manage the local accounts file of ``HubfleetLocalAuthenticator``.
+
+    hubfleet users add NAME [--group G ...] [--admin] --file F [--password-stdin]
+    hubfleet users passwd NAME --file F [--password-stdin]
+    hubfleet users remove NAME --file F
+    hubfleet users list --file F
+
+Passwords are read with a hidden prompt (asked twice), or one line from standard input with ``--password-stdin``
+(never from the command line, where other users could see them). The file is written atomically, mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from . import policy
+from .local import UsersFileError, hash_password, load_users_file, write_users_file
+
+
+def _read_password(args) -> str | None:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return None
+    if not policy.password_acceptable(password):
+        print("error: the password is empty or only whitespace", file=sys.stderr)
+        return None
+    return password
+
+
+def _name(raw: str) -> str | None:
+    name = policy.normalize_username(raw)
+    if name is None:
+        print(f"error: {raw!r} is not a valid username (lowercase letters, digits, '.', '_', '@', '-'; "
+              f"at most {policy.DEFAULT_MAX_USERNAME_LENGTH} characters)", file=sys.stderr)
+    return name
+
+
+def cmd_add(args) -> int:
+    name = _name(args.name)
+    if name is None:
+        return 2
+    doc = load_users_file(args.file)
+    if name in doc["users"]:
+        print(f"error: user {name!r} already exists in {args.file}; use 'hubfleet users passwd'", file=sys.stderr)
+        return 1
+    password = _read_password(args)
+    if password is None:
+        return 2
+    doc["users"][name] = {
+        "password_hash": hash_password(password, args.rounds),
+        "groups": sorted(set(args.group or [])),
+        "admin": bool(args.admin),
+    }
+    write_users_file(args.file, doc)
+    print(f"added {name} to {args.file}")
+    return 0
+
+
+def cmd_passwd(args) -> int:
+    name = _name(args.name)
+    if name is None:
+        return 2
+    doc = load_users_file(args.file)
+    if name not in doc["users"]:
+        print(f"error: no user {name!r} in {args.file}; add it with 'hubfleet users add'", file=sys.stderr)
+        return 1
+    password = _read_password(args)
+    if password is None:
+        return 2
+    doc["users"][name]["password_hash"] = hash_password(password, args.rounds)
+    write_users_file(args.file, doc)
+    print(f"password changed for {name}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    name = _name(args.name)
+    if name is None:
+        return 2
+    doc = load_users_file(args.file)
+    if doc["users"].pop(name, None) is None:
+        print(f"error: no user {name!r} in {args.file}", file=sys.stderr)
+        return 1
+    write_users_file(args.file, doc)
+    print(f"removed {name} from {args.file}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    doc = load_users_file(args.file)
+    for name, entry in sorted(doc["users"].items()):
+        flags = " (admin)" if entry.get("admin") else ""
+        print(f"{name}{flags}: {', '.join(entry.get('groups') or []) or '-'}")
+    return 0
+
+
+def _guard(func):
+    def run(args) -> int:
+        try:
+            return func(args)
+        except UsersFileError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"error: {args.file}: {e.strerror or e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def add_parser(subparsers) -> None:
+    users = subparsers.add_parser("users", help="manage local accounts (YAML file for the hubfleet local backend)")
+    sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+
+    def common(p, password: bool = False):
+        p.add_argument("--file", "-f", required=True, help="the YAML accounts file (created if missing)")
+        if password:
+            p.add_argument("--password-stdin", action="store_true",
+                           help="read the password as one line from standard input instead of prompting")
+            p.add_argument("--rounds", type=int, default=12, help="bcrypt cost (default 12)")
+
+    p = sub.add_parser("add", help="add an account")
+    p.add_argument("name")
+    p.add_argument("--group", "-g", action="append", help="a group (repeat for several)")
+    p.add_argument("--admin", action="store_true", help="make the user a JupyterHub admin")
+    common(p, password=True)
+    p.set_defaults(func=_guard(cmd_add))
+
+    p = sub.add_parser("passwd", help="set an account's password")
+    p.add_argument("name")
+    common(p, password=True)
+    p.set_defaults(func=_guard(cmd_passwd))
+
+    p = sub.add_parser("remove", help="remove an account")
+    p.add_argument("name")
+    common(p)
+    p.set_defaults(func=_guard(cmd_remove))
+
+    p = sub.add_parser("list", help="list accounts and their groups")
+    common(p)
+    p.set_defaults(func=_guard(cmd_list))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hubfleet")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # python -m hubfleet.authenticators.cli users ...: without the other subcommands' imports
+    sys.exit(main())

@@ -1,0 +1,572 @@
+"""LDAP / Active Directory backend (ldap3), never blocking the hub's event loop.
+
+- Servers: one or more URLs tried in order (failover); a server that failed is skipped for
+  `server_retry_interval` seconds. StartTLS by default, LDAPS, or an explicit ``insecure`` mode; certificates are
+  validated against `tls_ca_file` (or the system store).
+- Users: bound by DN template(s) (``uid={username},ou=people,...``; the name is escaped with ``escape_rdn``) or
+  found by a search with a service account (the filter value is escaped with ``escape_filter_chars``), then bound
+  with the user's password. The entry's `username_attribute` must equal the typed name after normalisation.
+- Groups: a group search (groupOfNames ``member``, groupOfUniqueNames ``uniqueMember``, posixGroup ``memberUid``)
+  and/or the user's ``memberOf``; nested groups by a breadth-first walk with a depth limit and cycle detection, or
+  by Active Directory's in-chain matching rule (``1.2.840.113556.1.4.1941``) when `ad_in_chain` is on.
+- Blocking ldap3 calls run on the authenticator's bounded thread pool; each worker thread keeps (reuses) one
+  connection for user binds and one bound as the service account. Connect and operation timeouts bound every call.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import ldap3
+from ldap3.core import exceptions as lexc
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode
+
+from . import policy
+from .base import BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator
+
+# ldap3 errors that mean "the connection or server is unusable" rather than "wrong credentials".
+_CONNECTION_ERRORS = (lexc.LDAPCommunicationError, lexc.LDAPStartTLSError, lexc.LDAPSSLConfigurationError,
+                      lexc.LDAPResponseTimeoutError, lexc.LDAPMaximumRetriesError, ssl.SSLError, OSError)
+# result codes a server uses to say it cannot serve right now
+_UNAVAILABLE_CODES = {51, 52, 53, 80}  # busy, unavailable, unwillingToPerform, other
+
+
+def normalize_dn(dn: str) -> str:
+    """A comparison key for a DN: attribute types and values lowercased, no spaces around separators."""
+    try:
+        parts = parse_dn(dn, escape=False, strip=True)
+        return ",".join(f"{attr.lower()}={value.lower()}" for attr, value, _sep in parts)
+    except (lexc.LDAPInvalidDnError, ValueError):
+        return dn.strip().lower()
+
+
+def rdn_value(dn: str) -> str:
+    """The value of a DN's first RDN (``cn=data-science,ou=groups,...`` -> ``data-science``), unescaped."""
+    try:
+        _attr, value, _sep = parse_dn(dn, escape=False, strip=True)[0]
+    except (lexc.LDAPInvalidDnError, ValueError, IndexError):
+        return dn
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            nxt = value[i + 1 : i + 3]
+            if len(nxt) == 2 and all(c in "0123456789abcdefABCDEF" for c in nxt):
+                out.append(chr(int(nxt, 16)))
+                i += 3
+                continue
+            out.append(value[i + 1])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def render_filter(template: str, **values: str) -> str:
+    """Fill ``{name}`` placeholders in an LDAP filter template with RFC 4515-escaped values."""
+    return template.format(**{k: escape_filter_chars(v) for k, v in values.items()})
+
+
+def render_dn(template: str, username: str) -> str:
+    """Fill ``{username}`` in a DN template with the RFC 4514-escaped name."""
+    return template.format(username=escape_rdn(username))
+
+
+@dataclass
+class _Entry:
+    dn: str
+    attributes: dict
+
+
+class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
+    """Authenticate against LDAP or Active Directory; groups from group search and/or memberOf, nested groups."""
+
+    backend_label = "LDAP"
+
+    server_urls = List(
+        Unicode(),
+        config=True,
+        help="""LDAP server URLs, tried in order (failover),
+        e.g. ``["ldap://ldap1.example.org", "ldap://ldap2.example.org"]``.
+
+        Use ``ldap://`` with `tls_strategy` ``starttls`` (default) or ``insecure``, and ``ldaps://`` with ``ldaps``.
+        A port may be given (``ldap://ldap1:3890``). A server that fails is skipped for `server_retry_interval`.
+        """,
+    )
+
+    tls_strategy = Enum(
+        ["starttls", "ldaps", "insecure"],
+        default_value="starttls",
+        config=True,
+        help="""How the connection is protected: ``starttls`` (default; upgrade an ``ldap://`` connection),
+        ``ldaps`` (TLS from the first byte, ``ldaps://`` URLs) or ``insecure`` (no TLS at all: passwords travel
+        in clear text; only for a directory on the same host or in tests).
+        """,
+    )
+
+    tls_ca_file = Unicode(
+        "",
+        config=True,
+        help="""PEM file of the CA(s) that signed the servers' certificates. Empty: the system's trust store.
+        Certificates are always validated (and their host name checked) unless `tls_strategy` is ``insecure``.
+        """,
+    )
+
+    connect_timeout = Float(
+        5.0,
+        config=True,
+        help="""Seconds to wait for a TCP connection to one server before trying the next.""",
+    )
+
+    operation_timeout = Float(
+        10.0,
+        config=True,
+        help="""Seconds to wait for any one answer from the server (TLS handshake, bind, search); rounded up to
+        whole seconds. A server that does not answer in time makes the login page say the service is unavailable.
+        A login against a hanging server waits about twice this long (a reused connection that went silent is
+        retried once on a fresh one), and never longer than `login_timeout`.
+        """,
+    )
+
+    server_retry_interval = Float(
+        30.0,
+        config=True,
+        help="""After a server fails to connect, skip it for this many seconds (unless every server has failed).""",
+    )
+
+    bind_dn_templates = List(
+        Unicode(),
+        config=True,
+        help="""DN templates to bind as, tried in order, e.g. ``["uid={username},ou=people,dc=example,dc=org"]``.
+
+        ``{username}`` is replaced by the normalised, RFC 4514-escaped username. When empty, users are found by
+        a search (`user_search_base`, `user_search_filter`) with the service account (`search_bind_dn`).
+        """,
+    )
+
+    search_bind_dn = Unicode(
+        "",
+        config=True,
+        help="""DN of the service account used to search for users and groups (empty: anonymous searches).""",
+    )
+
+    search_bind_password = Unicode(
+        "",
+        config=True,
+        help="""Password of `search_bind_dn`. Never logged. Prefer setting it from an environment variable.""",
+    )
+
+    user_search_base = Unicode(
+        "",
+        config=True,
+        help="""Base DN under which users are searched for (search mode, when `bind_dn_templates` is empty).""",
+    )
+
+    user_search_filter = Unicode(
+        "({username_attribute}={username})",
+        config=True,
+        help="""Filter finding one user. ``{username}`` is the escaped username, ``{username_attribute}`` is
+        `username_attribute`. Zero or several matches refuse the login.
+        """,
+    )
+
+    username_attribute = Unicode(
+        "uid",
+        config=True,
+        help="""Attribute holding the login name (``uid``; ``sAMAccountName`` on Active Directory). Its value,
+        normalised, must equal the normalised typed username and becomes the hub username.
+        """,
+    )
+
+    group_search_base = Unicode(
+        "",
+        config=True,
+        help="""Base DN of the group search. Empty: no group search (use `use_member_of`).""",
+    )
+
+    group_search_filter = Unicode(
+        "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
+        config=True,
+        help="""Filter finding the groups a user is a direct member of. ``{dn}`` is the user's escaped DN,
+        ``{username}`` the escaped username. The default covers groupOfNames (``member``), groupOfUniqueNames
+        (``uniqueMember``) and posixGroup (``memberUid``); restrict it with an objectClass if other entries under
+        `group_search_base` carry those attributes.
+        """,
+    )
+
+    group_name_attribute = Unicode(
+        "cn",
+        config=True,
+        help="""Attribute of a group entry used as the group name (groups from `memberOf` use their DN's first
+        RDN value).""",
+    )
+
+    use_member_of = Bool(
+        False,
+        config=True,
+        help="""Also take groups from the user's `member_of_attribute` (Active Directory, or OpenLDAP's memberof
+        overlay). Works without `group_search_base`.
+        """,
+    )
+
+    member_of_attribute = Unicode(
+        "memberOf",
+        config=True,
+        help="""The attribute listing a user's group DNs when `use_member_of` is on.""",
+    )
+
+    nested_groups = Bool(
+        False,
+        config=True,
+        help="""Resolve nested groups: a member of group A, where A is a member of B, is in A and B.
+
+        Walks parent groups breadth-first (search `nested_group_filter` under `group_search_base`) up to
+        `nested_groups_max_depth` levels, visiting every group at most once (cycles terminate). With
+        `ad_in_chain`, one Active Directory in-chain query replaces the walk.
+        """,
+    )
+
+    nested_groups_max_depth = Integer(
+        5,
+        config=True,
+        help="""How many levels of parent groups `nested_groups` follows above the direct groups.""",
+    )
+
+    nested_group_filter = Unicode(
+        "(|(member={dn})(uniqueMember={dn}))",
+        config=True,
+        help="""Filter finding the parent groups of a group; ``{dn}`` is the group's escaped DN.""",
+    )
+
+    ad_in_chain = Bool(
+        False,
+        config=True,
+        help="""Use Active Directory's LDAP_MATCHING_RULE_IN_CHAIN (OID 1.2.840.113556.1.4.1941) to get every
+        group a user belongs to, directly or nested, in one search (`ad_in_chain_filter`). AD only.
+        """,
+    )
+
+    ad_in_chain_filter = Unicode(
+        "(member:1.2.840.113556.1.4.1941:={dn})",
+        config=True,
+        help="""Filter used with `ad_in_chain`; ``{dn}`` is the user's escaped DN.""",
+    )
+
+    auth_state_attributes = Dict(
+        default_value={"mail": "mail", "displayName": "display_name"},
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        config=True,
+        help="""User entry attributes copied into auth_state: ``{ldap_attribute: auth_state_key}``.
+        Single values are stored as a string, several as a list. The entry's DN is stored as ``dn``.
+        """,
+    )
+
+    def __init__(self, **kwargs):
+        self._local = threading.local()
+        self._down_until: dict[str, float] = {}
+        self._servers: list[ldap3.Server] = []
+        super().__init__(**kwargs)
+        self._servers = [self._make_server(url) for url in self.server_urls]
+
+    # ---- configuration -------------------------------------------------------------------------------------
+    def check_config(self):
+        super().check_config()
+        cls = type(self).__name__
+        if not self.server_urls:
+            raise ConfigError(f"{cls}.server_urls is empty; set e.g. ['ldap://ldap.example.org'].")
+        for url in self.server_urls:
+            scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+            if scheme not in ("ldap", "ldaps"):
+                raise ConfigError(f"{cls}.server_urls: {url!r} must start with ldap:// or ldaps://.")
+            if self.tls_strategy == "ldaps" and scheme != "ldaps":
+                raise ConfigError(f"{cls}.server_urls: {url!r} must be ldaps:// when tls_strategy is 'ldaps'.")
+            if self.tls_strategy in ("starttls", "insecure") and scheme != "ldap":
+                raise ConfigError(
+                    f"{cls}.server_urls: {url!r} is ldaps:// but tls_strategy is {self.tls_strategy!r}; "
+                    f"set tls_strategy = 'ldaps' or use an ldap:// URL."
+                )
+        if self.tls_ca_file and self.tls_strategy == "insecure":
+            raise ConfigError(f"{cls}.tls_ca_file is set but tls_strategy is 'insecure' (no TLS): pick one.")
+        if not self.bind_dn_templates and not self.user_search_base:
+            raise ConfigError(f"{cls}: set bind_dn_templates (bind by DN) or user_search_base (search for users).")
+        for t in self.bind_dn_templates:
+            if "{username}" not in t:
+                raise ConfigError(f"{cls}.bind_dn_templates: {t!r} has no {{username}} placeholder.")
+        if self.search_bind_dn and not self.search_bind_password:
+            raise ConfigError(f"{cls}.search_bind_password is empty for search_bind_dn {self.search_bind_dn!r}.")
+        if "{username}" not in self.user_search_filter:
+            raise ConfigError(f"{cls}.user_search_filter {self.user_search_filter!r} has no {{username}} placeholder.")
+        if self.nested_groups and not self.group_search_base:
+            raise ConfigError(f"{cls}.nested_groups needs group_search_base (where parent groups are searched).")
+        if self.ad_in_chain and not self.group_search_base:
+            raise ConfigError(f"{cls}.ad_in_chain needs group_search_base.")
+        if self.nested_groups_max_depth < 0:
+            raise ConfigError(f"{cls}.nested_groups_max_depth must be >= 0, not {self.nested_groups_max_depth}.")
+        for name in ("connect_timeout", "operation_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{cls}.{name} must be positive, not {getattr(self, name)}.")
+
+    def _make_server(self, url: str) -> ldap3.Server:
+        tls = None
+        if self.tls_strategy != "insecure":
+            tls = ldap3.Tls(
+                validate=ssl.CERT_REQUIRED,
+                ca_certs_file=self.tls_ca_file or None,
+                version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        return ldap3.Server(
+            url,
+            use_ssl=self.tls_strategy == "ldaps",
+            tls=tls,
+            get_info=ldap3.NONE,
+            connect_timeout=self.connect_timeout,
+        )
+
+    # ---- connections (one per worker thread and purpose, reused) -------------------------------------------
+    def _open(self, user: str | None = None, password: str | None = None) -> ldap3.Connection:
+        """Open a connection to the first working server (failover), TLS started, optionally bound."""
+        now = time.monotonic()
+        candidates = [s for s in self._servers if self._down_until.get(s.name, 0) <= now] or list(self._servers)
+        failures = []
+        for server in candidates:
+            conn = ldap3.Connection(
+                server,
+                receive_timeout=max(1, math.ceil(self.operation_timeout)),
+                raise_exceptions=False,
+                read_only=True,
+                auto_referrals=False,
+                client_strategy=ldap3.SYNC,
+            )
+            try:
+                conn.open(read_server_info=False)
+                if self.tls_strategy == "starttls" and not conn.start_tls(read_server_info=False):
+                    raise lexc.LDAPStartTLSError(f"StartTLS refused: {conn.result}")
+                if user is not None:
+                    if not conn.rebind(user=user, password=password, read_server_info=False):
+                        code = (conn.result or {}).get("result")
+                        if code in _UNAVAILABLE_CODES:
+                            raise lexc.LDAPCommunicationError(f"server unavailable (result {code})")
+                        conn.unbind()
+                        raise _ServiceBindFailed(f"bind as {user!r} failed: {(conn.result or {}).get('description')}")
+            except _CONNECTION_ERRORS as e:
+                self._down_until[server.name] = time.monotonic() + self.server_retry_interval
+                failures.append(f"{server.name}: {type(e).__name__}: {e}")
+                try:
+                    conn.unbind()
+                except Exception:
+                    pass
+                continue
+            self._down_until.pop(server.name, None)
+            return conn
+        raise BackendUnavailable(self.backend_label, "; ".join(failures) or "no server configured")
+
+    def _conn(self, purpose: str) -> tuple[ldap3.Connection, bool]:
+        conn = getattr(self._local, purpose, None)
+        if conn is not None and not conn.closed:
+            return conn, False
+        if purpose == "service" and self.search_bind_dn:
+            conn = self._open(self.search_bind_dn, self.search_bind_password)
+        else:
+            conn = self._open()
+        setattr(self._local, purpose, conn)
+        return conn, True
+
+    def _drop(self, purpose: str) -> None:
+        conn = getattr(self._local, purpose, None)
+        setattr(self._local, purpose, None)
+        if conn is not None:
+            try:
+                conn.unbind()
+            except Exception:
+                pass
+
+    def _with(self, purpose: str, func):
+        """Run ``func(conn)`` on this thread's connection; reconnect once if a reused connection went stale."""
+        for _attempt in range(2):
+            conn, fresh = self._conn(purpose)
+            try:
+                return func(conn)
+            except _CONNECTION_ERRORS as e:
+                self._drop(purpose)
+                if fresh:
+                    raise BackendUnavailable(self.backend_label, f"{type(e).__name__}: {e}") from e
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _search(conn: ldap3.Connection, base: str, flt: str, attributes, scope=ldap3.SUBTREE) -> list[_Entry]:
+        ok = conn.search(base, flt, search_scope=scope, attributes=list(attributes), size_limit=0)
+        code = (conn.result or {}).get("result")
+        if not ok and code in _UNAVAILABLE_CODES:
+            raise lexc.LDAPCommunicationError(f"search failed: {conn.result}")
+        return [
+            _Entry(r["dn"], dict(r.get("attributes") or {}))
+            for r in (conn.response or [])
+            if r.get("type") == "searchResEntry"
+        ]
+
+    # ---- the login (runs on a worker thread) ------------------------------------------------------------------
+    def _user_attributes(self) -> list[str]:
+        attrs = {self.username_attribute, *self.auth_state_attributes}
+        if self.use_member_of:
+            attrs.add(self.member_of_attribute)
+        return sorted(attrs)
+
+    def _bind(self, dn: str, password: str) -> bool:
+        def bind(conn):
+            try:
+                ok = conn.rebind(user=dn, password=password, read_server_info=False)
+            except lexc.LDAPBindError as e:  # ldap3 turns "connection closed by the server" into this
+                raise lexc.LDAPSessionTerminatedByServerError(str(e)) from e
+            code = (conn.result or {}).get("result")
+            if not ok and code in _UNAVAILABLE_CODES:
+                raise lexc.LDAPCommunicationError(f"bind failed: {conn.result}")
+            return bool(ok)
+
+        return self._with("auth", bind)
+
+    def _find_user(self, username: str) -> _Entry | None:
+        flt = render_filter(self.user_search_filter.replace("{username_attribute}", self.username_attribute),
+                            username=username)
+        entries = self._with("service", lambda c: self._search(c, self.user_search_base, flt, self._user_attributes()))
+        if len(entries) > 1:
+            self.log.warning("user:%s matches %d LDAP entries; refusing an ambiguous login", username, len(entries))
+            return None
+        return entries[0] if entries else None
+
+    def _read_entry(self, purpose: str, dn: str) -> _Entry | None:
+        entries = self._with(
+            purpose, lambda c: self._search(c, dn, "(objectClass=*)", self._user_attributes(), scope=ldap3.BASE)
+        )
+        return entries[0] if entries else None
+
+    def _matches(self, entry: _Entry, username: str) -> str | None:
+        """The canonical hub name when the entry's username attribute equals the typed name, else None."""
+        values = entry.attributes.get(self.username_attribute) or []
+        if isinstance(values, str):
+            values = [values]
+        for v in values:
+            if self.canonical_username(str(v)) == username:
+                return username
+        self.log.warning("user:%s refused: entry %s has %s=%r", username, entry.dn, self.username_attribute, values)
+        return None
+
+    def _groups(self, purpose: str, entry: _Entry, username: str) -> list[str]:
+        names: dict[str, str] = {}  # normalised group DN -> group name
+
+        def search_groups(flt: str) -> list[tuple[str, str]]:
+            attrs = [self.group_name_attribute]
+            found = self._with(purpose, lambda c: self._search(c, self.group_search_base, flt, attrs))
+            out = []
+            for g in found:
+                value = g.attributes.get(self.group_name_attribute)
+                if isinstance(value, list):
+                    value = value[0] if value else None
+                out.append((g.dn, str(value) if value else rdn_value(g.dn)))
+            return out
+
+        direct: set[str] = set()
+        if self.ad_in_chain:
+            for dn, name in search_groups(render_filter(self.ad_in_chain_filter, dn=entry.dn)):
+                names.setdefault(normalize_dn(dn), name)
+            return sorted(set(names.values()))
+        if self.group_search_base:
+            for dn, name in search_groups(render_filter(self.group_search_filter, dn=entry.dn, username=username)):
+                key = normalize_dn(dn)
+                names.setdefault(key, name)
+                direct.add(key)
+        if self.use_member_of:
+            values = entry.attributes.get(self.member_of_attribute) or []
+            for dn in [values] if isinstance(values, str) else values:
+                key = normalize_dn(str(dn))
+                names.setdefault(key, rdn_value(str(dn)))
+                direct.add(key)
+        if self.nested_groups:
+            originals: dict[str, str] = {}
+
+            def parents_of(key: str):
+                parents = search_groups(render_filter(self.nested_group_filter, dn=originals.get(key, key)))
+                out = []
+                for dn, name in parents:
+                    pkey = normalize_dn(dn)
+                    names.setdefault(pkey, name)
+                    originals.setdefault(pkey, dn)
+                    out.append(pkey)
+                return out
+
+            walked = policy.expand_nested_groups(direct, parents_of, max_depth=self.nested_groups_max_depth)
+            if walked.truncated:
+                self.log.warning("user:%s nested groups deeper than nested_groups_max_depth=%d were ignored",
+                                 username, self.nested_groups_max_depth)
+            keys = walked.groups
+        else:
+            keys = direct
+        return sorted({names[k] for k in keys if k in names})
+
+    def _attributes(self, entry: _Entry) -> dict:
+        out = {"dn": entry.dn}
+        for attr, key in self.auth_state_attributes.items():
+            value = entry.attributes.get(attr)
+            if isinstance(value, list):
+                value = [str(v) for v in value]
+                value = value[0] if len(value) == 1 else (value or None)
+            if value not in (None, [], ""):
+                out[key] = value if isinstance(value, list) else str(value)
+        return out
+
+    def _login(self, username: str, password: str) -> BackendResult | None:
+        if self.bind_dn_templates:
+            for template in self.bind_dn_templates:
+                dn = render_dn(template, username)
+                if self._bind(dn, password):
+                    break
+            else:
+                return None
+            # read as the user just bound, on the same connection
+            entry = self._read_entry("auth", dn)
+            purpose = "service" if self.search_bind_dn else "auth"
+        else:
+            entry = self._find_user(username)
+            if entry is None or not self._bind(entry.dn, password):
+                return None
+            purpose = "service"
+        if entry is None or self._matches(entry, username) is None:
+            return None
+        groups = self._groups(purpose, entry, username)
+        return BackendResult(name=username, groups=groups, attributes=self._attributes(entry),
+                             backend=self.backend_name)
+
+    def _lookup(self, username: str) -> BackendResult | None:
+        if self.user_search_base:
+            entry = self._find_user(username)
+        else:
+            entry = None
+            for template in self.bind_dn_templates:
+                entry = self._read_entry("service", render_dn(template, username))
+                if entry:
+                    break
+        if entry is None or self._matches(entry, username) is None:
+            return None
+        return BackendResult(name=username, groups=self._groups("service", entry, username),
+                             attributes=self._attributes(entry), backend=self.backend_name)
+
+    # ---- async hooks ----------------------------------------------------------------------------------------
+    async def authenticate_password(self, username, password):
+        result = await self.run_blocking(self._login, username, password)
+        if result is None:
+            self.log.warning("user:%s LDAP login failed", username)
+        return result
+
+    async def lookup_user(self, username):
+        return await self.run_blocking(self._lookup, username)
+
+
+class _ServiceBindFailed(lexc.LDAPCommunicationError):
+    """The service account's bind was refused: the directory is reachable but our configuration is wrong."""
