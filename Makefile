@@ -52,7 +52,7 @@ docs: install
 	$(PY) -m hubfleet.config.docgen > docs/config-reference.md
 
 realcluster-test: install
-	HUBFLEET_REAL_CLUSTER=1 $(PY) -m pytest -m realcluster tests/realcluster
+	HUBFLEET_REAL_CLUSTER=1 $(PY) -m pytest -m realcluster tests/integration/test_spawner_lifecycle.py
 
 clean:
 	rm -rf $(VENV) node_modules .state test-artifacts

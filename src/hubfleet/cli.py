@@ -1,7 +1,8 @@
 """The ``hubfleet`` command line.
 
 Subcommands live next to the feature they belong to; each module exposes ``add_parser(subparsers)`` which registers
-its subcommand and sets ``func`` (a callable taking the parsed args and returning an exit code).
+its subcommand and sets ``func`` (a callable taking the parsed args and returning an exit code). Only the module of
+the subcommand being run is imported, so ``hubfleet users ...`` does not pay for importing KubeSpawner.
 """
 
 from __future__ import annotations
@@ -10,31 +11,30 @@ import argparse
 import importlib
 import sys
 
-# (module, attribute) pairs; a module that is not there yet is skipped, so features can land one at a time.
-_SUBCOMMANDS = [
-    ("hubfleet.devcluster.cli", "add_parser"),
-    ("hubfleet.demo", "add_parser"),
-    ("hubfleet.authenticators.cli", "add_parser"),
-    ("hubfleet.spawners.cli", "add_parser"),
-]
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "demo": ("hubfleet.demo", "run the embedded demo: devcluster + proxy + JupyterHub with hubfleet"),
+    "devcluster": ("hubfleet.devcluster.cli", "run the devcluster (Kubernetes API emulator + scheduler + kubelet)"),
+    "users": ("hubfleet.authenticators.cli", "manage the local-accounts file (add, passwd, remove, list)"),
+    "profiles": ("hubfleet.spawners.cli", "check a ProfileSpawner profiles file"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubfleet", description="hubfleet: JupyterHub-on-Kubernetes plugin suite")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name, attr in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:
-                continue
-            raise
-        getattr(module, attr)(subparsers)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name == command:
+            importlib.import_module(module_name).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

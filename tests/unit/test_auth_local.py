@@ -94,7 +94,7 @@ def test_cli_reports_a_broken_file(tmp_path, capsys):
 def test_registered_in_the_hubfleet_command():
     from hubfleet import cli as top
 
-    args = top.build_parser().parse_args(["users", "list", "--file", "x.yaml"])
+    args = top.build_parser("users").parse_args(["users", "list", "--file", "x.yaml"])
     assert callable(args.func)
 
 

@@ -227,6 +227,14 @@ class Store:
         return [o for (p, ns, _), o in self.objects.items()
                 if p == plural and (namespace is None or ns == namespace) and matches(o, labels, fields)]
 
+    def restore(self, plural: str, obj: dict) -> None:
+        """Put back an object saved by a previous run (uid and timestamps kept; a new resourceVersion)."""
+        meta = obj["metadata"]
+        key = (plural, meta.get("namespace") if CORE_RESOURCES[plural][1] else None, meta["name"])
+        if key not in self.objects:
+            self.objects[key] = obj
+            self._emit("ADDED", plural, obj)
+
     # writes
     def create(self, plural: str, namespace: str | None, obj: dict) -> dict:
         kind, namespaced = CORE_RESOURCES[plural]
@@ -372,19 +380,42 @@ class Faults:
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def update(self, data: dict) -> None:
+        """Validate every value first, then apply them all (a bad request changes nothing)."""
+        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed")
+        if not isinstance(data, dict):
+            raise APIError(400, "BadRequest", f"faults: expected a JSON object with some of {', '.join(known)}, "
+                           f"got {data!r}")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise APIError(400, "BadRequest", f"faults: unknown field(s) {unknown}; allowed: {', '.join(known)}")
+        new: dict[str, Any] = {}
         for key in ("error_rate", "delay_rate", "delay"):
             if key in data:
-                value = float(data[key])
-                if value < 0 or (key.endswith("rate") and value > 1):
-                    raise APIError(400, "BadRequest", f"faults.{key}: {value} out of range")
-                setattr(self, key, value)
+                try:
+                    value = float(data[key])
+                except (TypeError, ValueError) as e:
+                    raise APIError(400, "BadRequest", f"faults.{key}: {data[key]!r} is not a number") from e
+                if not 0 <= value <= (1 if key.endswith("rate") else float("inf")):
+                    raise APIError(400, "BadRequest", f"faults.{key}: {value} out of range"
+                                   + (" (0 to 1)" if key.endswith("rate") else " (must be >= 0)"))
+                new[key] = value
         if "error_codes" in data:
-            codes = tuple(int(c) for c in data["error_codes"])
+            try:
+                codes = tuple(int(c) for c in data["error_codes"])
+            except (TypeError, ValueError) as e:
+                raise APIError(400, "BadRequest", f"faults.error_codes: {data['error_codes']!r} is not a list of "
+                               "HTTP status codes") from e
             if not codes or any(c not in (429, 500, 503, 504) for c in codes):
                 raise APIError(400, "BadRequest", f"faults.error_codes: {codes} must be among 429, 500, 503, 504")
-            self.error_codes = codes
+            new["error_codes"] = codes
         if data.get("seed") is not None:
-            self.seed = int(data["seed"])
+            try:
+                new["seed"] = int(data["seed"])
+            except (TypeError, ValueError) as e:
+                raise APIError(400, "BadRequest", f"faults.seed: {data['seed']!r} is not an integer") from e
+        for key, value in new.items():
+            setattr(self, key, value)
+        if "seed" in new:
             self.rng.seed(self.seed)
 
     def as_dict(self) -> dict:
@@ -442,10 +473,14 @@ class DevClusterAPI(kmock.KubernetesEmulator):
             raise APIError(404, "NotFound", f"{plural} is not a namespaced resource")
         return plural, ns, m.group("name"), m.group("sub")
 
-    # control endpoints: /devcluster/stats, /devcluster/faults, /devcluster/healthz
+    # control endpoints: /devcluster/stats, /devcluster/faults, /devcluster/compact, /devcluster/healthz
     async def _serve_control(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw.path == "/devcluster/healthz":
             return aiohttp.web.json_response({"ok": True, "resourceVersion": str(self.store.rv)})
+        if raw.path == "/devcluster/compact" and raw.method == "POST":
+            # what etcd compaction does on a real cluster: a watch from an older resourceVersion gets 410 Gone
+            self.store.log.clear()
+            return aiohttp.web.json_response({"compactedTo": str(self.store.rv)})
         if raw.path == "/devcluster/stats":
             if raw.method == "DELETE":
                 self.stats.clear()
@@ -456,7 +491,7 @@ class DevClusterAPI(kmock.KubernetesEmulator):
                     data = await raw.json()
                 except ValueError as e:
                     raise APIError(400, "BadRequest", f"faults: body is not JSON: {e}") from e
-                self.faults.update(data if isinstance(data, dict) else {})
+                self.faults.update(data)
             return aiohttp.web.json_response(self.faults.as_dict())
         raise APIError(404, "NotFound", f"no devcluster endpoint {raw.path}")
 

@@ -18,6 +18,40 @@ from .scheduler import ExtenderConfig, Scheduler
 
 log = logging.getLogger("hubfleet.devcluster")
 
+# What a real cluster keeps in etcd across a restart that users' data depends on. Pods are not kept: stopping the
+# devcluster terminates them (their processes are gone), and the hub sees them gone at its next poll.
+PERSISTED = ("namespaces", "persistentvolumeclaims", "secrets", "configmaps", "services", "serviceaccounts")
+
+
+class Persistence:
+    """Keeps the PERSISTED objects in STATE/objects.json, rewritten (atomically) whenever one of them changes."""
+
+    def __init__(self, store, path: Path):
+        self.store, self.path = store, path
+
+    def load(self) -> int:
+        if not self.path.exists():
+            return 0
+        try:
+            saved = json.loads(self.path.read_text())
+        except ValueError as e:
+            raise SystemExit(f"{self.path} is not valid JSON ({e}); move it away to start with an empty cluster")
+        n = 0
+        for plural in PERSISTED:
+            for obj in saved.get(plural, []):
+                self.store.restore(plural, obj)
+                n += 1
+        return n
+
+    def attach(self) -> None:
+        self.store.listeners.append(lambda t, plural, o: self.save() if plural in PERSISTED else None)
+
+    def save(self) -> None:
+        data = {plural: self.store.list(plural) for plural in PERSISTED}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
 
 def kubeconfig_text(url: str, namespace: str = "default") -> str:
     return yaml.safe_dump({
@@ -44,6 +78,7 @@ class DevCluster:
         self.scheduler = Scheduler(self.api.store, extenders)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images)
+        self.persistence = Persistence(self.api.store, self.state_dir / "objects.json")
         self._runner = None
         self._tasks: list[asyncio.Task] = []
 
@@ -56,6 +91,10 @@ class DevCluster:
         return self.state_dir / "kubeconfig"
 
     async def start(self) -> None:
+        restored = self.persistence.load()
+        if restored:
+            log.info("restored %d objects (volumes claims, secrets, ...) from %s", restored, self.persistence.path)
+        self.persistence.attach()
         for spec in self.nodes:
             self.api.store.create("nodes", None, spec.to_object())
         self._runner, self.port = await serve(self.api, self.host, self.port)

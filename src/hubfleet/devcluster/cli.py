@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
+from .api import APIError
 from .kubelet import DEFAULT_IMAGES, ImageMapping
 from .nodes import NodesFileError, default_nodes, load_nodes_file
 from .scheduler import ExtenderConfig
@@ -22,7 +24,12 @@ def _parse_extender(text: str) -> tuple[str, ExtenderConfig]:
 
 
 def _load_images(path: str) -> tuple[ImageMapping, ...]:
-    data = yaml.safe_load(open(path)) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise SystemExit(f"hubfleet devcluster: cannot read images file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise SystemExit(f"hubfleet devcluster: {path}: not valid YAML: {e}") from e
     items = data.get("images", data) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise SystemExit(f"{path}: expected a list of images ({{pattern, command, args, home, env}})")
@@ -30,6 +37,11 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("pattern"), str):
             raise SystemExit(f"{path}: images[{i}].pattern: expected a glob pattern string, got {item!r}")
+        for key in ("command", "args"):  # a string here would run its first character
+            value = item.get(key)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(a, str) for a in value)):
+                raise SystemExit(f"{path}: images[{i}].{key}: expected a list of strings such as "
+                                 f"[\"python3\", \"-m\", \"http.server\"], got {value!r}")
         out.append(ImageMapping(pattern=item["pattern"], command=tuple(item.get("command") or ()),
                                 args=tuple(item.get("args") or ()), home=item.get("home"),
                                 env={str(k): str(v) for k, v in (item.get("env") or {}).items()}))
@@ -67,8 +79,13 @@ def run(args) -> int:
         print(f"hubfleet devcluster: invalid nodes file: {e}", file=sys.stderr)
         return 2
     images = _load_images(args.images) if args.images else DEFAULT_IMAGES
-    cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes, extenders=dict(args.extender),
-                         images=images, faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
-                                                "delay_rate": args.fault_delay_rate})
+    try:
+        cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes,
+                             extenders=dict(args.extender), images=images,
+                             faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
+                                     "delay_rate": args.fault_delay_rate})
+    except APIError as e:
+        print(f"hubfleet devcluster: invalid fault option: {e.message}", file=sys.stderr)
+        return 2
     asyncio.run(run_forever(cluster))
     return 0

@@ -197,7 +197,8 @@ class ProcessKubelet:
             if mapping is None:
                 raise PodFailure("ErrImagePull",
                                  f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
-                                 "one to the devcluster's images (see `hubfleet devcluster --help`)")
+                                 "one with `hubfleet devcluster --images FILE`, FILE a YAML list such as "
+                                 f'[{{pattern: "{image}", command: [...], args: [...]}}]')
             self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
             argv = self._argv(container, mapping)
             rp.ip = self.addresses.take()
@@ -219,6 +220,10 @@ class ProcessKubelet:
                 raise PodFailure("StartError", f"failed to start container {cname}: {argv[0]!r}: {e.strerror}")
             finally:
                 logfile.close()
+            if rp.stopping:  # deleted while the process was being created: _kill saw no process to stop
+                _signal_group(rp.proc.pid, signal.SIGKILL)
+                await rp.proc.wait()
+                return
             started_at = now_iso()
             self._event(rp, "Normal", "Started", f"Started container {cname}")
             self._status(rp, {"podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": "127.0.0.1",
@@ -282,9 +287,12 @@ class ProcessKubelet:
             argv = command + args
         else:
             argv = list(mapping.command) + (args if args else list(mapping.args))
-        if not argv or not all(isinstance(a, str) for a in argv):
+        if not argv:
             raise PodFailure("CreateContainerError", f"no command to run: the container sets no command/args and "
                              f"image mapping {mapping.pattern!r} has none")
+        if not all(isinstance(a, str) for a in argv):
+            raise PodFailure("CreateContainerError", f"the container's command and args must be strings, got "
+                             f"{argv!r}")
         return argv
 
     def _pod_dir(self, rp: RunningPod) -> Path:

@@ -123,8 +123,12 @@ def parse_nodes(data: object, *, source: str = "nodes file") -> list[NodeSpec]:
                 raise NodesFileError(f"{where}.taints[{j}].effect: {t.get('effect')!r} is not one of {', '.join(_EFFECTS)}")
             taints.append(Taint(key=t["key"], effect=t["effect"], value=str(t.get("value", ""))))
         alloc_in = item.get("allocatable")
-        if not isinstance(alloc_in, dict) or "cpu" not in alloc_in or "memory" not in alloc_in:
+        if not isinstance(alloc_in, dict):
             raise NodesFileError(f"{where}.allocatable: expected a mapping with at least cpu and memory, got {alloc_in!r}")
+        for res in ("cpu", "memory"):
+            if res not in alloc_in:
+                raise NodesFileError(f"{where}.allocatable.{res}: missing (allocatable needs at least cpu and memory), "
+                                     f"got {alloc_in!r}")
         alloc: dict[str, Decimal] = {}
         raw: dict[str, str] = {}
         for res, q in alloc_in.items():

@@ -108,15 +108,18 @@ def allocatable(node: Mapping) -> Resources:
 
 
 def fit_reasons(pod: Mapping, node: Mapping, used: Resources, requests: Resources | None = None) -> list[str]:
-    """Why `pod` cannot go on `node` given resources already `used` there (empty list: it fits)."""
+    """Why `pod` cannot go on `node` given resources already `used` there (empty list: it fits).
+
+    As kube-scheduler's filter plugins in their default order (NodeUnschedulable, TaintToleration, NodeAffinity,
+    NodeResourcesFit), a node reports only the reasons of the first filter it fails."""
     if (node.get("spec") or {}).get("unschedulable"):
         return ["node(s) were unschedulable"]
-    reasons: list[str] = []
-    if not matches_node_selector(pod, node):
-        reasons.append("node(s) didn't match Pod's node affinity/selector")
     taint = untolerated_taint(pod, node)
     if taint is not None:
-        reasons.append(f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}")
+        return [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"]
+    if not matches_node_selector(pod, node):
+        return ["node(s) didn't match Pod's node affinity/selector"]
+    reasons: list[str] = []
     req = pod_requests(pod) if requests is None else requests
     alloc = allocatable(node)
     if used.get("pods", Decimal(0)) + 1 > alloc.get("pods", Decimal(110)):
@@ -131,7 +134,7 @@ def fit_reasons(pod: Mapping, node: Mapping, used: Resources, requests: Resource
 
 def failed_scheduling_message(total_nodes: int, reasons_by_node: Mapping[str, list[str]]) -> str:
     counts = Counter(r for reasons in reasons_by_node.values() for r in reasons)
-    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: kv[0]))
+    detail = ", ".join(sorted(f"{n} {reason}" for reason, n in counts.items()))  # kube-scheduler: sort.Strings
     msg = f"0/{total_nodes} nodes are available"
     if detail:
         msg += f": {detail}"

@@ -1,0 +1,56 @@
+"""The README contract: `make demo` starts the embedded default; a person logs in, picks a profile and lands in
+JupyterLab; Ctrl-C stops everything with no orphan processes; a re-run keeps users' files."""
+
+import subprocess
+
+import requests
+
+from tests.e2e.demo_driver import Demo, login, spawn_and_open_lab
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def test_demo_login_profile_lab_ctrl_c_and_rerun_keeps_files(tmp_path):
+    state = tmp_path / "demo-state"
+    demo = Demo(state).start()
+    try:
+        logins = demo.logins()
+        assert set(logins) == {"admin", "alice", "bob"}, demo.output()
+        s = login(demo.url, "bob", logins["bob"])
+        # bob is in demo-researchers: the form offers him the restricted "medium" profile
+        form = s.get(f"{demo.url}/hub/spawn/bob", timeout=30).text
+        assert 'value="medium"' in form and 'value="small"' in form
+        # alice is not: she does not see it
+        s_alice = login(demo.url, "alice", logins["alice"])
+        assert 'value="medium"' not in s_alice.get(f"{demo.url}/hub/spawn/alice", timeout=30).text
+        # wrong password is refused
+        r = requests.post(f"{demo.url}/hub/login", data={"username": "bob", "password": "nope"}, timeout=30,
+                          allow_redirects=False)
+        assert r.status_code != 302
+
+        seconds = spawn_and_open_lab(s, demo.url, "bob", "small")
+        print(f"bob: spawn form -> JupyterLab loaded in {seconds:.2f}s")
+        xsrf = s.cookies.get("_xsrf", path="/user/bob/") or ""
+        r = s.put(f"{demo.url}/user/bob/api/contents/kept.txt", json={"type": "file", "format": "text",
+                                                                      "content": "still here"},
+                  headers={"X-XSRFToken": xsrf}, timeout=30)
+        assert r.status_code in (200, 201), r.text
+    finally:
+        assert demo.stop() == 0, demo.output()[-2000:]
+    # no orphans: nothing of this demo (hub, proxy, devcluster, singleuser servers) is still running
+    assert _processes_mentioning(str(state)) == []
+
+    demo2 = Demo(state).start()
+    try:
+        logins2 = demo2.logins()
+        assert logins2 == logins, "re-running keeps the accounts"
+        s = login(demo2.url, "bob", logins2["bob"])
+        spawn_and_open_lab(s, demo2.url, "bob", "small")
+        r = s.get(f"{demo2.url}/user/bob/api/contents/kept.txt", timeout=30)
+        assert r.status_code == 200 and r.json()["content"] == "still here"
+    finally:
+        demo2.stop()
+    assert _processes_mentioning(str(state)) == []

@@ -1,0 +1,139 @@
+"""Helpers for the devcluster's own tests: one shared devcluster per module (started once: ~2 s each), pod builders,
+bounded waits that say what they saw, and a kubernetes_asyncio client on the devcluster's kubeconfig."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Callable
+
+import pytest
+import yaml
+
+from tests.conftest import DevClusterHandle, start_devcluster
+
+# An image mapping with neither command nor args: a container that sets no command has nothing to run.
+IMAGES = [{"pattern": "bare/*"}]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> DevClusterHandle:
+    """A devcluster (default 4 nodes, plus the IMAGES mappings) shared by the tests of a module: every test uses its
+    own pod names or namespace."""
+    state = tmp_path_factory.mktemp("devcluster")
+    images = state.parent / f"{state.name}-images.yaml"
+    images.write_text(yaml.safe_dump(IMAGES))
+    handle = start_devcluster(state, "--images", str(images))
+    yield handle
+    handle.proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _describe_on_failure(request):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return
+    for fixture in ("cluster", "ext_cluster"):
+        if fixture in request.fixturenames:
+            handle = request.getfixturevalue(fixture)
+            print(f"\n--- {fixture}: devcluster state ---\n" + handle.describe())
+            print(f"--- {fixture}: devcluster log ---\n" + handle.proc.log_tail(40))
+
+
+@pytest.fixture
+async def k8s(cluster):
+    """A kubernetes_asyncio CoreV1Api configured from the devcluster's kubeconfig (not from $KUBECONFIG)."""
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        yield client.CoreV1Api(api)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def pod_body(name: str, *, command: list[str] | None = None, image: str = "busybox:1.36", port: int | None = None,
+             requests: dict | None = None, node_selector: dict | None = None, tolerations: list | None = None,
+             scheduler_name: str | None = None, volumes: list | None = None, mounts: list | None = None,
+             labels: dict | None = None) -> dict:
+    container: dict = {"name": "main", "image": image}
+    if command is not None:
+        container["command"] = command
+    if port:
+        container["ports"] = [{"containerPort": port, "name": "http"}]
+    if requests:
+        container["resources"] = {"requests": requests}
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict = {"containers": [container], "terminationGracePeriodSeconds": 1}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if scheduler_name:
+        spec["schedulerName"] = scheduler_name
+    if volumes:
+        spec["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+
+
+def create_pod(cluster: DevClusterHandle, body: dict, namespace: str = "default") -> dict:
+    r = cluster.request("POST", f"/api/v1/namespaces/{namespace}/pods", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def get_pod(cluster: DevClusterHandle, name: str, namespace: str = "default") -> dict | None:
+    r = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float = 20, interval: float = 0.1,
+             seen: Callable[[], object] | None = None):
+    """Poll `probe` until it returns something truthy; fail saying what was awaited and what was last seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: "
+                         f"{seen() if seen else last!r}")
+
+
+def wait_pod(cluster: DevClusterHandle, name: str, condition: Callable[[dict], bool], what: str,
+             timeout: float = 20, namespace: str = "default") -> dict:
+    def probe():
+        pod = get_pod(cluster, name, namespace)
+        return pod if pod is not None and condition(pod) else None
+
+    def seen():
+        pod = get_pod(cluster, name, namespace)
+        events = [(e["reason"], e["message"]) for e in cluster.events(name, namespace)]
+        return {"status": pod and pod.get("status"), "nodeName": pod and pod["spec"].get("nodeName"),
+                "events": events}
+
+    return wait_for(f"pod {namespace}/{name}: {what}", probe, timeout, seen=seen)
+
+
+def phase_is(*phases: str) -> Callable[[dict], bool]:
+    return lambda pod: pod.get("status", {}).get("phase") in phases
+
+
+def reasons_of(cluster: DevClusterHandle, name: str, namespace: str = "default") -> list[str]:
+    """The reasons of a pod's events in the order they were recorded (a list is in creation order)."""
+    return [e["reason"] for e in cluster.events(name, namespace)]
+
+
+def ensure_namespace(cluster: DevClusterHandle, name: str) -> None:
+    r = cluster.request("POST", "/api/v1/namespaces", json={"metadata": {"name": name}})
+    assert r.status_code == 201, r.text
+
