@@ -20,9 +20,10 @@ def _wait_no_pods(devcluster, timeout=30):
 
 def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, devcluster):
     hub = start_hub("""
-        c.KubeSpawner.image = "busybox:1.36"
-        c.KubeSpawner.cmd = ["python3", "-c", "import time; time.sleep(600)"]
-        c.KubeSpawner.start_timeout = 6
+        c.JupyterHub.spawner_class = "hubfleet"
+        c.ProfileSpawner.image = "busybox:1.36"
+        c.ProfileSpawner.cmd = ["python3", "-c", "import time; time.sleep(600)"]
+        c.ProfileSpawner.start_timeout = 6
     """)
     session = hub.login("carol")
     t0 = time.monotonic()
@@ -30,7 +31,10 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
                      allow_redirects=False)
     msgs = progress_messages(session, hub.url, "carol", timeout=60)
     elapsed = time.monotonic() - t0
-    assert any("did not start in 6 seconds" in m for m in msgs), msgs
+    # ProfileSpawner gives up just before the hub's own timeout (which would only say "Spawn failed: ") and says
+    # what it saw
+    assert msgs[-1].startswith("Spawn failed: Your server did not become ready within 5 seconds"), msgs
+    assert "(pod jupyter-carol is Pending). Last event: Started container notebook." in msgs[-1], msgs
     assert any("Started container" in m for m in msgs), "the kubelet's events reach the progress page"
     assert elapsed < 30
     status, user = hub.api("GET", "/users/carol")

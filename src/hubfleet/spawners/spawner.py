@@ -15,6 +15,7 @@ Where each check happens:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
@@ -507,11 +508,36 @@ class ProfileSpawner(KubeSpawner):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self):
+        # Give up a little before the hub's own start_timeout, saying what was seen: when the hub's timeout fires
+        # first, the spawn page only shows "Spawn failed: " (an empty TimeoutError).
+        deadline = max(self.start_timeout - min(1.0, self.start_timeout * 0.1), 0.1)
+        future = super().start()
         try:
-            return await super().start()
+            async with asyncio.timeout(deadline):
+                return await future
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(self._not_ready_message(deadline)) from None
         finally:
             # success: the running pod now counts itself; failure: the slot is free (a leftover pod still counts)
             self._release_quota()
+
+    def _not_ready_message(self, waited: float) -> str:
+        """What a user (and the admin they ask) needs when a server does not come up in time."""
+        pod = (self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None) or {}
+        status = pod.get("status") or {}
+        phase = status.get("phase") or "not created"
+        detail = f"pod {self.pod_name} is {phase}"
+        for cs in status.get("containerStatuses") or []:
+            if cs.get("state", {}).get("running") and not cs.get("ready"):
+                detail += f", its container runs but nothing answers on port {self.port}"
+            waiting = cs.get("state", {}).get("waiting")
+            if waiting:
+                detail += f", container waiting: {waiting.get('reason')} {waiting.get('message', '')}".rstrip()
+        events = [e for e in self.events if e.get("message")]
+        last = f" Last event: {events[-1]['message']}." if events else ""
+        return (f"Your server did not become ready within {waited:.0f} seconds ({detail}).{last} "
+                "Try again; if it keeps failing, ask an admin to look at the pod's events and logs.")
 
     async def stop(self, now=False):
         if self._refused:
