@@ -273,7 +273,7 @@ class Store:
         meta.pop("deletionTimestamp", None)
         obj["apiVersion"], obj["kind"] = "v1", kind
         if plural == "pods":
-            obj.setdefault("spec", {})
+            _validate_pod(name, obj)
             obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
         elif plural == "persistentvolumeclaims":
             obj["status"] = {"phase": "Bound"}  # the kubelet provisions a directory on first use
@@ -350,6 +350,34 @@ class Store:
         obj = copy.deepcopy(obj)
         self._emit("DELETED", plural, obj)
         return obj
+
+
+def _validate_pod(name: str, pod: dict) -> None:
+    """The checks a real API server makes that a malformed pod would otherwise trip over later (422 Invalid)."""
+    from .quantity import QuantityError, parse_quantity  # local: quantity is pure and tiny
+
+    def invalid(path: str, value: Any, why: str) -> APIError:
+        return APIError(422, "Invalid", f'Pod "{name}" is invalid: {path}: Invalid value: {value!r}: {why}')
+
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        raise invalid("spec", spec, "must be an object")
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise invalid("spec.containers", containers, "must be a non-empty list")
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c.get("name"):
+            raise invalid(f"spec.containers[{i}]", c, "must be an object with a name")
+        if not isinstance(c.get("image"), str) or not c["image"]:
+            raise invalid(f"spec.containers[{i}].image", c.get("image"), "an image is required")
+        resources = c.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for res, q in ((resources.get(kind) or {}) if isinstance(resources, dict) else {}).items():
+                try:
+                    parse_quantity(q, field=f"spec.containers[{i}].resources.{kind}.{res}")
+                except QuantityError:
+                    raise invalid(f"spec.containers[{i}].resources.{kind}.{res}", q,
+                                  "must be a quantity such as 2, '500m' or '4Gi'") from None
 
 
 def _qos_class(pod: dict) -> str:

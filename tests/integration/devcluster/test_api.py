@@ -281,3 +281,20 @@ def test_stats_count_requests_by_verb_and_resource(cluster):
     assert cluster.request("GET", f"{path}/missing").status_code == 404
     assert cluster.stats() == {"create configmaps": 2, "list configmaps": 1, "get configmaps": 2,
                                "patch configmaps": 1, "delete configmaps": 1, "watch configmaps": 1}
+
+
+@pytest.mark.parametrize("spec, path", [
+    ("x", "spec"),
+    ({}, "spec.containers"),
+    ({"containers": [{"name": "c"}]}, "spec.containers[0].image"),
+    ({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "lots"}}}]},
+     "spec.containers[0].resources.requests.cpu"),
+    ({"containers": [{"name": "c", "image": "busybox", "resources": {"limits": {"memory": "-1Gi"}}}]},
+     "spec.containers[0].resources.limits.memory"),
+])
+def test_malformed_pods_are_refused_with_422_naming_the_field(cluster, spec, path):
+    name = unique("bad")
+    r = cluster.request("POST", "/api/v1/namespaces/default/pods", json={"metadata": {"name": name}, "spec": spec})
+    assert r.status_code == 422, r.text
+    assert f'Pod "{name}" is invalid: {path}: Invalid value' in r.json()["message"]
+    assert cluster.request("GET", f"/api/v1/namespaces/default/pods/{name}").status_code == 404
