@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "devcluster": ("hubfleet.devcluster.cli", "run the devcluster (Kubernetes API emulator + scheduler + kubelet)"),
     "users": ("hubfleet.authenticators.cli", "manage the local-accounts file (add, passwd, remove, list)"),
     "profiles": ("hubfleet.spawners.cli", "check a ProfileSpawner profiles file"),
+    "scheduler-extender": ("hubfleet.scheduler_plugin.cli", "run the kube-scheduler extender (bin packing, GPU-aware)"),
+    "culler": ("hubfleet.services.culler.cli", "run the per-profile idle-culler service (a JupyterHub service)"),
 }
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from hubfleet.devcluster.api import APIError, Faults, matches, merge_patch, parse_selector
 from hubfleet.devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
-from hubfleet.devcluster.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
+from hubfleet.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
 from hubfleet.devcluster.scheduling import (
     choose_node, failed_scheduling_message, fit_reasons, matches_node_selector, pod_requests, untolerated_taint,
 )

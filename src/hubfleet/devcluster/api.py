@@ -354,7 +354,7 @@ class Store:
 
 def _validate_pod(name: str, pod: dict) -> None:
     """The checks a real API server makes that a malformed pod would otherwise trip over later (422 Invalid)."""
-    from .quantity import QuantityError, parse_quantity  # local: quantity is pure and tiny
+    from ..quantity import QuantityError, parse_quantity  # local: quantity is pure and tiny
 
     def invalid(path: str, value: Any, why: str) -> APIError:
         return APIError(422, "Invalid", f'Pod "{name}" is invalid: {path}: Invalid value: {value!r}: {why}')

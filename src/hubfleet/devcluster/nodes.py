@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .quantity import QuantityError, parse_quantity
+from ..quantity import QuantityError, parse_quantity
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")

@@ -19,7 +19,7 @@ import aiohttp
 
 from .api import Store
 from .events import record_event
-from .quantity import QuantityError
+from ..quantity import QuantityError
 from .scheduling import add_usage, choose_node, failed_scheduling_message, fit_reasons, pod_requests
 
 log = logging.getLogger("hubfleet.devcluster.scheduler")

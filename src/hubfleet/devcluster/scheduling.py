@@ -10,7 +10,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from .quantity import QuantityError, parse_quantity
+from ..quantity import QuantityError, parse_quantity
 
 Resources = dict[str, Decimal]
 

@@ -1,0 +1,221 @@
+"""hubfleet's culler vs jupyterhub-idle-culler 2.0.0: one sweep each against the same real hub.
+
+One JupyterHub (real configurable-http-proxy, sqlite) with 2,000 users (``allowed_users``, created at start-up) and 400 ready no-op servers
+(bench/culler_noop_spawner.py: no pods; ``stop`` optionally waits, standing in for KubeSpawner waiting for a pod to go).
+For each row, 200 of the servers are back-dated 1 h idle (inside the hub: tests/integration/culler/backdate.py) and
+one culler process is started with ``--timeout=600 --concurrency=10`` and the hub's admin token:
+
+- anchor: ``python -m jupyterhub_idle_culler --timeout=600 --cull-every=3600 --concurrency=10`` (it has no
+  run-once mode: it is killed once its first sweep has culled all 200);
+- hubfleet: ``python -m hubfleet.services.culler --once --timeout=600 --concurrency=10``.
+
+Sweep wall time runs from the process launch (both pay the interpreter start) until the hub lists exactly the 200
+active servers as ready (``GET /users?state=ready`` polled every 50 ms). Meanwhile ``GET /hub/api/`` is polled every
+20 ms for the hub's latency. Between rows the culled servers are started again. Rows: stops that return at once, and
+stops that take 100 ms. Results also go to test-artifacts/bench_culler.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from tests.conftest import BASE_HUB_CONFIG, HubHandle, start_chp
+from tests.integration.culler.backdate import hub_config as backdate_config
+from tests.procs import ARTIFACTS, REPO, Proc, free_port
+
+N_USERS = 2000
+N_SERVERS = 400
+N_IDLE = 200
+CONCURRENCY = 10
+STOP_DELAYS = [0.0, 0.1]
+ANCHOR = "idle-culler 2.0.0"
+OURS = "hubfleet culler"
+SWEEP_CAP = 90.0
+
+
+class _Dummy(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+class Bench:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.control = tmp / "stop-delay"
+        self.control.write_text("0")
+        self.dummy = ThreadingHTTPServer(("127.0.0.1", 0), _Dummy)
+        threading.Thread(target=self.dummy.serve_forever, daemon=True).start()
+        self.chp = start_chp(tmp / "chp")
+        state = tmp / "hub"
+        state.mkdir()
+        hub_port = free_port()
+        admin_token = secrets.token_hex(16)
+        config = BASE_HUB_CONFIG.format(
+            public_port=self.chp.public_port, hub_port=hub_port, state=state, chp_api=self.chp.api_url,
+            chp_token=self.chp.token, password="x", admin_token=admin_token, image="none",
+        ) + backdate_config(str(REPO)) + f"""
+sys.path.insert(0, {str(REPO)!r})
+c.JupyterHub.spawner_class = "bench.culler_noop_spawner.NoopSpawner"
+c.JupyterHub.last_activity_interval = 0
+c.JupyterHub.concurrent_spawn_limit = 0
+c.JupyterHub.log_level = "WARN"
+c.Spawner.start_timeout = 60
+c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # created at start-up, in one commit
+"""
+        env = {"BENCH_CULLER_DUMMY_URL": f"http://127.0.0.1:{self.dummy.server_address[1]}",
+               "BENCH_CULLER_CONTROL": str(self.control), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
+        self.hub = HubHandle("hub", state, config, env, self.chp, admin_token, "x", hub_port).start()
+        self.api_url = f"http://127.0.0.1:{hub_port}/hub/api"
+        self.users = [f"u{i:05d}" for i in range(N_USERS)]
+        self.with_server = self.users[:N_SERVERS]
+        self.idle = self.with_server[:N_IDLE]
+
+    def api(self, method, path, **kw):
+        status, body = self.hub.api(method, path, timeout=120, **kw)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: {status} {body}")
+        return body
+
+    def setup(self) -> None:
+        n = self.count_users("")
+        assert n >= N_USERS, f"the hub has {n} users, expected {N_USERS}"
+        self.start_servers(self.with_server)
+
+    def start_servers(self, users: list[str]) -> None:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda u: self.api("POST", f"/users/{u}/server"), users))
+        self.wait_ready_count(N_SERVERS, timeout=120)
+        print(f"  {len(users)} servers started in {time.monotonic() - t0:.1f}s", flush=True)
+
+    def ready_count(self) -> int:
+        return self.count_users("ready")
+
+    def count_users(self, state: str) -> int:
+        r = requests.get(f"{self.api_url}/users?limit=1" + (f"&state={state}" if state else ""), timeout=30,
+                         headers={"Authorization": f"token {self.hub.admin_token}",
+                                  "Accept": "application/jupyterhub-pagination+json"})
+        r.raise_for_status()
+        return r.json()["_pagination"]["total"]
+
+    def wait_ready_count(self, n: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready_count() == n:
+                return time.monotonic()
+            time.sleep(0.05)
+        raise RuntimeError(f"{n} ready servers not reached in {timeout}s (have {self.ready_count()})")
+
+    def sweep(self, label: str, argv: list[str], delay: float, restart: bool = True) -> dict:
+        self.control.write_text(str(delay))
+        self.api("POST", "/test/backdate", json={"users": self.idle, "seconds": 3600})
+        stop = threading.Event()
+        lat: list[float] = []
+
+        def poll():
+            s = requests.Session()
+            while not stop.is_set():
+                t = time.monotonic()
+                try:
+                    s.get(f"{self.api_url}/", timeout=30)
+                except requests.RequestException:
+                    pass
+                lat.append(time.monotonic() - t)
+                stop.wait(0.02)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        load = os.getloadavg()[0]
+        poller.start()
+        t0 = time.monotonic()
+        proc = Proc(label.split()[0], argv, self.tmp / "logs",
+                    env={"JUPYTERHUB_API_URL": self.api_url, "JUPYTERHUB_API_TOKEN": self.hub.admin_token})
+        try:
+            t_end = self.wait_ready_count(N_SERVERS - N_IDLE, timeout=SWEEP_CAP)
+        finally:
+            stop.set()
+            proc.stop(timeout=2)
+            poller.join(30)
+        wall = t_end - t0
+        culled = N_SERVERS - self.ready_count()
+        print(f"  {label:<18} stop {delay * 1000:>3.0f} ms: {culled} culled in {wall:.2f}s "
+              f"(machine load before: {load:.1f}; culler log: {proc.log_tail(1).strip()[:110]})", flush=True)
+        if restart:
+            self.start_servers(self.idle)
+        return {"culled": culled, "wall_s": wall, "culls_per_s": culled / wall, "api_p50_ms": pct(lat, .5) * 1e3,
+                "api_p99_ms": pct(lat, .99) * 1e3, "api_max_ms": max(lat) * 1e3, "api_samples": len(lat),
+                "load_before": load}
+
+    def close(self) -> None:
+        self.hub.stop()
+        self.chp.proc.stop()
+        self.dummy.shutdown()
+
+
+def format_table(results: dict) -> str:
+    header = (f"{'server stop':<12} {'culler':<18} {'culls':>6} {'sweep':>8} {'culls/s':>8} {'api p50':>8} "
+              f"{'api p99':>8} {'api max':>8} {'speed-up':>9}")
+    lines = [header, "-" * len(header)]
+    for delay in STOP_DELAYS:
+        anchor = results[(delay, ANCHOR)]
+        for label in (ANCHOR, OURS):
+            r = results[(delay, label)]
+            ratio = anchor["wall_s"] / r["wall_s"]
+            lines.append(f"{f'{delay * 1000:.0f} ms':<12} {label:<18} {r['culled']:>6} {r['wall_s']:>7.2f}s "
+                         f"{r['culls_per_s']:>8.1f} {r['api_p50_ms']:>6.1f}ms {r['api_p99_ms']:>6.1f}ms "
+                         f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x")
+    lines += ["",
+              f"{N_USERS} users, {N_SERVERS} ready servers, {N_IDLE} back-dated 1 h idle; --timeout=600 "
+              f"--concurrency={CONCURRENCY} for both; one sweep each, from process launch until the hub lists",
+              f"{N_SERVERS - N_IDLE} ready servers. speed-up = anchor sweep time / this sweep time. 'server stop': how long "
+              "the spawner's stop() takes (0: no-op; 100 ms: a stand-in for a pod deletion)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-culler-") as tmpdir:
+        bench = Bench(Path(tmpdir))
+        try:
+            bench.setup()
+            common = ["--timeout=600", f"--concurrency={CONCURRENCY}"]
+            for delay in STOP_DELAYS:
+                results[(delay, ANCHOR)] = bench.sweep(
+                    ANCHOR, [sys.executable, "-m", "jupyterhub_idle_culler", *common, "--cull-every=3600"], delay)
+                results[(delay, OURS)] = bench.sweep(
+                    OURS, [sys.executable, "-m", "hubfleet.services.culler", *common, "--once"], delay,
+                    restart=delay != STOP_DELAYS[-1])
+        finally:
+            bench.close()
+    print()
+    print(format_table(results))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "bench_culler.json").write_text(json.dumps(
+        {f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

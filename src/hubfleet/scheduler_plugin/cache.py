@@ -1,0 +1,221 @@
+"""What is bound where: per-node usage from a pods list+watch, and node allocatable from a nodes list+watch.
+
+kube-scheduler sends the extender the Pod and the candidate nodes, never what already runs on them, so the extender
+keeps its own view, as kube-scheduler's informers do: list, then watch from the list's resourceVersion; on any error
+(connection lost, 410 Gone, an ERROR event, a non-200 answer) re-list with exponential backoff. A pod counts on its
+node while it has ``spec.nodeName`` and is neither Succeeded nor Failed.
+
+Objects are read as raw JSON (``_preload_content=False``; kubernetes_asyncio's model classes would cost ~10x more
+per pod) and only the fields the policy needs are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from . import wire
+from .scoring import NodeInfo, Resources, ScoringError, add_usage, node_info, pod_requests
+
+log = logging.getLogger("hubfleet.scheduler_plugin")
+
+WATCH_TIMEOUT_SECONDS = 300
+BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 30.0
+
+
+class WatchError(Exception):
+    """A list or watch that must be restarted (the message says why)."""
+
+
+class ClusterCache:
+    """Per-node usage and node allocatable. Mutated only by `apply_*`/`replace_*` (from the watch loops or tests)."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, tuple[str, Resources]] = {}  # pod uid (or ns/name) -> (node, requests)
+        self.usage: dict[str, Resources] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.pods_synced = False
+        self.nodes_synced = False
+        self.last_error: str = ""
+        self.relists = 0
+
+    @property
+    def synced(self) -> bool:
+        return self.pods_synced and self.nodes_synced
+
+    # --- pods ---
+    @staticmethod
+    def _pod_key(pod: Mapping) -> str:
+        meta = pod.get("metadata") or {}
+        return meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
+
+    @staticmethod
+    def _placement(pod: Mapping) -> tuple[str, Resources] | None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        try:
+            requests = pod_requests(pod)
+        except ScoringError as e:  # the API server would not have accepted it; count the pod slot only
+            meta = pod.get("metadata") or {}
+            log.warning("pod:%s/%s has a bad quantity, counted as requesting nothing: %s",
+                        meta.get("namespace"), meta.get("name"), e)
+            requests = {}
+        return node, requests
+
+    def _forget_pod(self, key: str) -> None:
+        old = self.pods.pop(key, None)
+        if old is not None:
+            node, requests = old
+            left = add_usage(self.usage.get(node, {}), requests, sign=-1)
+            if left.get("pods", Decimal(0)) <= 0:
+                self.usage.pop(node, None)
+            else:
+                self.usage[node] = left
+
+    def apply_pod(self, event_type: str, pod: Mapping) -> None:
+        key = self._pod_key(pod)
+        self._forget_pod(key)
+        if event_type == "DELETED":
+            return
+        placed = self._placement(pod)
+        if placed is not None:
+            self.pods[key] = placed
+            self.usage[placed[0]] = add_usage(self.usage.get(placed[0], {}), placed[1])
+
+    def replace_pods(self, pods: list[Mapping]) -> None:
+        """A re-list: build the new view aside and swap it in, so a request scored on a worker thread meanwhile
+        sees the old view or the new one, never half of one."""
+        fresh = ClusterCache()
+        for pod in pods:
+            fresh.apply_pod("ADDED", pod)
+        self.pods, self.usage = fresh.pods, fresh.usage
+        self.pods_synced = True
+
+    # --- nodes ---
+    def apply_node(self, event_type: str, node: Mapping) -> None:
+        name = (node.get("metadata") or {}).get("name")
+        if event_type == "DELETED":
+            self.nodes.pop(name, None)
+            return
+        try:
+            self.nodes[name] = node_info(node)
+        except ScoringError as e:
+            log.warning("node:%s ignored: %s", name, e)
+
+    def replace_nodes(self, nodes: list[Mapping]) -> None:
+        fresh = ClusterCache()
+        for node in nodes:
+            fresh.apply_node("ADDED", node)
+        self.nodes = fresh.nodes
+        self.nodes_synced = True
+
+    def snapshot(self) -> dict:
+        """The cache as JSON (``GET /cache``): for operators and tests."""
+        return {"synced": self.synced, "pods": len(self.pods), "relists": self.relists, "last_error": self.last_error,
+                "usage": {n: {k: str(v) for k, v in sorted(u.items())} for n, u in sorted(self.usage.items())},
+                "nodes": sorted(self.nodes)}
+
+
+class CacheWatcher:
+    """Runs the pods and nodes list+watch loops against the API a kubernetes_asyncio ApiClient points at."""
+
+    def __init__(self, cache: ClusterCache, api_client: Any, *, sleep: Callable = asyncio.sleep):
+        from kubernetes_asyncio import client
+
+        self.cache = cache
+        self.core = client.CoreV1Api(api_client)
+        self._sleep = sleep
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            self._reflect("pods", self.core.list_pod_for_all_namespaces, self.cache.replace_pods, self.cache.apply_pod),
+            self._reflect("nodes", self.core.list_node, self.cache.replace_nodes, self.cache.apply_node),
+        )
+
+    async def _reflect(self, what: str, list_fn, replace, apply) -> None:
+        backoff = BACKOFF_INITIAL
+        while True:
+            try:
+                resp = await list_fn(_preload_content=False, _request_timeout=60)
+                try:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        raise WatchError(f"listing {what} answered HTTP {resp.status}: {body[:200]!r}")
+                finally:
+                    resp.release()
+                data = wire.loads(body)
+                replace(list(data.get("items") or []))
+                rv = (data.get("metadata") or {}).get("resourceVersion") or "0"
+                log.info("cache: listed %d %s at resourceVersion %s", len(data.get("items") or []), what, rv)
+                backoff = BACKOFF_INITIAL
+                while True:
+                    rv = await self._watch(what, list_fn, rv, apply)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure: re-list after a backoff, never die
+                self.cache.last_error = f"{time.strftime('%H:%M:%S')} {what}: {e or type(e).__name__}"
+                self.cache.relists += 1
+                log.warning("cache: %s list/watch failed (%s); re-listing in %.1fs", what, e or type(e).__name__,
+                            backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _watch(self, what: str, list_fn, rv: str, apply) -> str:
+        """One watch request from `rv`; returns the resourceVersion to resume from when the server ends it."""
+        resp = await list_fn(watch=True, resource_version=rv, timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                             allow_watch_bookmarks=True, _preload_content=False,
+                             _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30))
+        try:
+            if resp.status != 200:
+                body = await resp.read()
+                raise WatchError(f"watching {what} answered HTTP {resp.status}: {body[:200]!r}")
+            buf = b""
+            started, events = time.monotonic(), 0
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        rv = self._event(what, line, rv, apply)
+                        events += 1
+            if not events and time.monotonic() - started < 1:  # a server ending watches at once: back off, re-list
+                raise WatchError(f"watch of {what} ended at once without events")
+            return rv
+        finally:
+            resp.release()
+
+    @staticmethod
+    def _event(what: str, line: bytes, rv: str, apply) -> str:
+        event = wire.loads(line)
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            raise WatchError(f"watch of {what} ended with {obj.get('code')} {obj.get('reason')}: "
+                             f"{obj.get('message')}")
+        new_rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            apply(kind, obj)
+        return new_rv
+
+
+async def make_api_client(kubeconfig: str | None):
+    """A kubernetes_asyncio ApiClient: from `kubeconfig` if given, else in-cluster when running in a pod, else the
+    default kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    import os
+
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        await config.load_kube_config(client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+__all__ = ["CacheWatcher", "ClusterCache", "WatchError", "make_api_client"]

@@ -1,0 +1,81 @@
+"""``hubfleet scheduler-extender``: run the kube-scheduler extender webhook until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .scoring import DEFAULT_GPU_NODE_LABEL, DEFAULT_GPU_RESOURCE, ScoringError, Weights, parse_weights
+
+
+def _weights(text: str) -> Weights:
+    try:
+        return parse_weights(text)
+    except ScoringError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"--port: {text!r} is not a TCP port (1-65535)")
+    return port
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "scheduler-extender", help="run the kube-scheduler extender (bin-packing, GPU-aware) webhook",
+        description="Serve kube-scheduler's extender protocol (POST /filter, POST /prioritize) plus GET /healthz and "
+                    "GET /metrics. Pods are packed onto the most-allocated nodes, GPU nodes are kept for GPU pods "
+                    "and a GPU pod goes where it fits best. Needs read access (list/watch) to pods and nodes.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, as beside "
+                                                        "kube-scheduler in the same pod)")
+    p.add_argument("--port", type=_port, default=8888, help="port to listen on (default: 8888)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config when running in a pod, else "
+                                        "$KUBECONFIG / ~/.kube/config)")
+    p.add_argument("--gpu-resource", default=DEFAULT_GPU_RESOURCE,
+                   help=f"extended resource name of GPUs (default: {DEFAULT_GPU_RESOURCE})")
+    p.add_argument("--gpu-node-label", default=DEFAULT_GPU_NODE_LABEL,
+                   help="KEY=VALUE (or KEY) marking GPU nodes that only pods requesting a GPU may use; '' disables "
+                        f"(default: {DEFAULT_GPU_NODE_LABEL})")
+    p.add_argument("--weights", type=_weights, default=Weights(),
+                   help="bin-packing weights, e.g. cpu=1,memory=1,gpu=3 (the default)")
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
+                   help="largest request body accepted (default: 64 MiB; larger ones are answered 413)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .app import Extender, serve
+    from .cache import ClusterCache
+    from .scoring import Policy
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        policy = Policy(gpu_resource=args.gpu_resource, gpu_node_label=args.gpu_node_label, weights=args.weights)
+    except ScoringError as e:
+        print(f"hubfleet scheduler-extender: {e}", file=sys.stderr)
+        return 2
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        print(f"hubfleet scheduler-extender: --kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return 2
+    extender = Extender(policy, ClusterCache())
+    try:
+        asyncio.run(serve(extender, host=args.host, port=args.port, kubeconfig=args.kubeconfig,
+                          max_body_bytes=args.max_body_bytes))
+    except OSError as e:
+        print(f"hubfleet scheduler-extender: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        return 1
+    except Exception as e:  # kubeconfig problems and the like: one clear line, no traceback
+        if type(e).__name__ == "ConfigException":
+            print(f"hubfleet scheduler-extender: cannot load the Kubernetes configuration: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0

@@ -1,0 +1,171 @@
+"""The culler's HTTP edge: JupyterHub's REST API through tornado's AsyncHTTPClient.
+
+- ``iter_users``: the paginated ``GET /users?state=...`` (``Accept: application/jupyterhub-pagination+json``),
+  following ``_pagination.next``; the next page is requested while the caller works on this one.
+- ``stop_server`` / ``delete_user``: ``DELETE /users/<u>/server``, ``/users/<u>/servers/<name>`` (optionally with
+  ``{"remove": true}``), ``/users/<u>``.
+- Every request is bounded by ``request_timeout`` and retried with exponential backoff (honouring ``Retry-After``)
+  on 429, 5xx and connection errors; anything else raises :class:`HubAPIError` naming the method, path and status.
+
+The concurrency limit is not here: :mod:`.app` runs at most ``concurrency`` stops at once with a pool of workers
+(idle-culler 2.0.0 also has a semaphore around its fetches, but awaits its per-user coroutines one after another,
+so its stops never overlap). The token is sent in the ``Authorization`` header and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+log = logging.getLogger("hubfleet.culler")
+
+PAGINATION = "application/jupyterhub-pagination+json"
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 599})
+
+
+class HubAPIError(Exception):
+    """A hub API request failed for good (after retries, or with a status that is not worth retrying)."""
+
+    def __init__(self, method: str, path: str, status: int, message: str):
+        self.method, self.path, self.status = method, path, status
+        super().__init__(f"{method} {path}: {status} {message}")
+
+
+@dataclass(frozen=True)
+class StopResult:
+    status: int  # 204: stopped; 202: still stopping (the hub answered before the spawner finished); 404: gone
+
+    @property
+    def stopped(self) -> bool:
+        return self.status in (200, 204, 404)
+
+
+class HubAPI:
+    def __init__(self, url: str, token: str, *, request_timeout: float = 60.0, retries: int = 4,
+                 backoff: float = 0.5, max_backoff: float = 10.0, max_clients: int = 20,
+                 ssl_options=None):
+        if not url:
+            raise ValueError("url: the hub API URL is empty; set --url or JUPYTERHUB_API_URL "
+                             "(e.g. http://hub:8081/hub/api)")
+        if not token:
+            raise ValueError("JUPYTERHUB_API_TOKEN is not set: the culler needs the token of its service")
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"token {token}"}
+        self.request_timeout, self.retries = request_timeout, retries
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.ssl_options = ssl_options
+        # our own client: the shared instance would cap us at tornado's default of 10 connections
+        self._client = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+        self.requests = 0
+        self.retried = 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def request(self, method: str, path: str, *, body=None, headers: dict | None = None,
+                      absolute_url: str | None = None):
+        """One attempt; the tornado response whatever its code (599: no response within the timeout)."""
+        req = HTTPRequest(absolute_url or f"{self.url}{path}", method=method,
+                          headers={**self._headers, **(headers or {})},
+                          body=json.dumps(body) if body is not None else None,
+                          request_timeout=self.request_timeout, connect_timeout=min(self.request_timeout, 20),
+                          allow_nonstandard_methods=True, ssl_options=self.ssl_options)
+        self.requests += 1
+        return await self._client.fetch(req, raise_error=False)
+
+    async def call(self, method: str, path: str, *, body=None, headers: dict | None = None, ok=(200,),
+                   absolute_url: str | None = None):
+        """One request with retries; returns the tornado response when its code is in ``ok``."""
+        attempt = 0
+        while True:
+            attempt += 1
+            resp = await self.request(method, path, body=body, headers=headers, absolute_url=absolute_url)
+            if resp.code in ok:
+                return resp
+            if resp.code in RETRY_STATUS and attempt <= self.retries:
+                delay = self._delay(attempt, resp.headers.get("Retry-After") if resp.headers else None)
+                self.retried += 1
+                log.warning("hub API %s %s answered %s; retry %d/%d in %.1fs", method, path,
+                            _status_text(resp), attempt, self.retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            raise HubAPIError(method, path, resp.code, _message(resp))
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.max_backoff)
+            except ValueError:
+                pass
+        base = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        return base * (0.5 + random.random() / 2)  # jitter: many cullers must not retry in lockstep
+
+    async def version(self) -> str:
+        resp = await self.call("GET", "/")
+        return json.loads(resp.body)["version"]
+
+    async def iter_users(self, state: str = "ready", page_size: int = 0) -> AsyncIterator[dict]:
+        """Every user model of ``GET /users?state=...``, page by page (the next page is fetched meanwhile)."""
+        params = {"state": state} if state else {}
+        if page_size:
+            params["limit"] = str(page_size)
+        headers = {"Accept": PAGINATION}
+        path = "/users" + (f"?{urlencode(params)}" if params else "")
+        pending = asyncio.ensure_future(self.call("GET", path, headers=headers))
+        try:
+            while pending is not None:
+                resp = await pending
+                pending = None
+                model = json.loads(resp.body)
+                if isinstance(model, list):  # a hub without pagination
+                    items = model
+                else:
+                    items = model["items"]
+                    nxt = (model.get("_pagination") or {}).get("next")
+                    if nxt:  # rebuilt on our own base URL: the hub builds next.url from the Host it was asked
+                        params.update(offset=str(nxt["offset"]), limit=str(nxt["limit"]))
+                        pending = asyncio.ensure_future(
+                            self.call("GET", f"/users?{urlencode(params)}", headers=headers))
+                for item in items:
+                    yield item
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> StopResult:
+        if server:
+            path = f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}"
+            body = {"remove": True} if remove else None
+        else:
+            path, body = f"/users/{quote(user, safe='')}/server", None
+        resp = await self.call("DELETE", path, body=body, ok=(202, 204, 404))
+        return StopResult(resp.code)
+
+    async def delete_user(self, user: str) -> int:
+        resp = await self.call("DELETE", f"/users/{quote(user, safe='')}", ok=(204, 404))
+        return resp.code
+
+
+def _status_text(resp) -> str:
+    if resp.code == 599:
+        return f"no response ({resp.error})"
+    return str(resp.code)
+
+
+def _message(resp) -> str:
+    if resp.code == 599:
+        return f"no response: {resp.error}"
+    try:
+        return json.loads(resp.body).get("message") or resp.reason
+    except (ValueError, TypeError, AttributeError):
+        return resp.reason or ""
+
+
+__all__ = ["HubAPI", "HubAPIError", "StopResult"]

@@ -1,0 +1,117 @@
+"""A real devcluster whose `hubfleet-scheduler` pods are placed by calling a real `hubfleet scheduler-extender`
+process over HTTP (the devcluster's scheduler is the extender client, speaking kube-scheduler's protocol)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.conftest import DevClusterHandle, start_devcluster
+from tests.procs import VENV_BIN, Proc, free_port
+
+SCHEDULER = "hubfleet-scheduler"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
+
+
+class Stack:
+    def __init__(self, cluster: DevClusterHandle, extender: Proc, port: int):
+        self.cluster, self.extender, self.port = cluster, extender, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def post(self, verb: str, data: bytes, **kw) -> requests.Response:
+        return requests.post(f"{self.url}/{verb}", data=data, timeout=kw.pop("timeout", 10), **kw)
+
+    def cache(self) -> dict:
+        r = requests.get(self.url + "/cache", timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+
+def start_extender(log_dir, kubeconfig, port: int, *extra: str) -> Proc:
+    proc = Proc("scheduler-extender", [VENV_BIN / "hubfleet", "scheduler-extender", "--port", port, "--kubeconfig",
+                                       kubeconfig, *extra], log_dir)
+    try:
+        proc.wait_for_port("127.0.0.1", port, timeout=30)
+        deadline = time.monotonic() + 20
+        while requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"extender cache did not sync in 20s:\n{proc.log_tail()}")
+            time.sleep(0.1)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+@pytest.fixture
+def stack(tmp_path, request):
+    port = free_port()
+    cluster = start_devcluster(tmp_path / "dc", "--extender", f"{SCHEDULER}=http://127.0.0.1:{port}")
+    try:
+        extender = start_extender(tmp_path / "ext", cluster.kubeconfig, port)
+    except BaseException:
+        cluster.proc.stop()
+        raise
+    handle = Stack(cluster, extender, port)
+    yield handle
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or rep.failed:
+        print("\n--- devcluster state ---\n" + cluster.describe())
+        print("--- devcluster log ---\n" + cluster.proc.log_tail(30))
+        print("--- extender log ---\n" + extender.log_tail(30))
+    extender.stop()
+    cluster.proc.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def pod_body(name: str, *, cpu: str = "500m", memory: str = "1Gi", gpus: int = 0, scheduler: str | None = SCHEDULER,
+             tolerations: list | None = None, node_selector: dict | None = None) -> dict:
+    resources: dict = {"requests": {"cpu": cpu, "memory": memory}}
+    if gpus:
+        resources["limits"] = {"nvidia.com/gpu": gpus}
+    spec: dict = {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "300"],
+                                  "resources": resources}], "terminationGracePeriodSeconds": 1}
+    if scheduler:
+        spec["schedulerName"] = scheduler
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def create_pod(cluster: DevClusterHandle, body: dict) -> None:
+    r = cluster.request("POST", "/api/v1/namespaces/default/pods", json=body)
+    assert r.status_code == 201, r.text
+
+
+def wait_for(what: str, probe, timeout: float = 20, seen=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {seen() if seen else last!r}")
+
+
+def wait_bound(cluster: DevClusterHandle, name: str, timeout: float = 20) -> str:
+    def probe():
+        r = cluster.request("GET", f"/api/v1/namespaces/default/pods/{name}")
+        return r.json()["spec"].get("nodeName") if r.status_code == 200 else None
+
+    def seen():
+        return [(e["reason"], e["message"]) for e in cluster.events(name)]
+
+    return wait_for(f"pod {name} to be bound", probe, timeout, seen)
+
+
+def failed_scheduling(cluster: DevClusterHandle, name: str) -> list[str]:
+    return [e["message"] for e in cluster.events(name) if e["reason"] == "FailedScheduling"]

@@ -1,0 +1,103 @@
+"""deploy/scheduler-extender/: every manifest is valid Kubernetes 1.31 (strict schema), and the
+KubeSchedulerConfiguration's extender points at what the extender serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from hubfleet.scheduler_plugin.cli import add_parser
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scheduler-extender"
+
+
+def _objects() -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                out.append((f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc))
+    return out
+
+
+OBJECTS = _objects()
+
+
+def _one(kind: str) -> dict:
+    found = [o for _, o in OBJECTS if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} in {DEPLOY}, found {len(found)}"
+    return found[0]
+
+
+def test_the_expected_objects_are_there():
+    kinds = sorted(o["kind"] for _, o in OBJECTS)
+    assert kinds == ["ClusterRoleBinding", "ClusterRoleBinding", "ConfigMap", "Deployment", "Role", "RoleBinding",
+                     "ServiceAccount"]
+
+
+@pytest.mark.parametrize("name, obj", OBJECTS, ids=[n for n, _ in OBJECTS])
+def test_manifest_validates_against_kubernetes_1_31(name, obj):
+    kubernetes_validate.validate(obj, "1.31", strict=True)  # raises ValidationError naming the path at fault
+
+
+def test_strict_validation_would_catch_a_typo():
+    """(So the test above can fail.)"""
+    bad = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())
+    bad["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.31", strict=True)
+
+
+def _scheduler_config() -> dict:
+    return yaml.safe_load(_one("ConfigMap")["data"]["config.yaml"])
+
+
+def test_scheduler_configuration_calls_the_extender_verbs():
+    from hubfleet.scheduler_plugin.app import VERBS, Extender, build_app
+    from hubfleet.scheduler_plugin.cache import ClusterCache
+    from hubfleet.scheduler_plugin.scoring import Policy
+
+    config = _scheduler_config()
+    assert config["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    assert config["kind"] == "KubeSchedulerConfiguration"
+    assert [p["schedulerName"] for p in config["profiles"]] == ["hubfleet-scheduler"]
+    [ext] = config["extenders"]
+    assert ext["urlPrefix"] == "http://127.0.0.1:8888"
+    assert ext["nodeCacheCapable"] is False and ext["ignorable"] is False and ext["weight"] >= 1
+    served = {r.resource.canonical for r in build_app(Extender(Policy(), ClusterCache())).router.routes()
+              if r.method == "POST"}
+    assert {f"/{ext['filterVerb']}", f"/{ext['prioritizeVerb']}"} == served == {f"/{v}" for v in VERBS}
+    # managedResources would make kube-scheduler skip the extender for every pod requesting no GPU, i.e. no bin
+    # packing of CPU pods and no keeping them off GPU nodes
+    assert "managedResources" not in ext
+
+
+def test_deployment_runs_kube_scheduler_and_the_extender_on_the_configured_port():
+    config = _scheduler_config()
+    dep = _one("Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    sched, ext = pod["containers"]
+    assert sched["image"].startswith("registry.k8s.io/kube-scheduler:v1.31.")
+    assert "--config=/etc/hubfleet-scheduler/config.yaml" in sched["command"]
+    assert pod["serviceAccountName"] == _one("ServiceAccount")["metadata"]["name"]
+    assert ext["command"][:2] == ["hubfleet", "scheduler-extender"]
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(ext["command"][1:])  # the container's arguments parse with the real CLI
+    assert f"http://{args.host}:{args.port}" == config["extenders"][0]["urlPrefix"]
+    assert config["leaderElection"]["resourceName"] in _one("Role")["rules"][1]["resourceNames"]
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_rbac_binds_the_scheduler_roles():
+    bound = sorted(o["roleRef"]["name"] for _, o in OBJECTS if o["kind"] == "ClusterRoleBinding")
+    assert bound == ["system:kube-scheduler", "system:volume-scheduler"]
