@@ -1,7 +1,8 @@
 """``hubfleet demo`` (what ``make demo`` runs): the embedded default on one machine.
 
-Starts the devcluster, configurable-http-proxy and a real JupyterHub using hubfleet's own components (the hubfleet
-Authenticator with local accounts, ProfileSpawner with the demo profiles), prints the URL and the demo logins, and
+Starts the devcluster, hubfleet's scheduler extender (user pods are placed through it), configurable-http-proxy and
+a real JupyterHub using hubfleet's own components (the hubfleet Authenticator with local accounts, ProfileSpawner
+with the demo profiles, the per-profile idle culler as a hub-managed service), prints the URL and the logins, and
 runs until Ctrl-C, which stops everything (the devcluster terminates every pod). State lives in ``--state``: the
 hub database, the accounts file and the users' home volumes, so re-running keeps users' files.
 """
@@ -58,7 +59,22 @@ c.ProfileSpawner.namespace = "default"
 c.ProfileSpawner.start_timeout = 120
 c.ProfileSpawner.http_timeout = 60
 c.ProfileSpawner.delete_grace_period = 2
+c.ProfileSpawner.scheduler_name = "hubfleet-scheduler"   # placed by hubfleet's scheduler extender
 c.Spawner.default_url = "/lab"
+
+# the per-profile idle culler, as a hub-managed service with a least-privilege role
+from hubfleet.config.culler import culler_service
+_culler, _culler_role = culler_service(policies_file="{culler_policies}", timeout=8 * 3600, cull_every=300)
+c.JupyterHub.services = [_culler]
+c.JupyterHub.load_roles = [_culler_role]
+"""
+
+CULLER_POLICIES = """\
+# per-profile idle timeouts for the demo's culler; see docs/culler.md
+profiles:
+  gpu: {timeout: 30m}
+  small: {timeout: 8h}
+  medium: {timeout: 8h}
 """
 
 
@@ -124,15 +140,23 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        print("[1/4] demo accounts", flush=True)
+        print("[1/5] demo accounts", flush=True)
         accounts = ensure_accounts(state)
-        print("[2/4] devcluster (Kubernetes API emulator, scheduler, process kubelet)", flush=True)
+        print("[2/5] devcluster (Kubernetes API emulator, scheduler, process kubelet)", flush=True)
         dc_state = state / "devcluster"
         (dc_state / "devcluster.json").unlink(missing_ok=True)
-        dc = Proc("devcluster", [sys.executable, "-m", "hubfleet.cli", "devcluster", "--state", dc_state], logs)
+        extender_port = free_port()
+        dc = Proc("devcluster", [sys.executable, "-m", "hubfleet.cli", "devcluster", "--state", dc_state,
+                                 "--extender", f"hubfleet-scheduler=http://127.0.0.1:{extender_port}"], logs)
         procs.append(dc)
         dc.wait_for_file(dc_state / "devcluster.json", timeout=60)
-        print("[3/4] configurable-http-proxy", flush=True)
+        print("[3/5] scheduler extender (bin-packing, GPU-aware)", flush=True)
+        extender = Proc("scheduler-extender", [sys.executable, "-m", "hubfleet.cli", "scheduler-extender",
+                                               "--port", extender_port, "--kubeconfig", dc_state / "kubeconfig"],
+                        logs)
+        procs.append(extender)
+        extender.wait_for_port("127.0.0.1", extender_port, timeout=60)
+        print("[4/5] configurable-http-proxy", flush=True)
         proxy_api_port, hub_port = free_port(), free_port()
         token = secrets.token_hex(32)
         chp = Proc("proxy", [_chp_command(repo_dir), "--ip", ip, "--port", port, "--api-ip", "127.0.0.1",
@@ -140,11 +164,15 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
                    env={"CONFIGPROXY_AUTH_TOKEN": token})
         procs.append(chp)
         chp.wait_for_port("127.0.0.1", proxy_api_port, timeout=30)
-        print("[4/4] JupyterHub", flush=True)
+        print("[5/5] JupyterHub", flush=True)
         config = state / "jupyterhub_config.py"
+        policies = state / "culler-policies.yaml"
+        if not policies.exists():
+            policies.write_text(CULLER_POLICIES)
         config.write_text(HUB_CONFIG.format(
             ip=ip, port=port, hub_port=hub_port, state=state, proxy_api_port=proxy_api_port, proxy_token=token,
-            users_file=state / "users.yaml", profiles_file=files("hubfleet.spawners") / "demo_profiles.yaml"))
+            users_file=state / "users.yaml", profiles_file=files("hubfleet.spawners") / "demo_profiles.yaml",
+            culler_policies=policies))
         hub = Proc("hub", [shutil.which("jupyterhub", path=str(Path(sys.executable).parent)) or "jupyterhub",
                            "-f", config], logs, cwd=state,
                    env={"KUBECONFIG": str(dc_state / "kubeconfig")})
@@ -158,6 +186,7 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
             notes = ", ".join((["admin"] if admin else []) + [f"group {g}" for g in groups])
             print(f"    {name:<8} {password}   {('(' + notes + ')') if notes else ''}")
         print(f"\n  profiles: small (everyone), medium (group demo-researchers), gpu (1 GPU, at most 2 running)")
+        print(f"  idle servers are culled per profile ({policies}); pods are placed by the scheduler extender")
         print(f"  logs: {logs}   state: {state}")
         print("  Ctrl-C stops everything; your files are kept for the next run.\n", flush=True)
         while True:

@@ -1,6 +1,7 @@
 """The README contract: `make demo` starts the embedded default; a person logs in, picks a profile and lands in
 JupyterLab; Ctrl-C stops everything with no orphan processes; a re-run keeps users' files."""
 
+import json
 import subprocess
 
 import requests
@@ -33,6 +34,13 @@ def test_demo_login_profile_lab_ctrl_c_and_rerun_keeps_files(tmp_path):
 
         seconds = spawn_and_open_lab(s, demo.url, "bob", "small")
         print(f"bob: spawn form -> JupyterLab loaded in {seconds:.2f}s")
+        # the pod was placed through hubfleet's scheduler extender (the devcluster binds such pods only through it)
+        dc_url = json.loads((state / "devcluster" / "devcluster.json").read_text())["url"]
+        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-bob", timeout=10).json()
+        assert pod["spec"]["schedulerName"] == "hubfleet-scheduler" and pod["spec"]["nodeName"].startswith("cpu-")
+        assert pod["metadata"]["labels"]["hubfleet.io/profile"] == "small"
+        # the idle culler runs as a hub-managed service
+        assert "hubfleet-culler" in demo.log_tail("hub", 400)
         xsrf = s.cookies.get("_xsrf", path="/user/bob/") or ""
         r = s.put(f"{demo.url}/user/bob/api/contents/kept.txt", json={"type": "file", "format": "text",
                                                                       "content": "still here"},
