@@ -211,3 +211,13 @@ def test_ad_in_chain_filter():
     assert render_filter(a.ad_in_chain_filter, dn="CN=Smith\\, J (x),OU=Staff,DC=corp") == (
         "(member:1.2.840.113556.1.4.1941:=CN=Smith\\5c, J \\28x\\29,OU=Staff,DC=corp)"
     )
+
+
+def test_config_reference_is_up_to_date():
+    """docs/config-reference.md is generated from the help= texts; regenerate it with `make docs`."""
+    from pathlib import Path
+
+    from hubfleet.config import docgen
+
+    committed = (Path(__file__).parents[2] / "docs" / "config-reference.md").read_text()
+    assert committed == docgen.render(), "docs/config-reference.md is out of date: run `make docs`"
