@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,18 @@ from hubfleet.config.values import helm_merge, load_values, validate_values
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_VALUES = REPO / "chart-values"
-Z2JH = Path(__file__).resolve().parents[2].parent / "shared" / "z2jh-4.4.0"
+def _find_z2jh() -> Path:
+    """The chart data beside the repo (../shared/z2jh-4.4.0), or where HUBFLEET_Z2JH_DIR says, or the team's shared
+    folder when the repo is a clone elsewhere (CI)."""
+    candidates = [os.environ.get("HUBFLEET_Z2JH_DIR", ""), REPO.parent / "shared" / "z2jh-4.4.0",
+                  Path("/work/shared/z2jh-4.4.0")]
+    for c in candidates:
+        if c and (Path(c) / "values.schema.yaml").is_file():
+            return Path(c)
+    return REPO.parent / "shared" / "z2jh-4.4.0"
+
+
+Z2JH = _find_z2jh()
 
 BASE = "hubfleet-base.yaml"
 AUTH = ("auth-ldap.yaml", "auth-oidc.yaml")
