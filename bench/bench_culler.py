@@ -30,6 +30,7 @@ from pathlib import Path
 
 import requests
 
+from bench._common import LatencyProbe, pct
 from tests.conftest import BASE_HUB_CONFIG, HubHandle, start_chp
 from tests.integration.culler.backdate import hub_config as backdate_config
 from tests.procs import ARTIFACTS, REPO, Proc, free_port
@@ -53,13 +54,6 @@ class _Dummy(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 class Bench:
@@ -133,32 +127,16 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
     def sweep(self, label: str, argv: list[str], delay: float, restart: bool = True) -> dict:
         self.control.write_text(str(delay))
         self.api("POST", "/test/backdate", json={"users": self.idle, "seconds": 3600})
-        stop = threading.Event()
-        lat: list[float] = []
-
-        def poll():
-            s = requests.Session()
-            while not stop.is_set():
-                t = time.monotonic()
-                try:
-                    s.get(f"{self.api_url}/", timeout=30)
-                except requests.RequestException:
-                    pass
-                lat.append(time.monotonic() - t)
-                stop.wait(0.02)
-
-        poller = threading.Thread(target=poll, daemon=True)
         load = os.getloadavg()[0]
-        poller.start()
+        probe = LatencyProbe(f"{self.api_url}/", timeout=30).start()
         t0 = time.monotonic()
         proc = Proc(label.split()[0], argv, self.tmp / "logs",
                     env={"JUPYTERHUB_API_URL": self.api_url, "JUPYTERHUB_API_TOKEN": self.hub.admin_token})
         try:
             t_end = self.wait_ready_count(N_SERVERS - N_IDLE, timeout=SWEEP_CAP)
         finally:
-            stop.set()
+            lat = probe.stop()
             proc.stop(timeout=2)
-            poller.join(30)
         wall = t_end - t0
         culled = N_SERVERS - self.ready_count()
         print(f"  {label:<18} stop {delay * 1000:>3.0f} ms: {culled} culled in {wall:.2f}s "

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import requests
 
+from bench._common import LatencyProbe, pct
 from tests.integration.auth import servers as S
 from tests.procs import ARTIFACTS
 
@@ -80,31 +81,10 @@ def ldapauthenticator_config(port: int, ca: Path) -> str:
         """)
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def run_logins(hub: S.Hub, *, cap: float, rate: float | None = None) -> dict:
     """200 form logins, 20 at a time (or started at ``rate`` per second), stopping new ones after ``cap`` s."""
     # warm-up: one login per authenticator (imports, first connections), not counted
     S.form_login(hub.url, USERS[0], f"{USERS[0]}-pw", timeout=120)
-    stop = threading.Event()
-    api_lat: list[float] = []
-
-    def poll():
-        s = requests.Session()
-        while not stop.is_set():
-            t0 = time.monotonic()
-            try:
-                s.get(f"{hub.url}/hub/api/", timeout=60)
-            except requests.RequestException:
-                pass
-            api_lat.append(time.monotonic() - t0)
-            stop.wait(0.02)
-
     deadline = time.monotonic() + cap
     times: list[float] = []
     failures: list[str] = []
@@ -126,8 +106,7 @@ def run_logins(hub: S.Hub, *, cap: float, rate: float | None = None) -> dict:
             elif r is not None:
                 failures.append(f"{name}: {r.status} {r.error}")
 
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
+    probe = LatencyProbe(f"{hub.url}/hub/api/").start()
     t0 = time.monotonic()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         if rate is None:
@@ -144,8 +123,7 @@ def run_logins(hub: S.Hub, *, cap: float, rate: float | None = None) -> dict:
             for f in futures:
                 f.result()
     wall = time.monotonic() - t0
-    stop.set()
-    poller.join(60)
+    api_lat = probe.stop()
     return {
         "completed": len(times),
         "failed": len(failures),

@@ -16,4 +16,20 @@ VENV_BIN = Path(sys.executable).parent
 CHP_BIN = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 ARTIFACTS = REPO / "test-artifacts"
 
-__all__ = ["Proc", "free_port", "port_open", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
+__all__ = ["Proc", "free_port", "port_open", "wait_for", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
+
+
+def wait_for(what: str, probe, timeout: float = 20, interval: float = 0.1, seen=None):
+    """Poll `probe` until it returns something truthy and return that; on timeout fail saying what was awaited, what
+    the probe last returned and, if given, what `seen()` describes (pod state, a log tail)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    extra = f"\n{seen()}" if seen else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}{extra}")

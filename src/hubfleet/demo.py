@@ -185,7 +185,7 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
         for name, password, groups, admin in accounts:
             notes = ", ".join((["admin"] if admin else []) + [f"group {g}" for g in groups])
             print(f"    {name:<8} {password}   {('(' + notes + ')') if notes else ''}")
-        print(f"\n  profiles: small (everyone), medium (group demo-researchers), gpu (1 GPU, at most 2 running)")
+        print("\n  profiles: small (everyone), medium (group demo-researchers), gpu (1 GPU, at most 2 running)")
         print(f"  idle servers are culled per profile ({policies}); pods are placed by the scheduler extender")
         print(f"  logs: {logs}   state: {state}")
         print("  Ctrl-C stops everything; your files are kept for the next run.\n", flush=True)

@@ -27,8 +27,8 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
     """)
     session = hub.login("carol")
     t0 = time.monotonic()
-    r = session.post(f"{hub.url}/hub/spawn/carol", data={"_xsrf": session.cookies.get("_xsrf")}, timeout=60,
-                     allow_redirects=False)
+    session.post(f"{hub.url}/hub/spawn/carol", data={"_xsrf": session.cookies.get("_xsrf")}, timeout=60,
+                 allow_redirects=False)
     msgs = progress_messages(session, hub.url, "carol", timeout=60)
     elapsed = time.monotonic() - t0
     # ProfileSpawner gives up just before the hub's own timeout (which would only say "Spawn failed: ") and says

@@ -19,9 +19,8 @@ request), max'ed with each init container, plus ``spec.overhead``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Iterable, Mapping
 
 from ..quantity import QuantityError

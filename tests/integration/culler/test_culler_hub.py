@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hubfleet.config.culler import culler_service
 from tests.integration.culler.backdate import hub_config as backdate_config
-from tests.procs import REPO
+from tests.procs import REPO, wait_for
 
 PROFILES = [{"slug": "small", "display_name": "Small", "default": True},
             {"slug": "gpu", "display_name": "GPU"}]
@@ -22,15 +22,7 @@ POLICIES = "profiles:\n  gpu: {timeout: 60}\n  small: {timeout: 1h}\n"
 
 
 def wait_until(predicate, what: str, timeout: float, hub):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}\n"
-                         f"hub log:\n{hub.log_tail(40)}")
+    return wait_for(what, predicate, timeout, interval=0.3, seen=lambda: f"hub log:\n{hub.log_tail(40)}")
 
 
 def sweeps(hub) -> int:

@@ -3,7 +3,6 @@ bounded waits that say what they saw, and a kubernetes_asyncio client on the dev
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Callable
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import DevClusterHandle, start_devcluster
+from tests.procs import wait_for
 
 # An image mapping with neither command nor args: a container that sets no command has nothing to run.
 IMAGES = [{"pattern": "bare/*"}]
@@ -93,20 +93,6 @@ def get_pod(cluster: DevClusterHandle, name: str, namespace: str = "default") ->
         return None
     r.raise_for_status()
     return r.json()
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout: float = 20, interval: float = 0.1,
-             seen: Callable[[], object] | None = None):
-    """Poll `probe` until it returns something truthy; fail saying what was awaited and what was last seen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: "
-                         f"{seen() if seen else last!r}")
 
 
 def wait_pod(cluster: DevClusterHandle, name: str, condition: Callable[[dict], bool], what: str,

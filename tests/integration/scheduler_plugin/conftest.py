@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import DevClusterHandle, start_devcluster
-from tests.procs import VENV_BIN, Proc, free_port
+from tests.procs import VENV_BIN, Proc, free_port, wait_for
 
 SCHEDULER = "hubfleet-scheduler"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
@@ -91,17 +91,6 @@ def create_pod(cluster: DevClusterHandle, body: dict) -> None:
     assert r.status_code == 201, r.text
 
 
-def wait_for(what: str, probe, timeout: float = 20, seen=None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {seen() if seen else last!r}")
-
-
 def wait_bound(cluster: DevClusterHandle, name: str, timeout: float = 20) -> str:
     def probe():
         r = cluster.request("GET", f"/api/v1/namespaces/default/pods/{name}")
@@ -110,7 +99,7 @@ def wait_bound(cluster: DevClusterHandle, name: str, timeout: float = 20) -> str
     def seen():
         return [(e["reason"], e["message"]) for e in cluster.events(name)]
 
-    return wait_for(f"pod {name} to be bound", probe, timeout, seen)
+    return wait_for(f"pod {name} to be bound", probe, timeout, seen=seen)
 
 
 def failed_scheduling(cluster: DevClusterHandle, name: str) -> list[str]:

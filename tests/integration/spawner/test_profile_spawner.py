@@ -10,8 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
-import pytest
 import requests
+
+from tests.procs import wait_for
 
 IMG = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
 DEMO_FILE = str(resources.files("hubfleet.spawners").joinpath("demo_profiles.yaml"))
@@ -59,14 +60,7 @@ def user_pods(devcluster, user):
 
 
 def wait_until(predicate, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+    return wait_for(what, predicate, timeout, interval=0.2)
 
 
 def assert_hardened(p):
