@@ -39,6 +39,11 @@ def test_demo_login_profile_lab_ctrl_c_and_rerun_keeps_files(tmp_path):
         pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-bob", timeout=10).json()
         assert pod["spec"]["schedulerName"] == "hubfleet-scheduler" and pod["spec"]["nodeName"].startswith("cpu-")
         assert pod["metadata"]["labels"]["hubfleet.io/profile"] == "small"
+        # alice's GPU server goes to the GPU node, through the extender too
+        spawn_and_open_lab(s_alice, demo.url, "alice", "gpu")
+        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-alice", timeout=10).json()
+        assert pod["spec"]["nodeName"] == "gpu-1"
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] in ("1", 1)
         # the idle culler runs as a hub-managed service
         assert "hubfleet-culler" in demo.log_tail("hub", 400)
         xsrf = s.cookies.get("_xsrf", path="/user/bob/") or ""
