@@ -169,6 +169,8 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
         policies = state / "culler-policies.yaml"
         if not policies.exists():
             policies.write_text(CULLER_POLICIES)
+        config.touch(mode=0o600)  # it holds the proxy's auth token
+        config.chmod(0o600)
         config.write_text(HUB_CONFIG.format(
             ip=ip, port=port, hub_port=hub_port, state=state, proxy_api_port=proxy_api_port, proxy_token=token,
             users_file=state / "users.yaml", profiles_file=files("hubfleet.spawners") / "demo_profiles.yaml",

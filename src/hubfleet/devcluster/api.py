@@ -51,7 +51,7 @@ _PATH_RE = re.compile(
     r"^/api/v1(?:/namespaces/(?P<ns>[^/]+)(?=/))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$"
 )
 _NS_PATH_RE = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?$")
-EVENT_LOG_SIZE = 20000
+EVENT_LOG_SIZE = 5000  # enough to resume a watch after a list; older versions answer 410 Gone, as etcd does
 
 
 class APIError(Exception):
