@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml $(VENV)/bin/python
 $(CHP):
 	npm install --no-fund --no-audit --no-save --loglevel=error configurable-http-proxy@5
 
-# slapd/ldap-utils for the LDAP tests, chromium for the browser tests: installed when missing and run as root.
+# slapd/ldap-utils/openssl for the LDAP tests, chromium for the browser tests: installed when missing, as root.
 .PHONY: system-deps
 system-deps:
 	@missing=""; \
-	command -v slapd >/dev/null || [ -x /usr/sbin/slapd ] || missing="$$missing slapd ldap-utils"; \
+	command -v slapd >/dev/null || [ -x /usr/sbin/slapd ] || missing="$$missing slapd"; \
+	command -v ldapadd >/dev/null || missing="$$missing ldap-utils"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
