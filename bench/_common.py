@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 
 import requests
@@ -45,3 +46,16 @@ class LatencyProbe:
         self._stop.set()
         self._thread.join(self.timeout)
         return self.latencies
+
+
+def save_results(name: str, data: object) -> Path:
+    """Write a bench's results to test-artifacts/<name>.json and say where."""
+    import json
+
+    from tests.procs import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / f"{name}.json"
+    out.write_text(json.dumps(data, indent=2))
+    print(f"results: {out}")
+    return out

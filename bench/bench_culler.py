@@ -17,7 +17,6 @@ stops that take 100 ms. Results also go to test-artifacts/bench_culler.json.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
@@ -30,10 +29,10 @@ from pathlib import Path
 
 import requests
 
-from bench._common import LatencyProbe, pct
+from bench._common import LatencyProbe, pct, save_results
 from tests.conftest import BASE_HUB_CONFIG, HubHandle, start_chp
 from tests.integration.culler.backdate import hub_config as backdate_config
-from tests.procs import ARTIFACTS, REPO, Proc, free_port
+from tests.procs import REPO, Proc, free_port
 
 N_USERS = 2000
 N_SERVERS = 400
@@ -190,9 +189,7 @@ def main() -> None:
             bench.close()
     print()
     print(format_table(results))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "bench_culler.json").write_text(json.dumps(
-        {f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()}, indent=2))
+    save_results("bench_culler", {f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()})
 
 
 if __name__ == "__main__":

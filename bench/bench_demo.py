@@ -12,9 +12,9 @@ from pathlib import Path
 
 import requests
 
+from bench._common import save_results
 from hubfleet.authenticators.local import hash_password, load_users_file, write_users_file
 from tests.e2e.demo_driver import Demo, login, spawn_and_open_lab
-from tests.procs import ARTIFACTS
 
 
 def _login_to_lab(url, user, password):
@@ -68,10 +68,8 @@ def main():
     print("Kubernetes API calls of one spawn (as the devcluster saw them):")
     for k, v in sorted(calls.items()):
         print(f"  {k:<36} {v}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "bench_demo.json").write_text(json.dumps(
-        {"one_user_s": one, "twenty": {"ready": len(times), "times": times, "wall_s": wall, "errors": errors},
-         "api_calls_one_spawn": calls}, indent=1))
+    save_results("bench_demo", {"one_user_s": one, "api_calls_one_spawn": calls,
+                                 "twenty": {"ready": len(times), "times": times, "wall_s": wall, "errors": errors}})
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ import aiohttp
 import orjson
 import yaml
 
+from bench._common import save_results
 from hubfleet.scheduler_plugin.app import Extender
 from hubfleet.scheduler_plugin.cache import ClusterCache
 from hubfleet.scheduler_plugin.scoring import Policy
 from tests.conftest import start_devcluster
-from tests.procs import ARTIFACTS, VENV_BIN, Proc, free_port
+from tests.procs import VENV_BIN, Proc, free_port
 
 N_NODES = 5000
 N_PODS = 200  # usage is aggregated per node: the per-request cost does not depend on the pod count
@@ -188,9 +189,7 @@ def main() -> None:
                   f"{r['both_ms'] / r['anchor_orjson_ms']:>9.1f}x{r['both_ms'] / r['anchor_json_ms']:>7.1f}x")
         print("(x orjson / x json: HTTP filter+prioritize time over the bare decode+encode floor; "
               "no-HTTP: the same verbs called in-process)")
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "bench_extender.json").write_text(json.dumps({"nodes": N_NODES, "pods": N_PODS, "rows": rows},
-                                                                  indent=2))
+        save_results("bench_extender", {"nodes": N_NODES, "pods": N_PODS, "rows": rows})
     finally:
         if ext_proc is not None:
             ext_proc.stop()

@@ -17,7 +17,6 @@ latency floor at full login rate). Results are also written to test-artifacts/be
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import textwrap
@@ -28,9 +27,8 @@ from pathlib import Path
 
 import requests
 
-from bench._common import LatencyProbe, pct
+from bench._common import LatencyProbe, pct, save_results
 from tests.integration.auth import servers as S
-from tests.procs import ARTIFACTS
 
 LOGINS = 200
 CONCURRENCY = 20
@@ -213,9 +211,7 @@ def main() -> None:
 
     print()
     print(format_table(results))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "bench_ldap.json").write_text(json.dumps(
-        {f"{s} | {a}": r for (s, a), r in results.items()}, indent=2))
+    save_results("bench_ldap", {f"{s} | {a}": r for (s, a), r in results.items()})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Results are printed and written to test-artifacts/bench_spawner.json.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 import statistics
@@ -26,9 +25,10 @@ import timeit
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._common import save_results
 from hubfleet.spawners.profiles import parse_profiles, validate_choice, visible_profiles
 from tests.conftest import BASE_HUB_CONFIG, HubHandle, start_chp, start_devcluster
-from tests.procs import ARTIFACTS, free_port
+from tests.procs import free_port
 
 IMAGE = "python:3.11-slim"
 NOOP_CMD = ["python3", "-m", "http.server", "8888", "--bind", "0.0.0.0"]
@@ -200,10 +200,7 @@ def main() -> None:
         for chp in chps:
             chp.proc.stop()
         devcluster.proc.stop()
-    ARTIFACTS.mkdir(exist_ok=True)
-    out = ARTIFACTS / "bench_spawner.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"results: {out}")
+    save_results("bench_spawner", results)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ process are printed with the failure.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.procs import ARTIFACTS, CHP_BIN, REPO, VENV_BIN, Proc, free_port
+from tests.procs import ARTIFACTS, CHP_BIN, VENV_BIN, Proc, free_port
 
 SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
 
@@ -153,7 +151,6 @@ def chp(tmp_path, request):
 
 BASE_HUB_CONFIG = """
 c = get_config()  # noqa
-import os
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {public_port}
 c.JupyterHub.hub_ip = "127.0.0.1"
@@ -268,8 +265,6 @@ class HubHandle:
             srv = (body.get("servers") or {}).get(server) if isinstance(body, dict) else None
             if srv and srv.get("ready"):
                 return srv
-            if isinstance(body, dict) and srv is None and not body.get("pending") and not (body.get("servers") or {}):
-                pass
             time.sleep(0.2)
         raise AssertionError(f"server {user}/{server} not ready in {timeout}s; last user model: {last}\n"
                              f"hub log:\n{self.log_tail(30)}")
@@ -316,5 +311,3 @@ def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
 
-
-__all__ = ["REPO", "SINGLEUSER_IMAGE", "start_devcluster", "start_chp", "sys", "os"]

@@ -12,6 +12,7 @@ import yaml
 from hubfleet.devcluster.api import APIError, Faults, matches, merge_patch, parse_selector
 from hubfleet.devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
 from hubfleet.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
+from tests.k8s_objects import pod
 from hubfleet.devcluster.scheduling import (
     choose_node, failed_scheduling_message, fit_reasons, matches_node_selector, pod_requests, untolerated_taint,
 )
@@ -140,21 +141,8 @@ BY_NAME = {n["metadata"]["name"]: n for n in NODES}
 
 
 def make_pod(requests=None, limits=None, node_selector=None, affinity=None, tolerations=None, init=None):
-    container = {"name": "c", "image": "busybox", "resources": {}}
-    if requests:
-        container["resources"]["requests"] = requests
-    if limits:
-        container["resources"]["limits"] = limits
-    spec = {"containers": [container]}
-    if node_selector:
-        spec["nodeSelector"] = node_selector
-    if affinity:
-        spec["affinity"] = affinity
-    if tolerations:
-        spec["tolerations"] = tolerations
-    if init:
-        spec["initContainers"] = init
-    return {"metadata": {"name": "p", "namespace": "default"}, "spec": spec}
+    return pod(requests=requests, limits=limits, node_selector=node_selector, affinity=affinity,
+               tolerations=tolerations, init=init, namespace="default")
 
 
 def test_pod_requests_sum_limits_and_init_containers():

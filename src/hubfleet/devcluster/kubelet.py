@@ -98,6 +98,7 @@ class RunningPod:
     proc: asyncio.subprocess.Process | None = None
     task: asyncio.Task | None = None
     stopping: bool = False
+    container: str = "container"  # the name of the container that runs (for the events)
 
 
 class ProcessKubelet:
@@ -156,7 +157,9 @@ class ProcessKubelet:
             return
         if running is None and (pod.get("spec") or {}).get("nodeName") and \
                 (pod.get("status") or {}).get("phase", "Pending") == "Pending":
-            running = RunningPod(uid=uid, namespace=meta["namespace"], name=meta["name"])
+            containers = (pod.get("spec") or {}).get("containers") or [{}]
+            running = RunningPod(uid=uid, namespace=meta["namespace"], name=meta["name"],
+                                 container=containers[0].get("name") or "container")
             self.pods[uid] = running
             running.task = asyncio.ensure_future(self._run_pod(running))
 
@@ -414,8 +417,7 @@ class ProcessKubelet:
 
     async def _kill(self, rp: RunningPod, grace: int, remove: bool) -> None:
         if rp.proc is not None and rp.proc.returncode is None:
-            cname = "container"
-            self._event(rp, "Normal", "Killing", f"Stopping container {cname}")
+            self._event(rp, "Normal", "Killing", f"Stopping container {rp.container}")
             _signal_group(rp.proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(rp.proc.wait(), max(grace, 0) or 0.01)

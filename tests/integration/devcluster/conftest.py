@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import DevClusterHandle, start_devcluster
+from tests.k8s_objects import pod
 from tests.procs import wait_for
 
 # An image mapping with neither command nor args: a container that sets no command has nothing to run.
@@ -56,29 +57,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def pod_body(name: str, *, command: list[str] | None = None, image: str = "busybox:1.36", port: int | None = None,
-             requests: dict | None = None, node_selector: dict | None = None, tolerations: list | None = None,
-             scheduler_name: str | None = None, volumes: list | None = None, mounts: list | None = None,
-             labels: dict | None = None) -> dict:
-    container: dict = {"name": "main", "image": image}
-    if command is not None:
-        container["command"] = command
-    if port:
-        container["ports"] = [{"containerPort": port, "name": "http"}]
-    if requests:
-        container["resources"] = {"requests": requests}
-    if mounts:
-        container["volumeMounts"] = mounts
-    spec: dict = {"containers": [container], "terminationGracePeriodSeconds": 1}
-    if node_selector:
-        spec["nodeSelector"] = node_selector
-    if tolerations:
-        spec["tolerations"] = tolerations
-    if scheduler_name:
-        spec["schedulerName"] = scheduler_name
-    if volumes:
-        spec["volumes"] = volumes
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+def pod_body(name: str, **kw) -> dict:
+    """A Pod for these tests: `tests.k8s_objects.pod` with a 1 s termination grace period."""
+    return pod(name, grace=1, **kw)
 
 
 def create_pod(cluster: DevClusterHandle, body: dict, namespace: str = "default") -> dict:

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import DevClusterHandle, start_devcluster
+from tests.k8s_objects import pod
 from tests.procs import VENV_BIN, Proc, free_port, wait_for
 
 SCHEDULER = "hubfleet-scheduler"
@@ -72,18 +73,10 @@ def unique(prefix: str) -> str:
 
 def pod_body(name: str, *, cpu: str = "500m", memory: str = "1Gi", gpus: int = 0, scheduler: str | None = SCHEDULER,
              tolerations: list | None = None, node_selector: dict | None = None) -> dict:
-    resources: dict = {"requests": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        resources["limits"] = {"nvidia.com/gpu": gpus}
-    spec: dict = {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "300"],
-                                  "resources": resources}], "terminationGracePeriodSeconds": 1}
-    if scheduler:
-        spec["schedulerName"] = scheduler
-    if tolerations:
-        spec["tolerations"] = tolerations
-    if node_selector:
-        spec["nodeSelector"] = node_selector
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+    """A sleeping pod with requests (and a GPU limit), placed by the extender unless `scheduler` is None."""
+    return pod(name, command=["sleep", "300"], requests={"cpu": cpu, "memory": memory},
+               limits={"nvidia.com/gpu": gpus} if gpus else None, scheduler_name=scheduler,
+               tolerations=tolerations, node_selector=node_selector, grace=1)
 
 
 def create_pod(cluster: DevClusterHandle, body: dict) -> None:

@@ -179,36 +179,24 @@ class CullerApp(Application):
         "once": ({"CullerApp": {"once": True}}, once.help),
     }
 
-    @validate("timeout")
-    def _check_timeout(self, proposal):
-        if proposal.value < 1:
-            raise TraitError(f"--timeout must be at least 1 second, not {proposal.value}")
-        return proposal.value
+    # option -> (the check, how to say it); one validator for all of them, errors name the CLI flag
+    _RANGES = {
+        "timeout": (lambda v: v >= 1, "must be at least 1 second"),
+        "concurrency": (lambda v: v >= 1, "must be at least 1"),
+        "max_age": (lambda v: v >= 0, "must be 0 or more"),
+        "cull_every": (lambda v: v >= 0, "must be 0 or more"),
+        "api_page_size": (lambda v: v >= 0, "must be 0 or more"),
+        "retries": (lambda v: v >= 0, "must be 0 or more"),
+        "request_timeout": (lambda v: v > 0, "must be more than 0 seconds"),
+    }
 
-    @validate("max_age", "cull_every", "api_page_size")
-    def _check_non_negative(self, proposal):
-        if proposal.value < 0:
-            name = proposal.trait.name.replace("_", "-")
-            raise TraitError(f"--{name} must be 0 or more, not {proposal.value}")
-        return proposal.value
-
-    @validate("concurrency")
-    def _check_concurrency(self, proposal):
-        if proposal.value < 1:
-            raise TraitError(f"--concurrency must be at least 1, not {proposal.value}")
-        return proposal.value
-
-    @validate("request_timeout")
-    def _check_request_timeout(self, proposal):
-        if proposal.value <= 0:
-            raise TraitError(f"--request-timeout must be more than 0 seconds, not {proposal.value}")
-        return proposal.value
-
-    @validate("retries")
-    def _check_retries(self, proposal):
-        if proposal.value < 0:
-            raise TraitError(f"--retries must be 0 or more, not {proposal.value}")
-        return proposal.value
+    @validate(*_RANGES)
+    def _check_range(self, proposal):
+        ok, rule = self._RANGES[proposal.trait.name]
+        value = proposal.value
+        if not ok(value):
+            raise TraitError(f"--{proposal.trait.name.replace('_', '-')} {rule}, not {value}")
+        return value
 
     @default("log_level")
     def _log_level_default(self):
