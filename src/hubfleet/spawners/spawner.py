@@ -331,24 +331,22 @@ class ProfileSpawner(KubeSpawner):
         return self._profile_options_from_form
 
     def _profile_options_from_form(self, formdata):
-        try:
-            catalog = self.catalog()
-            if not catalog.profiles:
-                return KubeSpawner._options_from_form(self, formdata)
-            options = _form.form_to_user_options(formdata)
-            name, groups, is_admin = self._identity()
-            validate_choice(catalog.profiles, options, name, groups, is_admin)
-        except ProfileError as e:
-            raise self._http_error(e) from e
-        return options
+        return self._validated_options(_form.form_to_user_options, formdata,
+                                       lambda: KubeSpawner._options_from_form(self, formdata))
 
     def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` (or the form's field names), validated like the form."""
+        return self._validated_options(_form.query_to_user_options, query_data,
+                                       lambda: super(ProfileSpawner, self).options_from_query(query_data))
+
+    def _validated_options(self, parse, data, without_profiles):
+        """The user_options parsed from a form or a query string, checked against what this user may choose (an
+        HTTP 400/403 naming the problem otherwise); KubeSpawner's own parsing when no profiles are declared."""
         try:
             catalog = self.catalog()
             if not catalog.profiles:
-                return super().options_from_query(query_data)
-            options = _form.query_to_user_options(query_data)
+                return without_profiles()
+            options = parse(data)
             name, groups, is_admin = self._identity()
             validate_choice(catalog.profiles, options, name, groups, is_admin)
         except ProfileError as e:
