@@ -199,8 +199,8 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
-    except (RuntimeError, TimeoutError) as e:
-        print(f"hubfleet demo failed: {e}", file=sys.stderr)
+    except (RuntimeError, TimeoutError, ValueError, OSError) as e:  # ValueError: a damaged users.yaml/logins.json
+        print(f"hubfleet demo failed: {e}\n(state: {state}; delete it to start afresh)", file=sys.stderr)
         return 1
     finally:
         stop_all()
