@@ -318,7 +318,8 @@ async def test_a_stale_pod_of_the_same_server_does_not_count_against_itself(no_c
     no_cluster.pods["default/jupyter-dave"] = live_pod("default/jupyter-dave", "gpu", [])
     spawner = make_spawner(user="carol")
     spawner.user_options = {"profile": "gpu"}
-    await spawner.load_user_options()  # 1 other running, quota 2
+    await spawner.load_user_options()  # 1 other running, quota 2: no QuotaExceeded although 2 gpu pods exist
+    assert spawner.choice.profile.slug == "gpu"
 
 
 # --- hooks --------------------------------------------------------------------------------------------------------
