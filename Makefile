@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml $(VENV)/bin/python
 $(CHP):
 	npm install --no-fund --no-audit --no-save --loglevel=error configurable-http-proxy@5
 
-# slapd/ldap-utils/openssl for the LDAP tests, chromium for the browser tests: installed when missing, as root.
+# slapd/ldap-utils/openssl for the LDAP tests, chromium for the browser tests, pebble (ACME test CA) for autohttps,
+# prometheus for the culler's GPU-activity tests, bubblewrap for the devcluster's pod sandboxes: installed when
+# missing, as root.
 .PHONY: system-deps
 system-deps:
 	@missing=""; \
@@ -31,10 +33,13 @@ system-deps:
 	command -v ldapadd >/dev/null || missing="$$missing ldap-utils"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pebble >/dev/null || missing="$$missing pebble"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "WARNING: missing$$missing; install them (apt-get install$$missing) or run as root"; fi; \
 	fi
 

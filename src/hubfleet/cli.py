@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "profiles": ("hubfleet.spawners.cli", "check a ProfileSpawner profiles file"),
     "scheduler-extender": ("hubfleet.scheduler_plugin.cli", "run the kube-scheduler extender (bin packing, GPU-aware)"),
     "culler": ("hubfleet.services.culler.cli", "run the per-profile idle-culler service (a JupyterHub service)"),
+    "values": ("hubfleet.config.cli", "check or migrate z2jh Helm values (values check, values migrate)"),
+    "pvcs": ("hubfleet.spawners.pvcs", "list or prune users' PVCs (home and named-server volumes)"),
 }
 
 

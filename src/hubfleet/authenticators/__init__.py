@@ -8,40 +8,34 @@ Entry points (``c.JupyterHub.authenticator_class = ...``):
 - ``hubfleet-local``  — :class:`HubfleetLocalAuthenticator` on its own (YAML accounts file, ``hubfleet users``);
 - ``hubfleet-oidc``   — :class:`HubfleetOIDCAuthenticator` on its own (GenericOAuthenticator + discovery, JWKS).
 
-The backend classes are imported lazily so that ``import hubfleet.authenticators`` stays cheap.
+Every name is imported lazily, so that ``import hubfleet.authenticators`` stays cheap and the pure
+:mod:`.policy` can be imported without JupyterHub or tornado (tests/unit/test_purity.py checks it).
 """
 
-from .base import (
-    BackendResult,
-    BackendUnavailable,
-    ConfigError,
-    HubfleetAuthenticator,
-    HubfleetAuthError,
-    HubfleetBaseAuthenticator,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BackendResult",
-    "BackendUnavailable",
-    "ConfigError",
-    "HubfleetAuthError",
-    "HubfleetAuthenticator",
-    "HubfleetBaseAuthenticator",
-    "HubfleetLDAPAuthenticator",
-    "HubfleetLocalAuthenticator",
-    "HubfleetOIDCAuthenticator",
-]
+import importlib
 
 _LAZY = {
+    "BackendResult": ".base",
+    "BackendUnavailable": ".base",
+    "ConfigError": ".base",
+    "HubfleetAuthError": ".base",
+    "HubfleetAuthenticator": ".base",
+    "HubfleetBaseAuthenticator": ".base",
     "HubfleetLDAPAuthenticator": ".ldap",
     "HubfleetLocalAuthenticator": ".local",
     "HubfleetOIDCAuthenticator": ".oidc",
 }
 
+__all__ = sorted(_LAZY)
+
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -32,9 +32,10 @@ from tornado import web
 from traitlets import Any, Bool, Dict, Float, Integer, List, Set, Unicode, Union, default, validate
 
 from . import policy
+from ..errors import HubfleetError
 
 
-class HubfleetAuthError(Exception):
+class HubfleetAuthError(HubfleetError):
     """Base of every error raised by hubfleet's authenticators."""
 
 
@@ -60,6 +61,9 @@ class BackendResult:
     admin: bool | None = None  # an admin flag from the backend itself (local accounts file), else None
     attributes: dict[str, TAny] = field(default_factory=dict)  # goes into auth_state
     backend: str = ""
+    # the backend's stable identifier for this account (LDAP entry DN or objectGUID, OIDC ``sub``, local name):
+    # a hub user is bound to (backend, subject) at first login and a later login with another one is refused
+    subject: str = ""
 
 
 # keeps ?next= on the OIDC buttons (``next`` is in the login page's template context, already URL-escaped)

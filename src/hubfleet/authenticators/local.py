@@ -26,12 +26,13 @@ import yaml
 from traitlets import Integer, Unicode
 
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator
+from ..errors import HubfleetError
 
 # Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = bcrypt.hashpw(b"hubfleet-dummy-password", bcrypt.gensalt(rounds=4))
 
 
-class UsersFileError(ValueError):
+class UsersFileError(HubfleetError, ValueError):
     """The accounts file cannot be read or has the wrong shape; the message names the file and the entry."""
 
 

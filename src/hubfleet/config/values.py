@@ -20,11 +20,12 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from ..errors import HubfleetError
 
 __all__ = ["ValuesError", "format_path", "helm_merge", "load_values", "main", "merge_files", "validate_values"]
 
 
-class ValuesError(Exception):
+class ValuesError(HubfleetError):
     """A values or schema file cannot be read or parsed; the message names the file."""
 
 

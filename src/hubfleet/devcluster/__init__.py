@@ -7,6 +7,25 @@
 - ``app.py``        all of it in one process; ``hubfleet devcluster --state DIR`` runs it.
 """
 
-from .app import DevCluster, kubeconfig_text
+from __future__ import annotations
 
-__all__ = ["DevCluster", "kubeconfig_text"]
+import importlib
+
+# name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
+# free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
+_LAZY = {
+    "DevCluster": ".app",
+    "kubeconfig_text": ".app",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import aiohttp.web
 import attrs
 import kmock
+from ..errors import HubfleetError
 
 log = logging.getLogger("hubfleet.devcluster.api")
 
@@ -54,7 +55,7 @@ _NS_PATH_RE = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>sta
 EVENT_LOG_SIZE = 5000  # enough to resume a watch after a list; older versions answer 410 Gone, as etcd does
 
 
-class APIError(Exception):
+class APIError(HubfleetError):
     """An error answered as a Kubernetes ``Status`` object."""
 
     def __init__(self, code: int, reason: str, message: str, details: dict | None = None):

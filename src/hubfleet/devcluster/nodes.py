@@ -23,12 +23,13 @@ from pathlib import Path
 import yaml
 
 from ..quantity import QuantityError, parse_quantity
+from ..errors import HubfleetError
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-class NodesFileError(ValueError):
+class NodesFileError(HubfleetError, ValueError):
     """The nodes file is not valid; the message names the field and the value."""
 
 

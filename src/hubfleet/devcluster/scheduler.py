@@ -21,6 +21,7 @@ from .api import Store
 from .events import record_event
 from ..quantity import QuantityError
 from .scheduling import add_usage, choose_node, failed_scheduling_message, fit_reasons, pod_requests
+from ..errors import HubfleetError
 
 log = logging.getLogger("hubfleet.devcluster.scheduler")
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -38,7 +39,7 @@ class ExtenderConfig:
     timeout: float = 5.0
 
 
-class ExtenderError(Exception):
+class ExtenderError(HubfleetError):
     pass
 
 

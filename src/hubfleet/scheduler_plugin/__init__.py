@@ -9,6 +9,25 @@
 Deploy it beside a kube-scheduler as ``deploy/scheduler-extender/`` shows; see docs/scheduler-extender.md.
 """
 
-from .scoring import Policy, Weights
+from __future__ import annotations
 
-__all__ = ["Policy", "Weights"]
+import importlib
+
+# name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
+# free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
+_LAZY = {
+    "Policy": ".scoring",
+    "Weights": ".scoring",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from . import wire
 from .scoring import NodeInfo, Resources, ScoringError, add_usage, node_info, pod_requests
+from ..errors import HubfleetError
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
 
@@ -26,7 +27,7 @@ WATCH_TIMEOUT_SECONDS = 300
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 30.0
 
 
-class WatchError(Exception):
+class WatchError(HubfleetError):
     """A list or watch that must be restarted (the message says why)."""
 
 

@@ -25,6 +25,7 @@ from typing import Iterable, Mapping
 
 from ..quantity import QuantityError
 from ..quantity import parse_quantity as _parse_quantity
+from ..errors import HubfleetError
 
 Resources = dict[str, Decimal]
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
@@ -34,7 +35,7 @@ DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.present=true"
 _ZERO = Decimal(0)
 
 
-class ScoringError(ValueError):
+class ScoringError(HubfleetError, ValueError):
     """A pod or node the policy cannot evaluate; the message names the field and the value."""
 
 

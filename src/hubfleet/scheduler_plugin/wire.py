@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from ..errors import HubfleetError
 
 try:
     import orjson
@@ -23,7 +24,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib kee
 JSON_BACKEND = "orjson" if orjson is not None else "json"
 
 
-class WireError(ValueError):
+class WireError(HubfleetError, ValueError):
     """A request the extender cannot decode; `field` is the Go field path at fault ("" for the whole body)."""
 
     def __init__(self, field: str, message: str):

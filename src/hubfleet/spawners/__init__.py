@@ -8,7 +8,28 @@ Public API:
 - :mod:`hubfleet.spawners.profiles` — the pure rules (parsing, access, validation, overrides, quotas).
 """
 
-from .profiles import ProfileConfigError, ProfileError, parse_catalog, parse_profiles
-from .spawner import ProfileSpawner
+from __future__ import annotations
 
-__all__ = ["ProfileSpawner", "ProfileError", "ProfileConfigError", "parse_catalog", "parse_profiles"]
+import importlib
+
+# name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
+# free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
+_LAZY = {
+    "ProfileConfigError": ".profiles",
+    "ProfileError": ".profiles",
+    "ProfileSpawner": ".spawner",
+    "parse_catalog": ".profiles",
+    "parse_profiles": ".profiles",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ..errors import HubfleetError
 
 __all__ = [
     "Access",
@@ -84,7 +85,7 @@ _BINARY = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class ProfileError(Exception):
+class ProfileError(HubfleetError):
     """Base of every error this module raises; ``status`` is the HTTP status a hub should answer with."""
 
     status = 400

@@ -7,7 +7,29 @@
 - ``hubfleet.config.culler.culler_service()`` builds the ``c.JupyterHub.services`` and ``load_roles`` entries.
 """
 
-from .arbiter import CullConfigError, CullPolicy, Decision, cull_decision, policies_from_config, user_cull_decision
+from __future__ import annotations
 
-__all__ = ["CullConfigError", "CullPolicy", "Decision", "cull_decision", "policies_from_config",
-           "user_cull_decision"]
+import importlib
+
+# name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
+# free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
+_LAZY = {
+    "CullConfigError": ".arbiter",
+    "CullPolicy": ".arbiter",
+    "Decision": ".arbiter",
+    "cull_decision": ".arbiter",
+    "policies_from_config": ".arbiter",
+    "user_cull_decision": ".arbiter",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

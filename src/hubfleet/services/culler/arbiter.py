@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from ...errors import HubfleetError
 
 PROFILE_KEY = "profile"  # the user_options key ProfileSpawner sets (docs/spawner.md)
 _SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -34,7 +35,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class CullConfigError(ValueError):
+class CullConfigError(HubfleetError, ValueError):
     """A cull policy document or option is invalid; the message names the field and the value."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from ...errors import HubfleetError
 
 log = logging.getLogger("hubfleet.culler")
 
@@ -30,7 +31,7 @@ PAGINATION = "application/jupyterhub-pagination+json"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 599})
 
 
-class HubAPIError(Exception):
+class HubAPIError(HubfleetError):
     """A hub API request failed for good (after retries, or with a status that is not worth retrying)."""
 
     def __init__(self, method: str, path: str, status: int, message: str):
