@@ -7,10 +7,22 @@ PIP := $(VENV)/bin/pip
 CHP := node_modules/.bin/configurable-http-proxy
 STAMP := $(VENV)/.hubfleet-installed
 PYTEST_ARGS ?=
+# The second stack: the stock z2jh 4.4.0 hub image (quay.io/jupyterhub/k8s-hub:4.4.0) is Python 3.12 with the frozen
+# requirements in ../shared/z2jh-4.4.0 (JupyterHub 5.5.0, kubespawner 7.0.0, jupyterhub-idle-culler 1.4.0). pycurl and
+# psycopg2 need libcurl/libpq headers and are left out. The test extras are installed *constrained* by those pins, so
+# the stack under test is the image's, not what pip would pick.
+HUB_VENV := .venv-hub
+HUB_PY := $(HUB_VENV)/bin/python
+HUB_STAMP := $(HUB_VENV)/.hubfleet-installed
+Z2JH_DIR ?= $(firstword $(wildcard $(HUBFLEET_Z2JH_DIR) $(CURDIR)/../shared/z2jh-4.4.0))
+HUB_REQUIREMENTS := $(Z2JH_DIR)/hub-image-requirements.txt
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(shell command -v python3.12))
 
-.PHONY: install demo test test-unit bench docs realcluster-test clean
+.PHONY: install install-hub-stack demo test test-main test-hub-stack test-unit bench docs realcluster-test clean
 
 install: $(STAMP) $(CHP) system-deps
+
+install-hub-stack: $(HUB_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +31,15 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml $(VENV)/bin/python
 	$(PIP) install --quiet -e '.[test,devcluster,bench]'
 	touch $(STAMP)
+
+$(HUB_STAMP): pyproject.toml $(HUB_REQUIREMENTS)
+	@[ -n "$(PYTHON312)" ] || { echo "Python 3.12 not found (the stock hub image's Python): install it (pyenv install 3.12) or set PYTHON312=..."; exit 2; }
+	@[ -f "$(HUB_REQUIREMENTS)" ] || { echo "$(HUB_REQUIREMENTS) not found: set HUBFLEET_Z2JH_DIR to the z2jh-4.4.0 chart data folder"; exit 2; }
+	[ -x $(HUB_PY) ] || { $(PYTHON312) -m venv $(HUB_VENV) && $(HUB_VENV)/bin/pip install --quiet --upgrade pip; }
+	grep -vE '^(pycurl|psycopg2)==' $(HUB_REQUIREMENTS) > $(HUB_VENV)/hub-image-requirements.txt
+	$(HUB_VENV)/bin/pip install --quiet -r $(HUB_VENV)/hub-image-requirements.txt
+	$(HUB_VENV)/bin/pip install --quiet -c $(HUB_VENV)/hub-image-requirements.txt -e '.[test,devcluster]'
+	touch $(HUB_STAMP)
 
 $(CHP):
 	npm install --no-fund --no-audit --no-save --loglevel=error configurable-http-proxy@5
@@ -46,8 +67,20 @@ system-deps:
 demo: install
 	$(VENV)/bin/hubfleet demo --state .state/demo
 
-test: install
+# Both stacks, one after the other (2 cores: in parallel they would only slow each other down); red if either is.
+test: install install-hub-stack
+	@rc=0; \
+	echo "=== stack 1: $$($(PY) -c 'import sys,jupyterhub,kubespawner; print("Python", sys.version.split()[0], "JupyterHub", jupyterhub.__version__, "kubespawner", kubespawner.__version__)')"; \
+	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS) || rc=1; \
+	echo "=== stack 2 (stock hub image): $$($(HUB_PY) -c 'import sys,jupyterhub,kubespawner; print("Python", sys.version.split()[0], "JupyterHub", jupyterhub.__version__, "kubespawner", kubespawner.__version__)')"; \
+	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(HUB_VENV)/bin:$$PATH" $(HUB_PY) -m pytest $(PYTEST_ARGS) || rc=1; \
+	exit $$rc
+
+test-main: install
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+test-hub-stack: install install-hub-stack
+	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(HUB_VENV)/bin:$$PATH" $(HUB_PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -62,4 +95,4 @@ realcluster-test: install
 	HUBFLEET_REAL_CLUSTER=1 $(PY) -m pytest -m realcluster tests/integration/test_spawner_lifecycle.py
 
 clean:
-	rm -rf $(VENV) node_modules .state test-artifacts
+	rm -rf $(VENV) $(HUB_VENV) node_modules .state test-artifacts
