@@ -411,9 +411,7 @@ def test_autohttps_is_letsencrypt_with_hsts_tls12_and_headers():
     assert headers["contentTypeNosniff"] and headers["referrerPolicy"]
     assert "frameworkDeny" not in headers
     assert traefik["extraStaticConfig"]["entryPoints"]["https"]["http"]["middlewares"] == ["security-headers@file"]
-    tls = dynamic["tls"]["options"]["default"]
-    assert tls["minVersion"] == "VersionTLS12"
-    assert all(s.startswith("TLS_ECDHE_") and ("GCM" in s or "CHACHA20" in s) for s in tls["cipherSuites"])
+    assert dynamic["tls"]["options"]["default"]["curvePreferences"] == ["X25519", "CurveP256", "CurveP384"]
     assert traefik["hsts"]["maxAge"] >= 31536000
     assert traefik["resources"]["requests"] and traefik["resources"]["limits"]["memory"]
     for part in ("traefik", "chp"):

@@ -33,8 +33,9 @@ CHART = {
         # a later file's null deletes a chart default an earlier file changed; a later file can set it again
         ({"a": 0}, [{"a": 1}, {"a": None}], {}),
         ({"a": 1}, [{"a": None}, {"a": 2}], {"a": 2}),
-        # null in the chart's own values.yaml is kept (Helm keeps `key:` defaults)
-        ({"a": None, "b": {"c": None}}, [{}], {"a": None, "b": {"c": None}}),
+        # the chart's own `key:` defaults with no value are dropped (as Helm does)
+        ({"a": None, "b": {"c": None}}, [{}], {"b": {}}),
+        ({"a": None}, [{"a": None}], {}),
         # nulls inside a brand-new mapping are kept too
         ({}, [{"a": {"b": None, "c": 1}}], {"a": {"b": None, "c": 1}}),
         # type changes replace
@@ -64,7 +65,7 @@ def test_helm_merge_realistic_and_does_not_mutate():
     merged = helm_merge(CHART, overlay)
     assert merged == {
         "hub": {"config": {"JupyterHub": {"authenticator_class": "hubfleet"}}, "extraEnv": {}},
-        "proxy": {"https": {"enabled": True, "hosts": ["hub.example.org"], "letsencrypt": {"contactEmail": None}}},
+        "proxy": {"https": {"enabled": True, "hosts": ["hub.example.org"], "letsencrypt": {}}},  # chart nulls dropped
     }
     assert yaml.safe_dump(CHART) == before_chart and yaml.safe_dump(overlay) == before_overlay
     merged["proxy"]["https"]["hosts"].append("x")  # the result shares nothing with the inputs

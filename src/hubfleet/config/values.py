@@ -8,7 +8,8 @@ checked against Helm's own Go code (``helm_python``) in the tests:
 - the ``-f`` files are combined first: mappings merge key by key, every other value (lists included) is replaced by
   the later file's value, a ``null`` replaces too (it is kept);
 - the result is coalesced over the chart's ``values.yaml``: a ``null`` deletes a key the chart defines (its default
-  too); a ``null`` for a key the chart does not define stays ``null``.
+  too); a ``null`` for a key the chart does not define stays ``null``; the chart's own ``key:`` defaults with no
+  value are dropped (a template sees them as unset either way).
 
 :func:`check_values` does what ``helm lint`` + ``helm template`` + a strict OpenAPI check do, and names for each
 problem the values file and key path that caused it (:class:`Problem`). Rendering needs the ``helm-python-sdk``
@@ -86,13 +87,18 @@ def combine(*docs: Mapping | None, names: Sequence[str] = ()) -> tuple[dict, dic
     return out, origin
 
 
+def _without_nulls(node: Mapping) -> dict:
+    return {k: _without_nulls(v) if isinstance(v, Mapping) else copy.deepcopy(v)
+            for k, v in node.items() if v is not None}
+
+
 def coalesce(chart: Mapping | None, user: Mapping | None) -> dict:
     """User values over a chart's defaults, as Helm does at install: mappings merge, user scalars/lists win, a user
-    ``null`` deletes the chart's key; the chart's own ``null`` defaults stay. Returns a new dict."""
-    out = copy.deepcopy(dict(chart or {}))
+    ``null`` deletes the chart's key; the chart's own ``null`` defaults are dropped. Returns a new dict."""
+    out = _without_nulls(chart or {})
     for key, value in (user or {}).items():
-        if value is None and key in out:
-            del out[key]
+        if value is None and chart and key in chart:
+            out.pop(key, None)
         elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = coalesce(out[key], value)
         else:
