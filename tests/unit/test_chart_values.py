@@ -99,6 +99,46 @@ def test_each_stack_validates(stack):
     assert values["hub"]["config"]["JupyterHub"]["spawner_class"] == "hubfleet"
 
 
+_MISSING = object()
+
+
+def chart_default_repeats(values: dict, defaults: dict, path: tuple = ()) -> list[str]:
+    """Key paths in ``values`` whose value is exactly the chart's default (a setting that changes nothing)."""
+    found = []
+    for key, value in values.items():
+        default = defaults.get(key, _MISSING) if isinstance(defaults, dict) else _MISSING
+        if isinstance(value, dict) and isinstance(default, dict) and value != default:
+            found += chart_default_repeats(value, default, (*path, key))
+        elif value == default:
+            found.append(".".join(map(str, (*path, key))))
+    return found
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_no_overlay_setting_only_repeats_a_chart_default(name):
+    """An overlay line that equals the chart's default reads like hardening but changes nothing (and hides which
+    settings really matter); the overlays' comments say which defaults they rely on instead."""
+    defaults, _ = chart()
+    assert chart_default_repeats(overlay(name), defaults) == []
+
+
+def test_the_repeat_check_sees_defaults_at_any_depth():
+    defaults, _ = chart()
+    repeated = {"cull": {"enabled": True, "timeout": 60}, "proxy": {"traefik": {"hsts": {"preload": False}}},
+                "hub": {"podSecurityContext": defaults["hub"]["podSecurityContext"]}}
+    assert chart_default_repeats(repeated, defaults) == ["cull.enabled", "proxy.traefik.hsts.preload",
+                                                        "hub.podSecurityContext"]
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda s: "+".join(n.removesuffix(".yaml") for n in s))
+def test_no_stack_runs_the_prepuller_hook(stack):
+    """The hook makes `helm upgrade --install` wait for every image on every node: the CUDA image alone outlasts
+    Helm's default 5-minute --timeout. The base turns it off; the continuous puller still pulls."""
+    puller = merged(*stack)["prePuller"]
+    assert puller["hook"]["enabled"] is False
+    assert puller["continuous"]["enabled"] is True
+
+
 def test_a_typo_in_an_overlay_is_reported_with_its_path():
     _, schema = chart()
     typo = {"proxy": {"htps": {"enabled": True}}, "singleuser": {"storage": {"capacty": "10Gi"}}}
@@ -349,28 +389,29 @@ def test_singleuser_storage_matches_profilespawner():
 
 def test_z2jh_culler_stays_on_until_hubfleets_replaces_it():
     for stack in STACKS:
-        assert helm_merge({}, *(overlay(n) for n in stack))["cull"]["enabled"] is True
+        assert merged(*stack)["cull"]["enabled"] is True
 
 
 # ---------------------------------------------------------------------------------------------- hardening
 
 
-def test_autohttps_is_letsencrypt_with_redirect_hsts_tls12_and_headers():
-    proxy = overlay("autohttps-hardened.yaml")["proxy"]
+def test_autohttps_is_letsencrypt_with_hsts_tls12_and_headers():
+    """What the overlay asks for, over the chart's defaults. That Traefik really does it: the rendered config run by
+    the real Traefik, tests/integration/platform/test_traefik_config.py and test_autohttps_e2e.py."""
+    proxy = merged("autohttps-hardened.yaml")["proxy"]
     https = proxy["https"]
     assert https["enabled"] is True and https["type"] == "letsencrypt" and https["hosts"]
     assert https["letsencrypt"]["contactEmail"]
+    assert https["letsencrypt"]["acmeServer"] == "https://acme-v02.api.letsencrypt.org/directory"
     traefik = proxy["traefik"]
     dynamic = traefik["extraDynamicConfig"]
     headers = dynamic["http"]["middlewares"]["security-headers"]["headers"]
-    assert headers["frameworkDeny"] and headers["contentTypeNosniff"] and headers["referrerPolicy"]
+    # frameDeny (Traefik's name; `frameworkDeny` made Traefik drop the whole dynamic.yaml)
+    assert headers["frameDeny"] is True and headers["customFrameOptionsValue"] == "SAMEORIGIN"
+    assert headers["contentTypeNosniff"] and headers["referrerPolicy"]
+    assert "frameworkDeny" not in headers
     assert traefik["extraStaticConfig"]["entryPoints"]["https"]["http"]["middlewares"] == ["security-headers@file"]
-    # the insecure router still redirects with the chart's middleware name
-    assert dynamic["http"]["routers"]["insecure"]["middlewares"] == ["redirect"]
-    assert dynamic["http"]["middlewares"]["redirect"]["redirectScheme"] == {"scheme": "https", "permanent": True}
-    tls = dynamic["tls"]["options"]["default"]
-    assert tls["minVersion"] == "VersionTLS12"
-    assert all(s.startswith("TLS_ECDHE_") and ("GCM" in s or "CHACHA20" in s) for s in tls["cipherSuites"])
+    assert dynamic["tls"]["options"]["default"]["curvePreferences"] == ["X25519", "CurveP256", "CurveP384"]
     assert traefik["hsts"]["maxAge"] >= 31536000
     assert traefik["resources"]["requests"] and traefik["resources"]["limits"]["memory"]
     for part in ("traefik", "chp"):
@@ -378,6 +419,7 @@ def test_autohttps_is_letsencrypt_with_redirect_hsts_tls12_and_headers():
         assert proxy[part]["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
         csc = proxy[part]["containerSecurityContext"]
         assert csc["allowPrivilegeEscalation"] is False and csc["capabilities"]["drop"] == ["ALL"]
+        assert csc["readOnlyRootFilesystem"] is True and csc["runAsNonRoot"] is True
         assert proxy[part]["extraPodSpec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 

@@ -1,11 +1,13 @@
-"""hubfleet.config.values: Helm's merge semantics, readable schema errors and the command line (no chart needed)."""
+"""hubfleet.config.values: Helm's merge semantics and readable schema errors (no chart needed). The same merge
+checked against Helm's own Go code, and `hubfleet values check`: tests/integration/platform/test_chart_render.py."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from hubfleet.config.values import ValuesError, format_path, helm_merge, load_values, main, validate_values
+from hubfleet.config.values import combine, format_path, helm_merge, load_values, validate_values
+from hubfleet.yamlfile import YAMLFileError
 
 CHART = {
     "hub": {"config": {"JupyterHub": {"admin_access": True, "authenticator_class": "dummy"}}, "extraEnv": {}},
@@ -25,14 +27,17 @@ CHART = {
         # null deletes a key, also a chart default and a whole subtree
         ({"a": 1, "b": 2}, [{"a": None}], {"b": 2}),
         ({"a": {"b": {"c": 1}}, "d": 1}, [{"a": {"b": None}}], {"a": {}, "d": 1}),
-        ({"a": 1}, [{"zzz": None}], {"a": 1}),
-        # a later file's null deletes what an earlier file set; a later file can set it again
-        ({}, [{"a": 1}, {"a": None}], {}),
+        # ... but a null for a key the chart does not have stays null (Helm keeps it)
+        ({"a": 1}, [{"zzz": None}], {"a": 1, "zzz": None}),
+        ({}, [{"a": 1}, {"a": None}], {"a": None}),
+        # a later file's null deletes a chart default an earlier file changed; a later file can set it again
+        ({"a": 0}, [{"a": 1}, {"a": None}], {}),
         ({"a": 1}, [{"a": None}, {"a": 2}], {"a": 2}),
-        # null in the chart's own values.yaml is kept (Helm keeps `key:` defaults)
-        ({"a": None, "b": {"c": None}}, [{}], {"a": None, "b": {"c": None}}),
-        # nulls inside a brand-new mapping are dropped too
-        ({}, [{"a": {"b": None, "c": 1}}], {"a": {"c": 1}}),
+        # the chart's own `key:` defaults with no value are dropped (as Helm does)
+        ({"a": None, "b": {"c": None}}, [{}], {"b": {}}),
+        ({"a": None}, [{"a": None}], {}),
+        # nulls inside a brand-new mapping are kept too
+        ({}, [{"a": {"b": None, "c": 1}}], {"a": {"b": None, "c": 1}}),
         # type changes replace
         ({"a": {"b": 1}}, [{"a": "text"}], {"a": "text"}),
         ({"a": "text"}, [{"a": {"b": 1}}], {"a": {"b": 1}}),
@@ -60,7 +65,7 @@ def test_helm_merge_realistic_and_does_not_mutate():
     merged = helm_merge(CHART, overlay)
     assert merged == {
         "hub": {"config": {"JupyterHub": {"authenticator_class": "hubfleet"}}, "extraEnv": {}},
-        "proxy": {"https": {"enabled": True, "hosts": ["hub.example.org"], "letsencrypt": {"contactEmail": None}}},
+        "proxy": {"https": {"enabled": True, "hosts": ["hub.example.org"], "letsencrypt": {}}},  # chart nulls dropped
     }
     assert yaml.safe_dump(CHART) == before_chart and yaml.safe_dump(overlay) == before_overlay
     merged["proxy"]["https"]["hosts"].append("x")  # the result shares nothing with the inputs
@@ -146,35 +151,10 @@ def test_validate_values_refuses_a_broken_schema():
         validate_values({}, {"type": "no-such-type"})
 
 
-def test_cli_ok_errors_and_unreadable(tmp_path, capsys):
-    schema = tmp_path / "values.schema.yaml"
-    schema.write_text(yaml.safe_dump(SCHEMA7))
-    chart = tmp_path / "values.yaml"
-    chart.write_text("proxy:\n  https:\n    hosts: []\n")
-    good = tmp_path / "good.yaml"
-    good.write_text("proxy:\n  https:\n    hosts: [hub.example.org]\n")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("proxy:\n  htps:\n    enabled: true\n")
-
-    assert main([str(good), "--schema", str(schema), "--values", str(chart)]) == 0
-    assert capsys.readouterr().out.startswith("OK: ")
-
-    assert main([str(good), str(bad), "--schema", str(schema), "--values", str(chart)]) == 1
-    out = capsys.readouterr()
-    assert out.out.splitlines() == ["proxy.htps: unknown key (not in the chart's schema); did you mean 'https'?"]
-    assert "1 error(s)" in out.err
-
-    # a later file's null deletes the typo again
-    fix = tmp_path / "fix.yaml"
-    fix.write_text("proxy:\n  htps: null\n")
-    assert main([str(bad), str(fix), "--schema", str(schema), "--print"]) == 0
-    assert "htps" not in capsys.readouterr().out
-
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("proxy: [unclosed\n")
-    assert main([str(broken), "--schema", str(schema)]) == 2
-    assert f"{broken}: not valid YAML" in capsys.readouterr().err
-    assert main([str(tmp_path / "missing.yaml"), "--schema", str(schema)]) == 2
+def test_combine_remembers_which_file_set_each_key():
+    values, origin = combine({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": None}, names=["base.yaml", "site.yaml"])
+    assert values == {"a": {"b": 1, "c": [2]}, "d": None}
+    assert origin == {("a",): "site.yaml", ("a", "b"): "base.yaml", ("a", "c"): "site.yaml", ("d",): "site.yaml"}
 
 
 def test_load_values(tmp_path):
@@ -183,5 +163,11 @@ def test_load_values(tmp_path):
     assert load_values(empty) == {}
     listy = tmp_path / "list.yaml"
     listy.write_text("- a\n")
-    with pytest.raises(ValuesError, match="must hold a mapping at the top, got list"):
+    with pytest.raises(YAMLFileError, match="list.yaml: .*expected object, got list"):
         load_values(listy)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("proxy: [unclosed\n")
+    with pytest.raises(YAMLFileError, match=r"broken.yaml: line 2, column 1: not valid YAML"):
+        load_values(broken)
+    with pytest.raises(YAMLFileError, match="missing.yaml: no such file"):
+        load_values(tmp_path / "missing.yaml")

@@ -1,68 +1,115 @@
-"""Helm values helpers: merge values files the way Helm does, and validate them against a chart's schema.
+"""Helm values: merge values files the way Helm does, validate them against a chart's schema, render the chart.
 
-Pure helpers (no Kubernetes, no Helm binary) used by the tests of ``chart-values/`` and from the command line::
+Used by the tests of ``chart-values/`` and by ``hubfleet values check`` (:mod:`hubfleet.config.cli`).
 
-    python -m hubfleet.config.values chart-values/hubfleet-base.yaml chart-values/auth-ldap.yaml \\
-        --schema ../shared/z2jh-4.4.0/values.schema.yaml --values ../shared/z2jh-4.4.0/values.yaml
+Helm's semantics (``helm install -f a.yaml -f b.yaml``), as implemented by :func:`combine` and :func:`coalesce` and
+checked against Helm's own Go code (``helm_python``) in the tests:
 
-prints ``OK`` or one line per schema error (``proxy.htps: unknown key ...``) and exits 1.
+- the ``-f`` files are combined first: mappings merge key by key, every other value (lists included) is replaced by
+  the later file's value, a ``null`` replaces too (it is kept);
+- the result is coalesced over the chart's ``values.yaml``: a ``null`` deletes a key the chart defines (its default
+  too); a ``null`` for a key the chart does not define stays ``null``; the chart's own ``key:`` defaults with no
+  value are dropped (a template sees them as unset either way).
 
-Helm's semantics, as implemented by :func:`helm_merge`: mappings merge deeply, every other value (lists included)
-is replaced by the later file's value, and a ``null`` in a later file deletes the key (the chart default too).
+:func:`check_values` does what ``helm lint`` + ``helm template`` + a strict OpenAPI check do, and names for each
+problem the values file and key path that caused it (:class:`Problem`). Rendering needs the ``helm-python-sdk``
+package (Helm's Go SDK in a wheel, no binary) and ``kubernetes-validate``: ``pip install hubfleet[values]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import difflib
 import re
-import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from ..errors import HubfleetError
 
-__all__ = ["ValuesError", "format_path", "helm_merge", "load_values", "main", "merge_files", "validate_values"]
+from ..errors import HubfleetError
+from ..yamlfile import YAMLFileError, load_yaml
+
+__all__ = ["CheckResult", "Problem", "ValuesError", "check_values", "coalesce", "combine", "format_path",
+           "helm_merge", "load_values", "manifests", "validate_values"]
+
+KUBE_VERSION = "1.37"  # the newest Kubernetes kubernetes-validate knows; z2jh 4.4.0 wants >= 1.28
+RELEASE, NAMESPACE = "jhub", "jhub"
+_CHART_FIX = "give the directory of `helm pull jupyterhub/jupyterhub --version 4.4.0 --untar`"
+_TOP = {"type": "object"}  # a values file holds a mapping at the top (or nothing)
 
 
 class ValuesError(HubfleetError):
-    """A values or schema file cannot be read or parsed; the message names the file."""
+    """The chart cannot be loaded or the Helm libraries are missing; the message says which and what to do."""
 
 
-def helm_merge(base: Mapping | None, *overlays: Mapping | None) -> dict:
-    """Merge ``overlays`` over ``base`` like ``helm install -f base.yaml -f a.yaml -f b.yaml`` (the chart's
-    values.yaml being the first ``base``).
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a stack of values files: ``source`` is the values file (or chart template) at fault,
+    ``path`` the key path in it (``proxy.https.hosts[0]``), ``message`` what is wrong and what is expected."""
 
-    - mappings merge key by key, recursively;
-    - lists, scalars and a mapping replacing a non-mapping (or the reverse) are replaced wholesale;
-    - a ``None`` (YAML ``null``) value deletes the key from the result, including a chart default;
-    - ``None`` inside ``base`` itself is kept (the chart's values.yaml has many ``key:`` with no value).
+    source: str
+    path: str
+    message: str
 
-    Returns a new dict; the arguments are not modified.
-    """
-    result = copy.deepcopy(dict(base or {}))
-    for overlay in overlays:
-        if overlay is None:
-            continue
-        if not isinstance(overlay, Mapping):
-            raise TypeError(f"a values overlay must be a mapping, got {type(overlay).__name__}")
-        result = _merge(result, overlay)
-    return result
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.source, self.path, self.message) if part)
 
 
-def _merge(base: dict, overlay: Mapping) -> dict:
-    out = dict(base)
-    for key, value in overlay.items():
-        if value is None:
+# --------------------------------------------------------------------------------------------------- merging
+
+
+def _check_mapping(doc) -> Mapping:
+    if doc is not None and not isinstance(doc, Mapping):
+        raise TypeError(f"a values overlay must be a mapping, got {type(doc).__name__}")
+    return doc or {}
+
+
+def combine(*docs: Mapping | None, names: Sequence[str] = ()) -> tuple[dict, dict[tuple, str]]:
+    """Combine ``-f`` files the way the Helm CLI does before it looks at the chart (later wins, mappings merge,
+    ``null`` kept). Returns the values and their origin: key path (tuple) -> the name of the file that set it last
+    (``names[i]`` for ``docs[i]``, default ``"-f #i"``)."""
+    out: dict = {}
+    origin: dict[tuple, str] = {}
+
+    def merge(dst: dict, src: Mapping, prefix: tuple, name: str) -> None:
+        for key, value in src.items():
+            path = (*prefix, key)
+            origin[path] = name
+            if isinstance(value, Mapping) and isinstance(dst.get(key), dict):
+                merge(dst[key], value, path, name)
+            elif isinstance(value, Mapping):
+                dst[key] = {}
+                merge(dst[key], value, path, name)
+            else:
+                dst[key] = copy.deepcopy(value)
+
+    for i, doc in enumerate(docs):
+        merge(out, _check_mapping(doc), (), names[i] if i < len(names) else f"-f #{i + 1}")
+    return out, origin
+
+
+def _without_nulls(node: Mapping) -> dict:
+    return {k: _without_nulls(v) if isinstance(v, Mapping) else copy.deepcopy(v)
+            for k, v in node.items() if v is not None}
+
+
+def coalesce(chart: Mapping | None, user: Mapping | None) -> dict:
+    """User values over a chart's defaults, as Helm does at install: mappings merge, user scalars/lists win, a user
+    ``null`` deletes the chart's key; the chart's own ``null`` defaults are dropped. Returns a new dict."""
+    out = _without_nulls(chart or {})
+    for key, value in (user or {}).items():
+        if value is None and chart and key in chart:
             out.pop(key, None)
         elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        elif isinstance(value, Mapping):
-            # a new mapping: still drop its nulls, as Helm does when it coalesces user values
-            out[key] = _merge({}, value)
+            out[key] = coalesce(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def helm_merge(base: Mapping | None, *overlays: Mapping | None) -> dict:
+    """``base`` (a chart's values.yaml) with ``overlays`` applied like ``helm install -f a.yaml -f b.yaml``."""
+    user, _ = combine(*overlays)
+    return coalesce(base, user)
 
 
 def format_path(parts: Sequence) -> str:
@@ -74,6 +121,14 @@ def format_path(parts: Sequence) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text or "(root)"
+
+
+def load_values(path: str | Path) -> dict:
+    """Read one YAML values file (an empty file is ``{}``); a YAMLFileError names the file, line and problem."""
+    return load_yaml(path, schema=_TOP, empty={}, what="values file")
+
+
+# --------------------------------------------------------------------------------------------------- schema
 
 
 def _unknown_keys(error) -> list[str]:
@@ -88,22 +143,31 @@ def _unknown_keys(error) -> list[str]:
     )
 
 
-def _messages(error) -> list[tuple[str, str]]:
-    path = list(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        known = sorted(error.schema.get("properties", {}))
-        out = []
-        for key in _unknown_keys(error):
-            hint = difflib.get_close_matches(key, known, n=1)
-            where = format_path(path)
-            fix = f"did you mean '{hint[0]}'?" if hint else f"{where} accepts: {', '.join(known) or '(no keys)'}"
-            out.append((format_path([*path, key]), f"unknown key (not in the chart's schema); {fix}"))
-        if out:
-            return out
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        best = min(error.context, key=lambda e: len(list(e.absolute_path)))
-        return [(format_path(path), f"{error.message.splitlines()[0][:200]} (e.g. {best.message[:200]})")]
-    return [(format_path(path), error.message)]
+def _schema_errors(values: Mapping, schema: Mapping) -> list[tuple[tuple, str]]:
+    """(key path, message) for each schema error, unknown keys at their own path with a did-you-mean."""
+    from jsonschema import Draft7Validator, validators
+
+    cls = validators.validator_for(schema, default=Draft7Validator)
+    cls.check_schema(schema)
+    found: set[tuple[tuple, str]] = set()
+    for error in cls(schema).iter_errors(values):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            known = sorted(error.schema.get("properties", {}))
+            keys = _unknown_keys(error)
+            for key in keys:
+                hint = difflib.get_close_matches(key, known, n=1)
+                fix = (f"did you mean '{hint[0]}'?" if hint
+                       else f"{format_path(path)} accepts: {', '.join(known) or '(no keys)'}")
+                found.add(((*path, key), f"unknown key (not in the chart's schema); {fix}"))
+            if keys:
+                continue
+        if error.validator in ("oneOf", "anyOf") and error.context:
+            best = min(error.context, key=lambda e: len(list(e.absolute_path)))
+            found.add((path, f"{error.message.splitlines()[0][:200]} (e.g. {best.message[:200]})"))
+        else:
+            found.add((path, error.message))
+    return sorted(found, key=lambda item: (format_path(item[0]), item[1]))
 
 
 def validate_values(values: Mapping, schema: Mapping) -> list[str]:
@@ -114,71 +178,157 @@ def validate_values(values: Mapping, schema: Mapping) -> list[str]:
     ``proxy.https.letsencrypt.contactEmail: 42 is not of type 'string', 'null'``; an unknown key is reported at its
     own path with a suggestion (``proxy.htps: unknown key (not in the chart's schema); did you mean 'https'?``).
     """
-    from jsonschema import Draft7Validator, validators
-
-    cls = validators.validator_for(schema, default=Draft7Validator)
-    cls.check_schema(schema)
-    validator = cls(schema)
-    found = set()
-    for error in validator.iter_errors(values):
-        found.update(_messages(error))
-    return [f"{path}: {message}" for path, message in sorted(found)]
+    return [f"{format_path(path)}: {message}" for path, message in _schema_errors(values, schema)]
 
 
-def load_values(path: str | Path) -> dict:
-    """Read one YAML values file (an empty file is ``{}``); :class:`ValuesError` names the file on failure."""
+def _blame(path: tuple, origin: Mapping[tuple, str]) -> str:
+    """The file that set ``path`` or its nearest ancestor (a key deleted by ``null`` is blamed on that file)."""
+    for n in range(len(path), 0, -1):
+        if path[:n] in origin:
+            return origin[path[:n]]
+    return "the chart's values.yaml"
+
+
+# --------------------------------------------------------------------------------------------------- rendering
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check_values` found: ``problems`` (empty: the stack is fine), the merged ``values``, and the
+    rendered ``objects`` as ``(template path, manifest)`` pairs."""
+
+    problems: list[Problem] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    user_values: dict = field(default_factory=dict)
+    objects: list[tuple[str, dict]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _helm():
+    try:
+        import helm_python
+    except ImportError as e:
+        raise ValuesError("rendering the chart needs the helm-python-sdk package",
+                          fix="pip install 'hubfleet[values]'") from e
+    return helm_python
+
+
+def manifests(rendered: Mapping[str, str]) -> list[tuple[str, dict]]:
+    """The Kubernetes objects of ``Chart.render()`` output, as ``(template path, object)``, in template order."""
     import yaml
 
-    path = Path(path)
+    out = []
+    for template, text in sorted(rendered.items()):
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue  # NOTES.txt
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append((template, doc))
+    return out
+
+
+def _find_value(node, wanted, prefix: tuple = ()) -> tuple | None:
+    """The key path of the first place ``wanted`` (a mapping, list or longer string) appears in ``node``."""
+    if node == wanted:
+        return prefix
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = _find_value(value, wanted, (*prefix, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _values_source(instance, user: Mapping, origin: Mapping[tuple, str]) -> str:
+    """`` (from site.yaml: hub.extraVolumes[0])`` when the invalid part of a manifest came verbatim from values."""
+    if not instance or isinstance(instance, bool) or (isinstance(instance, str) and len(instance) < 4) \
+            or isinstance(instance, (int, float)):
+        return ""
+    path = _find_value(user, instance)
+    return f" (from {_blame(path, origin)}: {format_path(path)})" if path else ""
+
+
+def _validate_objects(objects, kube_version: str, user: Mapping = {}, origin: Mapping = {}) -> list[Problem]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValuesError(f"{path}: cannot read: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise ValuesError(f"{path}: not valid YAML: {e}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ValuesError(f"{path}: a values file must hold a mapping at the top, got {type(data).__name__}")
-    return data
+        import kubernetes_validate
+    except ImportError as e:
+        raise ValuesError("validating rendered manifests needs the kubernetes-validate package",
+                          fix="pip install 'hubfleet[values]'") from e
+    problems = []
+    for template, obj in objects:
+        what = f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}"
+        try:
+            kubernetes_validate.validate(obj, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            problems.append(Problem(template, f"{what} {format_path(list(e.path))}",
+                                    f"invalid for Kubernetes {kube_version}: {e.message[:300]}"
+                                    f"{_values_source(e.instance, user, origin)}"))
+        except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+            problems.append(Problem(template, what, f"no Kubernetes {kube_version} schema for "
+                                    f"{obj.get('apiVersion')} {obj.get('kind')} ({e})"))
+    return problems
 
 
-def merge_files(*paths: str | Path, chart_values: str | Path | None = None) -> dict:
-    """``helm_merge`` of the chart's values.yaml (if given) and the files, in order."""
-    base = load_values(chart_values) if chart_values else {}
-    return helm_merge(base, *(load_values(p) for p in paths))
+def check_values(chart_dir: str | Path, files: Sequence[str | Path] = (), *, docs: Sequence[Mapping] = (),
+                 release: str = RELEASE, namespace: str = NAMESPACE, kube_version: str = KUBE_VERSION,
+                 render: bool = True) -> CheckResult:
+    """Check a stack of values files against the chart in ``chart_dir`` as Helm would install it: parse each file,
+    merge them (``helm -f`` order), validate against the chart's schema, lint, render every template and validate
+    every manifest with kubernetes-validate in strict mode. ``docs`` are already-parsed files (named ``-f #i``).
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hubfleet.config.values",
-        description="Merge Helm values files the way Helm does and validate the result against a chart's "
-        "values.schema.yaml (or .json). Prints OK, or one error per line and exits 1.",
-    )
-    parser.add_argument("files", nargs="+", metavar="VALUES.yaml", help="overlays, in `helm -f` order")
-    parser.add_argument("--schema", required=True, help="the chart's values.schema.yaml / values.schema.json")
-    parser.add_argument("--values", metavar="CHART_VALUES", help="the chart's own values.yaml (merged first)")
-    parser.add_argument("--print", action="store_true", dest="print_merged", help="also print the merged values")
-    args = parser.parse_args(argv)
+    Returns a :class:`CheckResult`; every problem names the values file and key path (or the template and field) at
+    fault. Raises :class:`ValuesError` only when the chart cannot be loaded or the libraries are missing.
+    """
+    result = CheckResult()
+    loaded, names = [], []
+    for f in files:
+        try:
+            loaded.append(load_values(f))
+            names.append(str(f))
+        except YAMLFileError as e:
+            message = e.message.removeprefix(f"values file {f}: ").removeprefix(f"{f}: ")
+            if e.key_path == "(top level)":
+                message = "a values file holds a mapping (key: value) at the top"
+            result.problems.append(Problem(str(f), "", message))
+    for i, doc in enumerate(docs):
+        loaded.append(doc)
+        names.append(f"-f #{len(files) + i + 1}")
+    if result.problems:
+        return result
+    helm = _helm()
+    if not (Path(chart_dir) / "Chart.yaml").is_file():
+        raise ValuesError(f"{chart_dir}: not a Helm chart (no Chart.yaml)", fix=_CHART_FIX)
     try:
-        schema = load_values(args.schema)
-        merged = merge_files(*args.files, chart_values=args.values)
-    except ValuesError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.print_merged:
-        import yaml
-
-        print(yaml.safe_dump(merged, sort_keys=False), end="")
-    errors = validate_values(merged, schema)
-    if errors:
-        for line in errors:
-            print(line)
-        print(f"{len(errors)} error(s) in {' + '.join(args.files)}", file=sys.stderr)
-        return 1
-    print(f"OK: {' + '.join(args.files)} validate against {args.schema}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        chart = helm.Chart.load(str(chart_dir))
+    except helm.HelmError as e:
+        raise ValuesError(f"{chart_dir}: not a Helm chart ({str(e).strip()})",
+                          fix=_CHART_FIX) from e
+    with chart:
+        user, origin = combine(*loaded, names=names)
+        result.user_values = user
+        result.values = chart.merge_values(user)
+        schema = chart.schema or {}
+        for path, message in _schema_errors(result.values, schema):
+            result.problems.append(Problem(_blame(path, origin), format_path(path), message))
+        if not result.problems:
+            try:
+                chart.validate_schema(user)
+            except helm.HelmValuesError as e:  # what Helm sees that jsonschema did not
+                result.problems.append(Problem(" + ".join(names) or "values", "", f"Helm: {str(e).strip()}"))
+        if result.problems or not render:
+            return result
+        try:
+            rendered = chart.render(user, name=release, namespace=namespace, is_install=True)
+        except helm.HelmError as e:
+            result.problems.append(Problem("chart templates", "", f"rendering failed: {str(e).strip()}"))
+            return result
+    report = helm.lint(str(chart_dir), user, namespace=namespace, kube_version=f"v{kube_version}.0")
+    for message in report.get("messages", []):
+        if message.get("severity", 0) >= 2:
+            result.problems.append(Problem(message.get("path", "chart"), "", f"helm lint: {message.get('error')}"))
+    result.objects = manifests(rendered)
+    result.problems += _validate_objects(result.objects, kube_version, user, origin)
+    return result

