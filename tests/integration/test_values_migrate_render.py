@@ -187,3 +187,39 @@ def test_full_file_renders_the_same_hub(site_pair, chart, tmp_path):
     values = [yaml.safe_load(base64.b64decode(_manifest(r, "hub/secret.yaml")["data"]["values.yaml"]))
               for r in (rendered, site_pair["migrated"])]
     assert values[0] == values[1]
+
+
+def _differing_lines(a: str, b: str) -> list[str]:
+    import difflib
+
+    return [line for line in difflib.unified_diff(a.splitlines(), b.splitlines(), n=0, lineterm="")
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def test_rollout_restarts_only_the_hub(site_pair):
+    """Between stock and migrated, only the hub's Secret (values.yaml, the culler's token) and the hub Deployment
+    (image, the Secret's checksum) change; the proxy Deployment differs only by the checksum of its own Secret,
+    whose token an offline render generates anew each time (Helm's `lookup` keeps it on a real upgrade)."""
+    stock, migrated = site_pair["stock"], site_pair["migrated"]
+    changed = sorted(k for k in set(stock) | set(migrated) if stock.get(k) != migrated.get(k))
+    assert set(changed) <= {"jupyterhub/templates/hub/secret.yaml", "jupyterhub/templates/hub/deployment.yaml",
+                            "jupyterhub/templates/proxy/deployment.yaml"}, changed
+    hub = _differing_lines(stock["jupyterhub/templates/hub/deployment.yaml"],
+                           migrated["jupyterhub/templates/hub/deployment.yaml"])
+    assert {line.split(":")[0].strip("+- ") for line in hub} == {"checksum/secret", "image"}, hub
+    proxy = _differing_lines(stock["jupyterhub/templates/proxy/deployment.yaml"],
+                             migrated["jupyterhub/templates/proxy/deployment.yaml"])
+    assert {line.split(":")[0].strip("+- ") for line in proxy} <= {"checksum/auth-token"}, proxy
+
+
+def test_home_directories_and_running_pods_keep_their_names():
+    """ProfileSpawner names pods and PVCs as KubeSpawner does (z2jh sets neither template by default), so a running
+    server and every user's home PVC are found again after the switch."""
+    from kubespawner import KubeSpawner
+
+    from hubfleet.spawners import ProfileSpawner
+
+    for trait in ("pod_name_template", "pvc_name_template"):
+        assert ProfileSpawner.class_traits()[trait] is KubeSpawner.class_traits()[trait], trait
+        assert ProfileSpawner._trait_default_generators.get(trait) is KubeSpawner._trait_default_generators.get(
+            trait), trait
