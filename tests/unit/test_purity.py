@@ -27,6 +27,7 @@ PURE = [
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.devcluster.scheduling",
+    "hubfleet.config.migrate",
 ]
 
 PROBE = """
