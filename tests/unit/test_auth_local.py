@@ -127,7 +127,8 @@ def test_backend_through_policy(tmp_path):
     write_users_file(f, {"users": {"ann": {"password_hash": H, "groups": ["staff"], "admin": False},
                                    "root": {"password_hash": H, "admin": True}}})
     a = HubfleetLocalAuthenticator(users_file=str(f), allowed_groups={"staff"}, group_prefix="local-",
-                                   group_mapping={"staff": "users"})
+                                   group_mapping={"staff": "users"},
+                                   subject_store_file=str(tmp_path / "subjects.json"))
 
     async def login(name, pw):
         return await a.get_authenticated_user(None, {"username": name, "password": pw})

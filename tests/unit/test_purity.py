@@ -22,6 +22,7 @@ PURE = [
     "hubfleet.quantity",
     "hubfleet.yamlfile",
     "hubfleet.authenticators.policy",
+    "hubfleet.authenticators.ldap_compat",
     "hubfleet.spawners.profiles",
     "hubfleet.services.culler.arbiter",
     "hubfleet.scheduler_plugin.scoring",

@@ -11,7 +11,20 @@ Each backend (``ldap.py``, ``local.py``, ``oidc.py``) is a complete Authenticato
 :class:`HubfleetAuthenticator` composes several of them in order: the login form tries the password backends in
 turn (the first that authenticates wins) and every OIDC backend gets its own "Sign in with ..." button with
 ``/hub/oauth_login/<name>`` and ``/hub/oauth_callback/<name>`` handlers. The policy of the authenticator the hub
-runs (the composite, or a backend used on its own) is the one applied.
+runs (the composite, or a backend used on its own) is the one applied; a ``backends[]`` entry may set the
+per-backend policy options in :data:`PER_BACKEND_POLICY` for its own users (see ``composite.py``).
+
+Identity binding (issue 8): each hub user is bound to the ``(backend, subject)`` of their first login — the
+backend's name and its stable identifier for the account (:attr:`BackendResult.subject`: the LDAP entry DN or
+`subject_attribute`, the OIDC ``sub``, the local account name). A later login whose backend or subject differs is
+refused on the login page; an admin re-links with ``hubfleet users unbind NAME --store F`` (the next login binds
+again). The bindings live in the subject store (``binding.py``, `subject_store_file`), with or without auth_state.
+
+The hook a backend that overrides ``authenticate`` (OIDC) uses is small: put the subject in the
+:class:`BackendResult` and build the model with ``self.owner.auth_model(result, auth_state)``. The owner's
+``get_authenticated_user`` then checks and records the binding for every login path (it reads ``hubfleet_backend``
+/ ``hubfleet_subject`` from the model's auth_state, which :meth:`auth_model` fills). At refresh, a backend checks
+with ``await self.owner.bind_subject(user.name, backend, subject, login=False)`` (False: log the user out).
 """
 
 from __future__ import annotations
@@ -20,7 +33,8 @@ import asyncio
 import html
 import importlib
 import importlib.resources
-import re
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any as TAny
@@ -32,6 +46,7 @@ from tornado import web
 from traitlets import Any, Bool, Dict, Float, Integer, List, Set, Unicode, Union, default, validate
 
 from . import policy
+from .binding import SubjectStore, SubjectStoreError
 from ..errors import HubfleetError
 
 
@@ -50,6 +65,25 @@ class BackendUnavailable(HubfleetAuthError):
         super().__init__(f"{label}: {detail}")
         self.label = label
         self.detail = detail
+
+
+class BackendMisconfigured(HubfleetAuthError):
+    """The backend answered but refused *our* configuration (e.g. the service account's password is wrong)."""
+
+    def __init__(self, label: str, detail: str, fix: str = ""):
+        super().__init__(f"{label}: {detail}", fix=fix or None)
+        self.label = label
+        self.detail = detail
+
+
+class LoginRefused(HubfleetAuthError):
+    """A login refused for a reason the user must be told (shown on the login page as is; holds no secret)."""
+
+
+#: Policy options a ``HubfleetAuthenticator.backends[]`` entry may set for the users of that backend only; every
+#: other policy option (allowed_users, admin_users, blocked_users, allow_all, username_*) is refused in an entry.
+PER_BACKEND_POLICY = ("allowed_groups", "admin_groups", "group_mapping", "group_mapping_only", "group_prefix",
+                      "lowercase_groups")
 
 
 @dataclass
@@ -159,6 +193,42 @@ class HubfleetBaseAuthenticator(Authenticator):
     def _default_manage_groups(self):
         return True
 
+    @default("allow_existing_users")
+    def _default_allow_existing_users(self):
+        # JupyterHub defaults this to True when allowed_users is set and then adds every user who ever logged in
+        # to allowed_users, so leaving an allowed group would never revoke access. oauthenticator uses False too.
+        return False
+
+    subject_store_file = Unicode(
+        "hubfleet-subjects.json",
+        config=True,
+        help="""The file binding each hub user to the backend and subject (LDAP DN, OIDC ``sub``, local account
+        name) of their first login; a later login with another backend or subject is refused.
+
+        Relative paths are in the hub's working (data) directory — in z2jh ``/srv/jupyterhub``, on the hub's
+        volume next to ``jupyterhub.sqlite``: with ``hub.db.type`` other than ``sqlite-pvc`` point it at a
+        persistent path. Used with and without `enable_auth_state`. Re-link a user who legitimately changed
+        account with ``hubfleet users unbind NAME --store FILE`` (the next login binds again).
+        """,
+    )
+
+    refresh_outage_grace = Float(
+        0.0,
+        config=True,
+        help="""Seconds a session is kept when the backend cannot be reached at refresh, counted from the user's
+        last successful check by this hub process. 0 (default): fail closed — a user whose backend is
+        unreachable at refresh must log in again (which succeeds once it is back). A user the backend answers
+        is *not found* is always logged out.
+        """,
+    )
+
+    misconfigured_message = Unicode(
+        "The login service ({label}) is not configured correctly; the hub's administrators must fix it.",
+        config=True,
+        help="""Message shown on the login page when a backend refuses the hub's own configuration (e.g. the
+        LDAP service account's password is wrong). The details are logged once, as a configuration error.""",
+    )
+
     refresh_groups = Bool(
         True,
         config=True,
@@ -215,7 +285,10 @@ class HubfleetBaseAuthenticator(Authenticator):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._origin: dict[str, str] = {}  # username -> backend name of the last login (for refresh and logout)
+        self._origin: dict[str, str] = {}  # username -> backend name of the last login (cache; logout)
+        self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
+        self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
+        self._store: SubjectStore | None = None
         self.check_config()
 
     # ---- configuration checks --------------------------------------------------------------------------
@@ -232,6 +305,10 @@ class HubfleetBaseAuthenticator(Authenticator):
             raise ConfigError(f"{cls}.executor_threads must be at least 1, not {self.executor_threads}.")
         if self.login_timeout <= 0:
             raise ConfigError(f"{cls}.login_timeout must be positive, not {self.login_timeout}.")
+        if self.refresh_outage_grace < 0:
+            raise ConfigError(f"{cls}.refresh_outage_grace must be >= 0, not {self.refresh_outage_grace}.")
+        if not self.subject_store_file:
+            raise ConfigError(f"{cls}.subject_store_file is empty; give a path (default hubfleet-subjects.json).")
         if (self.allowed_groups or self.admin_groups) and not self.manage_groups:
             raise ConfigError(
                 f"{cls}.allowed_groups/admin_groups need {cls}.manage_groups = True "
@@ -275,16 +352,26 @@ class HubfleetBaseAuthenticator(Authenticator):
         return self.canonical_username(username) == username
 
     # ---- the policy, applied to a BackendResult -------------------------------------------------------------
-    def hub_groups(self, backend_groups) -> list[str]:
+    def backend_by_name(self, name):
+        return self if name == self.backend_name else None
+
+    def _policy(self, option: str, backend: str | None):
+        """``option``'s value for users of ``backend``: the backend entry's own value when it sets one."""
+        child = self.backend_by_name(backend) if backend else None
+        if child is not None and child is not self and option in child._policy_overrides:
+            return getattr(child, option)
+        return getattr(self, option)
+
+    def hub_groups(self, backend_groups, backend: str | None = None) -> list[str]:
         return policy.map_groups(
             backend_groups,
-            mapping=self.group_mapping,
-            prefix=self.group_prefix,
-            only_mapped=self.group_mapping_only,
-            lowercase=self.lowercase_groups,
+            mapping=self._policy("group_mapping", backend),
+            prefix=self._policy("group_prefix", backend),
+            only_mapped=self._policy("group_mapping_only", backend),
+            lowercase=self._policy("lowercase_groups", backend),
         )
 
-    def decide(self, name: str, groups, backend_admin=None) -> policy.Decision:
+    def decide(self, name: str, groups, backend_admin=None, backend: str | None = None) -> policy.Decision:
         return policy.decide(
             username=name,
             groups=groups,
@@ -292,9 +379,9 @@ class HubfleetBaseAuthenticator(Authenticator):
             allow_all=self.allow_all,
             allowed_users=self.allowed_users,
             blocked_users=self.blocked_users,
-            allowed_groups=self.allowed_groups,
+            allowed_groups=self._policy("allowed_groups", backend),
             admin_users=self.admin_users,
-            admin_groups=self.admin_groups,
+            admin_groups=self._policy("admin_groups", backend),
         )
 
     def auth_model(self, result: BackendResult, auth_state: dict | None = None) -> dict:
@@ -303,11 +390,14 @@ class HubfleetBaseAuthenticator(Authenticator):
         if name is None:
             label = result.backend or self.backend_label
             raise web.HTTPError(403, f"The {label} account name is not a valid hub username.")
-        groups = self.hub_groups(result.groups)
-        decision = self.decide(name, groups, result.admin)
+        backend = result.backend or self.backend_name
+        groups = self.hub_groups(result.groups, backend)
+        decision = self.decide(name, groups, result.admin, backend)
         state = dict(auth_state or {})
         state.update(result.attributes)
-        state["hubfleet_backend"] = result.backend or self.backend_name
+        state["hubfleet_backend"] = backend
+        # until every backend fills BackendResult.subject, an OIDC id_token's sub stands in for it
+        state["hubfleet_subject"] = result.subject or str((state.get("oidc_claims") or {}).get("sub") or "")
         state["backend_groups"] = sorted(set(result.groups))
         model = {"name": name, "admin": decision.admin, "auth_state": state}
         if self.manage_groups:
@@ -320,7 +410,8 @@ class HubfleetBaseAuthenticator(Authenticator):
     def check_allowed(self, username, authentication=None):
         if authentication is None:  # JupyterHub < 5 calls this for existing users
             return super().check_allowed(username, authentication)
-        decision = self.decide(username, authentication.get("groups") or (), authentication.get("admin"))
+        backend = (authentication.get("auth_state") or {}).get("hubfleet_backend")
+        decision = self.decide(username, authentication.get("groups") or (), authentication.get("admin"), backend)
         if not decision.allowed:
             self.log.warning("user:%s denied: %s", username, decision.reason)
         else:
@@ -346,10 +437,62 @@ class HubfleetBaseAuthenticator(Authenticator):
         except BackendUnavailable as e:
             self.log.error("user:%s login failed: %s unavailable: %s", username, e.label, e.detail)
             raise web.HTTPError(503, self.unavailable_message.format(label=e.label)) from e
+        except BackendMisconfigured as e:  # logged (once) where it was detected
+            raise web.HTTPError(503, self.misconfigured_message.format(label=e.label)) from e
+        except LoginRefused as e:
+            self.log.warning("user:%s login refused: %s", username, e.message)
+            raise web.HTTPError(403, e.message) from e
         if result is None:
             return None
         self._origin[result.name] = result.backend or self.backend_name
         return self.auth_model(result)
+
+    async def get_authenticated_user(self, handler, data):
+        model = await super().get_authenticated_user(handler, data)
+        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
+            state = model.get("auth_state") or {}
+            await self.bind_subject(model["name"], state.get("hubfleet_backend") or self.backend_name,
+                                    state.get("hubfleet_subject") or "", login=True)
+        return model
+
+    # ---- identity binding --------------------------------------------------------------------------------
+    @property
+    def subject_store(self) -> SubjectStore:
+        owner = self.owner
+        if owner._store is None:
+            owner._store = SubjectStore(os.path.abspath(owner.subject_store_file))
+        return owner._store
+
+    async def bind_subject(self, name: str, backend: str, subject: str, *, login: bool = True) -> bool:
+        """Check ``name`` against its binding and bind it when it has none. At login a conflict raises
+        HTTPError 403 with the reason (shown on the login page); at refresh (``login=False``) it returns False."""
+        owner = self.owner
+        if owner is not self:
+            return await owner.bind_subject(name, backend, subject, login=login)
+        try:
+            bound = await self.run_blocking(self.subject_store.get, name)
+            why = policy.binding_conflict(bound, backend, subject)
+            if why is None and bound is None:
+                await self.run_blocking(self.subject_store.bind, name, policy.Binding(backend, subject))
+                self.log.info("user:%s bound to backend %s subject %s", name, backend, subject)
+        except (SubjectStoreError, OSError) as e:
+            self.log.error("subject store %s unusable: %s", self.subject_store.path, e)
+            if not login:
+                return False
+            raise web.HTTPError(503, self.misconfigured_message.format(label="subject store")) from e
+        if why is None:
+            return True
+        self.log.warning("user:%s %s refused: %s (bound: %s %s, offered: %s %s)", name,
+                         "login" if login else "refresh", why, bound and bound.backend, bound and bound.subject,
+                         backend, subject)
+        if not login:
+            return False
+        raise web.HTTPError(
+            403, f"Sign-in refused: {why}. If the account changed, ask a hub administrator to re-link "
+                 f"'{name}' (hubfleet users unbind).")
+
+    async def binding_of(self, name: str) -> policy.Binding | None:
+        return await self.owner.run_blocking(self.subject_store.get, name)
 
     async def authenticate_password(self, username: str, password: str) -> BackendResult | None:
         """Check ``password`` for the (normalised) ``username``. Override in password backends."""
@@ -380,20 +523,32 @@ class HubfleetBaseAuthenticator(Authenticator):
         if handler is not None and not hasattr(handler, "_token_authenticated"):
             handler._token_authenticated = False
 
+    def _outage(self, name: str, e: HubfleetAuthError) -> bool:
+        """Refresh during a backend outage: fail closed unless the last good check is within the grace."""
+        last = self._verified.get(name)
+        if self.refresh_outage_grace and last is not None and time.monotonic() - last <= self.refresh_outage_grace:
+            self.log.warning("user:%s refresh: %s; session kept (refresh_outage_grace=%ss)", name, e,
+                             self.refresh_outage_grace)
+            return True
+        self.log.warning("user:%s refresh: %s; login required (fail closed)", name, e)
+        return False
+
     async def refresh_user(self, user, handler=None):
         self._prepare_handler_for_refresh(handler)
         if not self.refresh_groups:
             return True
         try:
             result = await self.lookup_user(user.name)
-        except BackendUnavailable as e:
-            self.log.warning("user:%s refresh skipped: %s unavailable: %s", user.name, e.label, e.detail)
-            return True
+        except (BackendUnavailable, BackendMisconfigured) as e:
+            return self._outage(user.name, e)
         if result is None:
-            if self.knows_user(user.name):
-                self.log.warning("user:%s is no longer known to %s; login required", user.name, self.backend_label)
-                return False
-            return True  # a user this authenticator never logged in (created through the API, ...)
+            # after a restart nothing is remembered in memory: a user no backend finds is logged out
+            self.log.warning("user:%s is not found by %s; login required", user.name, self.backend_label)
+            return False
+        backend = result.backend or self.backend_name
+        if not await self.bind_subject(user.name, backend, result.subject, login=False):
+            return False
+        self._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
         if not self.check_blocked_users(model["name"], model) or not self.check_allowed(model["name"], model):
             return False
@@ -433,9 +588,12 @@ class HubfleetLogoutHandler(LogoutHandler):
             return
         owner = self.authenticator
         backend_name = getattr(owner, "_origin", {}).get(user.name)
-        if backend_name is None and owner.enable_auth_state:
-            state = await user.get_auth_state() or {}
-            backend_name = state.get("hubfleet_backend")
+        if backend_name is None and hasattr(owner, "binding_of"):
+            try:
+                bound = await owner.binding_of(user.name)
+            except (HubfleetAuthError, SubjectStoreError, OSError):
+                bound = None
+            backend_name = bound.backend if bound else None
         backend = owner.backend_by_name(backend_name) if hasattr(owner, "backend_by_name") else owner
         if backend is not None and hasattr(backend, "provider_logout_url"):
             self._hubfleet_redirect = await backend.provider_logout_url(self)
@@ -448,176 +606,11 @@ class HubfleetLogoutHandler(LogoutHandler):
         await super().render_logout_page()
 
 
-BACKEND_KINDS = {
-    "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
-    "local": "hubfleet.authenticators.local:HubfleetLocalAuthenticator",
-    "oidc": "hubfleet.authenticators.oidc:HubfleetOIDCAuthenticator",
-}
 
 
-def _load(path: str):
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def __getattr__(name):  # the composite moved to composite.py; ``from .base import HubfleetAuthenticator`` still works
+    if name == "HubfleetAuthenticator":
+        from .composite import HubfleetAuthenticator
 
-
-class HubfleetAuthenticator(HubfleetBaseAuthenticator):
-    """One Authenticator composing ordered backends (LDAP, local accounts, OIDC) under one policy.
-
-    Configure the backends in order; each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
-    ``kind``, an optional ``name`` and any of that backend's options::
-
-        c.JupyterHub.authenticator_class = "hubfleet"
-        c.HubfleetAuthenticator.backends = [
-            "ldap",                                    # options from c.HubfleetLDAPAuthenticator
-            {"kind": "local", "users_file": "/srv/hub/users.yaml"},
-            {"kind": "oidc", "name": "keycloak", "login_service": "Keycloak", "issuer": "https://..."},
-        ]
-    """
-
-    backend_label = "hubfleet"
-
-    backends = List(
-        Union([Unicode(), Dict()]),
-        default_value=["local"],
-        config=True,
-        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
-        ``kind``, an optional ``name`` (unique; used in OIDC URLs ``/hub/oauth_login/<name>``) and that backend's
-        options, which override the class config (``c.HubfleetLDAPAuthenticator...``).
-
-        The login form tries the password backends (ldap, local) in this order; the first that accepts the
-        username and password wins, so list the authoritative directory first. Each OIDC backend gets a
-        "Sign in with <login_service>" button.
-        """,
-    )
-
-    _children = List()
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._children = self._build_backends()
-
-    def _build_backends(self):
-        children = []
-        seen: set[str] = set()
-        shared = {
-            "enable_auth_state": self.enable_auth_state,
-            "manage_groups": self.manage_groups,
-            "login_timeout": self.login_timeout,
-        }
-        for i, entry in enumerate(self.backends):
-            spec = {"kind": entry} if isinstance(entry, str) else dict(entry)
-            kind = spec.pop("kind", None)
-            if kind not in BACKEND_KINDS:
-                raise ConfigError(
-                    f"HubfleetAuthenticator.backends[{i}]: kind {kind!r} is not one of {sorted(BACKEND_KINDS)}."
-                )
-            name = spec.pop("name", kind)
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-                raise ConfigError(
-                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} must be lowercase letters, digits, - or _."
-                )
-            if name in seen:
-                raise ConfigError(
-                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} is used twice; "
-                    f"give each backend a unique 'name'."
-                )
-            seen.add(name)
-            cls = _load(BACKEND_KINDS[kind])
-            unknown = sorted(set(spec) - set(cls.class_trait_names(config=True)))
-            if unknown:
-                raise ConfigError(
-                    f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r}): unknown option(s) {unknown}; "
-                    f"see `python -m hubfleet.config.docgen` for {cls.__name__}'s options."
-                )
-            try:
-                child = cls(parent=self, policy_owner=self, backend_name=name, **shared, **spec)
-            except ConfigError:
-                raise
-            except Exception as e:  # traitlets raises TraitError / TypeError for unknown or badly typed options
-                raise ConfigError(f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r}): {e}") from e
-            children.append(child)
-        if not children:
-            raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")
-        return children
-
-    @property
-    def password_backend(self):  # type: ignore[override]
-        return any(c.password_backend for c in self._children)
-
-    def backend_by_name(self, name):
-        for child in self._children:
-            if child.backend_name == name:
-                return child
-        return None
-
-    def knows_user(self, username):
-        return username in self._origin or any(c.knows_user(username) for c in self._children)
-
-    async def authenticate(self, handler, data):
-        backend = getattr(handler, "hubfleet_backend", None)
-        if backend is not None:  # an OIDC callback
-            model = await backend.authenticate(handler, data)
-            if model:
-                self._origin[model["name"]] = backend.backend_name
-            return model
-        if not self.password_backend:
-            return None
-        return await super().authenticate(handler, data)
-
-    async def authenticate_password(self, username, password):
-        unavailable: list[BackendUnavailable] = []
-        for child in self._children:
-            if not child.password_backend:
-                continue
-            try:
-                result = await child.authenticate_password(username, password)
-            except BackendUnavailable as e:
-                self.log.error("user:%s backend %s unavailable: %s", username, child.backend_name, e.detail)
-                unavailable.append(e)
-                continue
-            if result is not None:
-                result.backend = child.backend_name
-                child._origin[result.name] = child.backend_name
-                return result
-        if unavailable:
-            # nobody accepted the password and at least one backend could not be asked: say so
-            raise unavailable[0]
-        return None
-
-    async def lookup_user(self, username):
-        origin = self._origin.get(username)
-        children = [c for c in self._children if c.backend_name == origin] or self._children
-        for child in children:
-            result = await child.lookup_user(username)
-            if result is not None:
-                result.backend = child.backend_name
-                return result
-        return None
-
-    async def refresh_user(self, user, handler=None):
-        self._prepare_handler_for_refresh(handler)
-        origin = self._origin.get(user.name)
-        if origin is None and self.enable_auth_state:
-            state = await user.get_auth_state() or {}
-            origin = state.get("hubfleet_backend")
-            if origin:
-                self._origin[user.name] = origin
-        child = self.backend_by_name(origin) if origin else None
-        if child is not None and not child.password_backend:
-            return await child.refresh_user(user, handler)
-        return await super().refresh_user(user, handler)
-
-    def oidc_buttons(self):
-        return [b for c in self._children for b in c.oidc_buttons()]
-
-    def get_handlers(self, app):
-        handlers = [("/login", _login_handler()), ("/logout", HubfleetLogoutHandler)]
-        for child in self._children:
-            handlers.extend(child.composed_handlers())
-        return handlers
-
-
-def _login_handler():
-    from jupyterhub.handlers.login import LoginHandler
-
-    return LoginHandler
+        return HubfleetAuthenticator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

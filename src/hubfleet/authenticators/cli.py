@@ -4,9 +4,15 @@
     hubfleet users passwd NAME --file F [--password-stdin]
     hubfleet users remove NAME --file F
     hubfleet users list --file F
+    hubfleet users unbind NAME [--store F]      # re-link: the next login binds NAME to its backend account again
+    hubfleet users bindings [--store F]
 
 Passwords are read with a hidden prompt (asked twice), or one line from standard input with ``--password-stdin``
-(never from the command line, where other users could see them). The file is written atomically, mode 0600.
+(never from the command line, where other users could see them); at most 72 bytes (bcrypt's limit). ``--rounds``
+is the bcrypt cost, 4..31, default 12 (``HubfleetLocalAuthenticator.bcrypt_rounds``' default: use the same value as
+the hub so that unknown names and wrong passwords cost the same). The file is written atomically, mode 0600.
+The subject store (``--store``, default ``hubfleet-subjects.json`` in the current directory, i.e. the hub's data
+directory when run in the hub pod) is ``HubfleetAuthenticator.subject_store_file``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,21 @@ import getpass
 import sys
 
 from . import policy
-from .local import UsersFileError, hash_password, load_users_file, write_users_file
+from .binding import SubjectStore, SubjectStoreError
+from .local import (DEFAULT_ROUNDS, MAX_ROUNDS, MIN_ROUNDS, UsersFileError, hash_password, load_users_file,
+                    password_too_long, write_users_file)
+
+DEFAULT_STORE = "hubfleet-subjects.json"
+
+
+def _rounds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not MIN_ROUNDS <= n <= MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(f"bcrypt cost must be between {MIN_ROUNDS} and {MAX_ROUNDS}, not {n}")
+    return n
 
 
 def _read_password(args) -> str | None:
@@ -30,6 +50,10 @@ def _read_password(args) -> str | None:
             return None
     if not policy.password_acceptable(password):
         print("error: the password is empty or only whitespace", file=sys.stderr)
+        return None
+    why = password_too_long(password)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
         return None
     return password
 
@@ -101,15 +125,35 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_unbind(args) -> int:
+    name = _name(args.name)
+    if name is None:
+        return 2
+    old = SubjectStore(args.store).unbind(name)
+    if old is None:
+        print(f"{name} is not bound in {args.store}; nothing to do")
+        return 0
+    print(f"unbound {name} (was {old.backend}: {old.subject}); their next login binds them again")
+    return 0
+
+
+def cmd_bindings(args) -> int:
+    from .binding import read_store
+
+    for name, entry in sorted(read_store(args.store).items()):
+        print(f"{name}: {entry['backend']}: {entry['subject']}")
+    return 0
+
+
 def _guard(func):
     def run(args) -> int:
         try:
             return func(args)
-        except UsersFileError as e:
+        except (UsersFileError, SubjectStoreError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         except OSError as e:
-            print(f"error: {args.file}: {e.strerror or e}", file=sys.stderr)
+            print(f"error: {getattr(args, 'file', None) or args.store}: {e.strerror or e}", file=sys.stderr)
             return 1
 
     return run
@@ -124,7 +168,9 @@ def add_parser(subparsers) -> None:
         if password:
             p.add_argument("--password-stdin", action="store_true",
                            help="read the password as one line from standard input instead of prompting")
-            p.add_argument("--rounds", type=int, default=12, help="bcrypt cost (default 12)")
+            p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS,
+                           help=f"bcrypt cost, {MIN_ROUNDS}..{MAX_ROUNDS} (default {DEFAULT_ROUNDS}; use the "
+                                f"hub's HubfleetLocalAuthenticator.bcrypt_rounds)")
 
     p = sub.add_parser("add", help="add an account")
     p.add_argument("name")
@@ -146,6 +192,19 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("list", help="list accounts and their groups")
     common(p)
     p.set_defaults(func=_guard(cmd_list))
+
+    def store(p):
+        p.add_argument("--store", default=DEFAULT_STORE,
+                       help=f"the subject store, HubfleetAuthenticator.subject_store_file (default {DEFAULT_STORE})")
+
+    p = sub.add_parser("unbind", help="re-link: forget which backend account a hub user is bound to")
+    p.add_argument("name")
+    store(p)
+    p.set_defaults(func=_guard(cmd_unbind))
+
+    p = sub.add_parser("bindings", help="list which backend account each hub user is bound to")
+    store(p)
+    p.set_defaults(func=_guard(cmd_bindings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,10 @@
 - Groups: a group search (groupOfNames ``member``, groupOfUniqueNames ``uniqueMember``, posixGroup ``memberUid``)
   and/or the user's ``memberOf``; nested groups by a breadth-first walk with a depth limit and cycle detection, or
   by Active Directory's in-chain matching rule (``1.2.840.113556.1.4.1941``) when `ad_in_chain` is on.
+- Identity: the subject a hub user is bound to (base.py) is the entry's normalised DN, or the value of
+  `subject_attribute` (``entryUUID``, ``objectGUID``) — so a second `bind_dn_templates` entry or a re-created
+  account with the same name cannot silently become an existing hub user.
+- ldapauthenticator 2.0's options (``c.LDAPAuthenticator.*``) are read through ``ldap_compat.py``.
 - Blocking ldap3 calls run on the authenticator's bounded thread pool; each worker thread keeps (reuses) one
   connection for user binds and one bound as the service account. Connect and operation timeouts bound every call.
 """
@@ -19,22 +23,43 @@ import math
 import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import ldap3
 from ldap3.core import exceptions as lexc
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode
+from jupyterhub.auth import Authenticator
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union, validate
 
-from . import policy
-from .base import BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator
+from . import ldap_compat, policy
+from .base import BackendMisconfigured, BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator
 
 # ldap3 errors that mean "the connection or server is unusable" rather than "wrong credentials".
 _CONNECTION_ERRORS = (lexc.LDAPCommunicationError, lexc.LDAPStartTLSError, lexc.LDAPSSLConfigurationError,
                       lexc.LDAPResponseTimeoutError, lexc.LDAPMaximumRetriesError, ssl.SSLError, OSError)
-# result codes a server uses to say it cannot serve right now
+# result codes a server uses to say it cannot serve right now (searches)
 _UNAVAILABLE_CODES = {51, 52, 53, 80}  # busy, unavailable, unwillingToPerform, other
+# on a bind only busy/unavailable are an outage: 389-DS/FreeIPA answer 53 for an inactivated account, and 80
+# ("other") is a per-account refusal too
+_BIND_UNAVAILABLE_CODES = {51, 52}
+
+
+def bind_outcome(ok: bool, code: int | None) -> str:
+    """``"ok"``, ``"unavailable"`` (try again later) or ``"refused"`` (wrong password, inactive account, ...)."""
+    if ok:
+        return "ok"
+    return "unavailable" if code in _BIND_UNAVAILABLE_CODES else "refused"
+
+
+def subject_value(value) -> str:
+    """An attribute value as a subject string: objectGUID's 16 bytes as a UUID, other bytes as hex."""
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    if isinstance(value, (bytes, bytearray)):
+        return str(uuid.UUID(bytes_le=bytes(value))) if len(value) == 16 else bytes(value).hex()
+    return str(value).strip() if value not in (None, "") else ""
 
 
 def normalize_dn(dn: str) -> str:
@@ -102,14 +127,19 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     )
 
     tls_strategy = Enum(
-        ["starttls", "ldaps", "insecure"],
+        ["starttls", "ldaps", "insecure", "before_bind", "on_connect"],
         default_value="starttls",
         config=True,
         help="""How the connection is protected: ``starttls`` (default; upgrade an ``ldap://`` connection),
         ``ldaps`` (TLS from the first byte, ``ldaps://`` URLs) or ``insecure`` (no TLS at all: passwords travel
-        in clear text; only for a directory on the same host or in tests).
+        in clear text; only for a directory on the same host or in tests). ldapauthenticator's names are
+        accepted too: ``before_bind`` = ``starttls``, ``on_connect`` = ``ldaps``.
         """,
     )
+
+    @validate("tls_strategy")
+    def _validate_tls_strategy(self, proposal):
+        return ldap_compat.TLS_STRATEGIES.get(proposal["value"], proposal["value"])
 
     tls_ca_file = Unicode(
         "",
@@ -259,13 +289,24 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         help="""Filter used with `ad_in_chain`; ``{dn}`` is the user's escaped DN.""",
     )
 
-    auth_state_attributes = Dict(
+    auth_state_attributes = Union(
+        [Dict(key_trait=Unicode(), value_trait=Unicode()), List(Unicode())],
         default_value={"mail": "mail", "displayName": "display_name"},
-        key_trait=Unicode(),
-        value_trait=Unicode(),
         config=True,
         help="""User entry attributes copied into auth_state: ``{ldap_attribute: auth_state_key}``.
         Single values are stored as a string, several as a list. The entry's DN is stored as ``dn``.
+        ldapauthenticator's list form (``["mail", "uidNumber"]``) is accepted: each attribute under its own name,
+        and all of them as lists in ``auth_state["user_attributes"]`` as ldapauthenticator stores them.
+        """,
+    )
+
+    subject_attribute = Unicode(
+        "",
+        config=True,
+        help="""Attribute holding the account's stable identifier, to which the hub user is bound at first login
+        (``entryUUID`` on OpenLDAP, ``objectGUID`` on Active Directory, ``nsUniqueId`` on 389-DS). Empty
+        (default): the entry's DN — a user whose entry is moved or renamed must then be re-linked
+        (``hubfleet users unbind NAME``). An entry without the attribute cannot log in.
         """,
     )
 
@@ -273,11 +314,30 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         self._local = threading.local()
         self._down_until: dict[str, float] = {}
         self._servers: list[ldap3.Server] = []
+        self._logged_config_errors: set[str] = set()
         super().__init__(**kwargs)
         self._servers = [self._make_server(url) for url in self.server_urls]
 
     # ---- configuration -------------------------------------------------------------------------------------
+    def _read_ldapauthenticator_config(self) -> None:
+        """Apply ``c.LDAPAuthenticator.*`` (ldapauthenticator 2.0) through the alias table of ldap_compat.py."""
+        if "LDAPAuthenticator" not in self.config:
+            return
+        section = dict(self.config["LDAPAuthenticator"])
+        if not section:
+            return
+        own = set(self.config.get(type(self).__name__, {})) | set(self.config.get("HubfleetLDAPAuthenticator", {}))
+        try:
+            tr = ldap_compat.translate(section, own=own, passthrough=Authenticator.class_trait_names(config=True))
+        except ldap_compat.LdapCompatError as e:
+            raise ConfigError(str(e)) from e
+        for line in tr.notes:
+            self.log.info(line)
+        for name, value in tr.settings.items():
+            setattr(self, name, value)
+
     def check_config(self):
+        self._read_ldapauthenticator_config()
         super().check_config()
         cls = type(self).__name__
         if not self.server_urls:
@@ -310,6 +370,9 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             raise ConfigError(f"{cls}.ad_in_chain needs group_search_base.")
         if self.nested_groups_max_depth < 0:
             raise ConfigError(f"{cls}.nested_groups_max_depth must be >= 0, not {self.nested_groups_max_depth}.")
+        if isinstance(self.auth_state_attributes, list):  # ldapauthenticator's form
+            self._user_attributes_list = list(self.auth_state_attributes)
+            self.auth_state_attributes = {a: a for a in self.auth_state_attributes}
         for name in ("connect_timeout", "operation_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{cls}.{name} must be positive, not {getattr(self, name)}.")
@@ -350,12 +413,16 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
                 if self.tls_strategy == "starttls" and not conn.start_tls(read_server_info=False):
                     raise lexc.LDAPStartTLSError(f"StartTLS refused: {conn.result}")
                 if user is not None:
-                    if not conn.rebind(user=user, password=password, read_server_info=False):
-                        code = (conn.result or {}).get("result")
-                        if code in _UNAVAILABLE_CODES:
-                            raise lexc.LDAPCommunicationError(f"server unavailable (result {code})")
+                    ok = conn.rebind(user=user, password=password, read_server_info=False)
+                    code = (conn.result or {}).get("result")
+                    if bind_outcome(ok, code) == "unavailable":
+                        raise lexc.LDAPCommunicationError(f"server unavailable (result {code})")
+                    if not ok:
                         conn.unbind()
-                        raise _ServiceBindFailed(f"bind as {user!r} failed: {(conn.result or {}).get('description')}")
+                        raise self._misconfigured(
+                            f"the service account bind as {user!r} was refused by {server.name} "
+                            f"({(conn.result or {}).get('description')}, result {code})",
+                            "check HubfleetLDAPAuthenticator.search_bind_dn and search_bind_password")
             except _CONNECTION_ERRORS as e:
                 self._down_until[server.name] = time.monotonic() + self.server_retry_interval
                 failures.append(f"{server.name}: {type(e).__name__}: {e}")
@@ -367,6 +434,14 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             self._down_until.pop(server.name, None)
             return conn
         raise BackendUnavailable(self.backend_label, "; ".join(failures) or "no server configured")
+
+    def _misconfigured(self, detail: str, fix: str) -> BackendMisconfigured:
+        """The error for a configuration the directory refuses, logged once per distinct problem."""
+        if detail not in self._logged_config_errors:
+            self._logged_config_errors.add(detail)
+            self.log.error("LDAP configuration error: %s; %s (logins through LDAP fail until it is fixed)",
+                           detail, fix)
+        return BackendMisconfigured(self.backend_label, detail, fix)
 
     def _conn(self, purpose: str) -> tuple[ldap3.Connection, bool]:
         conn = getattr(self._local, purpose, None)
@@ -415,6 +490,8 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     # ---- the login (runs on a worker thread) ------------------------------------------------------------------
     def _user_attributes(self) -> list[str]:
         attrs = {self.username_attribute, *self.auth_state_attributes}
+        if self.subject_attribute:
+            attrs.add(self.subject_attribute)
         if self.use_member_of:
             attrs.add(self.member_of_attribute)
         return sorted(attrs)
@@ -426,9 +503,13 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             except lexc.LDAPBindError as e:  # ldap3 turns "connection closed by the server" into this
                 raise lexc.LDAPSessionTerminatedByServerError(str(e)) from e
             code = (conn.result or {}).get("result")
-            if not ok and code in _UNAVAILABLE_CODES:
+            outcome = bind_outcome(ok, code)
+            if outcome == "unavailable":
                 raise lexc.LDAPCommunicationError(f"bind failed: {conn.result}")
-            return bool(ok)
+            if outcome == "refused" and code not in (49, None):
+                self.log.warning("LDAP bind as %s refused by the server: %s (result %s)", dn,
+                                 (conn.result or {}).get("description"), code)
+            return outcome == "ok"
 
         return self._with("auth", bind)
 
@@ -510,8 +591,20 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             keys = direct
         return sorted({names[k] for k in keys if k in names})
 
+    def _subject(self, entry: _Entry) -> str:
+        if not self.subject_attribute:
+            return normalize_dn(entry.dn)
+        value = subject_value(entry.attributes.get(self.subject_attribute))
+        if not value:
+            self.log.warning("LDAP entry %s has no single %s value: no subject to bind to", entry.dn,
+                             self.subject_attribute)
+        return value
+
     def _attributes(self, entry: _Entry) -> dict:
         out = {"dn": entry.dn}
+        if getattr(self, "_user_attributes_list", None):
+            out["user_attributes"] = {a: [str(v) for v in _values_of(entry.attributes.get(a))]
+                                      for a in self._user_attributes_list}
         for attr, key in self.auth_state_attributes.items():
             value = entry.attributes.get(attr)
             if isinstance(value, list):
@@ -541,7 +634,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             return None
         groups = self._groups(purpose, entry, username)
         return BackendResult(name=username, groups=groups, attributes=self._attributes(entry),
-                             backend=self.backend_name)
+                             backend=self.backend_name, subject=self._subject(entry))
 
     def _lookup(self, username: str) -> BackendResult | None:
         if self.user_search_base:
@@ -555,7 +648,8 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         if entry is None or self._matches(entry, username) is None:
             return None
         return BackendResult(name=username, groups=self._groups("service", entry, username),
-                             attributes=self._attributes(entry), backend=self.backend_name)
+                             attributes=self._attributes(entry), backend=self.backend_name,
+                             subject=self._subject(entry))
 
     # ---- async hooks ----------------------------------------------------------------------------------------
     async def authenticate_password(self, username, password):
@@ -568,5 +662,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         return await self.run_blocking(self._lookup, username)
 
 
-class _ServiceBindFailed(lexc.LDAPCommunicationError):
-    """The service account's bind was refused: the directory is reachable but our configuration is wrong."""
+def _values_of(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

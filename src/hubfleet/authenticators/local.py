@@ -25,11 +25,29 @@ import bcrypt
 import yaml
 from traitlets import Integer, Unicode
 
-from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator
+from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused
 from ..errors import HubfleetError
 
-# Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"hubfleet-dummy-password", bcrypt.gensalt(rounds=4))
+#: bcrypt uses at most this many bytes of a password (bcrypt 5 raises on longer ones): longer ones are refused.
+MAX_PASSWORD_BYTES = 72
+#: The bcrypt cost of new hashes (``bcrypt_rounds``' default and ``hubfleet users --rounds``' default).
+DEFAULT_ROUNDS = 12
+MIN_ROUNDS, MAX_ROUNDS = 4, 31
+
+
+def password_too_long(password: str) -> str | None:
+    """Why ``password`` cannot be a local password (more than 72 UTF-8 bytes), or None."""
+    n = len(password.encode("utf-8"))
+    if n > MAX_PASSWORD_BYTES:
+        return (f"passwords of local accounts are at most {MAX_PASSWORD_BYTES} bytes (UTF-8); this one is {n} "
+                f"bytes: choose a shorter one")
+    return None
+
+
+def hash_cost(pw_hash: str) -> int | None:
+    """The cost of a bcrypt hash (``$2b$12$...`` -> 12), None when it is not one."""
+    parts = pw_hash.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
 
 
 class UsersFileError(HubfleetError, ValueError):
@@ -109,7 +127,13 @@ def write_users_file(path: str | os.PathLike, doc: dict) -> None:
         raise
 
 
-def hash_password(password: str, rounds: int = 12) -> str:
+def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:
+    """A bcrypt hash of ``password`` at cost ``rounds`` (raises ValueError past 72 bytes or outside 4..31)."""
+    why = password_too_long(password)
+    if why:
+        raise ValueError(why)
+    if not MIN_ROUNDS <= rounds <= MAX_ROUNDS:
+        raise ValueError(f"bcrypt rounds must be between {MIN_ROUNDS} and {MAX_ROUNDS}, not {rounds}")
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
 
@@ -129,9 +153,13 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
     )
 
     bcrypt_rounds = Integer(
-        12,
+        DEFAULT_ROUNDS,
         config=True,
-        help="""bcrypt cost used when hashing (``hubfleet users``); checking uses the cost stored in each hash.""",
+        help="""bcrypt cost (4..31) of the accounts' hashes. A login with an unknown name is checked against a
+        dummy hash of this cost, so that it costs as long as a wrong password (no username enumeration by
+        timing); hashes of another cost in `users_file` are logged at load (re-hash them with
+        ``hubfleet users passwd NAME --rounds N``). ``hubfleet users`` hashes at 12 unless given ``--rounds``.
+        """,
     )
 
     def __init__(self, **kwargs):
@@ -139,6 +167,7 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
         self._stamp: tuple | None = None
         self._accounts: dict[str, LocalAccount] = {}
         super().__init__(**kwargs)
+        self._dummy_hash = bcrypt.hashpw(b"hubfleet-dummy-password", bcrypt.gensalt(rounds=self.bcrypt_rounds))
 
     def check_config(self):
         super().check_config()
@@ -147,8 +176,9 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
             raise ConfigError(
                 f"{cls}.users_file is not set; point it at the YAML accounts file (hubfleet users add ... --file F)."
             )
-        if not 4 <= self.bcrypt_rounds <= 31:
-            raise ConfigError(f"{cls}.bcrypt_rounds must be between 4 and 31, not {self.bcrypt_rounds}.")
+        if not MIN_ROUNDS <= self.bcrypt_rounds <= MAX_ROUNDS:
+            raise ConfigError(f"{cls}.bcrypt_rounds must be between {MIN_ROUNDS} and {MAX_ROUNDS}, "
+                              f"not {self.bcrypt_rounds}.")
 
     def accounts(self) -> dict[str, LocalAccount]:
         """The current accounts, re-reading the file when it changed (blocking: call from the executor)."""
@@ -180,11 +210,18 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
                 self._accounts = canon
                 self._stamp = stamp
                 self.log.info("local accounts: loaded %d from %s", len(canon), self.users_file)
+                other = sorted(n for n, a in canon.items() if hash_cost(a.password_hash) != self.bcrypt_rounds)
+                if other:
+                    self.log.warning(
+                        "local accounts file %s: %d hash(es) not at bcrypt_rounds=%d (%s): a login as one of them "
+                        "does not cost the same as one with an unknown name; re-hash with "
+                        "'hubfleet users passwd NAME --rounds %d'", self.users_file, len(other),
+                        self.bcrypt_rounds, ", ".join(other[:5]), self.bcrypt_rounds)
             return self._accounts
 
     def _check(self, username: str, password: str) -> LocalAccount | None:
         acct = self.accounts().get(username)
-        pw_hash = acct.password_hash.encode("ascii") if acct else _DUMMY_HASH
+        pw_hash = acct.password_hash.encode("ascii") if acct else self._dummy_hash
         try:
             ok = bcrypt.checkpw(password.encode("utf-8"), pw_hash)
         except ValueError:  # a malformed hash in the file
@@ -195,9 +232,12 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
     def _result(self, acct: LocalAccount) -> BackendResult:
         attrs = {k: v for k, v in acct.extra.items() if k in {"mail", "display_name"}}
         return BackendResult(name=acct.name, groups=list(acct.groups), admin=acct.admin, attributes=attrs,
-                             backend=self.backend_name)
+                             backend=self.backend_name, subject=acct.name)
 
     async def authenticate_password(self, username, password):
+        why = password_too_long(password)
+        if why:
+            raise LoginRefused(f"Sign-in refused: {why}.")
         acct = await self.run_blocking(self._check, username, password)
         if acct is None:
             self.log.warning("user:%s local login failed", username)

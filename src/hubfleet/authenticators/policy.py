@@ -40,18 +40,27 @@ def normalize_username(
 ) -> str | None:
     """Return the canonical hub username for ``raw``, or ``None`` when it must be refused.
 
-    Steps: strip surrounding whitespace, lowercase (``casefold``), apply ``username_map``, then require the result
-    to be non-empty, at most ``max_length`` characters, free of control characters, and to match ``pattern``
-    (``re.fullmatch``). Unicode is *not* folded to ASCII (NFKC would turn a fullwidth ``ａｌｉｃｅ`` into
-    ``alice``): a name that is not already canonical is refused rather than silently mapped onto someone else.
+    Steps: strip surrounding whitespace, refuse non-ASCII input (unless ``username_map`` names it as typed),
+    lowercase, apply ``username_map``, then require the result to be non-empty, at most ``max_length``
+    characters, free of control characters, and to match ``pattern`` (``re.fullmatch``). Unicode is *not* folded
+    to ASCII: NFKC would turn a fullwidth ``ａｌｉｃｅ`` into ``alice`` and ``str.lower()`` turns the Kelvin sign
+    ``K`` (U+212A) into ``k``, so a non-ASCII name is refused before case folding rather than silently mapped
+    onto someone else. A site whose names are not ASCII lists them in ``username_map`` (typed name -> hub name).
     """
     if not isinstance(raw, str):
         return None
     name = raw.strip() if strip else raw
-    if lowercase:
-        name = name.lower()
-    if username_map:
-        name = username_map.get(name, name)
+    if username_map and name in username_map:
+        name = username_map[name]
+    elif not name.isascii():
+        return None  # before lower(): "\u212aim".lower() == "kim"
+    else:
+        if lowercase:
+            name = name.lower()
+        if username_map:
+            name = username_map.get(name, name)
+    if not name.isascii() and not (username_map and name in set(username_map.values())):
+        return None
     if not name or len(name) > max_length:
         return None
     if any(unicodedata.category(ch).startswith("C") for ch in name):
@@ -212,6 +221,26 @@ def claim_at_path(claims: Mapping, path: str):
             return None
         value = value[part]
     return value
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The (backend, subject) a hub user is bound to at first login."""
+
+    backend: str
+    subject: str
+
+
+def binding_conflict(bound: Binding | None, backend: str, subject: str) -> str | None:
+    """Why a login as (``backend``, ``subject``) must be refused for a user bound to ``bound``; None when it may
+    proceed (no binding yet, or the same one). An empty ``subject`` never matches a binding (fail closed)."""
+    if bound is None:
+        return None if subject else "the backend gave no stable subject for this account"
+    if bound.backend != backend:
+        return f"this hub user belongs to the {bound.backend!r} sign-in, not {backend!r}"
+    if not subject or bound.subject != subject:
+        return f"this hub user belongs to another {backend!r} account"
+    return None
 
 
 def check_pattern(pattern: str) -> str | None:

@@ -1,0 +1,115 @@
+"""The subject store: which (backend, subject) each hub user is bound to, persisted across hub restarts.
+
+One small JSON file (mode 0600, replaced atomically) owned by the authenticator, in the hub's data directory by
+default (``hubfleet-subjects.json`` next to ``jupyterhub.sqlite``; in z2jh that is ``/srv/jupyterhub`` on the hub's
+volume). It is the same with and without ``enable_auth_state`` (auth_state is lost when an admin deletes a user and
+is not readable before the user object exists), and ``hubfleet users unbind NAME --store F`` edits it while the hub
+runs: the hub re-reads the file when its modification time or size changes.
+
+Format::
+
+    {"version": 1, "users": {"alice": {"backend": "ldap", "subject": "uid=alice,ou=people,dc=example,dc=org"}}}
+
+Every read and write is blocking file I/O: call them from the authenticator's executor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .policy import Binding
+from ..errors import HubfleetError
+
+
+class SubjectStoreError(HubfleetError, ValueError):
+    """The subject store file cannot be read or has the wrong shape."""
+
+
+def read_store(path: str | os.PathLike) -> dict[str, dict]:
+    """The ``users`` mapping of the store at ``path`` ({} when the file does not exist)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        doc = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as e:
+        raise SubjectStoreError(f"{p}: not valid JSON (line {e.lineno}): {e.msg}",
+                                fix="restore it from a backup or remove the broken entry") from e
+    users = doc.get("users", {}) if isinstance(doc, dict) else None
+    if not isinstance(users, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("backend"), str) and isinstance(v.get("subject"), str)
+        for v in users.values()
+    ):
+        raise SubjectStoreError(f"{p}: expected {{\"users\": {{NAME: {{\"backend\": ..., \"subject\": ...}}}}}}")
+    return users
+
+
+def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
+    """Write the store atomically (temp file in the same directory, fsync, rename), mode 0600."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "users": users}, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class SubjectStore:
+    """Thread-safe access to the store file, re-read when it changes on disk."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._users: dict[str, dict] = {}
+
+    def _reload(self) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._users = read_store(self.path) if stamp else {}
+            self._stamp = stamp
+
+    def get(self, name: str) -> Binding | None:
+        with self._lock:
+            self._reload()
+            entry = self._users.get(name)
+        return Binding(entry["backend"], entry["subject"]) if entry else None
+
+    def bind(self, name: str, binding: Binding) -> None:
+        with self._lock:
+            self._reload()
+            users = dict(self._users)
+            users[name] = {"backend": binding.backend, "subject": binding.subject, "since": int(time.time())}
+            write_store(self.path, users)
+            self._users, self._stamp = users, None
+
+    def unbind(self, name: str) -> Binding | None:
+        with self._lock:
+            self._reload()
+            users = dict(self._users)
+            entry = users.pop(name, None)
+            if entry is not None:
+                write_store(self.path, users)
+            self._users, self._stamp = users, None
+        return Binding(entry["backend"], entry["subject"]) if entry else None

@@ -1,0 +1,228 @@
+"""``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC) under one policy.
+
+The password backends are tried in order at the login form; each OIDC backend has its own button and handlers.
+Refresh asks the backend the user is bound to (the subject store, ``binding.py``), so it works the same after a
+hub restart. A ``backends[]`` entry may set the options of :data:`~.base.PER_BACKEND_POLICY` for its own users;
+any other policy option in an entry is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+from jupyterhub.auth import Authenticator
+from traitlets import Dict, List, Unicode, Union
+
+from .base import (PER_BACKEND_POLICY, BackendMisconfigured, BackendUnavailable, ConfigError,
+                   HubfleetBaseAuthenticator, HubfleetLogoutHandler, LoginRefused)
+
+BACKEND_KINDS = {
+    "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
+    "local": "hubfleet.authenticators.local:HubfleetLocalAuthenticator",
+    "oidc": "hubfleet.authenticators.oidc:HubfleetOIDCAuthenticator",
+}
+
+#: Options of the whole hub: set them on HubfleetAuthenticator, never in one backend's entry.
+_HUB_WIDE = (set(Authenticator.class_trait_names(config=True))
+             | set(HubfleetBaseAuthenticator.class_own_traits(config=True))) - set(PER_BACKEND_POLICY) - {
+    "executor_threads", "login_timeout", "unavailable_message", "misconfigured_message"}
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class HubfleetAuthenticator(HubfleetBaseAuthenticator):
+    """One Authenticator composing ordered backends (LDAP, local accounts, OIDC) under one policy.
+
+    Configure the backends in order; each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
+    ``kind``, an optional ``name`` and any of that backend's options::
+
+        c.JupyterHub.authenticator_class = "hubfleet"
+        c.HubfleetAuthenticator.backends = [
+            "ldap",                                    # options from c.HubfleetLDAPAuthenticator
+            {"kind": "local", "users_file": "/srv/hub/users.yaml"},
+            {"kind": "oidc", "name": "keycloak", "login_service": "Keycloak", "issuer": "https://...",
+             "group_prefix": "kc-", "admin_groups": set()},   # per-backend policy for Keycloak's users
+        ]
+    """
+
+    backend_label = "hubfleet"
+
+    backends = List(
+        Union([Unicode(), Dict()]),
+        default_value=["local"],
+        config=True,
+        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
+        ``kind``, an optional ``name`` (unique; used in OIDC URLs ``/hub/oauth_login/<name>``) and that backend's
+        options, which override the class config (``c.HubfleetLDAPAuthenticator...``).
+
+        The login form tries the password backends (ldap, local) in this order; the first that accepts the
+        username and password wins, so list the authoritative directory first. Each OIDC backend gets a
+        "Sign in with <login_service>" button. Each hub user is bound to the backend of their first login.
+
+        An entry (or the backend's class config) may set `allowed_groups`, `admin_groups`, `group_mapping`,
+        `group_mapping_only`, `group_prefix` and `lowercase_groups` for the users of that backend only (e.g. a
+        ``group_prefix`` so that an IdP's groups can never satisfy the directory's `admin_groups`). Other
+        policy options (`allowed_users`, `admin_users`, `blocked_users`, `allow_all`, `username_*`, ...) are
+        hub-wide: set them on HubfleetAuthenticator; in an entry they are refused at start-up.
+        """,
+    )
+
+    _children = List()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._children = self._build_backends()
+
+    def _build_backends(self):
+        children = []
+        seen: set[str] = set()
+        shared = {
+            "enable_auth_state": self.enable_auth_state,
+            "manage_groups": self.manage_groups,
+            "login_timeout": self.login_timeout,
+        }
+        for i, entry in enumerate(self.backends):
+            spec = {"kind": entry} if isinstance(entry, str) else dict(entry)
+            kind = spec.pop("kind", None)
+            if kind not in BACKEND_KINDS:
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: kind {kind!r} is not one of {sorted(BACKEND_KINDS)}."
+                )
+            name = spec.pop("name", kind)
+            where = f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r})"
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} must be lowercase letters, digits, - or _."
+                )
+            if name in seen:
+                raise ConfigError(
+                    f"HubfleetAuthenticator.backends[{i}]: name {name!r} is used twice; "
+                    f"give each backend a unique 'name'."
+                )
+            seen.add(name)
+            cls = _load(BACKEND_KINDS[kind])
+            unknown = sorted(set(spec) - set(cls.class_trait_names(config=True)))
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown option(s) {unknown}; "
+                    f"see `python -m hubfleet.config.docgen` for {cls.__name__}'s options."
+                )
+            hub_wide = sorted(set(spec) & _HUB_WIDE - set(shared))
+            if hub_wide:
+                raise ConfigError(
+                    f"{where}: {hub_wide} apply to the whole hub, not one backend; set them on "
+                    f"HubfleetAuthenticator (an entry may set only {list(PER_BACKEND_POLICY)})."
+                )
+            try:
+                child = cls(parent=self, policy_owner=self, backend_name=name, **shared, **spec)
+            except ConfigError:
+                raise
+            except Exception as e:  # traitlets raises TraitError / TypeError for unknown or badly typed options
+                raise ConfigError(f"{where}: {e}") from e
+            class_config = self.config.get(cls.__name__, {})
+            child._policy_overrides = {k for k in PER_BACKEND_POLICY if k in spec or k in class_config}
+            if child._policy_overrides:
+                self.log.info("backend %s: own policy options %s", name, sorted(child._policy_overrides))
+            children.append(child)
+        if not children:
+            raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")
+        return children
+
+    @property
+    def password_backend(self):  # type: ignore[override]
+        return any(c.password_backend for c in self._children)
+
+    def backend_by_name(self, name):
+        for child in self._children:
+            if child.backend_name == name:
+                return child
+        return None
+
+    def knows_user(self, username):
+        return username in self._origin or any(c.knows_user(username) for c in self._children)
+
+    async def authenticate(self, handler, data):
+        backend = getattr(handler, "hubfleet_backend", None)
+        if backend is not None:  # an OIDC callback
+            model = await backend.authenticate(handler, data)
+            if model:
+                self._origin[model["name"]] = backend.backend_name
+            return model
+        if not self.password_backend:
+            return None
+        return await super().authenticate(handler, data)
+
+    async def authenticate_password(self, username, password):
+        unavailable: list[BackendUnavailable | BackendMisconfigured] = []
+        refused: list[LoginRefused] = []
+        for child in self._children:
+            if not child.password_backend:
+                continue
+            try:
+                result = await child.authenticate_password(username, password)
+            except (BackendUnavailable, BackendMisconfigured) as e:
+                self.log.error("user:%s backend %s unavailable: %s", username, child.backend_name, e.detail)
+                unavailable.append(e)
+                continue
+            except LoginRefused as e:
+                refused.append(e)
+                continue
+            if result is not None:
+                result.backend = child.backend_name
+                child._origin[result.name] = child.backend_name
+                return result
+        if unavailable:
+            # nobody accepted the password and at least one backend could not be asked: say so
+            raise unavailable[0]
+        if refused:
+            raise refused[0]
+        return None
+
+    async def lookup_user(self, username):
+        bound = await self.binding_of(username)
+        if bound is not None:
+            child = self.backend_by_name(bound.backend)
+            if child is None:
+                self.log.warning("user:%s is bound to backend %r, which is no longer configured", username,
+                                 bound.backend)
+                return None
+            children = [child]
+        else:  # logged in before bindings existed: the first backend that finds them binds them
+            children = [c for c in self._children if c.password_backend]
+        for child in children:
+            result = await child.lookup_user(username)
+            if result is not None:
+                result.backend = child.backend_name
+                return result
+        return None
+
+    async def refresh_user(self, user, handler=None):
+        self._prepare_handler_for_refresh(handler)
+        bound = await self.binding_of(user.name)
+        origin = bound.backend if bound else self._origin.get(user.name)
+        if origin is None and self.enable_auth_state:
+            state = await user.get_auth_state() or {}
+            origin = state.get("hubfleet_backend")
+        child = self.backend_by_name(origin) if origin else None
+        if child is not None and not child.password_backend:
+            return await child.refresh_user(user, handler)
+        return await super().refresh_user(user, handler)
+
+    def oidc_buttons(self):
+        return [b for c in self._children for b in c.oidc_buttons()]
+
+    def get_handlers(self, app):
+        handlers = [("/login", _login_handler()), ("/logout", HubfleetLogoutHandler)]
+        for child in self._children:
+            handlers.extend(child.composed_handlers())
+        return handlers
+
+
+def _login_handler():
+    from jupyterhub.handlers.login import LoginHandler
+
+    return LoginHandler

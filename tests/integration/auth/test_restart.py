@@ -1,0 +1,135 @@
+"""Sessions after a hub restart (issue 8, defects 1 and 2), through real hubs that are stopped and started again
+on the same database and cookie secret, against the real slapd and a local accounts file.
+
+Per hub (the composite, LDAP alone, local accounts alone; each with and without ``enable_auth_state``): users log
+in, the hub stops, the directory / accounts file changes (one user deleted, one user out of every allowed group —
+``allowed_users`` is non-empty, so JupyterHub's ``allow_existing_users`` default would keep them), the hub starts
+again, and each session's next request refreshes: the removed users get 403 on ``/hub/api/user``, the unchanged
+user is still logged in (so the cookie itself survived the restart), and the binding store survived too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+import time
+
+import pytest
+
+from hubfleet.authenticators.local import hash_password, write_users_file
+
+from . import servers as S
+
+_ids = itertools.count()
+PEOPLE_OK = "jupyter-users"
+
+
+def ldap_add_user(slapd, name: str, password: str) -> None:
+    slapd.ldapmodify(
+        f"dn: uid={name},{S.PEOPLE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {name}\ncn: {name}\n"
+        f"sn: {name}\nuserPassword: {password}\n")
+    slapd.ldapmodify(f"dn: cn={PEOPLE_OK},{S.GROUPS}\nchangetype: modify\nadd: member\n"
+                     f"member: uid={name},{S.PEOPLE}\n")
+
+
+def ldap_delete_user(slapd, name: str) -> None:
+    slapd.ldapmodify(f"dn: cn={PEOPLE_OK},{S.GROUPS}\nchangetype: modify\ndelete: member\n"
+                     f"member: uid={name},{S.PEOPLE}\n")
+    slapd.ldapmodify(f"dn: uid={name},{S.PEOPLE}\nchangetype: delete\n")
+
+
+def ldap_leave_group(slapd, name: str) -> None:
+    slapd.ldapmodify(f"dn: cn={PEOPLE_OK},{S.GROUPS}\nchangetype: modify\ndelete: member\n"
+                     f"member: uid={name},{S.PEOPLE}\n")
+
+
+def ldap_options(slapd) -> dict:
+    return {"server_urls": [slapd.url], "tls_ca_file": str(slapd.ca_file), "user_search_base": S.PEOPLE,
+            "search_bind_dn": S.SVC_DN, "search_bind_password": S.SVC_PW, "group_search_base": S.GROUPS,
+            "connect_timeout": 2, "operation_timeout": 2}
+
+
+def hub_config(kind: str, auth_state: bool, slapd, users_file) -> str:
+    local = {"users_file": str(users_file), "bcrypt_rounds": 4}
+    common = textwrap.dedent(f"""
+        c.Authenticator.enable_auth_state = {auth_state}
+        c.Authenticator.auth_refresh_age = 1
+        c.Authenticator.allowed_users = {{"someone-listed"}}
+        """)
+    if kind == "composite":
+        backends = [{"kind": "local", **local}, {"kind": "ldap", **ldap_options(slapd)}]
+        return common + textwrap.dedent(f"""
+            c.JupyterHub.authenticator_class = "hubfleet"
+            c.HubfleetAuthenticator.backends = {backends!r}
+            c.HubfleetAuthenticator.allowed_groups = {{"{PEOPLE_OK}", "local-users"}}
+            """)
+    if kind == "ldap":
+        lines = "\n".join(f"c.HubfleetLDAPAuthenticator.{k} = {v!r}" for k, v in ldap_options(slapd).items())
+        return common + f'c.JupyterHub.authenticator_class = "hubfleet-ldap"\n{lines}\n' \
+            f'c.HubfleetLDAPAuthenticator.allowed_groups = {{"{PEOPLE_OK}"}}\n'
+    return common + textwrap.dedent(f"""
+        c.JupyterHub.authenticator_class = "hubfleet-local"
+        c.HubfleetLocalAuthenticator.users_file = {str(users_file)!r}
+        c.HubfleetLocalAuthenticator.bcrypt_rounds = 4
+        c.HubfleetLocalAuthenticator.allowed_groups = {{"local-users"}}
+        """)
+
+
+def api_user_status(session, hub) -> int:
+    return session.get(f"{hub.url}/hub/api/user", timeout=10).status_code
+
+
+@pytest.mark.parametrize("auth_state", [True, False], ids=["auth_state", "no_auth_state"])
+@pytest.mark.parametrize("kind", ["composite", "ldap", "local"])
+def test_removed_users_are_logged_out_after_a_restart(auth_tmp, slapd, kind, auth_state):
+    n = next(_ids)
+    tmp = auth_tmp / f"restart-{kind}-{auth_state}"
+    users_file = tmp / "users.yaml"
+    local_users = {f"lgone{n}": "lgone-pw", f"lleft{n}": "lleft-pw", f"lstay{n}": "lstay-pw"}
+    write_users_file(users_file, {"users": {
+        name: {"password_hash": hash_password(pw, rounds=4), "groups": ["local-users"], "admin": False}
+        for name, pw in local_users.items()}})
+    ldap_users = {f"rgone{n}": "rgone-pw", f"rleft{n}": "rleft-pw", f"rstay{n}": "rstay-pw"}
+    for name, pw in ldap_users.items():
+        ldap_add_user(slapd, name, pw)
+    users = {"composite": {**local_users, **ldap_users}, "ldap": ldap_users, "local": local_users}[kind]
+    cfg = hub_config(kind, auth_state, slapd, users_file)
+    hub = S.start_hub(tmp, cfg, name=f"hub-restart-{n}")
+    try:
+        sessions = {}
+        for name, pw in users.items():
+            r = S.form_login(hub.url, name, pw)
+            assert r.ok, f"{kind}: login {name} failed: {r.status} {r.error!r}\n{hub.log_tail(30)}"
+            sessions[name] = r.session
+        hub.stop()
+
+        # while the hub is down: one user deleted, one user out of every allowed group, one unchanged
+        doc = {"users": {k: v for k, v in
+                         {name: {"password_hash": hash_password(pw, rounds=4), "groups": ["local-users"],
+                                 "admin": False} for name, pw in local_users.items()}.items()}}
+        del doc["users"][f"lgone{n}"]
+        doc["users"][f"lleft{n}"]["groups"] = []
+        write_users_file(users_file, doc)
+        ldap_delete_user(slapd, f"rgone{n}")
+        ldap_leave_group(slapd, f"rleft{n}")
+
+        hub = S.start_hub(tmp, cfg, name=f"hub-restart-{n}b")
+        time.sleep(1.1)  # auth_refresh_age = 1
+        seen = {name: api_user_status(s, hub) for name, s in sessions.items()}
+        expected = {name: (200 if "stay" in name else 403) for name in sessions}
+        assert seen == expected, f"{kind} auth_state={auth_state}: /hub/api/user after restart\n{hub.log_tail(60)}"
+        store = json.loads((tmp / "hubfleet-subjects.json").read_text())["users"]
+        stay = [name for name in users if "stay" in name]
+        assert {name: store[name]["backend"].split()[0] for name in stay} == {
+            name: ("local" if name.startswith("l") else "ldap") for name in stay}, store
+        # a removed user cannot log in again either
+        gone = next(name for name in users if "gone" in name)
+        assert not S.form_login(hub.url, gone, users[gone]).ok
+    finally:
+        hub.stop()
+        for name in ldap_users:
+            try:
+                ldap_delete_user(slapd, name)
+            except Exception:
+                pass

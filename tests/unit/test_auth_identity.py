@@ -1,0 +1,192 @@
+"""Identity and policy (issue 8, defects 2, 4, 5): the (backend, subject) binding, per-backend policy in a
+composite, non-ASCII names, the allow_existing_users default, LDAP bind outcomes, and the CLI's bounds.
+Local accounts only here (no sockets); the LDAP and restart cases run against slapd and real hubs in
+tests/integration/auth/."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+
+import pytest
+from tornado import web
+from traitlets.config import Config
+
+from hubfleet.authenticators import ConfigError, HubfleetAuthenticator, cli, policy
+from hubfleet.authenticators.binding import SubjectStore, SubjectStoreError, read_store
+from hubfleet.authenticators.ldap import bind_outcome, subject_value
+from hubfleet.authenticators.local import HubfleetLocalAuthenticator, hash_password, write_users_file
+
+H = hash_password("pw", rounds=4)
+
+
+@pytest.mark.parametrize(
+    "raw, kwargs, expected",
+    [
+        ("\u212aim", {}, None),  # KELVIN SIGN: "\u212aim".lower() == "kim"
+        ("\u212aIM", {"lowercase": False, "pattern": None}, None),
+        ("ﬁona", {}, None),  # the fi ligature
+        ("Kim", {}, "kim"),
+        ("Jürgen", {"username_map": {"Jürgen": "juergen"}}, "juergen"),  # a map names it as typed
+        ("jürgen", {"pattern": None}, None),
+        ("alice", {"username_map": {"alice": "ålice"}, "pattern": None}, "ålice"),  # a map may target it
+    ],
+)
+def test_non_ascii_refused_before_case_folding(raw, kwargs, expected):
+    assert policy.normalize_username(raw, **kwargs) == expected
+
+
+B = policy.Binding
+
+
+@pytest.mark.parametrize(
+    "bound, backend, subject, refused",
+    [
+        (None, "ldap", "uid=a,ou=people", None),
+        (None, "ldap", "", "no stable subject"),
+        (B("ldap", "uid=a,ou=people"), "ldap", "uid=a,ou=people", None),
+        (B("ldap", "uid=a,ou=people"), "ldap", "uid=a,ou=guests", "another 'ldap' account"),
+        (B("ldap", "uid=a,ou=people"), "local", "a", "belongs to the 'ldap' sign-in, not 'local'"),
+        (B("keycloak", "sub-1"), "keycloak", "sub-2", "another 'keycloak' account"),
+        (B("keycloak", "sub-1"), "keycloak", "", "another 'keycloak' account"),
+    ],
+)
+def test_binding_conflict(bound, backend, subject, refused):
+    why = policy.binding_conflict(bound, backend, subject)
+    assert (why is None) if refused is None else (refused in why)
+
+
+def test_subject_store_persists_and_rereads_external_edits(tmp_path):
+    path = tmp_path / "subjects.json"
+    a, b = SubjectStore(path), SubjectStore(path)  # two processes: the hub and `hubfleet users unbind`
+    assert a.get("ann") is None
+    a.bind("ann", B("local", "ann"))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert b.get("ann") == B("local", "ann")
+    assert b.unbind("ann") == B("local", "ann")
+    assert a.get("ann") is None
+    path.write_text("{broken")
+    with pytest.raises(SubjectStoreError, match="not valid JSON"):
+        read_store(path)
+
+
+def _local(tmp_path, name="ann", groups=("staff",)):
+    f = tmp_path / f"{name}-users.yaml"
+    write_users_file(f, {"users": {name: {"password_hash": H, "groups": list(groups)}}})
+    return str(f)
+
+
+def login(a, name, pw="pw"):
+    return asyncio.run(a.get_authenticated_user(None, {"username": name, "password": pw}))
+
+
+def test_a_second_backend_offering_the_same_name_is_refused_until_relinked(tmp_path, capsys):
+    store = str(tmp_path / "subjects.json")
+    one = HubfleetAuthenticator(backends=[{"kind": "local", "name": "first", "users_file": _local(tmp_path)}],
+                                allowed_groups={"staff"}, subject_store_file=store)
+    assert login(one, "ann")["name"] == "ann"
+    assert json.loads(open(store).read())["users"]["ann"]["backend"] == "first"
+    # the site adds another backend listed first, which also has an "ann"
+    other = tmp_path / "other"
+    other.mkdir()
+    two = HubfleetAuthenticator(backends=[{"kind": "local", "name": "second", "users_file": _local(other)},
+                                          {"kind": "local", "name": "first", "users_file": _local(tmp_path)}],
+                                allowed_groups={"staff"}, subject_store_file=store)
+    with pytest.raises(web.HTTPError) as e:
+        login(two, "ann")
+    assert e.value.status_code == 403
+    assert "belongs to the 'first' sign-in, not 'second'" in e.value.log_message
+    assert "hubfleet users unbind" in e.value.log_message
+    # the documented re-link: unbind, the next login binds again
+    assert cli.main(["users", "unbind", "ann", "--store", store]) == 0
+    assert "unbound ann (was first: ann)" in capsys.readouterr().out
+    assert login(two, "ann")["auth_state"]["hubfleet_backend"] == "second"
+
+
+def test_per_backend_policy_applies_to_that_backends_users(tmp_path):
+    c = Config()
+    c.HubfleetAuthenticator.backends = [
+        {"kind": "local", "name": "idp", "users_file": _local(tmp_path, "eve", ["hub-admins", "staff"]),
+         "group_prefix": "idp-", "allowed_groups": {"idp-staff"}},
+        {"kind": "local", "name": "dir", "users_file": _local(tmp_path, "dan", ["hub-admins"])},
+    ]
+    c.HubfleetAuthenticator.allowed_groups = {"hub-admins"}
+    c.HubfleetAuthenticator.admin_groups = {"hub-admins"}
+    c.HubfleetAuthenticator.subject_store_file = str(tmp_path / "s.json")
+    a = HubfleetAuthenticator(config=c)
+    eve = login(a, "eve")  # the idp's "hub-admins" becomes idp-hub-admins: not the directory's admin group
+    assert eve["groups"] == ["idp-hub-admins", "idp-staff"] and eve["admin"] is not True
+    dan = login(a, "dan")
+    assert dan["groups"] == ["hub-admins"] and dan["admin"] is True
+
+
+@pytest.mark.parametrize("option, value", [("admin_users", {"eve"}), ("allowed_users", {"eve"}),
+                                           ("allow_all", True), ("username_map", {"a": "b"})])
+def test_hub_wide_policy_in_a_backend_entry_is_refused(tmp_path, option, value):
+    with pytest.raises(ConfigError) as e:
+        HubfleetAuthenticator(backends=[{"kind": "local", "users_file": _local(tmp_path), option: value}])
+    assert f"['{option}'] apply to the whole hub, not one backend; set them on HubfleetAuthenticator" in str(e.value)
+
+
+def test_allow_existing_users_defaults_to_false(tmp_path):
+    """JupyterHub's default (True when allowed_users is set) adds every user who logs in to allowed_users."""
+    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_users={"x"}, allowed_groups={"staff"})
+    assert a.allow_existing_users is False
+    a.add_user(type("U", (), {"name": "ann"})())
+    assert "ann" not in a.allowed_users
+
+
+@pytest.mark.parametrize("ok, code, outcome", [(True, 0, "ok"), (False, 49, "refused"), (False, 53, "refused"),
+                                               (False, 80, "refused"), (False, 51, "unavailable"),
+                                               (False, 52, "unavailable"), (False, None, "refused")])
+def test_ldap_bind_outcome(ok, code, outcome):
+    assert bind_outcome(ok, code) == outcome
+
+
+def test_subject_value():
+    guid = bytes(range(16))
+    assert subject_value([guid]) == "03020100-0504-0706-0809-0a0b0c0d0e0f"
+    assert subject_value(["2f1c...-uuid"]) == "2f1c...-uuid"
+    assert subject_value(["a", "b"]) == "" and subject_value(None) == ""
+
+
+def run_cli(argv, stdin=""):
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        return cli.main(argv)
+    finally:
+        sys.stdin = old
+
+
+@pytest.mark.parametrize("rounds", ["3", "32", "x"])
+def test_cli_rounds_bounded(tmp_path, capsys, rounds):
+    with pytest.raises(SystemExit) as e:
+        run_cli(["users", "add", "ann", "--file", str(tmp_path / "u.yaml"), "--password-stdin", "--rounds", rounds],
+                "pw\n")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--rounds" in err and "Traceback" not in err
+
+
+def test_cli_refuses_passwords_over_72_bytes(tmp_path, capsys):
+    f = str(tmp_path / "u.yaml")
+    assert run_cli(["users", "add", "ann", "--file", f, "--password-stdin", "--rounds", "4"], "é" * 37 + "\n") == 2
+    err = capsys.readouterr().err
+    assert "at most 72 bytes (UTF-8); this one is 74 bytes" in err and "Traceback" not in err
+    assert run_cli(["users", "add", "ann", "--file", f, "--password-stdin", "--rounds", "4"], "é" * 36 + "\n") == 0
+
+
+def test_long_password_login_is_refused_clearly(tmp_path):
+    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_groups={"staff"},
+                                   subject_store_file=str(tmp_path / "s.json"))
+    with pytest.raises(web.HTTPError) as e:
+        login(a, "ann", "x" * 73)
+    assert e.value.status_code == 403 and "at most 72 bytes" in e.value.log_message
+
+
+def test_dummy_hash_uses_bcrypt_rounds(tmp_path):
+    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), bcrypt_rounds=5)
+    assert a._dummy_hash.startswith(b"$2b$05$")
