@@ -1,17 +1,25 @@
-"""OpenID Connect backend, built on oauthenticator's GenericOAuthenticator.
+"""OpenID Connect backend: oauthenticator's GenericOAuthenticator with discovery, PKCE, nonce and verified id_tokens.
 
-What it adds to GenericOAuthenticator (closing oauthenticator PR #822's gap, discovery):
+The protocol is oauthenticator's: ``authenticate`` and ``refresh_user`` run its steps (``get_token_info``,
+``token_to_user``, ``user_info_to_username``, ``build_auth_state_dict``, ``modify_auth_state_hook``,
+``update_auth_model``, ``get_user_groups``, ``refresh_user_hook``), so GenericOAuthenticator's options
+(``username_claim`` incl. a callable, ``auth_state_groups_key`` / ``claim_groups_key``, ``modify_auth_state_hook``,
+``userdata_params``, ``allowed_scopes``, ``token_params``, ...) keep their meaning. What hubfleet plugs into those
+hooks:
 
-- endpoints discovered from `issuer` (``/.well-known/openid-configuration``; the document's ``issuer`` must match),
-  fetched lazily and cached, so a provider that is down at hub start does not stop the hub;
-- PKCE (S256, oauthenticator's `enable_pkce`) and a ``nonce`` bound to the signed state cookie;
-- the id_token verified with joserfc against the provider's JWKS (cached; re-fetched once on an unknown ``kid``):
-  signature, ``iss``, ``aud`` (and ``azp``), ``exp``, ``iat``, ``nonce``;
-- groups from a configurable claim path (`groups_claim`, e.g. ``realm_access.roles``), optional
-  `require_email_verified`, the hubfleet policy (allowed/admin groups, mapping, prefix);
-- `refresh_user` re-reads userinfo with the stored access token (using the refresh token when it has expired), so
-  group changes reach the hub; a revoked session requires a new login;
-- logout redirects to `logout_redirect_url` or the provider's ``end_session_endpoint``.
+- ``get_token_info``: endpoints discovered from `issuer` (:mod:`.oidc_tokens`), then the id_token of every token
+  response verified against the provider's JWKS (signature, ``iss``, ``aud``/``azp``, ``exp``, ``iat``, ``sub``,
+  and at login the ``nonce`` bound to the signed state cookie);
+- ``token_to_user``: the verified claims, merged with userinfo (whose ``sub`` must be the id_token's); at refresh
+  the subject must not change;
+- ``get_user_groups``: groups from ``auth_state_groups_key`` (default ``oauth_user.<groups_claim>``) renamed by
+  the hubfleet policy (`group_mapping`, `group_prefix`);
+- after the model is built, the hubfleet policy decides admin and access (``BackendResult`` with ``backend`` and
+  ``subject`` = the id_token's ``sub``), and a login whose ``sub`` differs from the one stored for that hub user
+  is refused.
+
+URLs the provider sends the browser back to (``redirect_uri``, ``post_logout_redirect_uri``) come from
+`oauth_callback_url` or ``c.JupyterHub.public_url``, never from the request's Host header.
 
 Inside :class:`~hubfleet.authenticators.base.HubfleetAuthenticator` each OIDC backend has its own
 ``/hub/oauth_login/<name>`` and ``/hub/oauth_callback/<name>`` and a "Sign in with <login_service>" button.
@@ -19,13 +27,11 @@ Inside :class:`~hubfleet.authenticators.base.HubfleetAuthenticator` each OIDC ba
 
 from __future__ import annotations
 
+import contextvars
 import secrets
-import time
-from urllib.parse import urlencode
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlparse, urlunparse
 
-from joserfc import errors as jose_errors
-from joserfc import jwt
-from joserfc.jwk import KeySet
 from jupyterhub.utils import url_path_join
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler, _deserialize_state, _serialize_state
@@ -35,6 +41,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from . import policy
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler
+from .oidc_tokens import IdTokenRefused, Provider, insecure_url, verify_id_token
 
 
 class OIDCLoginHandler(OAuthLoginHandler):
@@ -103,6 +110,27 @@ class OIDCCallbackHandler(OAuthCallbackHandler):
         self.redirect(self.get_next_url(user))
 
 
+@dataclass
+class _Flow:
+    """What one login or refresh has learnt so far, shared by the hooks oauthenticator calls in turn."""
+
+    previous: dict | None = None  # the stored auth_state (refresh only)
+    id_claims: dict | None = None  # claims of an id_token verified in this flow
+    claims: dict | None = None  # the identity claims this flow uses (fresh, or at refresh the stored ones)
+    raw_username: str | None = None
+    raw_groups: list[str] | None = None
+
+
+_FLOW: contextvars.ContextVar[_Flow | None] = contextvars.ContextVar("hubfleet_oidc_flow", default=None)
+
+_HTTP_ERRORS = (HTTPClientError, OSError, TimeoutError)
+
+
+def _unavailable_error(e: Exception) -> bool:
+    """A transport failure or a 5xx (the provider is at fault), as opposed to a refusal (4xx)."""
+    return not isinstance(e, HTTPClientError) or e.code == 599 or e.code >= 500
+
+
 class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator):
     """OpenID Connect with discovery, PKCE, nonce and JWKS-verified id_tokens, under the hubfleet policy."""
 
@@ -115,11 +143,23 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
     issuer = Unicode(
         "",
         config=True,
-        help="""The provider's issuer URL, e.g. ``https://keycloak.example.org/realms/hub``.
+        help="""The provider's issuer URL, e.g. ``https://keycloak.example.org/realms/hub``. Required.
 
         ``<issuer>/.well-known/openid-configuration`` gives the authorization, token, userinfo, JWKS and
         end-session endpoints (explicitly set `authorize_url`, `token_url`, `userdata_url` win). The
-        document's ``issuer`` must equal this value, and so must every id_token's ``iss``.
+        document's ``issuer`` must equal this value, and so must every id_token's ``iss``. Must be ``https://``
+        unless `allow_http_issuer` is on.
+        """,
+    )
+
+    allow_http_issuer = Bool(
+        False,
+        config=True,
+        help="""Development only: accept a plain ``http://`` issuer and endpoints.
+
+        Off (the default), an ``http://`` `issuer`, `authorize_url`, `token_url` or `userdata_url`, or an
+        ``http://`` endpoint in the discovery document, is refused: authorization codes, tokens and the client
+        secret would cross the network unencrypted. Turn it on for a provider on localhost in tests or a demo.
         """,
     )
 
@@ -128,6 +168,9 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         config=True,
         help="""Dotted path of the claim holding the user's groups in the id_token / userinfo, e.g. ``groups``
         or ``realm_access.roles``. A missing claim means no groups.
+
+        Shorthand for GenericOAuthenticator's ``auth_state_groups_key = "oauth_user.<groups_claim>"``; set
+        one of the two (or ``claim_groups_key``), not several.
         """,
     )
 
@@ -135,6 +178,19 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         False,
         config=True,
         help="""Refuse users whose ``email_verified`` claim is not true.""",
+    )
+
+    trust_admin_groups = Bool(
+        False,
+        config=True,
+        help="""Inside ``hubfleet`` (the composite): let this provider's groups satisfy the composite's
+        `admin_groups`.
+
+        Off (the default), a user of this provider is an admin only through `admin_users` or this backend's
+        own `admin_groups`: a group name sent by a less-trusted provider does not make its users admins (nor
+        let them in) through admin groups meant for another backend. Without the composite this option has
+        no effect (the backend's `admin_groups` are its own).
+        """,
     )
 
     id_token_algorithms = List(
@@ -154,7 +210,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         10.0,
         config=True,
         help="""Connect and request timeout (seconds) for every call to the provider (discovery, JWKS, token,
-        userinfo). A provider that does not answer in time makes the login page say it is unavailable.
+        userinfo), unless `http_request_kwargs` sets ``connect_timeout`` / ``request_timeout``. A provider that
+        does not answer in time makes the login page say it is unavailable.
         """,
     )
 
@@ -192,11 +249,15 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
     def _default_userdata_from_id_token(self):
         return False
 
+    @default("auth_state_groups_key")
+    def _default_auth_state_groups_key(self):
+        if callable(self.claim_groups_key):  # as GenericOAuthenticator: the callable gets the user info
+            return lambda auth_state: self.claim_groups_key(auth_state[self.user_auth_state_key])
+        key = self.groups_claim if self.claim_groups_key == "groups" else self.claim_groups_key
+        return f"{self.user_auth_state_key}.{key}"
+
     def __init__(self, **kwargs):
-        self._discovery: dict | None = None
-        self._discovered_at = 0.0
-        self._jwks: KeySet | None = None
-        self._jwks_at = 0.0
+        self._provider: Provider | None = None
         super().__init__(**kwargs)
 
     @property
@@ -207,13 +268,36 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
     def label(self) -> str:
         return f"OIDC: {self.login_service}"
 
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = Provider(owner=type(self).__name__, issuer=self.issuer, fetch_json=self._get_json,
+                                      ttl=self.discovery_ttl, allow_http=self.allow_http_issuer)
+        return self._provider
+
+    # ---- start-up checks -------------------------------------------------------------------------------------
     def check_config(self):
         super().check_config()
         cls = type(self).__name__
-        if not self.issuer and not (self.authorize_url and self.token_url):
-            raise ConfigError(f"{cls}.issuer is not set; set it to the provider's issuer URL (discovery).")
-        if self.issuer and not self.issuer.startswith(("https://", "http://")):
-            raise ConfigError(f"{cls}.issuer {self.issuer!r} must be an http(s) URL.")
+        if not self.issuer:
+            hint = ""
+            if "/protocol/openid-connect/" in self.authorize_url:  # Keycloak: <issuer>/protocol/openid-connect/auth
+                hint = f" (for this Keycloak realm: {self.authorize_url.split('/protocol/openid-connect/')[0]!r})"
+            raise ConfigError(
+                f"{cls}.issuer is not set; set it to the provider's issuer URL{hint}. hubfleet verifies every "
+                f"id_token against the issuer's published keys, found through its discovery document."
+            )
+        if not self.issuer.lower().startswith(("https://", "http://")):
+            raise ConfigError(f"{cls}.issuer {self.issuer!r} must be an http(s) URL: https://, or http:// only "
+                              f"with allow_http_issuer for a development provider.")
+        if not self.allow_http_issuer:
+            for trait in ("issuer", "authorize_url", "token_url", "userdata_url"):
+                if insecure_url(getattr(self, trait)):
+                    raise ConfigError(
+                        f"{cls}.{trait} {getattr(self, trait)!r} is plain http: codes, tokens and the client secret "
+                        f"would travel unencrypted. Use https://, or for a development provider set "
+                        f"{cls}.allow_http_issuer = True."
+                    )
         if not self.client_id:
             raise ConfigError(f"{cls}.client_id is not set (the client registered with the provider).")
         if "openid" not in self.scope:
@@ -221,34 +305,98 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         bad = {a for a in self.id_token_algorithms if a.lower() == "none" or a.upper().startswith("HS")}
         if bad:
             raise ConfigError(f"{cls}.id_token_algorithms must not contain {sorted(bad)}; use asymmetric algorithms.")
+        key = self.auth_state_groups_key
+        if self.groups_claim != "groups" and key != f"{self.user_auth_state_key}.{self.groups_claim}":
+            raise ConfigError(
+                f"{cls}.groups_claim = {self.groups_claim!r} and auth_state_groups_key/claim_groups_key = {key!r} "
+                f"both say where the groups are; set only one (groups_claim X is auth_state_groups_key "
+                f"'{self.user_auth_state_key}.X')."
+            )
+        if self.composed and self.allowed_scopes:
+            raise ConfigError(
+                f"{cls}.allowed_scopes is honoured by hubfleet-oidc on its own, not inside hubfleet (the composite "
+                f"decides access from groups and users only); use allowed_groups there."
+            )
+        if not self.oauth_callback_url:
+            app = self._hub_app()
+            if app is not None and not app.public_url:
+                raise ConfigError(
+                    f"{cls}: set c.JupyterHub.public_url (e.g. 'https://hub.example.org/') or "
+                    f"{cls}.oauth_callback_url; the OAuth callback and post-logout URLs are built from them, "
+                    f"never from the request's Host header."
+                )
 
-    # ---- discovery and keys ----------------------------------------------------------------------------------
+    # ---- URLs from configuration ---------------------------------------------------------------------------
+    def _hub_app(self):
+        """The JupyterHub application this authenticator runs in (None in tools and unit tests)."""
+        obj = self.parent
+        while obj is not None:
+            if hasattr(obj, "public_url") and hasattr(obj, "hub_prefix"):
+                return obj
+            obj = getattr(obj, "parent", None)
+        return None
+
+    def _public_origin(self) -> tuple[str, str]:
+        """(``scheme://host[:port]``, the hub's path prefix) from configuration; ("", "") when unknown."""
+        app = self._hub_app()
+        prefix = app.hub_prefix if app is not None else "/hub/"
+        if app is not None and app.public_url:
+            return urlunparse(urlparse(app.public_url)._replace(path="", params="", query="", fragment="")), prefix
+        if self.oauth_callback_url:
+            u = urlparse(self.oauth_callback_url)
+            return f"{u.scheme}://{u.netloc}", prefix
+        return "", prefix
+
+    def get_callback_url(self, handler=None):
+        if self.oauth_callback_url:
+            return self.oauth_callback_url
+        origin, prefix = self._public_origin()
+        if not origin:
+            raise web.HTTPError(500, f"{self.label}: set c.JupyterHub.public_url or oauth_callback_url "
+                                     f"(the callback URL is not guessed from the request).")
+        path = url_path_join(prefix, "oauth_callback")
+        if self.composed:
+            path = url_path_join(path, self.backend_name)
+        return origin + path
+
+    async def provider_logout_url(self, handler) -> str | None:
+        if self.logout_redirect_url:
+            return self.logout_redirect_url
+        if not self.use_end_session_endpoint:
+            return None
+        try:
+            doc = await self.provider.discover()
+        except Exception as e:  # logout must work while the provider is down
+            self.log.warning("%s: no provider logout (%s)", self.label, e)
+            return None
+        end = doc.get("end_session_endpoint")
+        origin, prefix = self._public_origin()
+        if not end or not origin:
+            return None
+        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": origin + url_path_join(prefix,
+                                                                                                          "login")})
+        return f"{end}{'&' if '?' in end else '?'}{query}"
+
+    # ---- provider I/O -----------------------------------------------------------------------------------------
+    async def httpfetch(self, url, label="fetching", parse_json=True, raise_error=True, **kwargs):
+        for key in ("connect_timeout", "request_timeout"):  # every call bounded, unless configured otherwise
+            if key not in self.http_request_kwargs:
+                kwargs.setdefault(key, self.http_timeout)
+        return await super().httpfetch(url, label=label, parse_json=parse_json, raise_error=raise_error, **kwargs)
+
     async def _get_json(self, url: str, what: str):
         return await self.httpfetch(url, label=f"fetching {what}", method="GET",
                                     headers={"Accept": "application/json"}, validate_cert=self.validate_server_cert)
 
     async def discover(self) -> dict:
-        if self._discovery is not None and time.monotonic() - self._discovered_at < self.discovery_ttl:
-            return self._discovery
-        if not self.issuer:
-            doc = {}
-        else:
-            doc = await self._get_json(self.issuer.rstrip("/") + "/.well-known/openid-configuration", "discovery")
-            if not isinstance(doc, dict) or doc.get("issuer", "").rstrip("/") != self.issuer.rstrip("/"):
-                raise ConfigError(
-                    f"{type(self).__name__}.issuer is {self.issuer!r} but the provider's discovery document says "
-                    f"issuer {doc.get('issuer') if isinstance(doc, dict) else None!r}; "
-                    f"set issuer to the provider's value."
-                )
+        doc = await self.provider.discover()
         # explicit configuration wins over discovery
         if not self.authorize_url:
             self.authorize_url = doc.get("authorization_endpoint", "")
         if not self.token_url:
             self.token_url = doc.get("token_endpoint", "")
-        if not self.userdata_url and doc.get("userinfo_endpoint"):
+        if not self.userdata_url and doc.get("userinfo_endpoint") and not self.userdata_from_id_token:
             self.userdata_url = doc["userinfo_endpoint"]
-        self._discovery = doc
-        self._discovered_at = time.monotonic()
         return doc
 
     async def discover_or_503(self) -> dict:
@@ -257,209 +405,263 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         except ConfigError as e:
             self.log.error("%s discovery refused: %s", self.label, e)
             raise web.HTTPError(500, f"The login service ({self.label}) is misconfigured: {e}") from e
-        except (HTTPClientError, OSError, TimeoutError, ValueError) as e:
-            self.log.error("%s discovery failed: %s", self.label, e)
-            raise web.HTTPError(503, self.unavailable_message.format(label=self.label)) from e
-
-    async def _keyset(self, refresh: bool = False) -> KeySet:
-        if (refresh or self._jwks is None or time.monotonic() - self._jwks_at > self.discovery_ttl):
-            doc = await self.discover()
-            if not doc.get("jwks_uri"):
-                raise web.HTTPError(
-                    500, f"{self.label}: the discovery document has no jwks_uri; cannot verify id_tokens."
-                )
-            self._jwks = KeySet.import_key_set(await self._get_json(doc["jwks_uri"], "JWKS"))
-            self._jwks_at = time.monotonic()
-        return self._jwks
+        except (*_HTTP_ERRORS, ValueError) as e:
+            raise self._unavailable(e) from e
 
     def _refuse(self, why: str) -> web.HTTPError:
         self.log.warning("%s sign-in refused: %s", self.label, why)
         return web.HTTPError(403, f"Sign-in with {self.login_service} refused: {why}")
 
-    async def verify_id_token(self, id_token: str, nonce: str | None) -> dict:
-        """Verify ``id_token`` (signature against the JWKS, iss, aud/azp, exp, iat, nonce) and return its claims."""
-        if not isinstance(id_token, str) or not id_token:
-            raise self._refuse("the provider returned no id_token.")
-        try:
-            try:
-                token = jwt.decode(id_token, await self._keyset(), algorithms=list(self.id_token_algorithms))
-            except jose_errors.InvalidKeyIdError:
-                keys = await self._keyset(refresh=True)
-                token = jwt.decode(id_token, keys, algorithms=list(self.id_token_algorithms))
-        except jose_errors.BadSignatureError as e:
-            raise self._refuse("the id_token signature does not match the provider's published keys.") from e
-        except (jose_errors.InvalidKeyIdError, jose_errors.UnsupportedAlgorithmError, jose_errors.JoseError,
-                ValueError) as e:
-            raise self._refuse(f"the id_token cannot be verified ({type(e).__name__}).") from e
-        claims = token.claims
-        options = {
-            "iss": {"essential": True, "value": self.issuer or claims.get("iss")},
-            "aud": {"essential": True, "value": self.client_id},
-            "exp": {"essential": True},
-            "sub": {"essential": True},
-        }
-        if nonce is not None:
-            options["nonce"] = {"essential": True, "value": nonce}
-        registry = jwt.JWTClaimsRegistry(leeway=self.clock_skew, **options)
-        try:
-            registry.validate(claims)
-        except jose_errors.ExpiredTokenError as e:
-            raise self._refuse("the id_token has expired; check the clocks and sign in again.") from e
-        except jose_errors.ClaimError as e:
-            what = {
-                "iss": f"the id_token was issued by {claims.get('iss')!r}, not the configured issuer {self.issuer!r}.",
-                "aud": "the id_token is meant for another client (audience mismatch).",
-                "nonce": "the id_token does not answer this sign-in (nonce mismatch); start again from the login page.",
-                "exp": "the id_token has no valid expiry.",
-                "sub": "the id_token has no subject.",
-                "iat": "the id_token was issued in the future; check the clocks.",
-            }.get(e.claim, f"the id_token claim {e.claim!r} is invalid.")
-            raise self._refuse(what) from e
-        aud = claims.get("aud")
-        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != self.client_id:
-            raise self._refuse("the id_token has several audiences and its azp is not this client.")
-        return claims
-
-    async def _userinfo(self, access_token: str, token_type: str = "Bearer") -> dict:
-        if not self.userdata_url:
-            return {}
-        return await self.httpfetch(self.userdata_url, label="fetching userinfo", method="GET",
-                                    headers=self.build_userdata_request_headers(access_token, token_type),
-                                    validate_cert=self.validate_server_cert)
-
-    # ---- results -------------------------------------------------------------------------------------------------
-    def _result(self, claims: dict) -> BackendResult:
-        if self.require_email_verified and claims.get("email_verified") is not True:
-            raise self._refuse(
-                f"your email address {claims.get('email', '')!s} is not verified at {self.login_service}; "
-                "verify it there and sign in again."
-            )
-        try:
-            name = self.user_info_to_username(claims)
-        except ValueError as e:
-            raise self._refuse(f"the provider sent no {self.username_claim!r} claim.") from e
-        groups = policy.claim_at_path(claims, self.groups_claim) if self.groups_claim else None
-        if isinstance(groups, str):
-            groups = [groups]
-        if not isinstance(groups, list):
-            groups = []
-        attrs = {k: claims[k] for k in ("email", "name") if isinstance(claims.get(k), str)}
-        return BackendResult(name=str(name), groups=[str(g) for g in groups], attributes=attrs,
-                             backend=self.backend_name)
-
     def _unavailable(self, e: Exception) -> web.HTTPError:
         self.log.error("%s unavailable: %s", self.label, e)
         return web.HTTPError(503, self.unavailable_message.format(label=self.label))
 
-    async def authenticate(self, handler, data=None):
-        await self.discover_or_503()
-        cookie_state = handler.get_state_cookie() if hasattr(handler, "get_state_cookie") else ""
-        nonce = _deserialize_state(cookie_state).get("nonce") if cookie_state else None
-        if not nonce:
-            raise self._refuse("the sign-in state has no nonce; start again from the login page.")
-        params = self.build_access_tokens_request_params(handler, data)
+    async def verify_id_token(self, id_token: str, nonce: str | None) -> dict:
+        """Verify ``id_token`` (signature against the JWKS, iss, aud/azp, exp, iat, sub, nonce); its claims."""
         try:
-            token_info = await self.get_token_info(handler, params)
+            return await verify_id_token(self.provider, id_token, client_id=self.client_id,
+                                         algorithms=list(self.id_token_algorithms), leeway=self.clock_skew,
+                                         nonce=nonce)
+        except IdTokenRefused as e:
+            raise self._refuse(str(e)) from e
+        except ConfigError as e:
+            raise web.HTTPError(500, f"The login service ({self.label}) is misconfigured: {e}") from e
+
+    # ---- oauthenticator's hooks ----------------------------------------------------------------------------
+    def _flow(self) -> _Flow:
+        flow = _FLOW.get()
+        if flow is None:  # a hook called outside authenticate/refresh_user: nothing was verified
+            raise self._refuse("no verified id_token for this request.")
+        return flow
+
+    async def get_token_info(self, handler, params):
+        """oauthenticator's token request, then the id_token of the answer verified (nonce-bound at login)."""
+        refresh = params.get("grant_type") == "refresh_token"
+        try:
+            token_info = await super().get_token_info(handler, params)
         except HTTPClientError as e:
-            if e.code == 599 or e.code >= 500:
-                raise self._unavailable(e) from e
+            if refresh or _unavailable_error(e):
+                raise
             raise self._refuse("the provider did not accept the authorization code; sign in again.") from e
-        except (OSError, TimeoutError) as e:
-            raise self._unavailable(e) from e
-        claims = await self.verify_id_token(token_info.get("id_token"), nonce)
+        token_info.setdefault("token_type", "Bearer")
+        flow = self._flow()
+        if not refresh:
+            cookie = handler.get_state_cookie() if hasattr(handler, "get_state_cookie") else ""
+            nonce = _deserialize_state(cookie).get("nonce") if cookie else None
+            if not nonce:
+                raise self._refuse("the sign-in state has no nonce; start again from the login page.")
+            flow.id_claims = await self.verify_id_token(token_info.get("id_token"), nonce)
+        elif token_info.get("id_token"):  # a refresh may return a new id_token (OIDC Core 12.2)
+            flow.id_claims = await self.verify_id_token(token_info["id_token"], None)
+        return token_info
+
+    async def token_to_user(self, token_info):
+        """The verified id_token claims (at refresh without a new id_token: the stored ones) merged with userinfo."""
+        flow = self._flow()
+        stored = (flow.previous or {}).get("oidc_claims") or None
+        claims = flow.id_claims or stored
+        if not claims:
+            raise self._refuse("no verified id_token for this sign-in.")
+        if stored and claims.get("sub") != stored.get("sub"):
+            raise self._refuse("the provider now names another account (subject) for this session.")
+        info: dict = {}
+        if self.userdata_url and not self.userdata_from_id_token:
+            info = await super().token_to_user(token_info)  # userdata_url, userdata_params, userdata_token_method
+            if not isinstance(info, dict) or info.get("sub") != claims.get("sub"):
+                raise self._refuse("the userinfo subject differs from the id_token subject.")
+        flow.claims = claims
+        return {**claims, **info}
+
+    def user_info_to_username(self, user_info):
         try:
-            info = await self._userinfo(token_info["access_token"], token_info.get("token_type", "Bearer"))
-        except HTTPClientError as e:
-            if e.code == 599 or e.code >= 500:
+            name = super().user_info_to_username(user_info)  # username_claim: a claim name or a callable
+        except ValueError as e:
+            what = "the username_claim callable found no name" if callable(self.username_claim) else (
+                f"the provider sent no {self.username_claim!r} claim")
+            raise self._refuse(f"{what}.") from e
+        flow = _FLOW.get()
+        if flow is not None:
+            flow.raw_username = str(name)
+        return name
+
+    def build_auth_state_dict(self, token_info, user_info):
+        state = super().build_auth_state_dict(token_info, user_info)
+        flow = self._flow()
+        previous = flow.previous or {}
+        state["oidc_claims"] = flow.claims
+        if not state.get("id_token") and previous.get("id_token"):  # refresh answers often carry none
+            state["id_token"] = previous["id_token"]
+        return state
+
+    async def get_user_groups(self, auth_state: dict):
+        """Groups at ``auth_state_groups_key`` (a dotted path or a callable), renamed by the hubfleet policy."""
+        key = self.auth_state_groups_key
+        if callable(key):
+            raw = await super().get_user_groups(auth_state)
+        else:
+            value = policy.claim_at_path(auth_state, key) if key else None
+            raw = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple, set)) else []
+        raw = sorted({str(g) for g in raw})
+        flow = _FLOW.get()
+        if flow is not None:
+            flow.raw_groups = raw
+        return set(self.owner.hub_groups(raw))
+
+    # ---- the hubfleet policy on oauthenticator's model ---------------------------------------------------------
+    def _decision(self, name: str, groups, backend_admin) -> policy.Decision:
+        if not self.composed:
+            return self.decide(name, groups, backend_admin)
+        owner = self.owner
+        return policy.decide(
+            username=name, groups=groups, backend_admin=backend_admin, allow_all=owner.allow_all,
+            allowed_users=owner.allowed_users, blocked_users=owner.blocked_users,
+            allowed_groups=owner.allowed_groups, admin_users=owner.admin_users,
+            admin_groups=owner.admin_groups if self.trust_admin_groups else (),
+        )
+
+    def _finish(self, model: dict) -> dict:
+        """oauthenticator's auth model -> the hubfleet model (canonical name, mapped groups, admin, backend)."""
+        flow = self._flow()
+        state = model.get("auth_state") or {}
+        user_info = state.get(self.user_auth_state_key) or {}
+        if self.require_email_verified and user_info.get("email_verified") is not True:
+            raise self._refuse(
+                f"your email address {user_info.get('email', '')!s} is not verified at {self.login_service}; "
+                "verify it there and sign in again."
+            )
+        claims = state.get("oidc_claims") or flow.claims or {}
+        attrs = {k: user_info[k] for k in ("email", "name") if isinstance(user_info.get(k), str)}
+        result = BackendResult(
+            name=flow.raw_username or model["name"], groups=list(flow.raw_groups or []),
+            admin=True if model.get("admin") else None,  # admin_users, this backend's admin_groups, update_auth_model
+            attributes=attrs, backend=self.backend_name, subject=str(claims.get("sub", "")),
+        )
+        final = self.owner.auth_model(result, state)
+        decision = self._decision(final["name"], final.get("groups") or (), result.admin)
+        final["admin"] = decision.admin
+        if not decision.allowed and self.composed:  # the composite's check_allowed would count admin_groups
+            self.log.warning("user:%s denied by %s: %s", final["name"], self.label, decision.reason)
+            return {}
+        return final
+
+    async def _check_bound_subject(self, handler, model: dict) -> None:
+        """Refuse a login whose ``sub`` is not the one stored for this hub user by this backend."""
+        if not self.enable_auth_state or not hasattr(handler, "find_user"):
+            return
+        user = handler.find_user(model["name"])
+        if user is None:
+            return
+        stored = await user.get_auth_state() or {}
+        if stored.get("hubfleet_backend") not in (None, self.backend_name):
+            return  # another backend's user: the (backend, subject) binding of the policy decides
+        old = (stored.get("oidc_claims") or {}).get("sub")
+        new = (model["auth_state"].get("oidc_claims") or {}).get("sub")
+        if old and new != old:
+            self.log.warning("user:%s sign-in refused: %s subject %r is not the stored subject %r",
+                             model["name"], self.label, new, old)
+            raise web.HTTPError(
+                403,
+                f"Sign-in with {self.login_service} refused: this {self.login_service} account is not the one "
+                f"that signed in as '{model['name']}' before (its subject identifier differs: the account was "
+                f"re-created or another account took the name). An administrator can re-link the hub user; see "
+                f"the hubfleet authenticators documentation.",
+            )
+
+    async def authenticate(self, handler, data=None, **kwargs):
+        """oauthenticator's authenticate (code -> tokens -> user model) under discovery, checks and policy."""
+        await self.discover_or_503()
+        token = _FLOW.set(_Flow())
+        try:
+            model = await GenericOAuthenticator.authenticate(self, handler, data)
+            model = self._finish(model)
+            if model:
+                await self._check_bound_subject(handler, model)
+        except _HTTP_ERRORS as e:
+            if _unavailable_error(e):
                 raise self._unavailable(e) from e
-            info = {}
-        if info and info.get("sub") != claims.get("sub"):
-            raise self._refuse("the userinfo subject differs from the id_token subject.")
-        merged = {**claims, **(info or {})}
-        result = self._result(merged)
-        auth_state = self.build_auth_state_dict(token_info, merged)
-        auth_state["oidc_claims"] = claims
-        model = self.owner.auth_model(result, auth_state)
+            raise self._refuse("the provider refused the new access token at its userinfo endpoint.") from e
+        finally:
+            _FLOW.reset(token)
+        if not model:
+            return None
         self._origin[model["name"]] = self.backend_name
         return model
 
-    async def refresh_user(self, user, handler=None):
+    async def refresh_user(self, user, handler=None, **kwargs):
+        """oauthenticator's refresh: userinfo with the stored access token, else the refresh token. Without a
+        userinfo endpoint, the refresh token (and the id_token it brings) alone; without either, the claims of
+        the last verified id_token. A provider that is down keeps the session; a refusal ends it."""
         self._prepare_handler_for_refresh(handler)
-        if not self.refresh_groups or not self.enable_auth_state:
+        if not self.enable_auth_state:
             return True
-        state = await user.get_auth_state()
-        if not state or not state.get("access_token"):
+        auth_state = await user.get_auth_state()
+        if self.refresh_user_hook is not None:
+            refreshed = await self._call_refresh_user_hook(user, auth_state)
+            if refreshed is not None:
+                return refreshed
+        if not self.refresh_groups:
             return True
+        if not auth_state or not auth_state.get("token_response") or not auth_state.get("oidc_claims"):
+            self.log.info("user:%s has no stored %s tokens; login required", user.name, self.label)
+            return False
+        token = _FLOW.set(_Flow(previous=auth_state))
         try:
             await self.discover()
-            info = await self._userinfo(state["access_token"])
-        except HTTPClientError as e:
-            if e.code == 599 or e.code >= 500:
-                self.log.warning("user:%s refresh skipped: %s unavailable", user.name, self.label)
+            model = await self._refreshed_model(user, handler, auth_state)
+            if model is None:
+                return False
+            model = self._finish(model)
+        except web.HTTPError as e:
+            if e.status_code >= 500:
+                self.log.warning("user:%s refresh skipped: %s: %s", user.name, self.label, e.log_message)
                 return True
-            info = None
-        except (OSError, TimeoutError):
+            self.log.info("user:%s refresh refused by %s: %s", user.name, self.label, e.log_message)
+            return False
+        except (*_HTTP_ERRORS, ConfigError) as e:
+            self.log.warning("user:%s refresh skipped: %s unavailable (%s)", user.name, self.label, e)
             return True
-        token_info = state.get("token_response") or {}
-        if info is None:  # the access token was refused: try the refresh token
-            refresh_token = state.get("refresh_token")
-            if not refresh_token:
-                return False
-            try:
-                token_info = await self.get_token_info(handler, self.build_refresh_token_request_params(refresh_token))
-                token_info.setdefault("refresh_token", refresh_token)
-                info = await self._userinfo(token_info["access_token"], token_info.get("token_type", "Bearer"))
-            except (HTTPClientError, web.HTTPError, OSError) as e:
-                self.log.info("user:%s refresh token refused by %s (%s): login required", user.name, self.label, e)
-                return False
-            if token_info.get("id_token"):
-                try:
-                    state["oidc_claims"] = await self.verify_id_token(token_info["id_token"], None)
-                except web.HTTPError:
-                    return False
-        old = state.get("oidc_claims") or {}
-        if old.get("sub") and info.get("sub") != old.get("sub"):
+        finally:
+            _FLOW.reset(token)
+        if not model or not self.owner.check_blocked_users(model["name"], model) \
+                or not self.owner.check_allowed(model["name"], model):
             return False
-        merged = {**old, **info}
-        try:
-            result = self._result(merged)
-        except web.HTTPError:
-            return False
-        new_state = self.build_auth_state_dict(token_info, merged)
-        new_state["oidc_claims"] = old
-        model = self.owner.auth_model(result, new_state)
-        owner = self.owner
-        if not owner.check_blocked_users(model["name"], model) or not owner.check_allowed(model["name"], model):
-            return False
+        self._origin[model["name"]] = self.backend_name
         return model
 
-    async def provider_logout_url(self, handler) -> str | None:
-        if self.logout_redirect_url:
-            return self.logout_redirect_url
-        if not self.use_end_session_endpoint:
-            return None
+    async def _refreshed_model(self, user, handler, auth_state: dict) -> dict | None:
+        stored = auth_state["token_response"]
+        if self.userdata_url and not self.userdata_from_id_token:
+            try:
+                return await self._token_to_auth_model(stored)
+            except HTTPClientError as e:
+                if _unavailable_error(e):
+                    raise
+                self.log.info("user:%s access token refused by %s (%s); trying the refresh token",
+                              user.name, self.label, e.code)
+        refresh_token = auth_state.get("refresh_token")
+        if not refresh_token:
+            if self.userdata_url and not self.userdata_from_id_token:
+                return None  # the access token was refused and there is nothing to renew it with
+            return await self._token_to_auth_model(stored)  # the last verified id_token's claims
         try:
-            doc = await self.discover()
-        except Exception:
+            token_info = await self.get_token_info(handler, self.build_refresh_token_request_params(refresh_token))
+        except HTTPClientError as e:
+            if _unavailable_error(e):
+                raise
+            self.log.info("user:%s refresh token refused by %s (%s); login required", user.name, self.label, e.code)
             return None
-        end = doc.get("end_session_endpoint")
-        if not end:
-            return None
-        back = f"{handler.request.protocol}://{handler.request.host}{url_path_join(handler.hub.base_url, 'login')}"
-        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": back})
-        return f"{end}{'&' if '?' in end else '?'}{query}"
+        token_info.setdefault("refresh_token", refresh_token)
+        return await self._token_to_auth_model(token_info)
 
-    # ---- URLs and handlers -------------------------------------------------------------------------------------
-    def get_callback_url(self, handler=None):
-        if self.oauth_callback_url:
-            return self.oauth_callback_url
-        if handler is None:
-            raise ValueError("oauth_callback_url is not set and there is no request to guess it from")
-        path = url_path_join(handler.hub.server.base_url, "oauth_callback")
-        if self.composed:
-            path = url_path_join(path, self.backend_name)
-        return f"{handler.request.protocol}://{handler.request.host}{path}"
+    def check_allowed(self, username, authentication=None):
+        if authentication is not None and self.allowed_scopes and not self.composed:
+            granted = (authentication.get("auth_state") or {}).get("scope") or []
+            if set(self.allowed_scopes) <= set(granted):
+                self.log.info("user:%s allowed: granted scopes %s", username, sorted(self.allowed_scopes))
+                return True
+        return super().check_allowed(username, authentication)
 
+    # ---- handlers ------------------------------------------------------------------------------------------
     def oidc_buttons(self):
         path = f"oauth_login/{self.backend_name}" if self.composed else "oauth_login"
         return [(self.login_service, path)]
@@ -483,4 +685,3 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
 
     async def lookup_user(self, username):
         return None
-

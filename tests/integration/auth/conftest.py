@@ -98,11 +98,14 @@ def hub_config(*, slapd, ldap_proxy, dead_port, oidc_mock, bad_idp, hanging_port
               "group_search_base": {S.GROUPS!r}, "use_member_of": True,
               "nested_groups": True, "nested_groups_max_depth": 3}},
             {{"kind": "oidc", "name": "mock", "login_service": "Mock IdP", "issuer": {oidc_mock.issuer!r},
-              "client_id": "hub-client", "client_secret": "hub-secret"}},
+              "client_id": "hub-client", "client_secret": "hub-secret",
+              "allow_http_issuer": True, "trust_admin_groups": True}},
             {{"kind": "oidc", "name": "badidp", "login_service": "Bad IdP", "issuer": {bad_idp.issuer!r},
-              "client_id": "hub-client", "client_secret": "hub-secret", "require_email_verified": True}},
+              "client_id": "hub-client", "client_secret": "hub-secret", "require_email_verified": True,
+              "allow_http_issuer": True}},
             {{"kind": "oidc", "name": "down", "login_service": "Down IdP",
-              "issuer": "http://127.0.0.1:{hanging_port}", "client_id": "hub-client", "http_timeout": 2}},
+              "issuer": "http://127.0.0.1:{hanging_port}", "client_id": "hub-client", "http_timeout": 2,
+              "allow_http_issuer": True}},
         ]
         c.HubfleetAuthenticator.allowed_groups = {{"jupyter-users", "posix", "unique-users", "project-x",
                                                    "local-users", "judy-team"}}
@@ -110,6 +113,7 @@ def hub_config(*, slapd, ldap_proxy, dead_port, oidc_mock, bad_idp, hanging_port
         c.HubfleetAuthenticator.blocked_users = {{"mallory"}}
         c.HubfleetAuthenticator.group_mapping = {{"posix-users": "posix"}}
         c.HubfleetAuthenticator.auth_refresh_age = 2
+        c.JupyterHub.public_url = c.JupyterHub.bind_url  # OIDC redirect URIs come from it, not the Host header
         """)
 
 

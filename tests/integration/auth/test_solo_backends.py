@@ -42,6 +42,8 @@ def oidc_hub(auth_tmp, oidc_mock):
         c.HubfleetOIDCAuthenticator.client_secret = "solo-secret"
         c.HubfleetOIDCAuthenticator.login_service = "Mock IdP"
         c.HubfleetOIDCAuthenticator.allowed_groups = {{"jupyter-users"}}
+        c.HubfleetOIDCAuthenticator.allow_http_issuer = True  # the mock provider runs on http://127.0.0.1
+        c.JupyterHub.public_url = c.JupyterHub.bind_url
         """)
     h = S.start_hub(auth_tmp / "hub-oidc-solo", cfg, name="hub-oidc-solo")
     yield h
