@@ -24,6 +24,8 @@ PURE = [
     "hubfleet.authenticators.policy",
     "hubfleet.spawners.profiles",
     "hubfleet.services.culler.arbiter",
+    "hubfleet.services.culler.policies",
+    "hubfleet.services.culler.limiter",
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.devcluster.scheduling",
