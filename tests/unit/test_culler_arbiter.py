@@ -167,31 +167,48 @@ def test_a_profile_timeout_overrides_a_never_default():
     assert default.never and not policies["gpu"].never
 
 
-def test_bare_mapping_of_profiles_and_empty_document():
-    policies, default = policies_from_config({"gpu": {"timeout": "30m"}}, default=CullPolicy(timeout=99))
-    assert policies == {"gpu": CullPolicy(timeout=1800)} and default == CullPolicy(timeout=99)
+def test_empty_document_and_a_bare_mapping_is_refused():
     assert policies_from_config(None, default=CullPolicy(timeout=5)) == ({}, CullPolicy(timeout=5))
+    with pytest.raises(CullConfigError, match="unknown key 'gpu'; known keys: default, profiles"):
+        policies_from_config({"gpu": {"timeout": "30m"}})  # a typo'd 'profiles:' must not become a profile
 
 
 @pytest.mark.parametrize("doc, message", [
     ({"profiles": {"gpu": {"timeout": "30 minutes"}}},
      "profiles.gpu.timeout: expected a duration like 1800, '30m', '8h' or '7d', got '30 minutes'"),
-    ({"profiles": {"gpu": {"timeout": -5}}}, "profiles.gpu.timeout: expected a duration >= 0, got -5"),
-    ({"profiles": {"gpu": {"timeout": True}}}, "profiles.gpu.timeout: expected a duration like"),
-    ({"profiles": {"gpu": {"timeout": 0}}}, "profiles.gpu.timeout: 0 would cull every server at once"),
-    ({"profiles": {"gpu": {"never": "yes"}}}, "profiles.gpu.never: expected true or false, got 'yes'"),
+    ({"profiles": {"gpu": {"timeout": -5}}}, "profiles.gpu.timeout: expected a duration > 0, got -5"),
+    ({"profiles": {"gpu": {"timeout": True}}}, "profiles.gpu.timeout: expected number or string or null, got bool"),
+    ({"profiles": {"gpu": {"timeout": 0}}}, "profiles.gpu.timeout: a duration must be more than 0, got 0; to switch "
+                                            "idle culling off give never: true"),
+    ({"profiles": {"gpu": {"timeout": "30m", "warn_before": "0m"}}},
+     "profiles.gpu.warn_before: a duration must be more than 0, got '0m'; leave warn_before out"),
+    ({"profiles": {"gpu": {"max_age": 0}}}, "profiles.gpu.max_age: a duration must be more than 0, got 0; leave "
+                                            "max_age out (or null) for no age limit"),
+    ({"profiles": {"gpu": {"timeout": "30m", "warn_before": "45m"}}},
+     "profiles.gpu.warn_before: 00:45:00 is not shorter than timeout 00:30:00"),
+    ({"profiles": {"gpu": {"gpu_idle_below": 0}}}, "profiles.gpu.gpu_idle_below: 0 is less than or equal to the"),
+    ({"profiles": {"gpu": {"never": "yes"}}}, "profiles.gpu.never: expected boolean, got str 'yes'"),
     ({"profiles": {"gpu": {"idle": "30m"}}},
-     "profiles.gpu: unknown key 'idle'; allowed keys: timeout, max_age, cull_users, never"),
-    ({"profiles": {"GPU!": {"timeout": "30m"}}}, "profiles: 'GPU!' is not a profile slug"),
-    ({"profiles": {"gpu": "30m"}}, "profiles.gpu: expected a mapping with keys timeout, max_age, cull_users, never"),
-    ({"profiles": ["gpu"]}, "profiles: expected a mapping of profile slug to policy, got list"),
-    (["gpu"], "policies: expected a mapping with 'default' and 'profiles', got list"),
+     "profiles.gpu: unknown key 'idle'; known keys: cull_users, gpu_idle_below, max_age, never, spare_busy_kernels, "
+     "timeout, warn_before"),
+    ({"profiles": {"GPU!": {"timeout": "30m"}}}, "profiles: 'GPU!' does not match"),
+    ({"profiles": {"gpu": "30m"}}, "profiles.gpu: expected object or null, got str '30m'"),
+    ({"profiles": ["gpu"]}, "profiles: expected object or null, got list"),
+    (["gpu"], "(top level): expected object, got list"),
     ({"default": {"max_age": "forever"}}, "default.max_age: expected a duration like"),
 ])
 def test_policy_errors_name_field_and_value(doc, message):
     with pytest.raises(CullConfigError) as e:
         policies_from_config(doc)
     assert message in str(e.value)
+
+
+def test_unknown_profile_is_refused_when_the_spawners_profiles_are_known():
+    doc = {"profiles": {"gpu": {"timeout": "30m"}, "gpu-xl": {"timeout": "10m"}}}
+    with pytest.raises(CullConfigError, match="profiles.gpu-xl: unknown profile 'gpu-xl'; the spawner's profiles "
+                                              "are: gpu, small"):
+        policies_from_config(doc, known_profiles=["small", "gpu"])
+    assert set(policies_from_config(doc, known_profiles=["gpu", "gpu-xl"])[0]) == {"gpu", "gpu-xl"}
 
 
 @pytest.mark.parametrize("text, seconds", [(90, 90), (1.5, 1.5), ("45", 45), ("30m", 1800), ("8h", 28800),

@@ -67,7 +67,7 @@ def test_policies_file_and_default_cull_every(tmp_path):
 
 @pytest.mark.parametrize("argv, env, message", [
     (["--policies-file=/nonexistent/p.yaml"], {"JUPYTERHUB_API_URL": "http://h/hub/api", "JUPYTERHUB_API_TOKEN": "x"},
-     "--policies-file '/nonexistent/p.yaml': No such file or directory"),
+     "--policies-file /nonexistent/p.yaml: no such file"),
     ([], {"JUPYTERHUB_API_TOKEN": "x"}, "--url: the hub API URL is not set"),
     ([], {"JUPYTERHUB_API_URL": "http://h/hub/api"}, "JUPYTERHUB_API_TOKEN is not set"),
 ])
@@ -87,7 +87,7 @@ def test_bad_policies_file_names_file_field_and_value(tmp_path, monkeypatch, cap
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "x")
     assert main([f"--policies-file={f}"]) == 2
     err = capsys.readouterr().err
-    assert f"--policies-file '{f}': profiles.gpu.timeout: expected a duration like 1800, '30m', '8h' or '7d', " \
+    assert f"--policies-file {f}: profiles.gpu.timeout: expected a duration like 1800, '30m', '8h' or '7d', " \
            "got 'soon'" in err
 
 

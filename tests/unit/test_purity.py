@@ -25,6 +25,8 @@ PURE = [
     "hubfleet.authenticators.ldap_compat",
     "hubfleet.spawners.profiles",
     "hubfleet.services.culler.arbiter",
+    "hubfleet.services.culler.policies",
+    "hubfleet.services.culler.limiter",
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.devcluster.scheduling",

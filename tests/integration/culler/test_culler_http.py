@@ -36,6 +36,7 @@ class FakeHub:
         self.deleted: list[str] = []
         self.list_requests: list[str] = []
         self.auth_seen: set[str] = set()
+        self.garbage = 0  # this many user lists answer HTML instead of JSON
 
     def app(self):
         hub = self
@@ -64,8 +65,19 @@ class FakeHub:
                 nxt = None
                 if offset + limit < len(names):
                     nxt = {"offset": offset + limit, "limit": limit, "url": "http://wrong-host.invalid/next"}
-                self.write({"items": [{"name": n, "admin": False, **hub.users[n]} for n in page],
+                if hub.garbage:
+                    hub.garbage -= 1
+                    self.finish("<html>not json</html>")
+                    return
+                self.write({"items": [hub.model(n, auth_state=False) for n in page],
                             "_pagination": {"offset": offset, "limit": limit, "total": len(names), "next": nxt}})
+
+        class User(Base):
+            def get(self, name):
+                if name not in hub.users:
+                    self.set_status(404)
+                    return
+                self.write(hub.model(name, auth_state=True))
 
         class Server(Base):
             async def delete(self, name):
@@ -80,7 +92,14 @@ class FakeHub:
                 self.set_status(204)
 
         return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users),
-                            (r"/hub/api/users/([^/]+)/server", Server)])
+                            (r"/hub/api/users/([^/]+)/server", Server), (r"/hub/api/users/([^/]+)", User)])
+
+    def model(self, name: str, auth_state: bool) -> dict:
+        """The user model the hub would send; auth state only in the single-user model (as JupyterHub)."""
+        model = {"name": name, "admin": False, **self.users[name]}
+        if not auth_state:
+            model.pop("auth_state", None)
+        return model
 
 
 def make_users(n_idle: int, n_active: int, profile="gpu") -> dict:

@@ -1,7 +1,11 @@
 """A hub-managed idle-culler service with per-profile policies, built on jupyterhub-idle-culler.
 
-- :mod:`.arbiter` (pure): ``CullPolicy``, ``policies_from_config``, ``cull_decision``, ``user_cull_decision``.
-- :mod:`.hub_api`: the hub REST API edge (pagination, bounded retries with backoff).
+- :mod:`.policies` (pure): ``CullPolicy`` and the policies file (JSON Schema, ``hubfleet.yamlfile``).
+- :mod:`.arbiter` (pure): ``cull_decision`` (cull, warn, wait or keep), ``resolve_policy``, ``user_cull_decision``.
+- :mod:`.limiter` (pure): ``AdaptiveLimit``, stops in flight adapted to the hub's answer times.
+- :mod:`.sweep`: one sweep (per-user isolation, warnings, activity sources, stops through the adaptive gate).
+- :mod:`.notify`: SMTP, webhook and hook notifiers; :mod:`.activity`: busy kernels and GPU use (Prometheus);
+  :mod:`.metrics`: prometheus_client metrics; :mod:`.hub_api`: the hub REST API edge (pagination, retries).
 - :mod:`.app`: ``CullerApp`` (``hubfleet-culler``), run as ``python -m hubfleet.services.culler`` or
   ``hubfleet culler``.
 - ``hubfleet.config.culler.culler_service()`` builds the ``c.JupyterHub.services`` and ``load_roles`` entries.
@@ -14,6 +18,10 @@ import importlib
 # name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
 # free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
 _LAZY = {
+    "Activity": ".arbiter",
+    "AdaptiveLimit": ".limiter",
+    "Warned": ".arbiter",
+    "resolve_policy": ".arbiter",
     "CullConfigError": ".arbiter",
     "CullPolicy": ".arbiter",
     "Decision": ".arbiter",

@@ -1,27 +1,22 @@
 """``hubfleet-culler``: a hub-managed idle-culler service with per-profile policies.
 
 Run as ``python -m hubfleet.services.culler`` or ``hubfleet culler`` (a JupyterHub service: it reads
-``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``). One sweep:
+``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``). This module holds the options and the run loop; one sweep is
+:mod:`.sweep`, the decisions :mod:`.arbiter`, the policies file :mod:`.policies`, warnings :mod:`.notify`, busy
+kernels and GPU use :mod:`.activity`, metrics :mod:`.metrics`.
 
-1. list every user with a ready server (``GET /users?state=ready``, paginated; plus ``state=inactive`` when users
-   are culled), all pages first — the list is offset-paginated, so stopping servers while paging would shift the
-   offsets and skip users;
-2. decide each server with the pure :func:`.arbiter.cull_decision` (its profile's policy, or the default one);
-3. stop the culled servers with up to ``concurrency`` stops in flight at once, then delete users whose servers are
-   all gone when ``cull_users`` allows it.
-
-What comes from jupyterhub-idle-culler 2.0.0 and what does not (read from its ``__init__.py``):
+What comes from jupyterhub-idle-culler (2.0.0 and 1.4.0, read from their ``__init__.py``) and what does not:
 
 - reused: its ``utcnow`` (the one clock both can be mocked through) and ``make_ssl_context`` (internal SSL), its
-  option names and defaults (``--timeout``, ``--cull-every``, ``--concurrency``, ``--max-age``, ``--cull-users``,
+  option names and values (``--timeout``, ``--cull-every``, ``--concurrency``, ``--max-age``, ``--cull-users``,
   ``--cull-admin-users``, ``--cull-default-servers``, ``--cull-named-servers``, ``--remove-named-servers``,
-  ``--api-page-size``, ``--url``), its decision rules and its hook shape (see :mod:`.arbiter`).
+  ``--api-page-size``, ``--url``), its decision rules and its hook shape (see :mod:`.arbiter`). One default differs
+  on purpose: ``--cull-admin-users`` is False here (idle-culler and z2jh: True), see its help.
 - rewritten: ``cull_idle()`` itself. It creates one coroutine per user and awaits them one after another, so its
-  ``--concurrency`` semaphore never has more than one stop in flight (a sweep of 1,000 culls took 18–20 s here,
-  bounded by the hub's ~15 ms per stop, and a stop that waits for a pod to go makes it slower still); its hook gets
-  neither ``user_options`` nor ``started``, so a per-profile ``max_age`` cannot be expressed through it; it has no
-  retries; it runs under ``IOLoop.start()`` with no SIGTERM handling, so a hub shutting it down waits for its stop
-  timeouts (~34 s measured here). Here SIGTERM/SIGINT cancel the sweep and exit at once.
+  ``--concurrency`` semaphore never has more than one stop in flight; its hook gets neither ``user_options`` nor
+  ``started``; it has no retries; it runs under ``IOLoop.start()`` with no SIGTERM handling, so a hub shutting it
+  down waits for its stop timeouts (~34 s measured here). Here SIGTERM/SIGINT cancel the sweep and exit at once,
+  and a failed sweep is logged and retried with backoff: the service never exits on one.
 """
 
 from __future__ import annotations
@@ -31,49 +26,25 @@ import logging
 import os
 import signal
 import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-from jupyterhub_idle_culler import make_ssl_context, utcnow
-from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
+from jupyterhub_idle_culler import make_ssl_context
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
-from .arbiter import (
-    CullConfigError,
-    CullPolicy,
-    combine_for_user,
-    cull_decision,
-    policies_from_config,
-    policy_for,
-    user_cull_decision,
-)
-from .hub_api import HubAPI, HubAPIError
+from ...errors import HubfleetError, explain
+from .arbiter import CullConfigError, CullPolicy
+from .hub_api import HubAPI
+from .notify import NOTIFIER_CLASSES, HookNotifier, NotifyError, SMTPNotifier, WebhookNotifier, check_hook
+from .policies import load_policies
 
 log = logging.getLogger("hubfleet.culler")
-
-
-@dataclass
-class SweepResult:
-    users_listed: int = 0
-    servers_seen: int = 0
-    culled: int = 0
-    slow_to_stop: int = 0
-    users_deleted: int = 0
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        return (f"sweep: {self.servers_seen} ready servers of {self.users_listed} users, {self.culled} culled"
-                f" ({self.slow_to_stop} still stopping), {self.users_deleted} users deleted,"
-                f" {len(self.errors)} errors in {self.seconds:.2f}s")
 
 
 class CullerApp(Application):
     name = "hubfleet-culler"
     description = ("Cull idle JupyterHub servers with per-profile policies (a JupyterHub service; reads "
                    "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN).")
+    classes = list(NOTIFIER_CLASSES)
 
     url = Unicode(
         help="""The JupyterHub API URL, e.g. http://hub:8081/hub/api. Default: $JUPYTERHUB_API_URL, which the hub
@@ -98,14 +69,20 @@ class CullerApp(Application):
 
     cull_users = Bool(
         False,
-        help="""Default policy: also delete users whose servers are all culled and who are themselves inactive
-        for `timeout` (for temporary users). Needs the `delete:users` and `read:users` scopes.""",
+        help="""Default policy: also DELETE users whose servers are all culled and who are themselves inactive
+        for `timeout` (for temporary users). Deleting a user deletes its hub account, tokens and groups
+        membership and, with KubeSpawner's default `c.KubeSpawner.delete_pvc = True` (ProfileSpawner keeps
+        it), its home volume (PVC) with every file in it. Leave it off for real users; set
+        `c.KubeSpawner.delete_pvc = False` if you turn it on and want to keep the volumes. Needs the
+        `delete:users` and `read:users` scopes.""",
     ).tag(config=True)
 
     cull_admin_users = Bool(
-        True,
-        help="""Whether admin users may be deleted (only with `cull_users`). Admins' servers are culled like
-        anyone's.""",
+        False,
+        help="""Whether admin users may be DELETED (only with `cull_users`). False by default, unlike
+        jupyterhub-idle-culler and z2jh (`cull.adminUsers: true`): deleting an admin account (and, with
+        `delete_pvc`, its home volume) is not what an operator expects from an idle culler. Admins' *servers*
+        are culled like anyone's (as z2jh does); give admins a profile with `never: true` to exempt them.""",
     ).tag(config=True)
 
     cull_default_servers = Bool(True, help="Whether default (unnamed) servers are culled for inactivity.").tag(
@@ -114,7 +91,7 @@ class CullerApp(Application):
     remove_named_servers = Bool(
         False,
         help="""Remove culled named servers (`{"remove": true}`) instead of only stopping them; with
-        ProfileSpawner this also deletes their PVC.""",
+        ProfileSpawner (KubeSpawner's default `delete_pvc`) this also deletes their PVC.""",
     ).tag(config=True)
 
     policies_file = Unicode(
@@ -124,25 +101,79 @@ class CullerApp(Application):
 
             default: {timeout: 8h}            # optional; overrides --timeout/--max-age/--cull-users
             profiles:
-              gpu: {timeout: 30m}
-              small: {timeout: 8h}
+              gpu: {timeout: 30m, warn_before: 10m, gpu_idle_below: 5}
+              small: {timeout: 8h, spare_busy_kernels: true}
               long-running: {never: true, max_age: 7d}
 
-        Keys a profile leaves out come from the default policy. Durations: seconds, or 30m, 8h, 7d, 2w. Re-read
-        when it changes (a z2jh `hub.extraFiles` ConfigMap update); a broken update is logged and the last good
-        policies stay in force.""",
+        Keys: timeout, max_age, never, cull_users, warn_before, spare_busy_kernels, gpu_idle_below (see
+        docs/culler.md). Keys a profile leaves out come from the default policy. Durations: seconds, or 30m, 8h,
+        7d, 2w; an unknown key, a zero or negative duration or (with `profiles_file`) an unknown profile is an
+        error at start-up. Re-read when it changes (a z2jh `hub.extraFiles` ConfigMap update); a broken update
+        is logged and the last good policies stay in force.""",
+    ).tag(config=True)
+
+    profiles_file = Unicode(
+        "",
+        help="""ProfileSpawner's profiles file (`c.ProfileSpawner.profiles_file`). With it, a policy for a profile
+        that does not exist is refused at start-up, and a server whose `user_options` name no profile (started
+        before ProfileSpawner recorded it) is judged under the policy of the profile ProfileSpawner would have
+        chosen: the user's default (groups read with `read:users:groups`).""",
     ).tag(config=True)
 
     cull_every = Int(
         0,
-        help="""Seconds between sweeps. 0: half the shortest idle timeout of any policy, between 1 and 600
-        seconds.""",
+        help="""Seconds between sweeps. 0: half the shortest idle timeout (or warning period) of any policy,
+        between 1 and 600 seconds.""",
     ).tag(config=True)
 
     concurrency = Int(
         10,
-        help="""Maximum number of stop/delete requests in flight at once. Unlike jupyterhub-idle-culler 2.0.0, whose
-        stops run one after another, these really overlap; the hub's own work per stop is the limit.""",
+        help="""Maximum number of stop/delete requests in flight at once. Unlike jupyterhub-idle-culler, whose
+        stops run one after another, these really overlap; within this maximum the number adapts to the hub's
+        answer times (`hub_latency_target`).""",
+    ).tag(config=True)
+
+    hub_latency_target = Float(
+        0.02,
+        help="""Seconds: while stops are in flight the culler samples the hub's `GET /hub/api/` answer time every
+        0.1 s, halves its stops in flight when a sample is slower than this and adds one when a sample is under
+        half of it, so that the hub stays responsive for its users during a sweep. 0: always `concurrency`.""",
+    ).tag(config=True)
+
+    dry_run = Bool(
+        False,
+        help="""Print what each sweep would warn, cull and delete, and why, but stop, delete and send nothing.""",
+    ).tag(config=True)
+
+    server_url = Unicode(
+        "",
+        help="""URL through which the culler reaches users' servers for `spare_busy_kernels` (their
+        `/api/status` and `/api/kernels`), e.g. http://proxy-public in z2jh; needs the `access:servers` scope.
+        Required when a policy sets `spare_busy_kernels`.""",
+    ).tag(config=True)
+
+    public_url = Unicode(
+        "",
+        help="""The hub's public URL (e.g. https://hub.example.org), used in warnings as the link to the server;
+        empty: warnings carry no link.""",
+    ).tag(config=True)
+
+    prometheus_url = Unicode(
+        "",
+        help="""Prometheus URL for `gpu_idle_below` policies (GPU use from NVIDIA's DCGM exporter), e.g.
+        http://prometheus-server.monitoring. The pod is read from the server's KubeSpawner state (the
+        `admin:server_state` scope). Required when a policy sets `gpu_idle_below`.""",
+    ).tag(config=True)
+    gpu_metric = Unicode("DCGM_FI_DEV_GPU_UTIL", help="GPU utilisation metric (percent) in Prometheus.").tag(
+        config=True)
+    gpu_pod_label = Unicode("pod", help="Label of `gpu_metric` holding the pod name.").tag(config=True)
+    gpu_namespace_label = Unicode("namespace", help="Label of `gpu_metric` holding the pod's namespace.").tag(
+        config=True)
+
+    metrics_port = Int(
+        -1,
+        help="""Port to serve Prometheus metrics on (`/metrics`, and `/services/<name>/metrics` behind the hub).
+        -1: the port of $JUPYTERHUB_SERVICE_URL when the hub gives the service a URL, else none; 0: none.""",
     ).tag(config=True)
 
     api_page_size = Int(0, help="Users per page of `GET /users`; 0: the hub's default page size.").tag(config=True)
@@ -155,6 +186,8 @@ class CullerApp(Application):
         config=True)
     internal_certs_location = Unicode(
         "internal-ssl", help="Where the internal-SSL certificates are (only with `ssl_enabled`).").tag(config=True)
+    config_file = Unicode("", help="A Python config file (`c.CullerApp....`, `c.SMTPNotifier....`).").tag(
+        config=True)
 
     aliases = {
         "url": "CullerApp.url",
@@ -166,17 +199,32 @@ class CullerApp(Application):
         "cull-named-servers": "CullerApp.cull_named_servers",
         "remove-named-servers": "CullerApp.remove_named_servers",
         "policies-file": "CullerApp.policies_file",
+        "profiles-file": "CullerApp.profiles_file",
         "cull-every": "CullerApp.cull_every",
         "concurrency": "CullerApp.concurrency",
+        "hub-latency-target": "CullerApp.hub_latency_target",
+        "server-url": "CullerApp.server_url",
+        "public-url": "CullerApp.public_url",
+        "prometheus-url": "CullerApp.prometheus_url",
+        "metrics-port": "CullerApp.metrics_port",
         "api-page-size": "CullerApp.api_page_size",
         "request-timeout": "CullerApp.request_timeout",
         "retries": "CullerApp.retries",
         "ssl-enabled": "CullerApp.ssl_enabled",
         "internal-certs-location": "CullerApp.internal_certs_location",
+        "config": "CullerApp.config_file",
+        "smtp-host": "SMTPNotifier.host",
+        "smtp-port": "SMTPNotifier.port",
+        "smtp-from": "SMTPNotifier.sender",
+        "smtp-to": "SMTPNotifier.to",
+        "smtp-to-auth-state": "SMTPNotifier.to_auth_state",
+        "webhook-url": "WebhookNotifier.url",
+        "warn-hook": "HookNotifier.hook",
         "log-level": "Application.log_level",
     }
     flags = {
         "once": ({"CullerApp": {"once": True}}, once.help),
+        "dry-run": ({"CullerApp": {"dry_run": True}}, dry_run.help),
     }
 
     # option -> (the check, how to say it); one validator for all of them, errors name the CLI flag
@@ -188,6 +236,8 @@ class CullerApp(Application):
         "api_page_size": (lambda v: v >= 0, "must be 0 or more"),
         "retries": (lambda v: v >= 0, "must be 0 or more"),
         "request_timeout": (lambda v: v > 0, "must be more than 0 seconds"),
+        "hub_latency_target": (lambda v: v >= 0, "must be 0 or more seconds"),
+        "metrics_port": (lambda v: -1 <= v <= 65535, "must be a port, 0 (none) or -1 (from JUPYTERHUB_SERVICE_URL)"),
     }
 
     @validate(*_RANGES)
@@ -211,22 +261,24 @@ class CullerApp(Application):
     def base_policy(self) -> CullPolicy:
         return CullPolicy(timeout=float(self.timeout), max_age=float(self.max_age), cull_users=self.cull_users)
 
+    def load_profiles(self) -> tuple:
+        """ProfileSpawner's parsed profiles from ``profiles_file`` (none without it). Raises CullConfigError."""
+        if not self.profiles_file:
+            return ()
+        from ...spawners.profiles import parse_catalog  # noqa: PLC0415  (pure; one model of profiles)
+        from ...yamlfile import load_yaml  # noqa: PLC0415
+
+        try:
+            return tuple(parse_catalog(load_yaml(self.profiles_file, what="--profiles-file")).profiles)
+        except HubfleetError as e:
+            raise CullConfigError(f"--profiles-file {self.profiles_file}: {e}") from e
+
     def load_policies(self) -> tuple[dict[str, CullPolicy], CullPolicy]:
         """Read ``policies_file`` (or none: everything gets the default policy). Raises CullConfigError."""
         if not self.policies_file:
             return {}, self.base_policy()
-        try:
-            text = Path(self.policies_file).read_text()
-        except OSError as e:
-            raise CullConfigError(f"--policies-file {self.policies_file!r}: {e.strerror}") from e
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise CullConfigError(f"--policies-file {self.policies_file!r}: not valid YAML: {e}") from e
-        try:
-            return policies_from_config(data, default=self.base_policy())
-        except CullConfigError as e:
-            raise CullConfigError(f"--policies-file {self.policies_file!r}: {e}") from e
+        known = [p.slug for p in self.profiles] if self.profiles_file else None
+        return load_policies(self.policies_file, default=self.base_policy(), known_profiles=known)
 
     def _refresh_policies(self) -> None:
         if not self.policies_file:
@@ -239,10 +291,12 @@ class CullerApp(Application):
         if mtime == self._policies_mtime:
             return
         try:
-            self.policies, self.default_policy = self.load_policies()
+            policies, default_policy = self.load_policies()
+            self._check_sources(policies, default_policy)
         except CullConfigError as e:
             log.error("%s; keeping the last good policies", e)
         else:
+            self.policies, self.default_policy = policies, default_policy
             log.info("policies reloaded from %s: %s", self.policies_file, self._describe_policies())
         self._policies_mtime = mtime
 
@@ -250,89 +304,35 @@ class CullerApp(Application):
         parts = [f"{slug}: {p.describe()}" for slug, p in self.policies.items()]
         return "; ".join(parts + [f"default: {self.default_policy.describe()}"])
 
+    def _check_sources(self, policies, default_policy) -> None:
+        every = [*policies.values(), default_policy]
+        if any(p.spare_busy_kernels for p in every) and not self.server_url:
+            raise CullConfigError("a policy sets spare_busy_kernels but --server-url is not set; give the URL "
+                                  "through which users' servers are reached, e.g. --server-url=http://proxy-public")
+        if any(p.gpu_idle_below is not None for p in every) and not self.prometheus_url:
+            raise CullConfigError("a policy sets gpu_idle_below but --prometheus-url is not set; give the "
+                                  "Prometheus that scrapes the DCGM exporter")
+
     def effective_cull_every(self) -> float:
         if self.cull_every:
             return float(self.cull_every)
-        timeouts = [p.timeout for p in [*self.policies.values(), self.default_policy] if not p.never]
-        return min(max(min(timeouts, default=1200) / 2, 1.0), 600.0)
+        every = [*self.policies.values(), self.default_policy]
+        periods = [p.timeout for p in every if not p.never] + [p.warn_before for p in every if p.warn_before]
+        return min(max(min(periods, default=1200) / 2, 1.0), 600.0)
 
     def initialize(self, argv=None):
         super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.profiles = self.load_profiles()
         self.policies, self.default_policy = self.load_policies()
+        self._check_sources(self.policies, self.default_policy)
         self._policies_mtime = os.stat(self.policies_file).st_mtime_ns if self.policies_file else None
-
-    # --- one sweep -----------------------------------------------------------------------------------------------
-
-    async def sweep(self, api: HubAPI) -> SweepResult:
-        t0 = time.monotonic()
-        result = SweepResult()
-        now = utcnow()
-        users: list[dict] = []
-        states = ["ready", "inactive"] if self._user_culling_possible() else ["ready"]
-        for state in states:
-            async for user in api.iter_users(state=state, page_size=self.api_page_size):
-                users.append(user)
-        result.users_listed = len(users)
-        sem = asyncio.Semaphore(self.concurrency)
-        await asyncio.gather(*(self._handle_user(api, sem, user, now, result) for user in users))
-        result.seconds = time.monotonic() - t0
-        return result
-
-    def _user_culling_possible(self) -> bool:
-        return self.default_policy.cull_users or any(p.cull_users for p in self.policies.values())
-
-    async def _handle_user(self, api: HubAPI, sem: asyncio.Semaphore, user: dict, now, result: SweepResult):
-        name = user["name"]
-        servers = user.get("servers") or {}
-        to_cull, kept, culled_policies = [], 0, []
-        for server_name, server in servers.items():
-            server = {"name": server_name, **server}
-            result.servers_seen += 1
-            decision = cull_decision(server=server, user=user, now=now, policies=self.policies,
-                                     default=self.default_policy, cull_default_servers=self.cull_default_servers,
-                                     cull_named_servers=self.cull_named_servers)
-            label = f"{name}/{server_name}" if server_name else name
-            if decision.cull:
-                to_cull.append((server_name, label, decision.reason))
-                culled_policies.append(policy_for(server, self.policies, self.default_policy)[1])
-            else:
-                kept += 1
-                log.debug("keep %s: %s", label, decision.reason)
-
-        async def stop(server_name, label, reason) -> bool:
-            async with sem:
-                log.info("cull %s: %s", label, reason)
-                try:
-                    res = await api.stop_server(name, server_name, remove=self.remove_named_servers)
-                except HubAPIError as e:
-                    log.error("cull %s failed: %s", label, e)
-                    result.errors.append(str(e))
-                    return False
-            if res.status == 202:
-                result.slow_to_stop += 1
-                log.warning("cull %s: server is slow to stop", label)
-            result.culled += 1
-            return res.stopped
-
-        stopped = await asyncio.gather(*(stop(*c) for c in to_cull))
-        left = kept + sum(1 for s in stopped if not s)
-        policy = combine_for_user(culled_policies, self.default_policy)
-        if not policy.cull_users:
-            return
-        decision = user_cull_decision(user=user, now=now, policy=policy, servers_left=left,
-                                      cull_admin_users=self.cull_admin_users)
-        if not decision.cull:
-            log.debug("keep user %s: %s", name, decision.reason)
-            return
-        async with sem:
-            log.info("cull user %s: %s", name, decision.reason)
-            try:
-                await api.delete_user(name)
-            except HubAPIError as e:
-                log.error("cull user %s failed: %s", name, e)
-                result.errors.append(str(e))
-                return
-        result.users_deleted += 1
+        self.notifiers = [cls(parent=self) for cls in NOTIFIER_CLASSES]
+        try:
+            check_hook(next(n for n in self.notifiers if isinstance(n, HookNotifier)))
+        except NotifyError as e:
+            raise CullConfigError(str(e)) from e
 
     # --- running -------------------------------------------------------------------------------------------------
 
@@ -345,20 +345,69 @@ class CullerApp(Application):
         return HubAPI(self.url, os.environ.get("JUPYTERHUB_API_TOKEN", ""), request_timeout=self.request_timeout,
                       retries=self.retries, max_clients=self.concurrency + 2, ssl_options=ssl_options)
 
+    def make_sweeper(self, api: HubAPI, metrics=None, out=print):
+        from .activity import KernelProbe, PrometheusGPU  # noqa: PLC0415
+        from .metrics import Metrics  # noqa: PLC0415
+        from .sweep import Sweeper  # noqa: PLC0415
+
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        kernels = KernelProbe(self.server_url, token, timeout=min(self.request_timeout, 10)) if self.server_url \
+            else None
+        gpu = PrometheusGPU(self.prometheus_url, metric=self.gpu_metric, pod_label=self.gpu_pod_label,
+                            namespace_label=self.gpu_namespace_label) if self.prometheus_url else None
+        return Sweeper(self, api, metrics=metrics or Metrics(), notifiers=self.notifiers, kernels=kernels, gpu=gpu,
+                       profiles=self.profiles, dry_run=self.dry_run, out=out, public_url=self.public_url)
+
+    async def sweep(self, api: HubAPI):
+        """One sweep with a fresh sweeper (tests and ``--once``); the service keeps one across sweeps."""
+        sweeper = self.make_sweeper(api)
+        return await sweeper.sweep()
+
+    def _serve_metrics(self, metrics):
+        port, prefix = self.metrics_port, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        host = "127.0.0.1"
+        if port == -1:
+            service_url = os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+            if not service_url:
+                return None
+            from urllib.parse import urlparse  # noqa: PLC0415
+
+            parsed = urlparse(service_url)
+            port, host = parsed.port or 80, parsed.hostname or "127.0.0.1"
+        if not port:
+            return None
+        from tornado.httpserver import HTTPServer  # noqa: PLC0415
+
+        from .metrics import metrics_app  # noqa: PLC0415
+
+        server = HTTPServer(metrics_app(metrics, prefix))
+        server.listen(port, host)
+        log.info("metrics on http://%s:%d/metrics (and %smetrics)", host, port, prefix)
+        return server
+
     async def run(self) -> int:
+        from .metrics import Metrics  # noqa: PLC0415
+
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         api = self.make_api()
+        metrics = Metrics()
+        sweeper = self.make_sweeper(api, metrics)
+        metrics_server = self._serve_metrics(metrics)
         every = self.effective_cull_every()
-        log.info("culling every %.0fs, %d stops at a time; policies: %s", every, self.concurrency,
-                 self._describe_policies())
-        failed = False
+        log.info("culling every %.0fs, up to %d stops at a time%s; policies: %s", every, self.concurrency,
+                 " (dry run: nothing is stopped)" if self.dry_run else "", self._describe_policies())
+        warned = [s for s, p in self.policies.items() if p.warn_before]
+        if warned and not sweeper.notifiers:
+            log.warning("profiles %s warn before culling, but no notifier is configured: warnings are only "
+                        "logged", ", ".join(warned))
+        failed, failures = False, 0
         try:
             while not stopping.is_set():
                 self._refresh_policies()
-                task = asyncio.ensure_future(self.sweep(api))
+                task = asyncio.ensure_future(sweeper.sweep())
                 stop_wait = asyncio.ensure_future(stopping.wait())
                 await asyncio.wait([task, stop_wait], return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():  # SIGTERM mid-sweep: in-flight stops are the hub's to finish
@@ -367,22 +416,30 @@ class CullerApp(Application):
                     log.info("stopping: sweep cancelled")
                     break
                 stop_wait.cancel()
+                delay = every
                 try:
                     result = task.result()
-                except (HubAPIError, OSError) as e:
-                    log.error("sweep failed: %s", e)
+                except Exception as e:  # noqa: BLE001  (the service outlives any one sweep)
+                    failures += 1
                     failed = True
+                    metrics.sweep_failures.inc()
+                    delay = min(every, 2.0 ** min(failures, 10))
+                    log.error("sweep failed: %s; retrying in %.0fs", explain(e) if str(e) else type(e).__name__,
+                              delay)
                 else:
+                    failures = 0
                     log.info("%s", result.summary())
                     failed = bool(result.errors)
                 if self.once:
                     break
                 try:
-                    await asyncio.wait_for(stopping.wait(), timeout=every)
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
                 except asyncio.TimeoutError:
                     pass
         finally:
             api.close()
+            if metrics_server is not None:
+                metrics_server.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         return 1 if failed and self.once else 0
@@ -400,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "(e.g. http://hub:8081/hub/api)")
         if not os.environ.get("JUPYTERHUB_API_TOKEN"):
             raise CullConfigError("JUPYTERHUB_API_TOKEN is not set: the culler needs its service's token")
-    except (TraitError, CullConfigError) as e:
+    except (TraitError, HubfleetError) as e:
         print(f"hubfleet-culler: {e}", file=sys.stderr)
         return 2
     logging.getLogger("hubfleet").setLevel(app.log_level)

@@ -22,58 +22,60 @@ Built on jupyterhub-idle-culler 2.0.0 (read from its source):
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from ...errors import HubfleetError
+
+from .policies import (
+    POLICY_KEYS,
+    CullConfigError,
+    CullPolicy,
+    format_td,
+    is_slug,
+    parse_duration,
+    policies_from_config,
+    policy_from_mapping,
+)
 
 PROFILE_KEY = "profile"  # the user_options key ProfileSpawner sets (docs/spawner.md)
-_SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class CullConfigError(HubfleetError, ValueError):
-    """A cull policy document or option is invalid; the message names the field and the value."""
 
 
 @dataclass(frozen=True)
-class CullPolicy:
-    """How servers of one profile are culled.
+class Activity:
+    """What the culler's activity sources saw for one server; None: not asked, or no answer.
 
-    - ``timeout``: seconds of inactivity after which a server is culled.
-    - ``max_age``: seconds since the server started after which it is culled even if active; 0 = no limit.
-    - ``cull_users``: also delete the user once all its servers are culled and it is itself inactive.
-    - ``never``: never cull for inactivity (``timeout`` is ignored); ``max_age`` still applies, so a
-      "long-running" profile is ``never: true, max_age: 7d`` and a fully exempt one ``never: true``.
+    - ``busy_kernels``: kernels in ``execution_state: busy`` (from the server's ``/api/kernels``).
+    - ``gpu_idle_for``: seconds the server's GPU has stayed under its policy's ``gpu_idle_below``, at least (0: in
+      use now), from Prometheus.
     """
 
-    timeout: float = 3600.0
-    max_age: float = 0.0
-    cull_users: bool = False
-    never: bool = False
+    busy_kernels: int | None = None
+    gpu_idle_for: float | None = None
 
-    def __post_init__(self):
-        for name in ("timeout", "max_age"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise CullConfigError(f"{name}: expected a duration >= 0 in seconds, got {value!r}")
-        if self.timeout == 0 and not self.never:
-            raise CullConfigError("timeout: 0 would cull every server at once; to switch idle culling off give "
-                                  "never: true")
 
-    def describe(self) -> str:
-        idle = "never for inactivity" if self.never else f"after {format_td(self.timeout)} inactive"
-        age = f", at age {format_td(self.max_age)}" if self.max_age else ""
-        return f"{idle}{age}{', then the user' if self.cull_users else ''}"
+@dataclass(frozen=True)
+class Warned:
+    """A warning given: when, and for what (``idle``: activity cancels it; ``max_age``: nothing does)."""
+
+    at: datetime
+    kind: str = "idle"
 
 
 @dataclass(frozen=True)
 class Decision:
+    """``cull`` and the ``reason`` that is logged; ``action`` is ``cull``, ``warn`` (give the warning now),
+    ``wait`` (warned; the notice period runs) or ``keep``; ``why`` is the metrics label: ``idle``, ``gpu_idle``,
+    ``max_age`` (for cull, warn and wait), ``busy`` (kept because a kernel is busy)."""
+
     cull: bool
     reason: str
+    action: str = ""
+    why: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if not self.action:
+            object.__setattr__(self, "action", "cull" if self.cull else "keep")
 
     def __bool__(self) -> bool:
         return self.cull
@@ -85,100 +87,6 @@ def parse_date(value: str) -> datetime:
     """An ISO 8601 timestamp as an aware datetime; naive means UTC (as ``jupyterhub_idle_culler.parse_date``)."""
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def format_td(td: timedelta | float | int | str | None) -> str:
-    """``HH:MM:SS`` (as ``jupyterhub_idle_culler.format_td``); also accepts seconds."""
-    if td is None:
-        return "unknown"
-    if isinstance(td, str):
-        return td
-    seconds = int(td.total_seconds() if isinstance(td, timedelta) else td)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h:02}:{m:02}:{s:02}"
-
-
-def parse_duration(value, *, field: str) -> float:
-    """Seconds from ``3600``, ``90.5``, ``"30m"``, ``"8h"``, ``"7d"``, ``"2w"``."""
-    if isinstance(value, bool):
-        raise CullConfigError(f"{field}: expected a duration like 1800, '30m', '8h' or '7d', got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    else:
-        raise CullConfigError(f"{field}: expected a duration like 1800, '30m', '8h' or '7d', got {value!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise CullConfigError(f"{field}: expected a duration >= 0, got {value!r}")
-    return seconds
-
-
-# --- the policies document -----------------------------------------------------------------------------------------
-
-_POLICY_KEYS = ("timeout", "max_age", "cull_users", "never")
-
-
-def policy_from_mapping(data, *, field: str, base: CullPolicy | None = None) -> CullPolicy:
-    """One policy mapping; keys it leaves out come from ``base`` (the default policy)."""
-    if not isinstance(data, Mapping):
-        raise CullConfigError(f"{field}: expected a mapping with keys {', '.join(_POLICY_KEYS)}, "
-                              f"got {type(data).__name__} {data!r}")
-    unknown = sorted(set(data) - set(_POLICY_KEYS))
-    if unknown:
-        raise CullConfigError(f"{field}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_POLICY_KEYS)}")
-    base = base or CullPolicy()
-    values = {"timeout": base.timeout, "max_age": base.max_age, "cull_users": base.cull_users, "never": base.never}
-    for key in ("timeout", "max_age"):
-        if key in data:
-            values[key] = parse_duration(data[key], field=f"{field}.{key}")
-    for key in ("cull_users", "never"):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise CullConfigError(f"{field}.{key}: expected true or false, got {data[key]!r}")
-            values[key] = data[key]
-    if "timeout" in data and "never" not in data:
-        values["never"] = False  # a profile that gives a timeout is culled by it, whatever the default says
-    try:
-        return CullPolicy(**values)
-    except CullConfigError as e:
-        raise CullConfigError(f"{field}.{e}") from None
-
-
-def policies_from_config(data, *, default: CullPolicy | None = None) -> tuple[dict[str, CullPolicy], CullPolicy]:
-    """Parse a policies document into ``({profile slug: policy}, default policy)``.
-
-    The document (YAML or a dict)::
-
-        default: {timeout: 8h}                 # optional; keys left out come from ``default`` (the app's options)
-        profiles:
-          gpu: {timeout: 30m}                  # keys left out come from the default policy
-          small: {timeout: 8h}
-          long-running: {never: true, max_age: 7d}
-
-    A bare mapping of profiles (without ``default``/``profiles``) is accepted too. Durations are seconds or
-    ``30m``/``8h``/``7d``/``2w``.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise CullConfigError(f"policies: expected a mapping with 'default' and 'profiles', got "
-                              f"{type(data).__name__} {data!r}")
-    if set(data) <= {"default", "profiles"}:
-        default_data, profiles_data = data.get("default") or {}, data.get("profiles") or {}
-    else:
-        default_data, profiles_data = {}, data
-    default_policy = policy_from_mapping(default_data, field="default", base=default or CullPolicy())
-    if not isinstance(profiles_data, Mapping):
-        raise CullConfigError(f"profiles: expected a mapping of profile slug to policy, got "
-                              f"{type(profiles_data).__name__} {profiles_data!r}")
-    policies = {}
-    for slug, pdata in profiles_data.items():
-        if not isinstance(slug, str) or not _SLUG.match(slug):
-            raise CullConfigError(f"profiles: {slug!r} is not a profile slug (lowercase letters, digits, '-')")
-        policies[slug] = policy_from_mapping(pdata if pdata is not None else {}, field=f"profiles.{slug}",
-                                             base=default_policy)
-    return policies, default_policy
 
 
 # --- decisions -----------------------------------------------------------------------------------------------------
@@ -200,6 +108,71 @@ def policy_for(server: Mapping, policies: Mapping[str, CullPolicy], default: Cul
     return "default policy", default
 
 
+def most_lenient(policies: list[CullPolicy]) -> CullPolicy:
+    """The policy that culls no server sooner than any of ``policies`` would (for a server whose profile is
+    unknown among them): the longest timeout and max_age, every warning, busy kernels spared if any spares them,
+    browser activity counted unless all judge by GPU, the user deleted only if all allow it."""
+    if len(policies) == 1:
+        return policies[0]
+    never = any(p.never for p in policies)
+    timeouts = [p.timeout for p in policies if not p.never]
+    gpu = [p.gpu_idle_below for p in policies]
+    return CullPolicy(
+        timeout=max(timeouts, default=max(p.timeout for p in policies)), never=never,
+        max_age=0.0 if any(not p.max_age for p in policies) else max(p.max_age for p in policies),
+        warn_before=max((p.warn_before for p in policies), default=0.0),
+        spare_busy_kernels=any(p.spare_busy_kernels for p in policies),
+        gpu_idle_below=None if any(g is None for g in gpu) else min(gpu),
+        cull_users=all(p.cull_users for p in policies))
+
+
+def resolve_policy(*, server: Mapping, user: Mapping, policies: Mapping[str, CullPolicy], default: CullPolicy,
+                   profiles=(), **kwargs) -> tuple[str, CullPolicy, bool]:
+    """``(label, policy, certain)`` for a server, resolving a missing ``user_options["profile"]`` the way
+    ProfileSpawner resolves ``{}``: the default one (``default: true``, else the first) of the profiles the user may
+    use. ``profiles``: ProfileSpawner's parsed profiles (``hubfleet.spawners.profiles.Profile``; anything with
+    ``slug``, ``default`` and ``access.allows(user, groups, is_admin)``); empty: no resolution.
+
+    The user's groups come from the user model (``read:users:groups``). Without them, the profiles that could be
+    this user's default are the candidates; if their policies differ the most lenient of them applies and
+    ``certain`` is False (the caller logs it).
+    """
+    slug = profile_of(server)
+    if slug is not None or not profiles:
+        label, policy = policy_for(server, policies, default)
+        return label, policy, True
+    name, admin = str(user.get("name", "")), bool(user.get("admin"))
+
+    def policy_of(p) -> CullPolicy:
+        return policies.get(p.slug, default)
+
+    groups = user.get("groups")
+    if isinstance(groups, list):
+        visible = [p for p in profiles if p.access.allows(name, frozenset(groups), admin)]
+        chosen = next((p for p in visible if p.default), visible[0] if visible else None)
+        if chosen is None:
+            return "default policy (no profile is available to the user)", default, True
+        return f"profile {chosen.slug} (the user's default)", policy_of(chosen), True
+    surely = [p for p in profiles if p.access.allows(name, frozenset(), admin)]
+    maybe = [p for p in profiles if p.access.allows(name, frozenset(getattr(p.access, "groups", ()) or ()), admin)]
+    explicit = next((p for p in maybe if p.default), None)
+    if explicit is not None and explicit in surely:
+        candidates = [explicit]
+    else:
+        first_sure = surely[0] if surely else None
+        cut = maybe.index(first_sure) + 1 if first_sure in maybe else len(maybe)
+        by_slug = {p.slug: p for p in ([explicit] if explicit else []) + maybe[:cut]}
+        candidates = list(by_slug.values())
+    if not candidates:
+        return "default policy (no profile is available to the user)", default, True
+    distinct = list(dict.fromkeys(policy_of(p) for p in candidates))
+    if len(distinct) == 1:
+        slugs = "/".join(p.slug for p in candidates)
+        return f"profile {slugs} (the user's default)", distinct[0], True
+    slugs = ", ".join(p.slug for p in candidates)
+    return f"profile unknown (one of {slugs}: the most lenient of their policies)", most_lenient(distinct), False
+
+
 def _ago(now: datetime, stamp) -> timedelta | None:
     return now - parse_date(stamp) if stamp else None
 
@@ -210,33 +183,85 @@ def _first(*values):
 
 def cull_decision(*, server: Mapping, user: Mapping, now: datetime, policies: Mapping[str, CullPolicy],
                   default: CullPolicy, cull_default_servers: bool = True, cull_named_servers: bool = True,
-                  **kwargs) -> Decision:
-    """Whether to stop one server (a server model of ``GET /hub/api/users``), and why.
+                  activity: Activity | None = None, warned: Warned | None = None, policy: CullPolicy | None = None,
+                  label: str | None = None, **kwargs) -> Decision:
+    """Whether to stop one server (a server model of ``GET /hub/api/users``), warn its user first, or keep it.
 
     Keyed on the server's ``user_options["profile"]``; servers without one, or of a profile with no policy, get
-    ``default``. Extra keyword arguments are ignored, so callers may pass more context later.
+    ``default`` — unless the caller resolved the policy itself (``policy`` and ``label``). ``activity``: what the
+    activity sources saw (busy kernels, GPU use); ``warned``: the warning this server was given, if any. Extra
+    keyword arguments are ignored, so callers may pass more context later.
     """
-    name = server.get("name", "")
-    label, policy = policy_for(server, policies, default)
+    if policy is None:
+        label, policy = policy_for(server, policies, default)
+    label = label or "default policy"
     if server.get("pending"):
         return Decision(False, f"pending {server['pending']}")
     if not server.get("ready", bool(server.get("url"))):
         return Decision(False, "not ready")
+    activity = activity or Activity()
     age = _ago(now, server.get("started"))
     inactive = _first(_ago(now, server.get("last_activity")), age)
-    kind_allowed = cull_named_servers if name else cull_default_servers
-    if (not policy.never and kind_allowed and inactive is not None
-            and inactive.total_seconds() >= policy.timeout):
-        return Decision(True, f"inactive for {format_td(inactive)} >= {format_td(policy.timeout)} ({label})")
-    if policy.max_age and age is not None and age.total_seconds() >= policy.max_age:
-        return Decision(True, f"age {format_td(age)} >= max_age {format_td(policy.max_age)} "
-                              f"(inactive for {format_td(inactive)}, {label})")
+    by_gpu = policy.gpu_idle_below is not None and activity.gpu_idle_for is not None
+    if by_gpu:  # GPU use, not the browser, says whether the server is in use
+        inactive = timedelta(seconds=activity.gpu_idle_for)
+        if age is not None:
+            inactive = min(inactive, age)
+    before_busy = inactive
+    busy = policy.spare_busy_kernels and bool(activity.busy_kernels)
+    if busy:  # a running computation is activity (up to max_age)
+        inactive = timedelta(0)
+    kind_allowed = cull_named_servers if server.get("name", "") else cull_default_servers
+    idle_judged = not policy.never and kind_allowed and inactive is not None
+    secs = inactive.total_seconds() if inactive is not None else 0.0
+    idle_due = idle_judged and secs >= policy.timeout
+    age_due = bool(policy.max_age) and age is not None and age.total_seconds() >= policy.max_age
+    gpu_note = f"GPU under {policy.gpu_idle_below:g} % for" if by_gpu else "inactive for"
+    busy_note = f", {activity.busy_kernels} busy kernel(s)" if busy else ""
+    if warned is not None and warned.kind == "idle" and (not idle_judged or secs < (now - warned.at).total_seconds()):
+        warned = None  # activity after the warning cancels it
+    wb = policy.warn_before
+
+    if idle_due or age_due:
+        if idle_due:
+            why, kind = ("gpu_idle" if by_gpu else "idle"), "idle"
+            reason = f"{gpu_note} {format_td(inactive)} >= {format_td(policy.timeout)} ({label})"
+        else:
+            why = kind = "max_age"
+            reason = (f"age {format_td(age)} >= max_age {format_td(policy.max_age)} "
+                      f"(inactive for {format_td(inactive)}{busy_note}, {label})")
+        if wb:
+            if warned is None:
+                return Decision(False, f"warn: {reason}; culled in {format_td(wb)} unless active", "warn", why)
+            waited = now - warned.at
+            if waited.total_seconds() < wb:
+                return Decision(False, f"warned {format_td(waited)} ago: {reason}; culled at "
+                                       f"{(warned.at + timedelta(seconds=wb)).isoformat(timespec='seconds')}",
+                                "wait", why)
+            reason += f", warned {format_td(waited)} ago"
+        return Decision(True, reason, "cull", why)
+
+    if wb and warned is None:  # not due yet: warn when the cull is less than warn_before away
+        if idle_judged and secs >= policy.timeout - wb:
+            left = policy.timeout - secs
+            return Decision(False, f"warn: {gpu_note} {format_td(inactive)}, culled in {format_td(max(left, wb))} "
+                                   f"unless active ({label})", "warn", "gpu_idle" if by_gpu else "idle")
+        if policy.max_age and age is not None and age.total_seconds() >= policy.max_age - wb:
+            return Decision(False, f"warn: age {format_td(age)}, culled at max_age {format_td(policy.max_age)} in "
+                                   f"{format_td(max(policy.max_age - age.total_seconds(), wb))} ({label})",
+                            "warn", "max_age")
+    if warned is not None:
+        return Decision(False, f"warned {format_td(now - warned.at)} ago, not due yet ({label})", "wait",
+                        "max_age" if warned.kind == "max_age" else ("gpu_idle" if by_gpu else "idle"))
+    if busy and not policy.never and before_busy is not None and before_busy.total_seconds() >= policy.timeout:
+        return Decision(False, f"spared: {activity.busy_kernels} busy kernel(s), {gpu_note} "
+                               f"{format_td(before_busy)} >= {format_td(policy.timeout)} ({label})", "keep", "busy")
     if not kind_allowed:
-        why = "named servers" if name else "default servers"
-        return Decision(False, f"{why} are not culled for inactivity ({label})")
+        what = "named servers" if server.get("name", "") else "default servers"
+        return Decision(False, f"{what} are not culled for inactivity ({label})")
     if policy.never:
         return Decision(False, f"never culled for inactivity ({label}), age {format_td(age)}")
-    return Decision(False, f"inactive for {format_td(inactive)} < {format_td(policy.timeout)} ({label})")
+    return Decision(False, f"{gpu_note} {format_td(inactive)}{busy_note} < {format_td(policy.timeout)} ({label})")
 
 
 def user_cull_decision(*, user: Mapping, now: datetime, policy: CullPolicy, servers_left: int = 0,
@@ -281,6 +306,6 @@ def idle_culler_hook(policies: Mapping[str, CullPolicy], default: CullPolicy):
     return arbiter
 
 
-__all__ = ["CullPolicy", "Decision", "CullConfigError", "policies_from_config", "policy_from_mapping",
-           "cull_decision", "user_cull_decision", "combine_for_user", "idle_culler_hook", "profile_of",
-           "policy_for", "parse_date", "parse_duration", "format_td", "PROFILE_KEY"]
+__all__ = ["CullPolicy", "Decision", "Activity", "Warned", "CullConfigError", "policies_from_config",
+           "policy_from_mapping", "POLICY_KEYS", "is_slug", "cull_decision", "resolve_policy", "most_lenient",
+           "user_cull_decision", "combine_for_user", "idle_culler_hook", "profile_of", "policy_for", "parse_date", "parse_duration", "format_td", "PROFILE_KEY"]

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
@@ -64,11 +65,24 @@ class HubAPI:
         self.ssl_options = ssl_options
         # our own client: the shared instance would cap us at tornado's default of 10 connections
         self._client = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+        self._probe_client = None  # its own connection: a probe must not queue behind our stops
         self.requests = 0
         self.retried = 0
 
     def close(self) -> None:
         self._client.close()
+        if self._probe_client is not None:
+            self._probe_client.close()
+
+    async def ping(self) -> float:
+        """Seconds the hub takes to answer ``GET /hub/api/`` (its cheapest request), or the timeout."""
+        if self._probe_client is None:
+            self._probe_client = AsyncHTTPClient(force_instance=True, max_clients=1)
+        req = HTTPRequest(f"{self.url}/", headers=self._headers, request_timeout=min(self.request_timeout, 10),
+                          ssl_options=self.ssl_options)
+        t0 = time.monotonic()
+        await self._probe_client.fetch(req, raise_error=False)
+        return time.monotonic() - t0
 
     async def request(self, method: str, path: str, *, body=None, headers: dict | None = None,
                       absolute_url: str | None = None):
@@ -139,6 +153,11 @@ class HubAPI:
         finally:
             if pending is not None:
                 pending.cancel()
+
+    async def get_user(self, user: str) -> dict:
+        """One user's model (``GET /users/<u>``; with ``admin:auth_state`` it carries the auth state)."""
+        resp = await self.call("GET", f"/users/{quote(user, safe='')}")
+        return json.loads(resp.body)
 
     async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> StopResult:
         if server:

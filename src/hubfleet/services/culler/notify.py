@@ -1,0 +1,210 @@
+"""Warning notifiers: tell a user their server will be culled (SMTP mail, a webhook, or a hook callable).
+
+A notifier is enabled by configuring it (``SMTPNotifier.host``, ``WebhookNotifier.url``, ``HookNotifier.hook``).
+Each gets a :class:`Notice` and the user's hub model; it raises :class:`NotifyError` when it cannot deliver. The
+sweep logs that as a warning and counts it: the warning still counts as given, so the cull is not lost (it comes
+``warn_before`` after the first attempt), and delivery is tried again at the next sweep until it succeeds or the
+server is gone.
+
+Addresses (SMTP): from the user's auth state when ``to_auth_state`` names keys (LDAP ``mail``, OIDC
+``oidc_claims.email``; this needs the ``admin:auth_state`` scope, which :func:`hubfleet.config.culler.culler_service`
+adds only then), else from the ``to`` template (``{username}@example.org``). Passwords come from the environment
+(``SMTPNotifier.password_env``), never from the command line, and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from email.message import EmailMessage
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Any, Bool, Dict, Float, Int, List, Unicode
+from traitlets.config import Configurable
+from traitlets.utils.importstring import import_item
+
+from ...errors import HubfleetError
+
+log = logging.getLogger("hubfleet.culler")
+
+
+class NotifyError(HubfleetError):
+    """A warning could not be delivered (the message says by which notifier and why; no secrets)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    user: str
+    server: str          # "" for the default server
+    profile: str         # the policy's label, e.g. "profile gpu"
+    reason: str          # why the server will be culled
+    cull_after: str      # ISO 8601 UTC: the cull happens no earlier than this
+    warn_before: float   # seconds
+    server_url: str = ""
+
+    def text(self) -> str:
+        which = f"Your server {self.server!r}" if self.server else "Your server"
+        minutes = max(1, round(self.warn_before / 60))
+        return (f"{which} on JupyterHub will be stopped in about {minutes} minute(s) (not before {self.cull_after} "
+                f"UTC): {self.reason}.\nTo keep it, use it now (open {self.server_url or 'it'} and work in it): "
+                f"activity cancels the stop. Save your work; files in your home directory are kept.\n")
+
+
+def lookup(data, dotted: str):
+    """``lookup({"oidc_claims": {"email": "x"}}, "oidc_claims.email") == "x"``; None when absent."""
+    for part in dotted.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+class SMTPNotifier(Configurable):
+    host = Unicode("", help="""SMTP server for warning mails; empty: no mail. Mails go to the address from the
+        user's auth state (`to_auth_state`) or from the `to` template.""").tag(config=True)
+    port = Int(25, help="SMTP port (25, 587 with `starttls`, 465 with `ssl`).").tag(config=True)
+    starttls = Bool(False, help="Upgrade the SMTP connection with STARTTLS (certificate verified).").tag(config=True)
+    use_ssl = Bool(False, help="Connect with implicit TLS (SMTPS, port 465), certificate verified.").tag(config=True)
+    username = Unicode("", help="SMTP login user; empty: no login.").tag(config=True)
+    password_env = Unicode("SMTP_PASSWORD", help="""Environment variable holding the SMTP password (never on the
+        command line, never logged).""").tag(config=True)
+    sender = Unicode("jupyterhub@localhost", help="The mails' From address.").tag(config=True)
+    to = Unicode("", help="""Address template used when the auth state has no address, e.g.
+        `{username}@example.org`; empty: users without an address in their auth state get no mail (logged).""").tag(
+        config=True)
+    to_auth_state = List(Unicode(), [], help="""Auth state keys (dotted) to read the address from, first found
+        wins, e.g. `mail` (hubfleet's LDAP backend) and `oidc_claims.email` (its OIDC backend). Needs the
+        `admin:auth_state` scope and `c.Authenticator.enable_auth_state`; empty: only the `to` template.""").tag(
+        config=True)
+    subject = Unicode("Your JupyterHub server will be stopped soon", help="The mails' subject.").tag(config=True)
+    timeout = Float(20.0, help="Seconds before an SMTP exchange is given up.").tag(config=True)
+
+    name = "smtp"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+    def scopes(self) -> list[str]:
+        return ["admin:auth_state"] if self.to_auth_state else []
+
+    def address(self, notice: Notice, user: Mapping) -> str | None:
+        state = user.get("auth_state") or {}
+        for key in self.to_auth_state:
+            value = lookup(state, key)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if isinstance(value, str) and "@" in value:
+                return value
+        if self.to:
+            return self.to.format(username=notice.user)
+        return None
+
+    async def notify(self, notice: Notice, user: Mapping) -> None:
+        to = self.address(notice, user)
+        if not to:
+            raise NotifyError(f"smtp: no address for {notice.user} (auth state keys "
+                              f"{', '.join(self.to_auth_state) or '(none)'}; no `to` template)")
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self.sender, to, self.subject
+        msg.set_content(notice.text())
+        try:
+            await asyncio.to_thread(self._send, msg)
+        except (OSError, smtplib.SMTPException) as e:
+            raise NotifyError(f"smtp: {self.host}:{self.port}: {type(e).__name__}: {e}") from e
+
+    def _send(self, msg: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        cls = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
+        kwargs = {"context": context} if self.use_ssl else {}
+        with cls(self.host, self.port, timeout=self.timeout, **kwargs) as smtp:
+            if self.starttls:
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, os.environ.get(self.password_env, ""))
+            smtp.send_message(msg)
+
+
+class WebhookNotifier(Configurable):
+    url = Unicode("", help="""URL that warnings are POSTed to as JSON (`user`, `server`, `profile`, `reason`,
+        `cull_after`, `warn_before`, `server_url`); empty: no webhook. Any 2xx answer is success.""").tag(config=True)
+    headers = Dict(Unicode(), {}, help="Extra request headers (no secrets here: see `token_env`).").tag(config=True)
+    token_env = Unicode("", help="""Environment variable holding a bearer token sent as `Authorization: Bearer
+        ...`; empty: none.""").tag(config=True)
+    timeout = Float(10.0, help="Seconds before a webhook request is given up.").tag(config=True)
+
+    name = "webhook"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def scopes(self) -> list[str]:
+        return []
+
+    async def notify(self, notice: Notice, user: Mapping) -> None:
+        headers = {"Content-Type": "application/json", **self.headers}
+        if self.token_env and os.environ.get(self.token_env):
+            headers["Authorization"] = f"Bearer {os.environ[self.token_env]}"
+        req = HTTPRequest(self.url, method="POST", headers=headers, body=json.dumps(asdict(notice)),
+                          request_timeout=self.timeout, connect_timeout=min(self.timeout, 10))
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if not 200 <= resp.code < 300:
+            why = f"no answer ({resp.error})" if resp.code == 599 else f"answered {resp.code}"
+            raise NotifyError(f"webhook {self.url}: {why}")
+
+
+class HookNotifier(Configurable):
+    hook = Any(None, allow_none=True, help="""A callable (or its import string, `package.module.function`) called as
+        `hook(*, notice, user)` for every warning, sync or async; an exception counts as a failed delivery.""").tag(
+        config=True)
+
+    name = "hook"
+
+    @property
+    def enabled(self) -> bool:
+        return self.hook is not None and self.hook != ""
+
+    def scopes(self) -> list[str]:
+        return []
+
+    def _callable(self):
+        hook = self.hook
+        if isinstance(hook, str):
+            hook = import_item(hook)
+        if not callable(hook):
+            raise NotifyError(f"hook: {self.hook!r} is not callable")
+        return hook
+
+    async def notify(self, notice: Notice, user: Mapping) -> None:
+        try:
+            result = self._callable()(notice=notice, user=user)
+            if inspect.isawaitable(result):
+                await result
+        except NotifyError:
+            raise
+        except Exception as e:  # noqa: BLE001  (an operator's hook: whatever it raises is a failed delivery)
+            raise NotifyError(f"hook: {type(e).__name__}: {e}") from e
+
+
+NOTIFIER_CLASSES = (SMTPNotifier, WebhookNotifier, HookNotifier)
+
+
+def check_hook(notifier: HookNotifier) -> None:
+    """Start-up check: an import string that does not import is a configuration error, not a run-time one."""
+    if notifier.enabled:
+        try:
+            notifier._callable()
+        except (ImportError, AttributeError, ValueError) as e:
+            raise NotifyError(f"HookNotifier.hook {notifier.hook!r}: cannot import it ({e})") from e
+
+
+__all__ = ["Notice", "NotifyError", "SMTPNotifier", "WebhookNotifier", "HookNotifier", "NOTIFIER_CLASSES",
+           "check_hook", "lookup"]

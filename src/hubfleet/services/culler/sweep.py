@@ -1,0 +1,400 @@
+"""One sweep of the culler: list, decide (:mod:`.arbiter`), ask the activity sources, warn, stop, delete users.
+
+1. list every user with a ready server (``GET /users?state=ready``, plus ``state=inactive`` when users may be
+   culled), all pages first — the list is offset-paginated, so stopping servers while paging would skip users;
+2. one GPU query per distinct window (:class:`.activity.PrometheusGPU`) when a policy judges by GPU use;
+3. each user is handled on its own: a record the culler cannot handle is logged and skipped, never the sweep;
+   per server: its policy (:func:`.arbiter.resolve_policy`), a decision, and — only when that decision would warn
+   or cull and the policy spares busy kernels — the server's kernels, then the decision again;
+4. warnings go to every configured notifier; a failed delivery is logged, counted and retried at the next sweep,
+   and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
+5. stops run through a :class:`Gate` whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time,
+   sampled every ``probe_interval`` while the sweep runs (never more than ``--concurrency``).
+
+With ``dry_run`` nothing is stopped, deleted or sent: each would-be warning and cull is printed with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from jupyterhub_idle_culler import utcnow
+
+from ...errors import explain
+from .activity import SourceError, pod_of
+from .arbiter import (
+    Activity,
+    Decision,
+    Warned,
+    combine_for_user,
+    cull_decision,
+    profile_of,
+    resolve_policy,
+    user_cull_decision,
+)
+from .hub_api import HubAPI, HubAPIError
+from .limiter import AdaptiveLimit
+from .notify import Notice, NotifyError
+
+log = logging.getLogger("hubfleet.culler")
+
+
+@dataclass
+class SweepResult:
+    users_listed: int = 0
+    servers_seen: int = 0
+    culled: int = 0
+    warned: int = 0
+    spared: int = 0
+    slow_to_stop: int = 0
+    users_deleted: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    max_limit: int = 0
+
+    def summary(self) -> str:
+        return (f"sweep: {self.servers_seen} ready servers of {self.users_listed} users, {self.culled} culled"
+                f" ({self.slow_to_stop} still stopping), {self.warned} warned, {self.spared} spared busy,"
+                f" {self.users_deleted} users deleted, {self.skipped} records skipped, {len(self.errors)} errors"
+                f" in {self.seconds:.2f}s (up to {self.max_limit} stops at once)")
+
+
+@dataclass
+class WarnState:
+    warned: Warned
+    started: str | None
+    notice: Notice
+    pending: set[str]  # notifiers that have not delivered it yet
+
+
+class Gate:
+    """An asyncio semaphore whose width is ``limit.limit`` at every moment (it may change while tasks wait)."""
+
+    def __init__(self, limit: AdaptiveLimit):
+        self.limit = limit
+        self.in_flight = 0
+        self._waiters: collections.deque = collections.deque()
+
+    async def __aenter__(self):
+        while self.in_flight >= self.limit.limit:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+        self.in_flight += 1
+
+    async def __aexit__(self, *exc):
+        self.in_flight -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        free = self.limit.limit - self.in_flight
+        while free > 0 and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                free -= 1
+
+
+def _metric_profile(server: dict, label: str) -> str:
+    slug = profile_of(server)
+    if slug:
+        return slug
+    if label.startswith("profile unknown"):
+        return "unknown"
+    if label.startswith("profile "):
+        return label.split()[1]
+    return "default"
+
+
+class Sweeper:
+    """Holds what lasts between sweeps (warnings given, the adaptive limit) and runs one sweep at a time.
+
+    ``cfg`` is the :class:`.app.CullerApp` (policies, switches); ``profiles``: ProfileSpawner's parsed profiles for
+    resolving servers that name none.
+    """
+
+    def __init__(self, cfg, api: HubAPI, *, metrics, notifiers=(), kernels=None, gpu=None, profiles=(),
+                 dry_run: bool = False, out=print, public_url: str = "", probe_interval: float = 0.1):
+        self.cfg, self.api, self.metrics = cfg, api, metrics
+        self.notifiers = [n for n in notifiers if n.enabled]
+        self.kernels, self.gpu, self.profiles = kernels, gpu, tuple(profiles)
+        self.dry_run, self.out, self.public_url = dry_run, out, public_url.rstrip("/")
+        self.probe_interval = probe_interval
+        target = getattr(cfg, "hub_latency_target", 0.02)
+        self.limit = AdaptiveLimit(maximum=cfg.concurrency, target=target or 1e9,
+                                   limit=cfg.concurrency if not target else 0)
+        self.gate = Gate(self.limit)
+        self.warned: dict[tuple[str, str], WarnState] = {}
+        self._said: set = set()  # one log line per server for things that do not change between sweeps
+        self.latencies: list[float] = []
+
+    # --- the sweep -------------------------------------------------------------------------------------------------
+
+    async def sweep(self) -> SweepResult:
+        t0 = time.monotonic()
+        result = SweepResult()
+        now = utcnow()
+        cfg = self.cfg
+        users: list = []
+        states = ["ready", "inactive"] if self._user_culling_possible() else ["ready"]
+        for state in states:
+            try:
+                async for user in self.api.iter_users(state=state, page_size=cfg.api_page_size):
+                    users.append(user)
+            except HubAPIError:
+                self.metrics.hub_api_errors.labels("list").inc()
+                raise
+        result.users_listed = len(users)
+        gpu_idle = await self._gpu_idle()
+        seen: set = set()
+        probe_stop = asyncio.Event()
+        probe = asyncio.ensure_future(self._probe(probe_stop, result))
+        try:
+            await asyncio.gather(*(self._isolated(user, now, result, gpu_idle, seen) for user in users))
+        finally:
+            probe_stop.set()
+            await asyncio.gather(probe, return_exceptions=True)
+        for key in [k for k in self.warned if k not in seen]:  # server gone (stopped by its user, or culled)
+            del self.warned[key]
+        result.seconds = time.monotonic() - t0
+        self.metrics.sweep_seconds.observe(result.seconds)
+        return result
+
+    def _user_culling_possible(self) -> bool:
+        cfg = self.cfg
+        return cfg.default_policy.cull_users or any(p.cull_users for p in cfg.policies.values())
+
+    async def _probe(self, stop: asyncio.Event, result: SweepResult) -> None:
+        result.max_limit = self.limit.limit
+        if self.limit.target >= 1e9:
+            return
+        while not stop.is_set():
+            try:
+                latency = await self.api.ping()
+            except Exception:  # noqa: BLE001  (no answer: as slow as can be)
+                latency = 10.0
+            self.latencies.append(latency)
+            self.limit.observe(latency, time.monotonic())
+            self.metrics.concurrency.set(self.limit.limit)
+            result.max_limit = max(result.max_limit, self.limit.limit)
+            self.gate.wake()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.probe_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _gpu_idle(self) -> dict:
+        cfg = self.cfg
+        if self.gpu is None:
+            return {}
+        needs = {self._gpu_need(p) for p in [*cfg.policies.values(), cfg.default_policy]
+                 if p.gpu_idle_below is not None and not p.never}
+        if not needs:
+            return {}
+        try:
+            return await self.gpu.idle_for(needs)
+        except SourceError as e:
+            self.metrics.source_errors.labels("prometheus").inc()
+            log.warning("GPU activity unknown this sweep (%s): GPU servers are judged by browser activity", e)
+            return {}
+
+    @staticmethod
+    def _gpu_need(policy) -> tuple:
+        windows = {policy.timeout}
+        if policy.warn_before:
+            windows.add(policy.timeout - policy.warn_before)
+        return policy.gpu_idle_below, tuple(sorted(windows, reverse=True))
+
+    async def _isolated(self, user, now, result: SweepResult, gpu_idle: dict, seen: set) -> None:
+        try:
+            await self._handle_user(user, now, result, gpu_idle, seen)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001  (one record must not end the sweep)
+            name = user.get("name") if isinstance(user, dict) else None
+            log.error("user %s: skipped this sweep: %s", name if isinstance(name, str) else repr(user)[:80],
+                      explain(e) if str(e) else type(e).__name__)
+            result.skipped += 1
+            result.errors.append(f"user {name!r}: {type(e).__name__}: {e}")
+            self.metrics.record_errors.inc()
+
+    def _say_once(self, key, message: str, *args) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.info(message, *args)
+
+    async def _decide(self, user: dict, server: dict, now, gpu_idle: dict) -> tuple[Decision, str, object]:
+        cfg, name = self.cfg, user["name"]
+        label, policy, certain = resolve_policy(server=server, user=user, policies=cfg.policies,
+                                                default=cfg.default_policy, profiles=self.profiles)
+        key = (name, server["name"], server.get("started"))
+        if not certain:
+            self._say_once(("uncertain", key), "server %s: user_options name no profile and the user's default "
+                           "profile cannot be told (no groups in the user model): %s", _label(name, server), label)
+        elif profile_of(server) is None and not self.profiles and cfg.policies:
+            self._say_once(("noprofile", key), "server %s: user_options name no profile; the default policy "
+                           "applies (give --profiles-file to resolve the user's default profile)",
+                           _label(name, server))
+        activity = Activity()
+        if policy.gpu_idle_below is not None and self.gpu is not None:
+            pod = pod_of(server)
+            idle = gpu_idle.get(self._gpu_need(policy), {}).get(pod) if pod else None
+            if idle is None:
+                self._say_once(("nogpu", key), "server %s: no GPU utilisation for pod %s; judged by browser "
+                               "activity", _label(name, server), "/".join(pod) if pod else "(unknown: no state)")
+            activity = Activity(gpu_idle_for=idle)
+        ws = self.warned.get((name, server["name"]))
+        warned = ws.warned if ws is not None and ws.started == server.get("started") else None
+        kwargs = dict(server=server, user=user, now=now, policies=cfg.policies, default=cfg.default_policy,
+                      cull_default_servers=cfg.cull_default_servers, cull_named_servers=cfg.cull_named_servers,
+                      policy=policy, label=label, warned=warned)
+        decision = cull_decision(activity=activity, **kwargs)
+        if decision.action != "keep" and policy.spare_busy_kernels and self.kernels is not None:
+            try:
+                busy = await self.kernels.busy_kernels(server.get("url") or "")
+            except SourceError as e:
+                self.metrics.source_errors.labels("kernels").inc()
+                log.warning("server %s: kernels unknown (%s); judged by its last activity", _label(name, server), e)
+            else:
+                decision = cull_decision(activity=replace(activity, busy_kernels=busy), **kwargs)
+        return decision, label, policy
+
+    async def _handle_user(self, user: dict, now, result: SweepResult, gpu_idle: dict, seen: set) -> None:
+        name = user["name"]
+        if not isinstance(name, str):
+            raise TypeError(f"user name is {type(name).__name__}, not a string")
+        servers = user.get("servers") or {}
+        to_cull, kept, culled_policies = [], 0, []
+        for server_name, server in servers.items():
+            server = {**server, "name": server_name}
+            result.servers_seen += 1
+            key = (name, server_name)
+            seen.add(key)
+            decision, label, policy = await self._decide(user, server, now, gpu_idle)
+            profile = _metric_profile(server, label)
+            where = _label(name, server)
+            ws = self.warned.get(key)
+            if decision.action == "cull":
+                to_cull.append((server_name, where, decision, profile))
+                culled_policies.append(policy)
+                continue
+            kept += 1
+            if decision.action == "warn":
+                await self._warn(user, server, where, decision, policy, profile, label, now, result)
+            elif decision.action == "wait":
+                if ws is not None and ws.pending and not self.dry_run:
+                    await self._deliver(ws, user, where)
+            else:
+                if ws is not None:
+                    del self.warned[key]
+                    self.metrics.warnings_cancelled.labels(profile).inc()
+                    log.info("warning for %s cancelled: %s", where, decision.reason)
+                if decision.why == "busy":
+                    result.spared += 1
+                    self.metrics.spared.labels(profile).inc()
+                    log.info("spare %s: %s", where, decision.reason)
+                else:
+                    log.debug("keep %s: %s", where, decision.reason)
+
+        stopped = await asyncio.gather(*(self._stop(name, *c, result) for c in to_cull))
+        left = kept + sum(1 for s in stopped if not s)
+        await self._maybe_delete_user(user, now, left, culled_policies, result)
+
+    async def _warn(self, user, server, where, decision, policy, profile, label, now, result) -> None:
+        cull_after = now + timedelta(seconds=policy.warn_before)
+        notice = Notice(user=user["name"], server=server["name"], profile=label,
+                        reason=decision.reason.removeprefix("warn: "),
+                        cull_after=cull_after.strftime("%Y-%m-%dT%H:%M:%SZ"), warn_before=policy.warn_before,
+                        server_url=(self.public_url + (server.get("url") or "")) if self.public_url else "")
+        kind = "max_age" if decision.why == "max_age" else "idle"
+        ws = WarnState(Warned(now, kind), server.get("started"), notice, {n.name for n in self.notifiers})
+        self.warned[(user["name"], server["name"])] = ws
+        result.warned += 1
+        self.metrics.warnings.labels(profile, decision.why or "idle").inc()
+        log.info("warn %s: %s", where, decision.reason.removeprefix("warn: "))
+        if self.dry_run:
+            self.out(f"would warn {where}: {decision.reason.removeprefix('warn: ')}")
+            ws.pending.clear()
+            return
+        if not self.notifiers:
+            return
+        await self._deliver(ws, user, where)
+
+    async def _deliver(self, ws: WarnState, user: dict, where: str) -> None:
+        model = user
+        for notifier in self.notifiers:
+            if notifier.name not in ws.pending:
+                continue
+            try:
+                if notifier.scopes() and "auth_state" not in (model or {}):
+                    model = await self.api.get_user(user["name"])
+                await notifier.notify(ws.notice, model)
+            except (NotifyError, HubAPIError) as e:
+                self.metrics.notify_failures.labels(notifier.name).inc()
+                log.warning("warn %s: not delivered: %s; tried again at the next sweep (the cull still waits "
+                            "until %s)", where, e, ws.notice.cull_after)
+            else:
+                ws.pending.discard(notifier.name)
+                log.info("warn %s: sent by %s", where, notifier.name)
+
+    async def _stop(self, name, server_name, where, decision, profile, result) -> bool:
+        if self.dry_run:
+            self.out(f"would cull {where}: {decision.reason}")
+            log.info("cull %s (dry run): %s", where, decision.reason)
+            result.culled += 1
+            return True
+        async with self.gate:
+            log.info("cull %s: %s", where, decision.reason)
+            try:
+                res = await self.api.stop_server(name, server_name, remove=self.cfg.remove_named_servers)
+            except HubAPIError as e:
+                self.metrics.hub_api_errors.labels("stop").inc()
+                log.error("cull %s failed: %s", where, e)
+                result.errors.append(str(e))
+                return False
+        self.warned.pop((name, server_name), None)
+        if res.status == 202:
+            result.slow_to_stop += 1
+            log.warning("cull %s: server is slow to stop", where)
+        result.culled += 1
+        self.metrics.culls.labels(profile, decision.why or "idle").inc()
+        return res.stopped
+
+    async def _maybe_delete_user(self, user, now, left, culled_policies, result) -> None:
+        cfg, name = self.cfg, user["name"]
+        policy = combine_for_user(culled_policies, cfg.default_policy)
+        if not policy.cull_users:
+            return
+        decision = user_cull_decision(user=user, now=now, policy=policy, servers_left=left,
+                                      cull_admin_users=cfg.cull_admin_users)
+        if not decision.cull:
+            log.debug("keep user %s: %s", name, decision.reason)
+            return
+        if self.dry_run:
+            self.out(f"would delete user {name}: {decision.reason}")
+            result.users_deleted += 1
+            return
+        async with self.gate:
+            log.info("cull user %s: %s", name, decision.reason)
+            try:
+                await self.api.delete_user(name)
+            except HubAPIError as e:
+                self.metrics.hub_api_errors.labels("delete").inc()
+                log.error("cull user %s failed: %s", name, e)
+                result.errors.append(str(e))
+                return
+        result.users_deleted += 1
+        self.metrics.users_deleted.inc()
+
+
+def _label(name: str, server: dict) -> str:
+    return f"{name}/{server['name']}" if server.get("name") else name
+
+
+__all__ = ["Sweeper", "SweepResult", "Gate"]

@@ -1,0 +1,254 @@
+"""Warnings before the cull through real notifiers (an aiosmtpd SMTP server, a local webhook, a hook), the sweep's
+per-user isolation, the service surviving failed sweeps, --dry-run and /metrics, against the in-process HTTP hub of
+test_culler_http.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from hubfleet.services.culler.app import CullerApp
+from hubfleet.services.culler.hub_api import HubAPI
+from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
+from tests.procs import free_port
+
+HOOK_CALLS: list = []
+
+
+@pytest.fixture(autouse=True)
+def info_logs(caplog):
+    caplog.set_level(logging.INFO, logger="hubfleet.culler")
+
+
+def record_hook(*, notice, user):
+    """The hook notifier under test (imported by its import string)."""
+    HOOK_CALLS.append((notice.user, notice.reason, sorted(user)))
+
+
+def server_model(idle: float, profile: str = "warned", started: float = 3600) -> dict:
+    return {"servers": {"": {"ready": True, "pending": None, "url": "/user/x/", "started": iso(started),
+                             "last_activity": iso(idle), "user_options": {"profile": profile}}}}
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, box
+    controller.stop()
+
+
+@pytest.fixture
+async def webhook():
+    received: list = []
+
+    class Hook(RequestHandler):
+        def post(self):
+            received.append(json.loads(self.request.body))
+            self.set_status(204)
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(Application([(r"/warn", Hook)]))
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}/warn", received
+    server.stop()
+
+
+def make_app(url: str, tmp_path, policies: str, *args: str) -> tuple[CullerApp, HubAPI]:
+    f = tmp_path / "policies.yaml"
+    f.write_text(policies)
+    app = CullerApp()
+    app.initialize([f"--url={url}", f"--policies-file={f}", *args])
+    return app, HubAPI(url, TOKEN, max_clients=12, backoff=0.01, retries=1)
+
+
+async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_hub, tmp_path, smtp, webhook,
+                                                                          caplog):
+    controller, box = smtp
+    hook_url, posts = webhook
+    users = {"ann": {**server_model(idle=3), "auth_state": {"mail": "ann@uni.example"}},
+             "bob": {**server_model(idle=3), "auth_state": {"oidc_claims": {"email": "bob@idp.example"}}},
+             "cy": server_model(idle=3),  # no address anywhere: the warning cannot be mailed
+             "dee": server_model(idle=0.5)}  # active
+    hub = FakeHub(users, page_size=10)
+    url = await fake_hub(hub)
+    app, api = make_app(url, tmp_path, "profiles:\n  warned: {timeout: 4, warn_before: 2}\n",
+                        f"--smtp-host={controller.hostname}", f"--SMTPNotifier.port={controller.port}",
+                        "--SMTPNotifier.to_auth_state=mail", "--SMTPNotifier.to_auth_state=oidc_claims.email",
+                        f"--webhook-url={hook_url}",
+                        "--warn-hook=tests.integration.culler.test_culler_warnings.record_hook",
+                        "--public-url=https://hub.example.org")
+    HOOK_CALLS.clear()
+    sweeper = app.make_sweeper(api)
+    t0 = time.monotonic()
+
+    r1 = await sweeper.sweep()  # idle 3 s of a 4 s timeout with 2 s warning: warn ann, bob, cy
+    assert (r1.warned, r1.culled) == (3, 0), r1.summary()
+    assert sorted(rcpt[0] for rcpt, _ in box.messages) == ["ann@uni.example", "bob@idp.example"]
+    mail = box.messages[0][1]
+    assert mail["Subject"] == "Your JupyterHub server will be stopped soon"
+    assert "will be stopped in about 1 minute(s)" in mail.get_payload() and "https://hub.example.org/user/x/" in \
+        mail.get_payload()
+    assert sorted(p["user"] for p in posts) == ["ann", "bob", "cy"]
+    assert {p["warn_before"] for p in posts} == {2.0} and all(p["cull_after"].endswith("Z") for p in posts)
+    assert sorted(c[0] for c in HOOK_CALLS) == ["ann", "bob", "cy"]
+    assert "warn cy: not delivered: smtp: no address for cy" in caplog.text
+
+    # bob works again: his warning is void
+    hub.users["bob"]["servers"][""]["last_activity"] = iso(0)
+    r2 = await sweeper.sweep()
+    assert (r2.warned, r2.culled) == (0, 0), r2.summary()  # no cull before warn_before has passed
+    assert "warning for bob cancelled" in caplog.text
+    assert len(box.messages) == 2 and len(posts) == 3  # a warning is sent once; cy's mail is tried again only
+    assert caplog.text.count("warn cy: not delivered") == 2
+
+    await asyncio.sleep(max(0.0, 2.1 - (time.monotonic() - t0)))
+    r3 = await sweeper.sweep()
+    api.close()
+    assert sorted(hub.deleted) == ["ann", "cy"], r3.summary()  # cy's undelivered mail lost no cull
+    assert hub.users["bob"]["servers"] and hub.users["dee"]["servers"]
+    assert "cull ann: inactive for 00:00:0" in caplog.text and ", warned 00:00:02 ago" in caplog.text
+
+
+async def test_a_bad_record_is_skipped_not_the_sweep(fake_hub, tmp_path, caplog):
+    users = make_users(3, 1)
+    users["broken"] = {"servers": {"": {"ready": True, "started": "yesterday-ish", "last_activity": "??",
+                                        "user_options": {"profile": "gpu"}}}}
+    users["weird"] = {"servers": ["not", "a", "mapping"]}
+    hub = FakeHub(users, page_size=50)
+    url = await fake_hub(hub)
+    app = CullerApp()
+    app.initialize([f"--url={url}", "--timeout=600"])
+    api = HubAPI(url, TOKEN, backoff=0.01, retries=1)
+    result = await app.sweep(api)
+    api.close()
+    assert sorted(hub.deleted) == ["idle000", "idle001", "idle002"]
+    assert result.skipped == 2, result.summary()
+    assert "user broken: skipped this sweep: Invalid isoformat string: 'yesterday-ish'" in caplog.text
+    assert "user weird: skipped this sweep" in caplog.text
+
+
+def run_service(url: str, tmp_path, *args: str, timeout: float = 60) -> subprocess.Popen:
+    env = {**os.environ, "JUPYTERHUB_API_URL": url, "JUPYTERHUB_API_TOKEN": TOKEN}
+    log = open(tmp_path / "culler.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", "hubfleet.services.culler", "--timeout=600", *args],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+async def wait_until(predicate, what: str, timeout: float, log_path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; culler log:\n{log_path.read_text()}")
+
+
+async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, tmp_path):
+    hub = FakeHub(make_users(4, 2), page_size=50)
+    hub.fail = [500, 503]  # the first two sweeps: the hub is down
+    hub.garbage = 1        # the third: it answers HTML
+    url = await fake_hub(hub)
+    port = free_port()
+    proc = run_service(url, tmp_path, "--cull-every=1", "--retries=0", f"--metrics-port={port}")
+    log_path = tmp_path / "culler.log"
+    try:
+        await wait_until(lambda: len(hub.deleted) == 4, "the four idle servers culled after the failures", 40,
+                         log_path)
+        assert proc.poll() is None, log_path.read_text()
+
+        def scrape():
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        text = await asyncio.to_thread(scrape)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    log = log_path.read_text()
+    assert log.count("sweep failed") == 3, log
+    assert "sweep failed: GET /users?state=ready: 500 try later; retrying in 1s" in log
+    assert 'hubfleet_culler_culls_total{profile="gpu",reason="idle"} 4.0' in text
+    assert "hubfleet_culler_sweep_failures_total 3.0" in text
+    assert 'hubfleet_culler_hub_api_errors_total{request="list"} 2.0' in text
+    assert "hubfleet_culler_sweep_duration_seconds_count" in text
+    assert TOKEN not in log
+
+
+async def test_dry_run_prints_what_it_would_do_and_stops_nothing(fake_hub, tmp_path):
+    users = make_users(2, 1)
+    users["old"] = server_model(idle=1, profile="gpu", started=3 * 86400)
+    users["plain"] = server_model(idle=3600, profile="small")
+    hub = FakeHub(users, page_size=50)
+    url = await fake_hub(hub)
+    f = tmp_path / "p.yaml"
+    f.write_text("profiles:\n  gpu: {timeout: 10m, max_age: 1d, warn_before: 5m}\n  small: {timeout: 10m}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hubfleet.services.culler", "--dry-run", "--once", f"--policies-file={f}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "JUPYTERHUB_API_URL": url, "JUPYTERHUB_API_TOKEN": TOKEN})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    lines = sorted(out.decode().splitlines())
+    expected = [
+        r"would cull plain: inactive for 01:00:\d\d >= 00:10:00 \(profile small\)",
+        r"would warn idle000: inactive for 01:00:\d\d >= 00:10:00 \(profile gpu\); culled in 00:05:00 unless active",
+        r"would warn idle001: inactive for 01:00:\d\d >= 00:10:00 \(profile gpu\); culled in 00:05:00 unless active",
+        r"would warn old: age 72:00:\d\d >= max_age 24:00:00 \(inactive for 00:00:\d\d, profile gpu\); culled in "
+        r"00:05:00 unless active",
+    ]
+    assert len(lines) == 4 and all(re.fullmatch(e, line) for e, line in zip(expected, lines)), out.decode()
+    assert hub.deleted == []
+
+
+def test_unreachable_notifier_config_and_bad_hook_are_start_up_errors(tmp_path, capsys, monkeypatch):
+    from hubfleet.services.culler.app import main
+
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://h/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "x")
+    assert main(["--warn-hook=no.such.module.hook"]) == 2
+    assert "HookNotifier.hook 'no.such.module.hook': cannot import it" in capsys.readouterr().err
+    f = tmp_path / "p.yaml"
+    f.write_text("profiles:\n  small: {timeout: 8h, spare_busy_kernels: true}\n")
+    assert main([f"--policies-file={f}"]) == 2
+    assert "a policy sets spare_busy_kernels but --server-url is not set" in capsys.readouterr().err
+    f.write_text("profiles:\n  gpu: {timeout: 30m, gpu_idle_below: 5}\n")
+    assert main([f"--policies-file={f}"]) == 2
+    assert "a policy sets gpu_idle_below but --prometheus-url is not set" in capsys.readouterr().err
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profiles:\n  - {slug: small, display_name: Small}\n")
+    f.write_text("profiles:\n  gpu: {timeout: 30m}\n")
+    assert main([f"--policies-file={f}", f"--profiles-file={profiles}"]) == 2
+    assert "profiles.gpu: unknown profile 'gpu'; the spawner's profiles are: small" in capsys.readouterr().err
+
+
+def test_notice_deadline_is_utc():
+    from hubfleet.services.culler.notify import Notice
+
+    n = Notice(user="a", server="", profile="p", reason="r", cull_after="2026-12-01T10:00:00Z", warn_before=900)
+    assert "about 15 minute(s)" in n.text() and datetime.now(timezone.utc) - timedelta(days=1) < datetime.now(
+        timezone.utc)

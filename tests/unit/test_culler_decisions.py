@@ -1,0 +1,149 @@
+"""The pure decisions beyond idleness: warnings, busy kernels, GPU use, default-profile resolution, the limiter."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from hubfleet.services.culler.arbiter import (
+    Activity,
+    CullPolicy,
+    Warned,
+    cull_decision,
+    most_lenient,
+    policies_from_config,
+    resolve_policy,
+)
+from hubfleet.services.culler.limiter import AdaptiveLimit
+from hubfleet.spawners.profiles import parse_catalog
+from tests.unit.test_culler_arbiter import DAY, MIN, NOW, USER, server
+
+POLICIES, DEFAULT = policies_from_config({
+    "default": {"timeout": "8h"},
+    "profiles": {
+        "gpu": {"timeout": "30m", "warn_before": "10m", "gpu_idle_below": 5},
+        "small": {"timeout": "8h", "spare_busy_kernels": True, "max_age": "7d"},
+        "warned": {"timeout": "1h", "warn_before": "15m", "max_age": "2d"},
+    },
+})
+
+
+def decide(srv, **kw):
+    return cull_decision(server=srv, user=USER, now=NOW, policies=POLICIES, default=DEFAULT, **kw)
+
+
+def ago(seconds):
+    return NOW - timedelta(seconds=seconds)
+
+
+# --- warnings ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("idle, warned, action, reason_part", [
+    (40 * MIN, None, "keep", "inactive for 00:40:00 < 01:00:00"),
+    (46 * MIN, None, "warn", "culled in 00:15:00 unless active"),             # 14 min before the cull: warn now
+    (61 * MIN, None, "warn", "inactive for 01:01:00 >= 01:00:00"),            # due but never warned: warn first
+    (61 * MIN, Warned(ago(5 * MIN)), "wait", "warned 00:05:00 ago"),         # no cull before warn_before has passed
+    (76 * MIN, Warned(ago(15 * MIN)), "cull", "warned 00:15:00 ago"),        # warn_before after the warning: cull
+    (3 * MIN, Warned(ago(5 * MIN)), "keep", "inactive for 00:03:00"),        # activity after the warning cancels it
+])
+def test_warning_comes_first_and_activity_cancels_it(idle, warned, action, reason_part):
+    d = decide(server("warned", idle=idle, age=DAY), warned=warned)
+    assert d.action == action, d
+    assert reason_part in d.reason
+    assert d.cull is (action == "cull")
+
+
+def test_max_age_warning_is_not_cancelled_by_activity():
+    srv = server("warned", idle=0, age=2 * DAY - 10 * MIN)
+    assert decide(srv).action == "warn" and decide(srv).why == "max_age"
+    d = decide(server("warned", idle=0, age=2 * DAY + 5 * MIN), warned=Warned(ago(10 * MIN), "max_age"))
+    assert d.action == "wait"  # active, but max_age stays due; only the notice period holds it
+    d = decide(server("warned", idle=0, age=2 * DAY + 15 * MIN), warned=Warned(ago(15 * MIN), "max_age"))
+    assert d.cull and "age 48:15:00 >= max_age 48:00:00" in d.reason
+
+
+# --- busy kernels --------------------------------------------------------------------------------------------------
+
+def test_busy_kernel_spares_an_idle_server_up_to_max_age():
+    idle = server("small", idle=9 * 3600, age=DAY)
+    assert decide(idle).cull and decide(idle, activity=Activity(busy_kernels=0)).cull
+    spared = decide(idle, activity=Activity(busy_kernels=1))
+    assert not spared.cull and spared.why == "busy" and "spared: 1 busy kernel(s)" in spared.reason
+    old = decide(server("small", idle=9 * 3600, age=8 * DAY), activity=Activity(busy_kernels=2))
+    assert old.cull and old.why == "max_age" and "2 busy kernel(s)" in old.reason and "max_age 168:00:00" in old.reason
+
+
+def test_busy_kernels_do_not_count_without_the_policy():
+    d = decide(server(None, idle=9 * 3600), activity=Activity(busy_kernels=3))
+    assert d.cull
+
+
+# --- GPU use ------------------------------------------------------------------------------------------------------
+
+def test_gpu_server_is_judged_by_gpu_use_not_by_the_browser():
+    open_tab = server("gpu", idle=10, age=DAY)  # the browser keeps posting activity
+    d = decide(open_tab, activity=Activity(gpu_idle_for=30 * MIN), warned=Warned(ago(10 * MIN)))
+    assert d.cull and d.why == "gpu_idle" and "GPU under 5 % for 00:30:00 >= 00:30:00" in d.reason
+    assert decide(open_tab, activity=Activity(gpu_idle_for=20 * MIN)).action == "warn"
+    assert decide(open_tab, activity=Activity(gpu_idle_for=0)).action == "keep"
+    # no GPU data: browser activity decides
+    assert decide(open_tab, activity=Activity(gpu_idle_for=None)).action == "keep"
+    assert decide(server("gpu", idle=40 * MIN, age=DAY), activity=Activity()).action == "warn"
+
+
+def test_gpu_idleness_is_capped_by_the_servers_age():
+    d = decide(server("gpu", idle=0, age=5 * MIN), activity=Activity(gpu_idle_for=30 * MIN))
+    assert d.action == "keep" and "00:05:00" in d.reason
+
+
+# --- which policy ------------------------------------------------------------------------------------------------
+
+CATALOG = parse_catalog({"profiles": [
+    {"slug": "small", "display_name": "Small"},
+    {"slug": "gpu", "display_name": "GPU", "default": True, "access": {"groups": ["gpu-users"]}},
+]})
+
+
+@pytest.mark.parametrize("user, label, timeout, certain", [
+    ({"name": "ann", "groups": ["gpu-users"]}, "profile gpu (the user's default)", 1800, True),
+    ({"name": "bob", "groups": []}, "profile small (the user's default)", 8 * 3600, True),
+    ({"name": "cy"}, "profile unknown (one of gpu, small: the most lenient of their policies)", 8 * 3600, False),
+])
+def test_a_server_without_profile_gets_its_default_profiles_policy(user, label, timeout, certain):
+    got_label, policy, got_certain = resolve_policy(server=server(None, idle=DAY), user=user, policies=POLICIES,
+                                                    default=DEFAULT, profiles=CATALOG.profiles)
+    assert (got_label, policy.timeout, got_certain) == (label, timeout, certain)
+
+
+def test_a_recorded_profile_wins_and_no_catalog_means_the_default_policy():
+    label, policy, _ = resolve_policy(server=server("small"), user={"name": "ann", "groups": ["gpu-users"]},
+                                      policies=POLICIES, default=DEFAULT, profiles=CATALOG.profiles)
+    assert label == "profile small" and policy is POLICIES["small"]
+    label, policy, certain = resolve_policy(server=server(None), user=USER, policies=POLICIES, default=DEFAULT)
+    assert (label, policy, certain) == ("default policy", DEFAULT, True)
+
+
+def test_most_lenient_culls_no_sooner_than_any():
+    p = most_lenient([CullPolicy(timeout=1800, warn_before=600, gpu_idle_below=5),
+                      CullPolicy(timeout=7200, max_age=86400, spare_busy_kernels=True)])
+    assert (p.timeout, p.max_age, p.warn_before, p.spare_busy_kernels, p.gpu_idle_below) == \
+        (7200, 0, 600, True, None)
+
+
+# --- the limiter --------------------------------------------------------------------------------------------------
+
+def test_limit_halves_when_the_hub_is_slow_and_creeps_up_when_it_is_fast():
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.25)
+    assert lim.limit == 4
+    assert lim.observe(0.005, now=1.0) == 5
+    assert lim.observe(0.005, now=1.1) == 5      # cooldown
+    assert lim.observe(0.015, now=2.0) == 5      # between half the target and the target: hold
+    assert lim.observe(0.080, now=3.0) == 2
+    assert lim.observe(0.080, now=4.0) == 1
+    assert lim.observe(0.080, now=5.0) == 1      # never under the minimum
+    for t in range(6, 30):
+        lim.observe(0.001, now=float(t))
+    assert lim.limit == 10                       # never over --concurrency
+    with pytest.raises(ValueError):
+        AdaptiveLimit(maximum=0)
