@@ -153,7 +153,7 @@ def test_pod_requests_sum_limits_and_init_containers():
 
 
 def test_pod_requests_bad_quantity_names_container():
-    with pytest.raises(QuantityError, match=r"spec.containers\[0\].resources.cpu: 'lots'"):
+    with pytest.raises(QuantityError, match=r"spec.containers\[0\].resources.requests.cpu: 'lots'"):
         pod_requests(make_pod(requests={"cpu": "lots"}))
 
 

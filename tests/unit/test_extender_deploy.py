@@ -34,8 +34,8 @@ def _one(kind: str) -> dict:
 
 def test_the_expected_objects_are_there():
     kinds = sorted(o["kind"] for _, o in OBJECTS)
-    assert kinds == ["ClusterRoleBinding", "ClusterRoleBinding", "ConfigMap", "Deployment", "Role", "RoleBinding",
-                     "ServiceAccount"]
+    assert kinds == ["ClusterRoleBinding", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget",
+                     "PriorityClass", "PriorityClass", "PriorityClass", "Role", "RoleBinding", "ServiceAccount"]
 
 
 @pytest.mark.parametrize("name, obj", OBJECTS, ids=[n for n, _ in OBJECTS])
@@ -66,10 +66,12 @@ def test_scheduler_configuration_calls_the_extender_verbs():
     assert [p["schedulerName"] for p in config["profiles"]] == ["hubfleet-scheduler"]
     [ext] = config["extenders"]
     assert ext["urlPrefix"] == "http://127.0.0.1:8888"
-    assert ext["nodeCacheCapable"] is False and ext["ignorable"] is False and ext["weight"] >= 1
+    # never the reason a pod does not start: kube-scheduler goes on without an extender that is down; and the
+    # extender has its own node cache, so calls carry node names rather than NodeLists
+    assert ext["ignorable"] is True and ext["nodeCacheCapable"] is True and ext["weight"] >= 1
     served = {r.resource.canonical for r in build_app(Extender(Policy(), ClusterCache())).router.routes()
               if r.method == "POST"}
-    assert {f"/{ext['filterVerb']}", f"/{ext['prioritizeVerb']}"} == served == {f"/{v}" for v in VERBS}
+    assert {f"/{ext[v + 'Verb']}" for v in VERBS} == served == {f"/{v}" for v in VERBS}
     # managedResources would make kube-scheduler skip the extender for every pod requesting no GPU, i.e. no bin
     # packing of CPU pods and no keeping them off GPU nodes
     assert "managedResources" not in ext
@@ -96,6 +98,21 @@ def test_deployment_runs_kube_scheduler_and_the_extender_on_the_configured_port(
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_two_replicas_with_leader_election_and_a_disruption_budget():
+    dep, pdb = _one("Deployment"), _one("PodDisruptionBudget")
+    assert dep["spec"]["replicas"] >= 2
+    assert _scheduler_config()["leaderElection"]["leaderElect"] is True
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["metadata"]["namespace"] == dep["metadata"]["namespace"]
+
+
+def test_priority_classes_order_user_servers():
+    classes = {o["metadata"]["name"]: o for _, o in OBJECTS if o["kind"] == "PriorityClass"}
+    low, standard, high = (classes[f"hubfleet-user-{n}"] for n in ("low", "standard", "high"))
+    assert low["value"] < standard["value"] < high["value"] < 1_000_000_000  # below system-cluster-critical
+    assert low["preemptionPolicy"] == "Never" and not any(c["globalDefault"] for c in classes.values())
 
 
 def test_rbac_binds_the_scheduler_roles():

@@ -123,8 +123,9 @@ def test_filter_answers_in_the_form_asked_node_names(extender):
 
 def test_prioritize_returns_a_host_priority_list(extender):
     out = json.loads(extender.prioritize_body(wire.dumps({"Pod": POD, "NodeNames": ["cpu-1", "cpu-2", "gpu-1"]})))
-    assert out == [{"Host": "cpu-1", "Score": 1}, {"Host": "cpu-2", "Score": 3}, {"Host": "gpu-1", "Score": 0}]
-    assert [HostPriority.from_json(h) for h in out][1] == HostPriority("cpu-2", 3)
+    # cpu-2 holds a pod expected to stay as long as this one (the lifetime term) and is fuller: it wins clearly
+    assert out == [{"Host": "cpu-1", "Score": 0}, {"Host": "cpu-2", "Score": 6}, {"Host": "gpu-1", "Score": 0}]
+    assert [HostPriority.from_json(h) for h in out][1] == HostPriority("cpu-2", 6)
 
 
 def test_filter_result_round_trip():

@@ -20,6 +20,7 @@ FORBIDDEN = ("tornado", "aiohttp", "ldap3", "kubernetes", "kubernetes_asyncio", 
 PURE = [
     "hubfleet.errors",
     "hubfleet.quantity",
+    "hubfleet.resources",
     "hubfleet.yamlfile",
     "hubfleet.authenticators.policy",
     "hubfleet.authenticators.ldap_compat",

@@ -22,6 +22,7 @@ from .events import record_event
 from ..quantity import QuantityError
 from .scheduling import add_usage, choose_node, failed_scheduling_message, fit_reasons, pod_requests
 from ..errors import HubfleetError
+from ..scheduler_plugin import wire
 
 log = logging.getLogger("hubfleet.devcluster.scheduler")
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -41,16 +42,6 @@ class ExtenderConfig:
 
 class ExtenderError(HubfleetError):
     pass
-
-
-def _ci(d: dict, key: str):
-    """Case-insensitive key lookup (Go's encoding/json matches field names that way)."""
-    if not isinstance(d, dict):
-        return None
-    for k, v in d.items():
-        if k.lower() == key.lower():
-            return v
-    return None
 
 
 class Scheduler:
@@ -173,15 +164,14 @@ class Scheduler:
         else:
             args["Nodes"] = {"items": feasible}
         if ext.filter_verb:
-            result = await self._call(ext, ext.filter_verb, args)
-            if _ci(result, "Error"):
-                raise ExtenderError(f"scheduler extender {ext.url_prefix} filter failed: {_ci(result, 'Error')}")
-            names = _ci(result, "NodeNames")
+            result = self._decode(ext, ext.filter_verb, wire.ExtenderFilterResult.from_json,
+                                  await self._call(ext, ext.filter_verb, args))
+            if result.error:
+                raise ExtenderError(f"scheduler extender {ext.url_prefix} filter failed: {result.error}")
+            names = result.node_names
             if names is None:
-                items = (_ci(result, "Nodes") or {}).get("items") or []
-                names = [n["metadata"]["name"] for n in items]
-            failed = dict(_ci(result, "FailedNodes") or {})
-            failed.update(_ci(result, "FailedAndUnresolvableNodes") or {})
+                names = [(n.get("metadata") or {}).get("name") for n in result.nodes or [] if isinstance(n, dict)]
+            failed = {**result.failed_nodes, **result.failed_and_unresolvable_nodes}
             for name, why in failed.items():
                 reasons[name] = [str(why)]
             for name in list(by_name):
@@ -201,14 +191,21 @@ class Scheduler:
                 raise ExtenderError(f"scheduler extender {ext.url_prefix} prioritize answered {result!r}, "
                                     "expected a HostPriorityList")
             for item in result:
-                host, score = _ci(item, "Host"), _ci(item, "Score")
-                if host in scores and isinstance(score, (int, float)):
-                    scores[host] += float(score) * ext.weight
+                hp = self._decode(ext, ext.prioritize_verb, wire.HostPriority.from_json, item)
+                if hp.host in scores:
+                    scores[hp.host] += float(hp.score) * ext.weight
         # built-in feasibility is re-checked (the extender may not know about resources)
         best = max(sorted(scores), key=lambda n: scores[n])
         if fit_reasons(pod, by_name[best], used.get(best, {})):
             return None, reasons
         return best, reasons
+
+    @staticmethod
+    def _decode(ext: ExtenderConfig, verb: str, decode, data):
+        try:
+            return decode(data)
+        except (wire.WireError, TypeError, ValueError, AttributeError) as e:
+            raise ExtenderError(f"scheduler extender {ext.url_prefix}/{verb} answered a malformed reply: {e}") from e
 
     async def _call(self, ext: ExtenderConfig, verb: str, args: dict):
         assert self._session is not None

@@ -1,5 +1,7 @@
 """Pure placement logic of the devcluster scheduler: does a pod fit a node, why not, and which node is best.
 
+Pod requests and the resource fit are ``hubfleet.resources`` (shared with the scheduler extender); this module adds the
+other built-in filters (NodeUnschedulable, TaintToleration, NodeAffinity) and kube-scheduler's messages.
 Messages follow kube-scheduler's wording so that what a user sees in spawn progress on the devcluster is what they
 would see on a real cluster ("0/4 nodes are available: 3 Insufficient nvidia.com/gpu, ...").
 """
@@ -7,33 +9,13 @@ would see on a real cluster ("0/4 nodes are available: 3 Insufficient nvidia.com
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from typing import Iterable, Mapping
 
-from ..quantity import QuantityError, parse_quantity
+from ..quantity import QuantityError
+from ..resources import (Resources, add_usage, insufficient, least_allocated, most_allocated, node_allocatable,
+                         pod_requests)
 
-Resources = dict[str, Decimal]
-
-
-def pod_requests(pod: Mapping) -> Resources:
-    """Effective requests of a pod: sum over containers (a limit without a request counts as the request),
-    the max with each init container, as kube-scheduler computes them. Raises QuantityError on a bad quantity."""
-    spec = pod.get("spec") or {}
-    total: Resources = {}
-
-    def container_requests(c: Mapping, where: str) -> Resources:
-        res = c.get("resources") or {}
-        req = dict(res.get("limits") or {})
-        req.update(res.get("requests") or {})
-        return {k: parse_quantity(v, field=f"{where}.resources.{k}") for k, v in req.items()}
-
-    for i, c in enumerate(spec.get("containers") or []):
-        for k, v in container_requests(c, f"spec.containers[{i}]").items():
-            total[k] = total.get(k, Decimal(0)) + v
-    for i, c in enumerate(spec.get("initContainers") or []):
-        for k, v in container_requests(c, f"spec.initContainers[{i}]").items():
-            total[k] = max(total.get(k, Decimal(0)), v)
-    return total
+STRATEGIES = {"LeastAllocated": least_allocated, "MostAllocated": most_allocated}  # NodeResourcesFit scoringStrategy
 
 
 def _match_expression(expr: Mapping, labels: Mapping[str, str]) -> bool:
@@ -104,7 +86,7 @@ def untolerated_taint(pod: Mapping, node: Mapping) -> Mapping | None:
 
 
 def allocatable(node: Mapping) -> Resources:
-    return {k: parse_quantity(v) for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()}
+    return node_allocatable(node)
 
 
 def fit_reasons(pod: Mapping, node: Mapping, used: Resources, requests: Resources | None = None) -> list[str]:
@@ -119,17 +101,7 @@ def fit_reasons(pod: Mapping, node: Mapping, used: Resources, requests: Resource
         return [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"]
     if not matches_node_selector(pod, node):
         return ["node(s) didn't match Pod's node affinity/selector"]
-    reasons: list[str] = []
-    req = pod_requests(pod) if requests is None else requests
-    alloc = allocatable(node)
-    if used.get("pods", Decimal(0)) + 1 > alloc.get("pods", Decimal(110)):
-        reasons.append("Too many pods")
-    for res in sorted(req):
-        if req[res] <= 0:
-            continue
-        if used.get(res, Decimal(0)) + req[res] > alloc.get(res, Decimal(0)):
-            reasons.append(f"Insufficient {res}")
-    return reasons
+    return insufficient(pod_requests(pod) if requests is None else requests, used, allocatable(node))
 
 
 def failed_scheduling_message(total_nodes: int, reasons_by_node: Mapping[str, list[str]]) -> str:
@@ -147,22 +119,12 @@ def preferred_affinity_score(pod: Mapping, node: Mapping) -> int:
     return sum(int(p.get("weight", 0)) for p in prefs if _match_term(p.get("preference") or {}, node))
 
 
-def least_allocated_score(requests: Resources, used: Resources, alloc: Resources) -> float:
-    """kube-scheduler's default NodeResourcesFit strategy (LeastAllocated) over cpu and memory, 0..100."""
-    scores = []
-    for res in ("cpu", "memory"):
-        cap = alloc.get(res, Decimal(0))
-        if cap <= 0:
-            continue
-        after = used.get(res, Decimal(0)) + requests.get(res, Decimal(0))
-        scores.append(float((cap - after) / cap) * 100)
-    return sum(scores) / len(scores) if scores else 0.0
-
-
-def choose_node(pod: Mapping, nodes: Iterable[Mapping], used_by_node: Mapping[str, Resources]
-                ) -> tuple[str | None, dict[str, list[str]]]:
-    """Pick a node for `pod`: the feasible node with the best score (preferred affinity first, then least
-    allocated, then name). Returns (node name or None, reasons by infeasible node)."""
+def choose_node(pod: Mapping, nodes: Iterable[Mapping], used_by_node: Mapping[str, Resources],
+                strategy: str = "LeastAllocated") -> tuple[str | None, dict[str, list[str]]]:
+    """Pick a node for `pod`: the feasible node with the best score (preferred affinity first, then the
+    NodeResourcesFit `strategy`, LeastAllocated as kube-scheduler's default profile or MostAllocated, then name).
+    Returns (node name or None, reasons by infeasible node)."""
+    score = STRATEGIES[strategy]
     requests = pod_requests(pod)
     reasons: dict[str, list[str]] = {}
     best: tuple | None = None
@@ -173,20 +135,12 @@ def choose_node(pod: Mapping, nodes: Iterable[Mapping], used_by_node: Mapping[st
         if why:
             reasons[name] = why
             continue
-        key = (preferred_affinity_score(pod, node), least_allocated_score(requests, used, allocatable(node)),
+        key = (preferred_affinity_score(pod, node), score(requests, used, allocatable(node)),
                [-ord(ch) for ch in name])
         if best is None or key > best[0]:
             best = (key, name)
     return (best[1] if best else None), reasons
 
 
-def add_usage(used: Resources, requests: Resources) -> Resources:
-    out = dict(used)
-    for k, v in requests.items():
-        out[k] = out.get(k, Decimal(0)) + v
-    out["pods"] = out.get("pods", Decimal(0)) + 1
-    return out
-
-
-__all__ = ["QuantityError", "pod_requests", "fit_reasons", "choose_node", "failed_scheduling_message", "add_usage",
-           "matches_node_selector", "untolerated_taint"]
+__all__ = ["STRATEGIES", "QuantityError", "Resources", "add_usage", "choose_node", "failed_scheduling_message",
+           "fit_reasons", "matches_node_selector", "pod_requests", "untolerated_taint"]

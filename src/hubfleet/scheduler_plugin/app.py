@@ -1,11 +1,15 @@
-"""The extender's HTTP server (aiohttp): ``POST /filter``, ``POST /prioritize``, ``GET /healthz``, ``GET /metrics``,
-``GET /cache``.
+"""The extender's HTTP server (aiohttp): ``POST /filter``, ``POST /prioritize``, ``POST /preempt``, ``GET /healthz``,
+``GET /metrics``, ``GET /cache``.
 
-kube-scheduler POSTs ExtenderArgs to ``<urlPrefix>/<filterVerb>`` and ``<urlPrefix>/<prioritizeVerb>`` (see
-``deploy/scheduler-extender/``: urlPrefix ``http://127.0.0.1:8888``, verbs ``filter`` and ``prioritize``). Request
-bodies are bounded (``max_body_bytes``, answered 413 beyond it); a malformed body is answered 400 with
-``{"error": "<field>: <what is wrong>", "field": "<field>"}``; nothing a client sends produces a 500. Large bodies
-(full NodeLists) are decoded and scored on a worker thread so /healthz and small requests keep being answered.
+kube-scheduler POSTs ExtenderArgs to ``<urlPrefix>/<filterVerb>`` and ``<urlPrefix>/<prioritizeVerb>``, and
+ExtenderPreemptionArgs to ``<urlPrefix>/<preemptVerb>`` (see ``deploy/scheduler-extender/``: urlPrefix
+``http://127.0.0.1:8888``, verbs ``filter``, ``prioritize``, ``preempt``). Request bodies are bounded
+(``max_body_bytes``, answered 413 beyond it); a malformed body is answered 400 with ``{"error": "<field>: <what is
+wrong>", "field": "<field>"}``; nothing a client sends produces a 500. Large bodies (full NodeLists) are decoded and
+scored on a worker thread so /healthz and small requests keep being answered.
+
+With ``NodeNames`` (``nodeCacheCapable: true``) a ``pack`` pod is answered from a table of verdicts and scores kept
+per request shape (``tables.py``), so a call costs a lookup per node name.
 """
 
 from __future__ import annotations
@@ -13,70 +17,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from bisect import bisect_left
-from collections import defaultdict
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from . import wire
 from .cache import ClusterCache
-from .scoring import NodeInfo, Policy, ScoringError, filter_nodes, node_info, pod_requests, prioritize
+from .metrics import Metrics
+from .preemption import narrow, victim_info
+from .scoring import (NodeInfo, PodInfo, Policy, ScoringError, View, filter_nodes, node_info, pod_info, pod_requests,
+                      prioritize)
+from .tables import Tables, unknown_answer
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # a NodeList of 1,000 devcluster-sized nodes is ~1.1 MB; real nodes more
 OFFLOAD_BYTES = 256 * 1024
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-VERBS = ("filter", "prioritize")
+VERBS = ("filter", "prioritize", "preempt")
+_MISSING = object()
 
 
 class CacheNotSynced(Exception):
     pass
 
 
-class Metrics:
-    """Request counts by (verb, HTTP code) and a latency histogram by verb, in Prometheus' text format."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, int], int] = defaultdict(int)
-        self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-        self.sums: dict[str, float] = defaultdict(float)
-
-    def observe(self, verb: str, code: int, seconds: float) -> None:
-        self.counts[(verb, code)] += 1
-        self.buckets[verb][bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sums[verb] += seconds
-
-    def render(self, cache: ClusterCache) -> str:
-        out = ["# HELP hubfleet_extender_requests_total Extender requests by verb and HTTP status code.",
-               "# TYPE hubfleet_extender_requests_total counter"]
-        for (verb, code), n in sorted(self.counts.items()):
-            out.append(f'hubfleet_extender_requests_total{{verb="{verb}",code="{code}"}} {n}')
-        out += ["# HELP hubfleet_extender_request_duration_seconds Time to answer an extender request.",
-                "# TYPE hubfleet_extender_request_duration_seconds histogram"]
-        for verb in sorted(self.buckets):
-            cumulative = 0
-            for le, n in zip((*LATENCY_BUCKETS, "+Inf"), self.buckets[verb]):
-                cumulative += n
-                out.append(f'hubfleet_extender_request_duration_seconds_bucket{{verb="{verb}",le="{le}"}} '
-                           f'{cumulative}')
-            out.append(f'hubfleet_extender_request_duration_seconds_sum{{verb="{verb}"}} {self.sums[verb]:.6f}')
-            out.append(f'hubfleet_extender_request_duration_seconds_count{{verb="{verb}"}} {cumulative}')
-        out += ["# TYPE hubfleet_extender_cache_synced gauge", f"hubfleet_extender_cache_synced {int(cache.synced)}",
-                "# TYPE hubfleet_extender_cache_pods gauge", f"hubfleet_extender_cache_pods {len(cache.pods)}",
-                "# TYPE hubfleet_extender_cache_nodes gauge", f"hubfleet_extender_cache_nodes {len(cache.nodes)}",
-                "# TYPE hubfleet_extender_cache_relists_total counter",
-                f"hubfleet_extender_cache_relists_total {cache.relists}"]
-        return "\n".join(out) + "\n"
-
-
 class Extender:
-    """The verbs, on decoded bytes (usable without HTTP): `filter_body` / `prioritize_body` -> response bytes."""
+    """The verbs, on decoded bytes (usable without HTTP): `filter_body` / `prioritize_body` / `preempt_body` ->
+    response bytes."""
 
-    def __init__(self, policy: Policy, cache: ClusterCache, *, node_info_cache_size: int = 20_000):
+    def __init__(self, policy: Policy, cache: ClusterCache, *, node_info_cache_size: int = 20_000,
+                 clock: Callable[[], float] = time.time):
         self.policy = policy
         self.cache = cache
+        self.clock = clock
+        self.tables = Tables(policy)
+        self.metrics = Metrics(cache)
         self._node_infos: dict[tuple[str, str], NodeInfo] = {}
         self._node_info_cache_size = node_info_cache_size
 
@@ -111,52 +86,138 @@ class Extender:
                 infos.append(info)
         return infos, unknown
 
-    def _requests(self, args: wire.ExtenderArgs):
+    @staticmethod
+    def _pod(args) -> PodInfo:
         try:
-            return pod_requests(args.pod, where="Pod")
+            return pod_info(args.pod, where="Pod")
         except ScoringError as e:
             raise _wire_error(e) from e
 
+    def _view(self, pod: PodInfo, names) -> View:
+        now = self.clock()
+        if pod.strategy == "spread":
+            return View(now=now, zone_pods=self.cache.zone_pods(), expected_stay=self.cache.lifetimes.expected)
+        drain = {}
+        for name in names:
+            d = self.cache.drain_at(name, now)
+            if d is not None:
+                drain[name] = d
+        return View(now=now, drain_at=drain, expected_stay=self.cache.lifetimes.expected)
+
+    def _table(self, args: wire.ExtenderArgs, pod: PodInfo):
+        """The shape's table when the call can be answered from it (NodeNames, pack), else None."""
+        if args.nodes is not None or pod.strategy != "pack" or not self.cache.nodes_synced:
+            return None
+        return self.tables.get(pod, self.cache, self.clock())
+
     def filter(self, args: wire.ExtenderArgs) -> wire.ExtenderFilterResult:
-        requests = self._requests(args)
+        pod = self._pod(args)
         if not self.cache.pods_synced:
+            self.metrics.decide("filter", "not_synced")
             return wire.ExtenderFilterResult(error="hubfleet scheduler extender: its pod cache has not synced with "
                                                    "the API server yet (see its log); retry shortly")
+        table = self._table(args, pod)
+        if table is not None:
+            verdict = table.verdict
+            feasible: list[str] = []
+            failed: dict[str, str] = {}
+            unresolvable: dict[str, str] = {}
+            for name in args.node_names or ():
+                why = verdict.get(name, _MISSING)
+                if why is None:
+                    feasible.append(name)
+                elif why is _MISSING:
+                    failed[name] = f"node {name} is not (yet) in the extender's node cache"
+                elif why[1]:
+                    unresolvable[name] = why[0]
+                else:
+                    failed[name] = why[0]
+            self.metrics.decide("filter", "feasible" if feasible else "no_fit")
+            return wire.ExtenderFilterResult(node_names=feasible, failed_nodes=failed,
+                                             failed_and_unresolvable_nodes=unresolvable)
         try:
             infos, unknown = self._nodes_of(args)
         except CacheNotSynced as e:
+            self.metrics.decide("filter", "not_synced")
             return wire.ExtenderFilterResult(error=f"hubfleet scheduler extender: {e}")
-        outcome = filter_nodes(requests, infos, self.cache.usage, self.policy)
+        outcome = filter_nodes(pod.requests, infos, self.cache.usage, self.policy)
         failed = {**unknown, **outcome.failed}
+        self.metrics.decide("filter", "feasible" if outcome.feasible else "no_fit")
         if args.nodes is not None:
             keep = set(outcome.feasible)
             nodes = [n for n in args.nodes if n["metadata"]["name"] in keep]
-            result = wire.ExtenderFilterResult(nodes=nodes, failed_nodes=failed,
-                                               failed_and_unresolvable_nodes=outcome.unresolvable)
-        else:
-            result = wire.ExtenderFilterResult(node_names=outcome.feasible, failed_nodes=failed,
-                                               failed_and_unresolvable_nodes=outcome.unresolvable)
-        log.debug("filter pod:%s: %d feasible, %d failed", args.pod_key, len(outcome.feasible),
-                  len(failed) + len(outcome.unresolvable))
-        return result
+            return wire.ExtenderFilterResult(nodes=nodes, failed_nodes=failed,
+                                             failed_and_unresolvable_nodes=outcome.unresolvable)
+        return wire.ExtenderFilterResult(node_names=outcome.feasible, failed_nodes=failed,
+                                         failed_and_unresolvable_nodes=outcome.unresolvable)
 
-    def prioritize(self, args: wire.ExtenderArgs) -> list[tuple[str, int]]:
-        requests = self._requests(args)
+    def prioritize_bytes(self, args: wire.ExtenderArgs) -> bytes:
+        pod = self._pod(args)
         if not self.cache.pods_synced:
             raise CacheNotSynced("the extender's pod cache has not synced with the API server yet")
+        table = self._table(args, pod)
+        self.metrics.decide("prioritize", "scored")
+        if table is not None:
+            answer = table.answer
+            return b"[" + b",".join([answer.get(n) or unknown_answer(n) for n in args.node_names or ()]) + b"]"
         infos, unknown = self._nodes_of(args)
-        scores = prioritize(requests, infos, self.cache.usage, self.policy)
-        return scores + [(name, 0) for name in unknown]
+        scores = prioritize(pod.requests, infos, self.cache.usage, self.policy, pod=pod,
+                            view=self._view(pod, [i.name for i in infos]))
+        return wire.dumps(wire.host_priority_list(scores + [(name, 0) for name in unknown]))
+
+    def prioritize(self, args: wire.ExtenderArgs) -> list[tuple[str, int]]:
+        return [(h["Host"], h["Score"]) for h in wire.loads(self.prioritize_bytes(args))]
+
+    def preempt(self, args: wire.ExtenderPreemptionArgs) -> dict[str, list[str]]:
+        """{node: [victim UIDs]}: the idlest user servers among the proposed victims, on at most one node."""
+        try:
+            requests = pod_requests(args.pod, where="Pod")
+            proposed, pods = {}, {}
+            for node, victims in args.victims.items():
+                proposed[node] = victims.uids()
+                if not args.meta:  # full Pods: read them rather than the cache
+                    for i, p in enumerate(victims.pods):
+                        info = victim_info(p, pod_requests(p, where=f"NodeNameToVictims.{node}.Pods[{i}]"))
+                        pods[info.uid] = info
+        except ScoringError as e:
+            raise _wire_error(e) from e
+        if args.meta:
+            if not self.cache.pods_synced:
+                self.metrics.decide("preempt", "not_synced")
+                return {}
+            pods = {uid: rec.victim for uid in {u for uids in proposed.values() for u in uids}
+                    if (rec := self.cache.pods.get(uid)) is not None}
+        decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
+                          now=self.clock(), protect_active=self.policy.protect_active)
+        key = f"{(args.pod.get('metadata') or {}).get('namespace')}/{(args.pod.get('metadata') or {}).get('name')}"
+        if decision.victims:
+            [(node, uids)] = decision.victims.items()
+            self.metrics.decide("preempt", "victims")
+            self.metrics.victims.inc(len(uids))
+            log.info("preempt pod:%s: on %s, victims %s (the idlest user servers proposed)", key, node,
+                     ", ".join(pods[u].name for u in uids))
+        else:
+            self.metrics.decide("preempt", "refused")
+            log.info("preempt pod:%s: no victims (%s)", key, "; ".join(f"{n}: {w}" for n, w in
+                                                                        sorted(decision.refused.items())) or "none")
+        return decision.victims
 
     def filter_body(self, body: bytes) -> bytes:
         return wire.dumps(self.filter(wire.ExtenderArgs.from_json(wire.loads(body))).to_json())
 
     def prioritize_body(self, body: bytes) -> bytes:
-        return wire.dumps(wire.host_priority_list(self.prioritize(wire.ExtenderArgs.from_json(wire.loads(body)))))
+        return self.prioritize_bytes(wire.ExtenderArgs.from_json(wire.loads(body)))
+
+    def preempt_body(self, body: bytes) -> bytes:
+        return wire.dumps(wire.preemption_result(self.preempt(wire.ExtenderPreemptionArgs.from_json(
+            wire.loads(body)))))
 
 
 EXTENDER_KEY: web.AppKey["Extender"] = web.AppKey("extender")
-METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+EXPECTED = {"filter": "ExtenderArgs {Pod, Nodes | NodeNames}", "prioritize": "ExtenderArgs {Pod, Nodes | NodeNames}",
+            "preempt": "ExtenderPreemptionArgs {Pod, NodeNameToVictims | NodeNameToMetaVictims}"}
 
 
 def _wire_error(e: ScoringError) -> wire.WireError:
@@ -170,7 +231,7 @@ def _json_response(status: int, payload: object) -> web.Response:
 
 def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               offload_bytes: int = OFFLOAD_BYTES) -> web.Application:
-    metrics = Metrics()
+    metrics = extender.metrics
 
     @web.middleware
     async def json_errors(request: web.Request, handler):
@@ -180,7 +241,7 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
             if e.status < 400:
                 raise
             hint = {404: f"no such endpoint {request.path}; the extender serves POST /filter, POST /prioritize, "
-                         "GET /healthz, GET /metrics, GET /cache",
+                         "POST /preempt, GET /healthz, GET /metrics, GET /cache",
                     405: f"{request.method} is not allowed on {request.path}"}.get(e.status, e.reason)
             return _json_response(e.status, {"error": hint, "field": ""})
 
@@ -193,7 +254,7 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
                     raise web.HTTPRequestEntityTooLarge(max_size=max_body_bytes, actual_size=request.content_length)
                 body = await request.read()
                 if not body:
-                    raise wire.WireError("", "empty request body: expected ExtenderArgs JSON {Pod, Nodes | NodeNames}")
+                    raise wire.WireError("", f"empty request body: expected {EXPECTED[verb]} JSON")
                 if len(body) > offload_bytes:
                     out = await asyncio.to_thread(compute, body)
                 else:
@@ -227,20 +288,30 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
         return _json_response(200 if cache.synced else 503, body)
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(extender.cache), content_type="text/plain")
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
     async def cache_handler(request: web.Request) -> web.Response:
         return _json_response(200, extender.cache.snapshot())
 
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app[EXTENDER_KEY] = extender
-    app[METRICS_KEY] = metrics
     app.router.add_post("/filter", verb_handler("filter", extender.filter_body))
     app.router.add_post("/prioritize", verb_handler("prioritize", extender.prioritize_body))
+    app.router.add_post("/preempt", verb_handler("preempt", extender.preempt_body))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/cache", cache_handler)
     return app
+
+
+async def _refresh(extender: Extender, interval: float = 0.2, batch: int = 25) -> None:
+    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            extender.tables.refresh_some(extender.cache, extender.clock(), batch)
+        except Exception:  # noqa: BLE001 - a bug here must not stop the server; the next sync rebuilds
+            log.exception("refreshing score tables failed")
 
 
 async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | None,
@@ -260,10 +331,11 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
     api_client = await make_api_client(kubeconfig)
     runner = web.AppRunner(build_app(extender, max_body_bytes=max_body_bytes), access_log=None)
     await runner.setup()
-    watch_task = None
+    watch_task = refresh_task = None
     try:
         await web.TCPSite(runner, host, port).start()  # bind first: a busy port fails before any watch starts
         watch_task = asyncio.create_task(CacheWatcher(extender.cache, api_client).run(), name="cache-watch")
+        refresh_task = asyncio.create_task(_refresh(extender), name="score-refresh")
         log.info("scheduler extender listening on http://%s:%s (gpu resource %s, gpu-node label %r, weights %s)",
                  host, port, extender.policy.gpu_resource, extender.policy.gpu_node_label, extender.policy.weights)
         await stop.wait()
@@ -271,9 +343,10 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
     finally:
         if watch_task is not None:
             watch_task.cancel()
-            await asyncio.gather(watch_task, return_exceptions=True)
+            refresh_task.cancel()
+            await asyncio.gather(watch_task, refresh_task, return_exceptions=True)
         await runner.cleanup()
         await api_client.close()
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Extender", "Metrics", "build_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "serve"]

@@ -17,8 +17,11 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from dataclasses import dataclass
+
 from . import wire
-from .scoring import NodeInfo, Resources, ScoringError, add_usage, node_info, pod_requests
+from .preemption import VictimInfo, parse_time, victim_info
+from .scoring import PROFILE_LABEL, Lifetimes, NodeInfo, Resources, ScoringError, add_usage, node_info, pod_requests
 from ..errors import HubfleetError
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
@@ -31,17 +34,64 @@ class WatchError(HubfleetError):
     """A list or watch that must be restarted (the message says why)."""
 
 
-class ClusterCache:
-    """Per-node usage and node allocatable. Mutated only by `apply_*`/`replace_*` (from the watch loops or tests)."""
+@dataclass(slots=True)
+class PodRecord:
+    """What the cache keeps of a bound pod: its node and requests, and for the lifetime and preemption terms its
+    profile, creation time and (as a victim) user and last activity."""
+    node: str
+    requests: Resources
+    profile: str
+    created: float
+    victim: VictimInfo
 
-    def __init__(self) -> None:
-        self.pods: dict[str, tuple[str, Resources]] = {}  # pod uid (or ns/name) -> (node, requests)
+
+MAX_CHANGES = 100_000
+
+
+class ClusterCache:
+    """Per-node usage and node allocatable. Mutated only by `apply_*`/`replace_*` (from the watch loops or tests).
+
+    `changes` lists the nodes whose usage or object changed, in order, and `epoch` counts re-lists: score tables
+    kept per request shape (``tables.py``) recompute just those nodes."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.pods: dict[str, PodRecord] = {}  # pod uid (or ns/name) -> record
         self.usage: dict[str, Resources] = {}
+        self.node_pods: dict[str, set[str]] = {}
         self.nodes: dict[str, NodeInfo] = {}
+        self.lifetimes = Lifetimes()
+        self.clock = clock
         self.pods_synced = False
         self.nodes_synced = False
         self.last_error: str = ""
         self.relists = 0
+        self.changes: list[str] = []
+        self.epoch = 0
+        self.last_event = {"pods": 0.0, "nodes": 0.0}  # time.monotonic() of the last list or watch event
+
+    def _changed(self, node: str) -> None:
+        self.changes.append(node)
+        if len(self.changes) > MAX_CHANGES:
+            self.changes = []
+            self.epoch += 1
+
+    def drain_at(self, node: str, now: float) -> float | None:
+        """When the last pod on `node` is expected to end (epoch seconds), None for an empty node."""
+        keys = self.node_pods.get(node)
+        if not keys:
+            return None
+        return max(self.lifetimes.expected_end(r.profile, r.created, now) for r in (self.pods[k] for k in keys))
+
+    def zone_pods(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for node, keys in self.node_pods.items():
+            info = self.nodes.get(node)
+            if info is None or not info.zone:
+                continue
+            for k in keys:
+                key = (info.zone, self.pods[k].profile)
+                out[key] = out.get(key, 0) + 1
+        return out
 
     @property
     def synced(self) -> bool:
@@ -54,7 +104,7 @@ class ClusterCache:
         return meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
 
     @staticmethod
-    def _placement(pod: Mapping) -> tuple[str, Resources] | None:
+    def _placement(pod: Mapping) -> PodRecord | None:
         node = (pod.get("spec") or {}).get("nodeName")
         if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return None
@@ -65,27 +115,40 @@ class ClusterCache:
             log.warning("pod:%s/%s has a bad quantity, counted as requesting nothing: %s",
                         meta.get("namespace"), meta.get("name"), e)
             requests = {}
-        return node, requests
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        created = parse_time(meta.get("creationTimestamp"))
+        return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
+                         created=created if created is not None else time.time(), victim=victim_info(pod, requests))
 
-    def _forget_pod(self, key: str) -> None:
+    def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)
         if old is not None:
-            node, requests = old
-            left = add_usage(self.usage.get(node, {}), requests, sign=-1)
+            node = old.node
+            left = add_usage(self.usage.get(node, {}), old.requests, sign=-1)
             if left.get("pods", Decimal(0)) <= 0:
                 self.usage.pop(node, None)
             else:
                 self.usage[node] = left
+            keys = self.node_pods.get(node)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.node_pods[node]
+            if ended:
+                self.lifetimes.observe(old.profile, self.clock() - old.created)
+            self._changed(node)
+        return old
 
     def apply_pod(self, event_type: str, pod: Mapping) -> None:
         key = self._pod_key(pod)
-        self._forget_pod(key)
-        if event_type == "DELETED":
-            return
-        placed = self._placement(pod)
+        placed = None if event_type == "DELETED" else self._placement(pod)
+        self._forget_pod(key, ended=placed is None)
         if placed is not None:
             self.pods[key] = placed
-            self.usage[placed[0]] = add_usage(self.usage.get(placed[0], {}), placed[1])
+            self.usage[placed.node] = add_usage(self.usage.get(placed.node, {}), placed.requests)
+            self.node_pods.setdefault(placed.node, set()).add(key)
+            self._changed(placed.node)
 
     def replace_pods(self, pods: list[Mapping]) -> None:
         """A re-list: build the new view aside and swap it in, so a request scored on a worker thread meanwhile
@@ -93,12 +156,14 @@ class ClusterCache:
         fresh = ClusterCache()
         for pod in pods:
             fresh.apply_pod("ADDED", pod)
-        self.pods, self.usage = fresh.pods, fresh.usage
+        self.pods, self.usage, self.node_pods = fresh.pods, fresh.usage, fresh.node_pods
+        self.changes, self.epoch = [], self.epoch + 1
         self.pods_synced = True
 
     # --- nodes ---
     def apply_node(self, event_type: str, node: Mapping) -> None:
         name = (node.get("metadata") or {}).get("name")
+        self._changed(name)
         if event_type == "DELETED":
             self.nodes.pop(name, None)
             return
@@ -112,6 +177,7 @@ class ClusterCache:
         for node in nodes:
             fresh.apply_node("ADDED", node)
         self.nodes = fresh.nodes
+        self.changes, self.epoch = [], self.epoch + 1
         self.nodes_synced = True
 
     def snapshot(self) -> dict:
@@ -150,6 +216,7 @@ class CacheWatcher:
                     resp.release()
                 data = wire.loads(body)
                 replace(list(data.get("items") or []))
+                self.cache.last_event[what] = time.monotonic()
                 rv = (data.get("metadata") or {}).get("resourceVersion") or "0"
                 log.info("cache: listed %d %s at resourceVersion %s", len(data.get("items") or []), what, rv)
                 backoff = BACKOFF_INITIAL
@@ -182,6 +249,7 @@ class CacheWatcher:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         rv = self._event(what, line, rv, apply)
+                        self.cache.last_event[what] = time.monotonic()
                         events += 1
             if not events and time.monotonic() - started < 1:  # a server ending watches at once: back off, re-list
                 raise WatchError(f"watch of {what} ended at once without events")

@@ -18,6 +18,18 @@ def _weights(text: str) -> Weights:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 900, '15m' or '1h'")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -31,9 +43,10 @@ def _port(text: str) -> int:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "scheduler-extender", help="run the kube-scheduler extender (bin-packing, GPU-aware) webhook",
-        description="Serve kube-scheduler's extender protocol (POST /filter, POST /prioritize) plus GET /healthz and "
-                    "GET /metrics. Pods are packed onto the most-allocated nodes, GPU nodes are kept for GPU pods "
-                    "and a GPU pod goes where it fits best. Needs read access (list/watch) to pods and nodes.")
+        description="Serve kube-scheduler's extender protocol (POST /filter, POST /prioritize, POST /preempt) plus "
+                    "GET /healthz and GET /metrics. Pods are packed (or spread, per profile), GPU nodes are kept for "
+                    "GPU pods, a GPU pod goes where it fits best, and preemption picks the idlest user servers. "
+                    "Needs read access (list/watch) to pods and nodes.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, as beside "
                                                         "kube-scheduler in the same pod)")
     p.add_argument("--port", type=_port, default=8888, help="port to listen on (default: 8888)")
@@ -45,7 +58,10 @@ def add_parser(subparsers) -> None:
                    help="KEY=VALUE (or KEY) marking GPU nodes that only pods requesting a GPU may use; '' disables "
                         f"(default: {DEFAULT_GPU_NODE_LABEL})")
     p.add_argument("--weights", type=_weights, default=Weights(),
-                   help="bin-packing weights, e.g. cpu=1,memory=1,gpu=3 (the default)")
+                   help="score weights, e.g. cpu=1,memory=1,gpu=3,lifetime=2,zone=2 (the default)")
+    p.add_argument("--protect-active", type=_duration, default=900.0,
+                   help="the preempt verb never chooses a user server active within this window (default: 15m); "
+                        "activity is read from the pod annotation hubfleet.io/last-activity")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
                    help="largest request body accepted (default: 64 MiB; larger ones are answered 413)")
     p.add_argument("--log-level", default="INFO")
@@ -59,7 +75,8 @@ def run(args) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        policy = Policy(gpu_resource=args.gpu_resource, gpu_node_label=args.gpu_node_label, weights=args.weights)
+        policy = Policy(gpu_resource=args.gpu_resource, gpu_node_label=args.gpu_node_label, weights=args.weights,
+                        protect_active=args.protect_active)
     except ScoringError as e:
         print(f"hubfleet scheduler-extender: {e}", file=sys.stderr)
         return 2

@@ -1,45 +1,62 @@
-"""Pure placement policy of the scheduler extender: which nodes a pod may use and how good each one is.
+"""Pure placement policy of the scheduler extender (and of bench/sim_churn.py, which replays a day of a hub through
+these same functions): which nodes a pod may use, how good each one is, and which pods to preempt.
 
 No I/O and no aiohttp/kubernetes imports: the HTTP layer (``app.py``) turns wire payloads into the dataclasses here,
-and the cluster cache (``cache.py``) provides per-node usage.
+and the cluster cache (``cache.py``) provides per-node usage. Pod requests and fit come from ``hubfleet.resources``,
+the one resource model of the project.
 
-- **filter**: a node passes when the pod's requests (cpu, memory, ``nvidia.com/gpu``, any extended resource, and one
-  pod slot) fit into the node's allocatable minus what the pods already bound there request; a pod that requests no
-  GPU is refused on nodes carrying the GPU-node label (``nvidia.com/gpu.present=true`` by default), so GPU nodes stay
-  free for GPU pods even when a pod tolerates their taint.
-- **prioritize** (0..10, kube-scheduler's ``MaxExtenderPriority``): bin packing, i.e. the weighted share of the node's
-  cpu and memory that would be allocated after placing the pod (NodeResourcesFit's *MostAllocated*, as z2jh's
-  user-scheduler uses), so user pods fill few nodes and the autoscaler can drain the others. A GPU pod adds a GPU
-  *best-fit* term, ``1 / (1 + GPUs left free after placing it)``: a node the pod fills exactly scores highest. A pod
-  requesting no GPU gets the lowest score (0) on a GPU node.
+- **filter**: a node passes when the pod's requests fit (``resources.insufficient``); a pod that requests no GPU is
+  refused on nodes carrying the GPU-node label (``nvidia.com/gpu.present=true`` by default), so GPU nodes stay free
+  for GPU pods even when a pod tolerates their taint; nodes the cluster autoscaler is deleting (taint
+  ``ToBeDeletedByClusterAutoscaler``) are refused.
+- **prioritize** (0..10, kube-scheduler's ``MaxExtenderPriority``), by the pod's strategy (label
+  ``hubfleet.io/strategy``, written by ProfileSpawner from the profile's ``scheduling_strategy``):
 
-The pod-requests arithmetic follows kube-scheduler: containers summed (a limit without a request counts as the
-request), max'ed with each init container, plus ``spec.overhead``.
+  - ``pack`` (default): the weighted share of cpu and memory allocated after placing the pod (NodeResourcesFit's
+    *MostAllocated*), plus a **lifetime** term: a node whose pods are expected to stay at least as long as the new
+    pod scores 1, one that would drain sooner scores ``drain_in / stay``, an empty node 0. Pods that will leave
+    together share nodes, so nodes empty out and the autoscaler can remove them. A GPU pod adds a GPU *best-fit*
+    term, ``1 / (1 + GPUs left free after placing it)``.
+  - ``spread``: the free share (LeastAllocated) plus a zone-balance term over ``topology.kubernetes.io/zone`` (the
+    fewer pods of the same profile in the node's zone, the higher).
+
+  A pod requesting no GPU scores 0 on a GPU node; a node marked ``DeletionCandidateOfClusterAutoscaler`` scores 0.
+- **preempt**: of the victims kube-scheduler proposes, keep per node the idlest user servers (annotation
+  ``hubfleet.io/last-activity``) that make room, never one active within ``protect_active`` seconds, and answer the
+  node whose most recently active victim is the idlest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
+from ..errors import HubfleetError
 from ..quantity import QuantityError
 from ..quantity import parse_quantity as _parse_quantity
-from ..errors import HubfleetError
+from ..resources import (ResourceError, Resources, ZERO, add_usage, insufficient, least_allocated, most_allocated,
+                         node_allocatable)
+from ..resources import pod_requests as _pod_requests
 
-Resources = dict[str, Decimal]
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 MIN_PRIORITY = 0
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.present=true"
-_ZERO = Decimal(0)
+STRATEGY_LABEL = "hubfleet.io/strategy"
+PROFILE_LABEL = "hubfleet.io/profile"
+USER_LABEL = "hubfleet.io/user"
+LAST_ACTIVITY_ANNOTATION = "hubfleet.io/last-activity"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
+DELETION_CANDIDATE_TAINT = "DeletionCandidateOfClusterAutoscaler"
+STRATEGIES = ("pack", "spread")
+_ZERO = ZERO
 
 
-class ScoringError(HubfleetError, ValueError):
+class ScoringError(ResourceError, HubfleetError, ValueError):
     """A pod or node the policy cannot evaluate; the message names the field and the value."""
 
-
-# --- quantities: the shared pure parser (hubfleet.quantity), with this module's error type -------------------------
 
 def parse_quantity(value: object, *, field: str = "quantity") -> Decimal:
     """A Kubernetes resource quantity ("500m", "2", "1.5Gi") as an exact number; `field` names it in errors."""
@@ -49,67 +66,29 @@ def parse_quantity(value: object, *, field: str = "quantity") -> Decimal:
         raise ScoringError(str(e)) from None
 
 
-def _resources(mapping: object, where: str) -> Resources:
-    if mapping is None:
-        return {}
-    if not isinstance(mapping, Mapping):
-        raise ScoringError(f"{where}: expected a mapping of resource names to quantities, got {mapping!r}")
-    return {str(k): parse_quantity(v, field=f"{where}.{k}") for k, v in mapping.items()}
-
-
 def pod_requests(pod: Mapping, *, where: str = "Pod") -> Resources:
-    """Effective requests of a pod, as kube-scheduler computes them. Raises ScoringError naming a bad field."""
-    spec = pod.get("spec")
-    spec = {} if spec is None else spec
-    if not isinstance(spec, Mapping):
-        raise ScoringError(f"{where}.spec: expected an object, got {spec!r}")
-    total: Resources = {}
-
-    def container(c: object, at: str) -> Resources:
-        if not isinstance(c, Mapping):
-            raise ScoringError(f"{at}: expected a container object, got {c!r}")
-        res = c.get("resources")
-        res = {} if res is None else res
-        if not isinstance(res, Mapping):
-            raise ScoringError(f"{at}.resources: expected an object, got {res!r}")
-        req = _resources(res.get("limits"), f"{at}.resources.limits")
-        req.update(_resources(res.get("requests"), f"{at}.resources.requests"))
-        return req
-
-    for key, combine in (("containers", "sum"), ("initContainers", "max")):
-        items = spec.get(key) or []
-        if not isinstance(items, list):
-            raise ScoringError(f"{where}.spec.{key}: expected a list, got {items!r}")
-        for i, c in enumerate(items):
-            for k, v in container(c, f"{where}.spec.{key}[{i}]").items():
-                total[k] = total.get(k, _ZERO) + v if combine == "sum" else max(total.get(k, _ZERO), v)
-    for k, v in _resources(spec.get("overhead"), f"{where}.spec.overhead").items():
-        total[k] = total.get(k, _ZERO) + v
-    return total
-
-
-def add_usage(used: Mapping[str, Decimal], requests: Mapping[str, Decimal], sign: int = 1) -> Resources:
-    """`used` plus (or minus, sign=-1) one pod's `requests`, counting the pod slot under ``pods``."""
-    out = dict(used)
-    for k, v in requests.items():
-        out[k] = out.get(k, _ZERO) + sign * v
-    out["pods"] = out.get("pods", _ZERO) + sign
-    return out
+    """Effective requests of a pod (``hubfleet.resources.pod_requests``), errors as ScoringError naming the field."""
+    try:
+        return _pod_requests(pod, where=where)
+    except QuantityError as e:
+        raise ScoringError(str(e)) from None
 
 
 # --- the policy -------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Weights:
-    """Weights of the bin-packing score terms (non-negative; at least one positive)."""
+    """Weights of the score terms (non-negative; at least one of cpu, memory, gpu positive)."""
     cpu: float = 1.0
     memory: float = 1.0
     gpu: float = 3.0
+    lifetime: float = 2.0
+    zone: float = 2.0
 
     def __post_init__(self):
-        for name in ("cpu", "memory", "gpu"):
+        for name in ("cpu", "memory", "gpu", "lifetime", "zone"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ScoringError(f"weight of {name} must be a non-negative number, not {v!r}")
         if self.cpu + self.memory + self.gpu <= 0:
             raise ScoringError("at least one of the cpu, memory, gpu weights must be positive")
@@ -118,14 +97,18 @@ class Weights:
 @dataclass(frozen=True)
 class Policy:
     """What the extender enforces. `gpu_node_label` is ``key=value`` (or ``key`` for "label present"); nodes carrying
-    it are kept for pods requesting `gpu_resource`; empty disables that rule."""
+    it are kept for pods requesting `gpu_resource`; empty disables that rule. `protect_active`: seconds during which
+    a server that was active is never preempted."""
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     gpu_node_label: str = DEFAULT_GPU_NODE_LABEL
     weights: Weights = field(default_factory=Weights)
+    protect_active: float = 900.0
 
     def __post_init__(self):
         key, sep, value = self.gpu_node_label.partition("=")
         object.__setattr__(self, "_label", (key, value if sep else None))
+        if not isinstance(self.protect_active, (int, float)) or self.protect_active < 0:
+            raise ScoringError(f"protect_active must be a non-negative number of seconds, not {self.protect_active!r}")
 
     def is_gpu_only(self, node: "NodeInfo") -> bool:
         key, value = self._label
@@ -140,10 +123,13 @@ class NodeInfo:
     name: str
     allocatable: Resources
     labels: Mapping[str, str] = field(default_factory=dict)
+    to_be_deleted: bool = False  # the cluster autoscaler is removing it
+    deletion_candidate: bool = False  # the cluster autoscaler may remove it soon
 
     def __post_init__(self):
         # nodes of one node pool share their allocatable: filter/prioritize evaluate each shape once per request
         object.__setattr__(self, "shape", tuple(sorted(self.allocatable.items())))
+        object.__setattr__(self, "zone", self.labels.get(ZONE_LABEL, ""))
 
 
 def node_info(node: Mapping, *, where: str = "node") -> NodeInfo:
@@ -152,15 +138,80 @@ def node_info(node: Mapping, *, where: str = "node") -> NodeInfo:
     name = meta.get("name") if isinstance(meta, Mapping) else None
     if not isinstance(name, str) or not name:
         raise ScoringError(f"{where}.metadata.name: expected the node's name (a string), got {name!r}")
-    status = node.get("status") or {}
-    if not isinstance(status, Mapping):
-        raise ScoringError(f"{where}.status: expected an object, got {status!r}")
     labels = meta.get("labels") or {}
     if not isinstance(labels, Mapping):
         raise ScoringError(f"{where}.metadata.labels: expected a mapping, got {labels!r}")
-    alloc = _resources(status.get("allocatable"), f"{where}.status.allocatable")
-    alloc.setdefault("pods", Decimal(110))
-    return NodeInfo(name=name, allocatable=alloc, labels=dict(labels))
+    try:
+        alloc = node_allocatable(node, where=where)
+    except QuantityError as e:
+        raise ScoringError(str(e)) from None
+    spec = node.get("spec") or {}
+    taints = (spec.get("taints") if isinstance(spec, Mapping) else None) or []
+    keys = {t.get("key") for t in taints if isinstance(t, Mapping)} if isinstance(taints, list) else set()
+    return NodeInfo(name=name, allocatable=alloc, labels=dict(labels), to_be_deleted=TO_BE_DELETED_TAINT in keys,
+                    deletion_candidate=DELETION_CANDIDATE_TAINT in keys)
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What the policy reads from the pod being placed."""
+    requests: Resources
+    strategy: str = "pack"
+    profile: str = ""
+
+    @property
+    def shape(self) -> tuple:
+        """Pods of one profile share a shape: their scores can be computed once per node and kept up to date."""
+        return (tuple(sorted(self.requests.items())), self.strategy, self.profile)
+
+
+def pod_info(pod: Mapping, *, where: str = "Pod") -> PodInfo:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {} if isinstance(meta, Mapping) else {}
+    if not isinstance(labels, Mapping):
+        raise ScoringError(f"{where}.metadata.labels: expected a mapping, got {labels!r}")
+    strategy = labels.get(STRATEGY_LABEL) or "pack"
+    if strategy not in STRATEGIES:
+        raise ScoringError(f"{where}.metadata.labels.{STRATEGY_LABEL}: {strategy!r} is not a scheduling strategy; "
+                           f"choose one of: {', '.join(STRATEGIES)}")
+    return PodInfo(requests=pod_requests(pod, where=where), strategy=strategy,
+                   profile=str(labels.get(PROFILE_LABEL) or ""))
+
+
+@dataclass
+class View:
+    """What the cache knows beyond per-node usage, for the lifetime and zone terms: `drain_at` (node -> the time its
+    last pod is expected to end), `expected_stay(profile)` (seconds a new pod of that profile is expected to stay),
+    `zone_pods` ((zone, profile) -> pods), `now` (seconds, the clock of `drain_at`)."""
+    now: float = 0.0
+    drain_at: Mapping[str, float] = field(default_factory=dict)
+    expected_stay: Callable[[str], float] = lambda profile: 3600.0
+    zone_pods: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+EMPTY_VIEW = View()
+
+
+class Lifetimes:
+    """How long pods of each profile stay, learned from the pods that ended (as the extender's watch sees them):
+    an exponentially weighted mean per profile, `prior` seconds until one has been seen. A running pod of age `a` is
+    expected to end at ``created + max(mean, 2 a)`` (the longer a session has lasted, the longer it will last)."""
+
+    def __init__(self, prior: float = 3600.0, alpha: float = 0.05):
+        self.prior, self.alpha = prior, alpha
+        self.means: dict[str, float] = {}
+
+    def observe(self, profile: str, seconds: float) -> None:
+        if seconds < 0:
+            return
+        old = self.means.get(profile)
+        self.means[profile] = seconds if old is None else old + self.alpha * (seconds - old)
+
+    def expected(self, profile: str) -> float:
+        return self.means.get(profile, self.prior)
+
+    def expected_end(self, profile: str, created: float, now: float) -> float:
+        return created + max(self.expected(profile), 2 * (now - created))
 
 
 @dataclass(frozen=True)
@@ -176,14 +227,9 @@ def node_failure(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[
     wants_gpu = requests.get(policy.gpu_resource, _ZERO) > 0
     if not wants_gpu and policy.is_gpu_only(node):
         return (f"node(s) reserved for pods requesting {policy.gpu_resource} (label {policy.gpu_node_label})", True)
-    missing = []
-    if used.get("pods", _ZERO) + 1 > node.allocatable.get("pods", Decimal(110)):
-        missing.append("Too many pods")
-    for res in sorted(requests):
-        if res == "pods" or requests[res] <= 0:
-            continue
-        if used.get(res, _ZERO) + requests[res] > node.allocatable.get(res, _ZERO):
-            missing.append(f"Insufficient {res}")
+    if node.to_be_deleted:
+        return ("node(s) being removed by the cluster autoscaler", True)
+    missing = insufficient(requests, used, node.allocatable)
     if missing:
         # a resource the node does not have at all cannot be freed by preempting pods
         unresolvable = all(m != "Too many pods" and node.allocatable.get(m.removeprefix("Insufficient "), _ZERO) <= 0
@@ -197,7 +243,7 @@ _MISSING = object()
 
 def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decimal]], policy: Policy, fn):
     """Yield (node, fn(node, used)); nodes with nothing bound share one evaluation per (allocatable, GPU-only
-    verdict): the nodes of one pool are evaluated once per request (5,000 names: ~10x faster)."""
+    verdict, autoscaler taints): the nodes of one pool are evaluated once per request."""
     label_key, label_value = policy._label
     memo: dict = {}
     empty: Resources = {}
@@ -207,7 +253,8 @@ def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decima
             yield node, fn(node, used)
             continue
         have = node.labels.get(label_key) if label_key else None
-        key = (node.shape, have is not None and (label_value is None or have == label_value))
+        key = (node.shape, have is not None and (label_value is None or have == label_value), node.to_be_deleted,
+               node.deletion_candidate, node.zone)
         value = memo.get(key, _MISSING)
         if value is _MISSING:
             value = memo[key] = fn(node, empty)
@@ -229,35 +276,40 @@ def filter_nodes(requests: Mapping[str, Decimal], nodes: Iterable[NodeInfo],
     return FilterOutcome(feasible, failed, unresolvable)
 
 
-def _share(res: str, requests: Mapping[str, Decimal], used: Mapping[str, Decimal], alloc: Mapping[str, Decimal]
-           ) -> float | None:
-    cap = alloc.get(res, _ZERO)
-    if cap <= 0:
-        return None
-    after = used.get(res, _ZERO) + requests.get(res, _ZERO)
-    return min(1.0, max(0.0, float(after / cap)))
-
-
-def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[str, Decimal], policy: Policy) -> int:
-    """Bin-packing score 0..10 of placing a pod with `requests` on `node` (see the module docstring)."""
+def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[str, Decimal], policy: Policy, *,
+               pod: PodInfo | None = None, view: View = EMPTY_VIEW) -> int:
+    """Score 0..10 of placing a pod with `requests` on `node` (see the module docstring)."""
     gpu = policy.gpu_resource
     wants_gpu = requests.get(gpu, _ZERO) > 0
     node_gpus = node.allocatable.get(gpu, _ZERO)
-    if not wants_gpu and (node_gpus > 0 or policy.is_gpu_only(node)):
+    if (not wants_gpu and (node_gpus > 0 or policy.is_gpu_only(node))) or node.deletion_candidate:
         return MIN_PRIORITY
     w = policy.weights
-    total = weight = 0.0
-    for res, wt in (("cpu", w.cpu), ("memory", w.memory)):
-        share = _share(res, requests, used, node.allocatable)
-        if share is not None and wt > 0:
-            total += wt * share
-            weight += wt
+    strategy = pod.strategy if pod is not None else "pack"
+    resources = (("cpu", w.cpu), ("memory", w.memory))
+    weight = sum(wt for res, wt in resources if wt > 0 and node.allocatable.get(res, _ZERO) > 0)
+    if strategy == "spread":
+        total = least_allocated(requests, used, node.allocatable, resources) / 100 * weight
+    else:
+        total = most_allocated(requests, used, node.allocatable, resources) / 100 * weight
     if wants_gpu and w.gpu > 0:
         free_after = node_gpus - used.get(gpu, _ZERO) - requests[gpu]
         if free_after < 0:
             return MIN_PRIORITY
         total += w.gpu / (1.0 + float(free_after))
         weight += w.gpu
+    if pod is not None and strategy == "pack" and w.lifetime > 0:
+        drain = view.drain_at.get(node.name)
+        if drain is not None and used.get("pods", _ZERO) > 0:
+            stay = max(1.0, view.expected_stay(pod.profile))
+            total += w.lifetime * min(1.0, max(0.0, (drain - view.now) / stay))
+        weight += w.lifetime
+    if pod is not None and strategy == "spread" and w.zone > 0 and node.zone:
+        counts = [n for (zone, profile), n in view.zone_pods.items() if profile == pod.profile]
+        most = max(counts, default=0)
+        mine = view.zone_pods.get((node.zone, pod.profile), 0)
+        total += w.zone * (1.0 - mine / most if most else 1.0)
+        weight += w.zone
     if weight <= 0:
         return MIN_PRIORITY
     value = MAX_PRIORITY * total / weight
@@ -265,21 +317,26 @@ def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[st
 
 
 def prioritize(requests: Mapping[str, Decimal], nodes: Iterable[NodeInfo],
-               usage: Mapping[str, Mapping[str, Decimal]], policy: Policy) -> list[tuple[str, int]]:
+               usage: Mapping[str, Mapping[str, Decimal]], policy: Policy, *, pod: PodInfo | None = None,
+               view: View = EMPTY_VIEW) -> list[tuple[str, int]]:
+    if pod is not None and (pod.strategy == "spread" or (view.drain_at and policy.weights.lifetime > 0)):
+        # per-node terms (zone, drain time): no sharing between nodes of a shape
+        return [(n.name, score_node(requests, n, usage.get(n.name, {}), policy, pod=pod, view=view)) for n in nodes]
     return [(node.name, score) for node, score in
-            _evaluate(nodes, usage, policy, lambda n, used: score_node(requests, n, used, policy))]
+            _evaluate(nodes, usage, policy, lambda n, used: score_node(requests, n, used, policy, pod=pod, view=view))]
 
 
 def parse_weights(text: str) -> Weights:
-    """``cpu=1,memory=1,gpu=3`` (any subset; the GPU resource name also works as key) -> Weights."""
+    """``cpu=1,memory=1,gpu=3,lifetime=2,zone=2`` (any subset; the GPU resource name also works as key) -> Weights."""
+    names = ("cpu", "memory", "gpu", "lifetime", "zone")
     values: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, raw = part.partition("=")
         key = key.strip()
         if key.endswith("/gpu"):
             key = "gpu"
-        if not sep or key not in ("cpu", "memory", "gpu"):
-            raise ScoringError(f"weights: {part!r} is not NAME=NUMBER with NAME one of cpu, memory, gpu "
+        if not sep or key not in names:
+            raise ScoringError(f"weights: {part!r} is not NAME=NUMBER with NAME one of {', '.join(names)} "
                                "(e.g. cpu=1,memory=1,gpu=3)")
         try:
             values[key] = float(raw)
@@ -288,6 +345,6 @@ def parse_weights(text: str) -> Weights:
     return Weights(**values)
 
 
-__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "Policy", "ScoringError", "Weights",
-           "add_usage", "filter_nodes", "node_failure", "node_info", "parse_quantity", "parse_weights",
-           "pod_requests", "prioritize", "score_node"]
+__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError", "View",
+           "Weights", "add_usage", "filter_nodes", "node_failure", "node_info", "parse_quantity", "parse_weights",
+           "pod_info", "pod_requests", "prioritize", "score_node"]

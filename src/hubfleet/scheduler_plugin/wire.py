@@ -122,10 +122,10 @@ class ExtenderArgs:
             if not isinstance(names, list):
                 raise WireError("NodeNames", f"expected an array of node names or null, got {_type_name(names)} "
                                              f"{_preview(names)}")
-            for i, n in enumerate(names):
-                if not isinstance(n, str):
-                    raise WireError(f"NodeNames[{i}]", f"expected a node name (string), got {_type_name(n)} "
-                                                       f"{_preview(n)}")
+            if not all(isinstance(n, str) for n in names):
+                i, n = next((i, n) for i, n in enumerate(names) if not isinstance(n, str))
+                raise WireError(f"NodeNames[{i}]", f"expected a node name (string), got {_type_name(n)} "
+                                                   f"{_preview(n)}")
         if nodes is None and names is None:
             raise WireError("Nodes", "neither Nodes nor NodeNames given: kube-scheduler sends Nodes when the "
                                      "extender is configured with nodeCacheCapable: false, NodeNames when true")
@@ -214,5 +214,95 @@ class ExtenderBindingArgs:
         return cls(f["PodName"], f["PodNamespace"], str(f.get("PodUID") or ""), f["Node"])
 
 
-__all__ = ["ExtenderArgs", "ExtenderBindingArgs", "ExtenderFilterResult", "HostPriority", "JSON_BACKEND",
-           "WireError", "dumps", "host_priority_list", "loads"]
+@dataclass(frozen=True)
+class Victims:
+    """``Victims{Pods []*v1.Pod; NumPDBViolations int64}`` (``nodeCacheCapable: false``) or ``MetaVictims{Pods
+    []*MetaPod{UID string}; NumPDBViolations int64}`` (``true``): `pods` holds full Pods or ``{"UID": ...}``."""
+    pods: list[dict]
+    num_pdb_violations: int = 0
+
+    def uids(self) -> list[str]:
+        out = []
+        for p in self.pods:
+            meta = p.get("metadata")
+            out.append(str(meta.get("uid") or "") if isinstance(meta, dict) else str(_fields(p, ("UID",)).get("UID")))
+        return out
+
+
+def _victims(data: object, where: str, meta: bool) -> Victims:
+    if not isinstance(data, dict):
+        raise WireError(where, f"expected a {'MetaVictims' if meta else 'Victims'} object {{Pods, NumPDBViolations}}, "
+                               f"got {_type_name(data)} {_preview(data)}")
+    f = _fields(data, ("Pods", "NumPDBViolations"))
+    pods = f.get("Pods") or []
+    if not isinstance(pods, list):
+        raise WireError(f"{where}.Pods", f"expected an array, got {_type_name(pods)} {_preview(pods)}")
+    for i, p in enumerate(pods):
+        if not isinstance(p, dict):
+            raise WireError(f"{where}.Pods[{i}]", f"expected a {'MetaPod' if meta else 'Pod'} object, got "
+                                                  f"{_type_name(p)} {_preview(p)}")
+        if meta:
+            uid = _fields(p, ("UID",)).get("UID")
+            if not isinstance(uid, str) or not uid:
+                raise WireError(f"{where}.Pods[{i}].UID", f"expected the victim pod's UID (a string), got "
+                                                          f"{_preview(uid)}")
+        else:
+            m = p.get("metadata")
+            if not isinstance(m, dict) or not isinstance(m.get("uid"), str) or not m["uid"]:
+                raise WireError(f"{where}.Pods[{i}].metadata.uid", "expected the victim pod's uid (a string)")
+    n = f.get("NumPDBViolations", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise WireError(f"{where}.NumPDBViolations", f"expected a non-negative integer, got {_preview(n)}")
+    return Victims(pods=pods, num_pdb_violations=n)
+
+
+@dataclass(frozen=True)
+class ExtenderPreemptionArgs:
+    """``ExtenderPreemptionArgs{Pod *v1.Pod; NodeNameToVictims map[string]*Victims; NodeNameToMetaVictims
+    map[string]*MetaVictims}``: the preemptor and, per candidate node, the victims kube-scheduler proposes (full Pods
+    when ``nodeCacheCapable: false``, UIDs when true)."""
+    pod: dict
+    victims: dict[str, Victims]
+    meta: bool
+
+    @classmethod
+    def from_json(cls, data: object) -> "ExtenderPreemptionArgs":
+        if not isinstance(data, dict):
+            raise WireError("", f"expected an ExtenderPreemptionArgs object {{Pod, NodeNameToVictims | "
+                                f"NodeNameToMetaVictims}}, got {_type_name(data)}")
+        f = _fields(data, ("Pod", "NodeNameToVictims", "NodeNameToMetaVictims"))
+        pod = f.get("Pod")
+        if not isinstance(pod, dict):
+            raise WireError("Pod", f"expected the preemptor Pod object, got {_type_name(pod)} {_preview(pod)}")
+        meta = f.get("NodeNameToMetaVictims") is not None
+        name = "NodeNameToMetaVictims" if meta else "NodeNameToVictims"
+        raw = f.get(name)
+        if raw is None:
+            raise WireError("NodeNameToMetaVictims", "neither NodeNameToMetaVictims nor NodeNameToVictims given")
+        if not isinstance(raw, dict):
+            raise WireError(name, f"expected an object mapping node names to victims, got {_type_name(raw)} "
+                                  f"{_preview(raw)}")
+        victims = {node: _victims(v, f"{name}.{node}", meta) for node, v in raw.items()}
+        return cls(pod=pod, victims=victims, meta=meta)
+
+
+def preemption_result(victims: dict[str, list[str]], pdb_violations: dict[str, int] | None = None) -> dict:
+    """``ExtenderPreemptionResult{NodeNameToMetaVictims map[string]*MetaVictims}`` from {node: [victim UIDs]}."""
+    pdb = pdb_violations or {}
+    return {"NodeNameToMetaVictims": {node: {"Pods": [{"UID": uid} for uid in uids],
+                                             "NumPDBViolations": pdb.get(node, 0)} for node, uids in victims.items()}}
+
+
+def decode_preemption_result(data: object) -> dict[str, list[str]]:
+    """{node: [victim UIDs]} from an ExtenderPreemptionResult (what kube-scheduler reads back)."""
+    if not isinstance(data, dict):
+        raise WireError("", f"expected an ExtenderPreemptionResult object, got {_type_name(data)}")
+    raw = _fields(data, ("NodeNameToMetaVictims",)).get("NodeNameToMetaVictims") or {}
+    if not isinstance(raw, dict):
+        raise WireError("NodeNameToMetaVictims", f"expected an object, got {_type_name(raw)}")
+    return {node: _victims(v, f"NodeNameToMetaVictims.{node}", True).uids() for node, v in raw.items()}
+
+
+__all__ = ["ExtenderArgs", "ExtenderBindingArgs", "ExtenderFilterResult", "ExtenderPreemptionArgs", "HostPriority",
+           "JSON_BACKEND", "Victims", "WireError", "decode_preemption_result", "dumps", "host_priority_list", "loads",
+           "preemption_result"]

@@ -1,0 +1,56 @@
+"""The churn simulation (bench/sim_churn.py) on the shipped traces: kube-scheduler's defaults (LeastAllocated),
+z2jh's user-scheduler (MostAllocated cpu:1 memory:1) and hubfleet (its extender's own filter/prioritize code), with
+the cluster-autoscaler model. ``python -m bench bench_sim`` (or ``python -m bench.bench_sim TRACE...``).
+
+Two cluster variants: the GPU pool tainted (as GKE/EKS GPU pools are; the headline) and untainted (CPU pods may land
+on GPU nodes unless a placement keeps them off). Results go to stdout and test-artifacts/bench_sim.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from bench._common import save_results
+from bench.sim_churn import PLACEMENTS, POOLS, UNTAINTED_POOLS, load_trace, simulate
+
+TRACES = sorted((Path(__file__).parent / "traces").glob("*.jsonl"))
+COLUMNS = (("node_hours", "node-h", "{:.0f}"), ("peak_nodes", "peak", "{}"),
+           ("gpu_node_hours_on_cpu_pods", "CPU-pod-h on GPU", "{:.0f}"),
+           ("fragmentation_pendings", "GPU frag", "{}"), ("pending_p95_s", "p95 Pending", "{:.0f}s"),
+           ("pending_max_s", "max Pending", "{:.0f}s"), ("preemptions", "preempt", "{}"))
+
+
+def main(paths: list[str] | None = None) -> None:
+    traces = [Path(p) for p in paths] if paths else TRACES
+    rows = []
+    for pools_name, pools in (("GPU pool tainted", POOLS), ("GPU pool untainted", UNTAINTED_POOLS)):
+        for path in traces:
+            trace = load_trace(path)
+            base = None
+            for placement in PLACEMENTS:
+                t = time.perf_counter()
+                r = simulate(trace, placement, pools)
+                if placement == "MostAllocated":
+                    base = r["node_hours"]
+                rows.append({"cluster": pools_name, "trace": path.stem, "placement": placement, "sessions": len(trace),
+                             "seconds": time.perf_counter() - t, **r})
+            for r in rows[-len(PLACEMENTS):]:
+                r["vs_most_allocated"] = r["node_hours"] / base - 1
+    head = f"{'cluster':<20}{'trace':<14}{'placement':<16}" + "".join(f"{c[1]:>18}" for c in COLUMNS) + \
+        f"{'vs MostAlloc':>14}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['cluster']:<20}{r['trace']:<14}{r['placement']:<16}"
+              + "".join(f"{fmt.format(r[key]):>18}" for key, _, fmt in COLUMNS)
+              + f"{r['vs_most_allocated']:>+13.1%}")
+    print("(node-h: node-hours of the day incl. boot and the 10 min empty before removal; CPU-pod-h on GPU: hours "
+          "CPU-only pods ran on GPU nodes; GPU frag: GPU pods Pending while enough GPUs were free in total)")
+    save_results("bench_sim", {"rows": rows})
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main(sys.argv[1:])

@@ -1,0 +1,111 @@
+"""Pure preemption policy of the extender's ``preempt`` verb: of the victims kube-scheduler proposes, keep the idlest
+user servers that make room, never one active within ``Policy.protect_active`` seconds.
+
+kube-scheduler proposes, per candidate node, a minimal set of lower-priority victims (its DefaultPreemption, after
+"reprieving" the most important pods). The extender may only narrow that: it answers at most one node, the one whose
+most recently active victim has been idle the longest, with the fewest of its proposed victims that still make room
+(idlest first). Victims must be user servers (label ``hubfleet.io/user``) whose last activity (annotation
+``hubfleet.io/last-activity``, RFC 3339, written by the culler, which already reads it from the hub) is known and
+older than the protection window: a pod without it is never chosen (fail closed). No node answered means no
+preemption: the pod stays Pending and kube-scheduler retries it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+from ..resources import Resources, add_usage, fits
+from .scoring import LAST_ACTIVITY_ANNOTATION, USER_LABEL, NodeInfo
+
+
+@dataclass(frozen=True)
+class VictimInfo:
+    uid: str
+    name: str
+    requests: Resources
+    user: str | None = None
+    last_activity: float | None = None  # seconds since the epoch
+
+
+def parse_time(text: object) -> float | None:
+    """RFC 3339 (``2026-12-01T09:00:00Z``, with or without fractions/offset) -> epoch seconds; None if unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def victim_info(pod: Mapping, requests: Resources) -> VictimInfo:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    user = labels.get(USER_LABEL) if isinstance(labels, Mapping) else None
+    activity = annotations.get(LAST_ACTIVITY_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return VictimInfo(uid=str(meta.get("uid") or ""), name=f"{meta.get('namespace')}/{meta.get('name')}",
+                      requests=requests, user=str(user) if user else None, last_activity=parse_time(activity))
+
+
+@dataclass(frozen=True)
+class Decision:
+    victims: dict[str, list[str]]  # {node: [uids]}: at most one node
+    refused: dict[str, str]  # {node: why no victims there}
+
+
+def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Mapping[str, NodeInfo],
+           usage: Mapping[str, Resources], pods: Mapping[str, VictimInfo], now: float, protect_active: float
+           ) -> Decision:
+    refused: dict[str, str] = {}
+    options = []
+    for node_name, uids in proposed.items():
+        node = nodes.get(node_name)
+        if node is None:
+            refused[node_name] = "node not in the extender's cache"
+            continue
+        unknown = [u for u in uids if u not in pods]
+        if unknown:
+            refused[node_name] = f"victim(s) not in the extender's cache: {', '.join(unknown)}"
+            continue
+        proposed_victims = [pods[u] for u in uids]
+        eligible = [v for v in proposed_victims if v.user and v.last_activity is not None
+                    and now - v.last_activity >= protect_active]
+        if not eligible:
+            refused[node_name] = "no proposed victim is a user server idle for longer than the protection window"
+            continue
+        eligible.sort(key=lambda v: v.last_activity)  # idlest first
+        used = usage.get(node_name, {})
+        chosen: list[VictimInfo] = []
+        for v in eligible:
+            if fits(requests, used, node.allocatable):
+                break
+            chosen.append(v)
+            used = add_usage(used, v.requests, sign=-1)
+        if not fits(requests, used, node.allocatable):
+            refused[node_name] = "the idle user servers among the proposed victims do not make enough room"
+            continue
+        for v in sorted(chosen, key=lambda v: -v.last_activity):  # reprieve the most recently active if not needed
+            kept = add_usage(used, v.requests)
+            if fits(requests, kept, node.allocatable):
+                chosen.remove(v)
+                used = kept
+        if not chosen:  # room without any victim: kube-scheduler's view is behind; nothing to preempt here
+            refused[node_name] = "the pod fits without preempting anyone"
+            continue
+        newest = max(v.last_activity for v in chosen)
+        options.append((newest, len(chosen), node_name, [v.uid for v in chosen]))
+    if not options:
+        return Decision({}, refused)
+    options.sort()
+    _, _, best, uids = options[0]
+    for _, _, other, _ in options[1:]:
+        refused[other] = f"{best} has idler victims"
+    return Decision({best: uids}, refused)
+
+
+__all__ = ["Decision", "VictimInfo", "narrow", "parse_time", "victim_info"]
