@@ -156,11 +156,11 @@ def as_dict(obj) -> dict:
     return ApiClient().sanitize_for_serialization(obj)
 
 
-def live_pod(key: str, profile: str, groups=(), phase="Running") -> dict:
+def live_pod(key: str, profile: str, groups=(), phase="Running", user="") -> dict:
     namespace, name = key.split("/")
     return {
         "metadata": {"name": name, "namespace": namespace, "labels": {"hubfleet.io/profile": profile},
-                     "annotations": {"hubfleet.io/groups": json.dumps(sorted(groups))}},
+                     "annotations": {"hubfleet.io/groups": json.dumps(sorted(groups)), "hubfleet.io/username": user}},
         "status": {"phase": phase},
     }
 
