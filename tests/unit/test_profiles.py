@@ -83,28 +83,28 @@ def test_parse_does_not_mutate_input():
 @pytest.mark.parametrize(
     "profile, message",
     [
-        ({}, "profiles[0]: missing required key 'slug'"),
-        ({"slug": "Big One"}, "profiles[0].slug: 'Big One' is not a valid slug"),
-        ({"slug": "a", "cpus": 1}, "profiles[0]: unknown key 'cpus'; allowed keys: slug,"),
-        ({"slug": "a", "cpu": "lots"}, "profiles[0].cpu: expected a number of cores like 2, 0.5 or '500m', got 'lots'"),
-        ({"slug": "a", "cpu": {"guarantee": 4, "limit": 2}}, "profiles[0].cpu: guarantee 4 is more than limit 2"),
-        ({"slug": "a", "memory": {"limit": "4 gallons"}}, "profiles[0].memory.limit: expected a size like 512M or 4G"),
-        ({"slug": "a", "gpu": {"count": 0}}, "profiles[0].gpu.count: expected a whole number >= 1, got 0"),
-        ({"slug": "a", "image": "x", "images": ["y"]}, "profiles[0]: give either 'image' or 'images', not both"),
+        ({}, "profiles: profiles[0]: a profile needs a 'slug' (or KubeSpawner's 'display_name'"),
+        ({"slug": "Big One"}, "profile 'Big One': slug: 'Big One' is not a valid slug (use lowercase letters"),
+        ({"slug": "a", "cpus": 1}, "profile 'a': unknown key 'cpus'; known keys: access, cpu,"),
+        ({"slug": "a", "cpu": "lots"}, "profile 'a': cpu: expected a number of cores like 2, 0.5 or '500m', got 'lots' (write e.g. cpu: 2)"),
+        ({"slug": "a", "cpu": {"guarantee": 4, "limit": 2}}, "profile 'a': cpu: guarantee 4 is more than limit 2"),
+        ({"slug": "a", "memory": {"limit": "4 gallons"}}, "profile 'a': memory.limit: expected a size like 512M or 4G, got '4 gallons'"),
+        ({"slug": "a", "gpu": {"count": 0}}, "profile 'a': gpu.count: 0 is less than the minimum of 1"),
+        ({"slug": "a", "image": "x", "images": ["y"]}, "profile 'a': give either 'image' or 'images', not both"),
         ({"slug": "a", "images": [{"slug": "x", "image": "a"}, {"slug": "x", "image": "b"}]},
-         "profiles[0].images[1].slug: duplicate image slug 'x'"),
-        ({"slug": "a", "other_image": {"pattern": "("}}, "profiles[0].other_image.pattern: invalid regular expression"),
-        ({"slug": "a", "other_image": {}}, "profiles[0].other_image: missing required key 'pattern'"),
-        ({"slug": "a", "env": {"BAD NAME": "x"}}, "profiles[0].env: invalid environment variable name 'BAD NAME'"),
-        ({"slug": "a", "access": {"groups": "class-a"}}, "profiles[0].access.groups: expected a list, got str"),
-        ({"slug": "a", "access": {"admin_only": "yes"}}, "profiles[0].access.admin_only: expected true or false"),
+         "profile 'a': images[1].slug: duplicate image slug 'x'"),
+        ({"slug": "a", "other_image": {"pattern": "("}}, "profile 'a': other_image.pattern: invalid regular expression '('"),
+        ({"slug": "a", "other_image": {}}, "profile 'a': other_image: 'pattern' is required"),
+        ({"slug": "a", "env": {"BAD NAME": "x"}}, "profile 'a': env: invalid environment variable name 'BAD NAME'"),
+        ({"slug": "a", "access": {"groups": "class-a"}}, "profile 'a': access.groups: expected array, got str 'class-a'"),
+        ({"slug": "a", "access": {"admin_only": "yes"}}, "profile 'a': access.admin_only: expected boolean, got str 'yes'"),
         ({"slug": "a", "volumes": [{"name": "v", "mount_path": "/x"}]},
-         "profiles[0].volumes[0]: give exactly one of 'claim'"),
+         "profile 'a': volumes[0]: give exactly one of 'claim'"),
         ({"slug": "a", "volumes": [{"name": "v", "mount_path": "x", "claim": "c"}]},
-         "profiles[0].volumes[0].mount_path: must be an absolute path, got 'x'"),
+         "profile 'a': volumes[0].mount_path: must be an absolute path, got 'x'"),
         ({"slug": "a", "tolerations": [{"key": "k", "operator": "Maybe"}]},
-         "profiles[0].tolerations[0].operator: expected Equal or Exists, got 'Maybe'"),
-        ({"slug": "a", "quota": {"max_servers": -1}}, "profiles[0].quota.max_servers: expected a whole number >= 0"),
+         "profile 'a': tolerations[0].operator: 'Maybe' is not one of: Equal, Exists"),
+        ({"slug": "a", "quota": {"max_servers": -1}}, "profile 'a': quota.max_servers: -1 is less than the minimum of 0"),
     ],
 )
 def test_parse_errors_name_field_and_value(profile, message):
@@ -116,13 +116,13 @@ def test_parse_errors_name_field_and_value(profile, message):
 @pytest.mark.parametrize(
     "doc, message",
     [
-        ({"profiles": [{"slug": "a"}, {"slug": "a"}]}, "profiles[1].slug: duplicate profile slug 'a'"),
+        ({"profiles": [{"slug": "a"}, {"slug": "a"}]}, "profile 'a': duplicate profile slug (give every profile its own slug)"),
         ({"profiles": [{"slug": "a", "default": True}, {"slug": "b", "default": True}]},
          "more than one default profile: a, b"),
         ({"profiles": [{"slug": "a"}], "quotas": [{"profile": "gpu", "max_servers": 1}]},
-         "quotas[0].profile: unknown profile 'gpu'; declared: a"),
-        ({"profiles": [{"slug": "a"}], "quotas": [{"group": "g"}]}, "quotas[0]: missing required key 'max_servers'"),
-        ({"profile": []}, "document: unknown key 'profile'; allowed keys: profiles, quotas, group_volumes"),
+         "quotas[0].profile: unknown profile 'gpu'; declared: a (name a declared profile's slug)"),
+        ({"profiles": [{"slug": "a"}], "quotas": [{"group": "g"}]}, "quotas[0]: 'max_servers' is required"),
+        ({"profile": []}, "document: unknown key 'profile'; known keys: group_rules, group_volumes, max_servers_per_user, profiles, quotas"),
     ],
 )
 def test_document_errors(doc, message):
@@ -328,7 +328,8 @@ def test_form_to_user_options_refuses(formdata, message):
     [
         ({"profile": ["medium"], "image": ["scipy"]}, {"profile": "medium", "image": "scipy"}),
         ({"profile": ["medium"], "image--medium": ["scipy"]}, {"profile": "medium", "image": "scipy"}),
-        ({"profile": ["m"], "cpu": ["9"]}, "unknown option 'cpu'"),
+        ({"profile": ["m"], "cpu": ["9"]}, {"profile": "m", "cpu": "9"}),  # validate_choice refuses 'cpu'
+        ({"profile": ["small"], "profile-option-small--image": ["x"]}, {"profile": "small", "image": "x"}),
         ({"profile": ["a", "b"]}, "form field 'profile' must have exactly one value, got 2"),
     ],
 )
@@ -372,5 +373,6 @@ def test_cli_profiles_check(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("profiles:\n  - slug: x\n    memory: {limit: 4 gallons}\n")
     assert main(["profiles", "check", str(bad)]) == 1
-    assert "profiles[0].memory.limit: expected a size like 512M or 4G, got '4 gallons'" in capsys.readouterr().err
+    assert f"{bad}: profile 'x': memory.limit: expected a size like 512M or 4G, got '4 gallons'" in (
+        capsys.readouterr().err)
     assert main(["profiles", "check", str(tmp_path / "missing.yaml")]) == 2

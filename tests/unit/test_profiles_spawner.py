@@ -16,7 +16,7 @@ from kubernetes_asyncio.client import ApiClient
 from tornado import web
 from traitlets.config import Config
 
-from hubfleet.spawners import ProfileSpawner
+from hubfleet.spawners import ProfileSpawner, compat
 from hubfleet.spawners.form import OTHER_IMAGE
 
 from .test_profiles import FORM_REFUSED, REFUSED
@@ -73,6 +73,38 @@ class NoKubernetes:
         return call
 
 
+class FakeRequest:
+    def __init__(self, method, path, body=b""):
+        self.method, self.path, self.body = method, path, body
+
+
+class FakeHandler:
+    """What JupyterHub hands the spawner as ``spawner.handler``: the request that asked for the spawn."""
+
+    def __init__(self, method, path, body=None):
+        self.request = FakeRequest(method, path, b"" if body is None else json.dumps(body).encode())
+
+
+def rest(spawner, options, shape="user_options"):
+    """A ``POST /hub/api/users/<name>/server`` with ``options``, as the installed JupyterHub hands it over.
+
+    ``shape="user_options"``: JupyterHub 6's body ``{"user_options": options}`` (6.x unwraps it; 5.5 passes the
+    whole body as user_options); ``shape="plain"``: the 5.x body (the options themselves; 6.x still takes it).
+    """
+    body = {"user_options": options} if shape == "user_options" else options
+    path = f"/hub/api/users/{spawner.user.name}/" + (f"servers/{spawner.name}" if spawner.name else "server")
+    spawner.handler = FakeHandler("POST", path, body)
+    spawner.user_options = options if (shape == "plain" or compat.JUPYTERHUB_VERSION >= (6, 0)) else body
+    return spawner
+
+
+def saved(spawner, options):
+    """A spawn that names no options (REST POST without a body): JupyterHub reuses the saved ones."""
+    spawner.handler = FakeHandler("POST", f"/hub/api/users/{spawner.user.name}/server")
+    spawner.user_options = options
+    return spawner
+
+
 class FakeReflector:
     def __init__(self):
         self.pods: dict[str, dict] = {}
@@ -124,11 +156,11 @@ def as_dict(obj) -> dict:
     return ApiClient().sanitize_for_serialization(obj)
 
 
-def live_pod(key: str, profile: str, groups=(), phase="Running") -> dict:
+def live_pod(key: str, profile: str, groups=(), phase="Running", user="") -> dict:
     namespace, name = key.split("/")
     return {
         "metadata": {"name": name, "namespace": namespace, "labels": {"hubfleet.io/profile": profile},
-                     "annotations": {"hubfleet.io/groups": json.dumps(sorted(groups))}},
+                     "annotations": {"hubfleet.io/groups": json.dumps(sorted(groups)), "hubfleet.io/username": user}},
         "status": {"phase": phase},
     }
 
@@ -139,7 +171,7 @@ def live_pod(key: str, profile: str, groups=(), phase="Running") -> dict:
 @pytest.mark.parametrize("profile", ["small", "medium", "gpu"])
 async def test_demo_pod_manifests_validate_and_carry_the_profile(profile):
     spawner = make_spawner(groups=["demo-researchers"], profiles_file=DEMO_FILE)
-    spawner.user_options = {"profile": profile}
+    rest(spawner, {"profile": profile})
     await spawner.load_user_options()
     pod = as_dict(await spawner.get_pod_manifest())
     assert kubernetes_validate.validate(pod, K8S_VERSION, strict=True) == K8S_VERSION
@@ -199,10 +231,10 @@ async def test_group_volumes_and_profile_volumes_validate():
 
 async def test_a_new_choice_starts_from_the_configured_values():
     spawner = make_spawner(user="carol", environment={"KEEP": "1"})
-    spawner.user_options = {"profile": "gpu"}
+    rest(spawner, {"profile": "gpu"})
     await spawner.load_user_options()
     assert spawner.extra_resource_limits == {"nvidia.com/gpu": "1"}
-    spawner.user_options = {"profile": "small"}
+    rest(spawner, {"profile": "small"})
     await spawner.load_user_options()
     assert spawner.extra_resource_limits == {}
     assert spawner.node_selector == {} and spawner.tolerations == []
@@ -215,7 +247,7 @@ async def test_a_new_choice_starts_from_the_configured_values():
 @pytest.mark.parametrize("options, groups, error, message", [r for r in REFUSED if isinstance(r[0], dict)])
 async def test_load_user_options_refuses_before_any_kubernetes_call(options, groups, error, message):
     spawner = make_spawner(groups=groups)
-    spawner.user_options = options
+    rest(spawner, options)
     with pytest.raises(web.HTTPError) as e:
         await spawner.load_user_options()
     assert e.value.status_code == error.status
@@ -226,11 +258,11 @@ async def test_load_user_options_refuses_before_any_kubernetes_call(options, gro
 
 
 async def test_jupyterhub_apply_user_options_refuses_before_pre_spawn_hook():
-    spawner = make_spawner()
+    spawner = rest(make_spawner(), {"profile": "gpu"})
     with pytest.raises(web.HTTPError) as e:
-        await spawner._run_apply_user_options({"profile": "gpu"})  # what User.spawn calls first
+        await spawner._run_apply_user_options(spawner.user_options)  # what User.spawn calls first
     assert e.value.status_code == 403 and "profile 'gpu' is not available to you" in e.value.jupyterhub_message
-    await spawner._run_apply_user_options({"profile": "small"})
+    await spawner._run_apply_user_options(rest(spawner, {"profile": "small"}).user_options)
     assert spawner.api.calls == []
 
 
@@ -245,23 +277,23 @@ async def test_jupyterhub_apply_user_options_refuses_before_pre_spawn_hook():
 async def test_options_from_form_refuses_tampered_forms(formdata, message):
     spawner = make_spawner()
     with pytest.raises(web.HTTPError) as e:
-        spawner.run_options_from_form(formdata)
+        await spawner.run_options_from_form(formdata)
     assert e.value.status_code in (400, 403)
     assert message in e.value.jupyterhub_message
 
 
 async def test_options_from_query_is_validated_like_the_form():
     spawner = make_spawner(groups=["researchers"])
-    assert spawner.options_from_query({"profile": ["medium"]}) == {"profile": "medium"}
+    assert await spawner.options_from_query({"profile": ["medium"]}) == {"profile": "medium"}
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
-        spawner.options_from_query({"profile": ["gpu"]})
+        await spawner.options_from_query({"profile": ["gpu"]})
 
 
 async def test_options_from_form_accepts_a_valid_form():
     spawner = make_spawner(groups=["researchers"])
     formdata = {"profile": ["medium"], "image--medium": [OTHER_IMAGE], "other_image--medium": ["quay.io/jupyter/r:1"],
                 "image--small": ["default"]}
-    assert spawner.run_options_from_form(formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
+    assert await spawner.run_options_from_form(formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
 
 
 async def test_invalid_configuration_is_a_500_naming_the_field():
@@ -269,7 +301,7 @@ async def test_invalid_configuration_is_a_500_naming_the_field():
     with pytest.raises(web.HTTPError) as e:
         await spawner.load_user_options()
     assert e.value.status_code == 500
-    assert "profiles[0].cpu: expected a number of cores" in e.value.log_message
+    assert "ProfileSpawner.profiles: profile 'x': cpu: expected a number of cores" in e.value.log_message
 
 
 # --- quotas -------------------------------------------------------------------------------------------------------
@@ -279,7 +311,7 @@ async def test_quota_counts_live_pods_and_names_the_full_quota(no_cluster):
     no_cluster.pods["default/jupyter-x"] = live_pod("default/jupyter-x", "gpu", ["class-a"])
     no_cluster.pods["default/jupyter-done"] = live_pod("default/jupyter-done", "gpu", ["class-a"], phase="Succeeded")
     spawner = make_spawner(groups=["class-a"])
-    spawner.user_options = {"profile": "gpu"}
+    rest(spawner, {"profile": "gpu"})
     with pytest.raises(web.HTTPError) as e:
         await spawner.load_user_options()
     assert e.value.status_code == 403
@@ -288,11 +320,11 @@ async def test_quota_counts_live_pods_and_names_the_full_quota(no_cluster):
     )
     # a member of class-b only hits the profile-wide quota of 2 (1 running): allowed, and reserves a slot
     other = make_spawner(user="bob", groups=["class-b"])
-    other.user_options = {"profile": "gpu"}
+    rest(other, {"profile": "gpu"})
     await other.load_user_options()
     assert list(ProfileSpawner._reservations) == ["default/jupyter-bob"]
     third = make_spawner(user="carol")
-    third.user_options = {"profile": "gpu"}
+    rest(third, {"profile": "gpu"})
     with pytest.raises(web.HTTPError, match="at most 2 'gpu' servers may run at once \\(2 running\\)"):
         await third.load_user_options()
     # the pod going away frees the slot
@@ -317,7 +349,7 @@ async def test_a_stale_pod_of_the_same_server_does_not_count_against_itself(no_c
     no_cluster.pods["default/jupyter-carol"] = live_pod("default/jupyter-carol", "gpu", [])
     no_cluster.pods["default/jupyter-dave"] = live_pod("default/jupyter-dave", "gpu", [])
     spawner = make_spawner(user="carol")
-    spawner.user_options = {"profile": "gpu"}
+    rest(spawner, {"profile": "gpu"})
     await spawner.load_user_options()  # 1 other running, quota 2: no QuotaExceeded although 2 gpu pods exist
     assert spawner.choice.profile.slug == "gpu"
 
@@ -358,7 +390,7 @@ async def test_a_failing_pre_spawn_hook_releases_the_quota_slot():
         raise web.HTTPError(403, "no GPUs on Sundays")
 
     spawner = make_spawner(user="carol", pre_spawn_hooks=[deny])
-    spawner.user_options = {"profile": "gpu"}
+    rest(spawner, {"profile": "gpu"})
     with pytest.raises(web.HTTPError, match="no GPUs on Sundays"):
         await spawner.load_user_options()
     assert ProfileSpawner._reservations == {}
@@ -392,9 +424,10 @@ async def test_without_profiles_it_is_a_hardened_kubespawner():
     pod = as_dict(await spawner.get_pod_manifest())
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
     assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    legacy = make_spawner(profiles=[], profile_list=[{"display_name": "Legacy", "slug": "legacy",
-                                                     "kubespawner_override": {"image": "x/y:1"}}])
+    legacy = make_spawner(profiles=[], hide_form_for_single_choice=False,
+                          profile_list=[{"display_name": "Legacy", "slug": "legacy",
+                                         "kubespawner_override": {"image": "x/y:1"}}])
     assert "Legacy" in await legacy.get_options_form()
-    legacy.user_options = {"profile": "legacy"}
+    rest(legacy, {"profile": "legacy"})
     await legacy.load_user_options()
     assert legacy.image == "x/y:1"

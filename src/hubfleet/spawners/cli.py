@@ -1,34 +1,27 @@
 """``hubfleet profiles check FILE``: validate a profiles YAML document and print what it declares.
 
-Exit status 0 when the document is valid, 1 with the error (naming the field and value) when it is not, 2 when the
-file cannot be read.
+Exit status 0 when the document is valid, 1 with the error when it is not (the same message the hub logs at start-up:
+the file, the profile, the key and the fix), 2 when the file cannot be read.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-import yaml
-
-from .profiles import ProfileConfigError, format_bytes, format_cpu, parse_catalog
+from .profiles import ProfileConfigError, format_bytes, format_cpu, parse_catalog, read_document
 
 _DEMO = "hubfleet/spawners/demo_profiles.yaml (in the package)"
 
 
 def _check(args) -> int:
-    try:
-        with open(args.file) as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        print(f"{args.file}: {e.strerror}", file=sys.stderr)
+    if not os.path.isfile(args.file):
+        print(f"{args.file}: no such file", file=sys.stderr)
         return 2
-    except yaml.YAMLError as e:
-        print(f"{args.file}: not valid YAML: {e}", file=sys.stderr)
-        return 1
     try:
-        catalog = parse_catalog(data)
+        catalog = parse_catalog(read_document(args.file), source=args.file)
     except ProfileConfigError as e:
-        print(f"{args.file}: {e}", file=sys.stderr)
+        print(str(e), file=sys.stderr)
         return 1
     print(f"{args.file}: {len(catalog.profiles)} profiles, {len(catalog.quotas)} quotas, "
           f"{sum(len(v) for v in catalog.group_volumes.values())} group volumes: OK")
@@ -40,8 +33,13 @@ def _check(args) -> int:
         ]))
         images = ", ".join(i.image for i in p.images) or "(spawner default image)"
         other = f"; other images matching {p.other_image_pattern!r}" if p.other_image_pattern else ""
+        extra = "".join([
+            f"; options {', '.join(o.name for o in p.options)}" if p.options else "",
+            f"; {len(p.init_containers)} init container(s)" if p.init_containers else "",
+            f"; sidecars {', '.join(c['name'] for c in p.extra_containers)}" if p.extra_containers else "",
+        ])
         print(f"  {p.slug}{' (default)' if p.default else ''}: {resources}; for {p.access.describe()}; "
-              f"images {images}{other}")
+              f"images {images}{other}{extra}")
     for q in catalog.quotas:
         print(f"  quota: {q.describe()}")
     for group, volumes in catalog.group_volumes.items():

@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 
 from .profiles import (
-    USER_OPTION_KEYS,
+    UNLISTED_SUFFIX,
     ChoiceError,
     Profile,
     Quota,
@@ -23,11 +23,28 @@ from .profiles import (
     format_cpu,
     quota_violation,
 )
+from .profiles.choice import UNLISTED_VALUE
 
 __all__ = ["Card", "OTHER_IMAGE", "build_cards", "form_to_user_options", "query_to_user_options", "render_form"]
 
 #: Value of the image radio button that selects the free-text "other image" field.
 OTHER_IMAGE = "__other__"
+#: KubeSpawner's form field prefix for profile options: ``profile-option-<profile>--<option>``.
+OPTION_PREFIX = "profile-option-"
+
+
+@dataclass(frozen=True)
+class OptionView:
+    """One KubeSpawner profile option as the form shows it (a drop-down, maybe with a free-text field)."""
+
+    name: str
+    display_name: str
+    choices: tuple[tuple[str, str, bool], ...]  # (slug, display name, selected)
+    unlisted_label: str | None  # None: no free-text choice
+    unlisted_in_choices: str
+    unlisted_regex: str | None
+    unlisted_message: str
+    unlisted_value: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class Card:
     checked: bool
     checked_image: str | None
     other_image_value: str
+    options: tuple[OptionView, ...] = ()
 
 
 def _range(low: str, high: str, unit: str) -> str:
@@ -61,12 +79,33 @@ def _resources(profile: Profile) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
+def _option_views(profile: Profile, user_options: Mapping) -> tuple[OptionView, ...]:
+    views = []
+    for option in profile.options:
+        value = str(user_options.get(option.name + UNLISTED_SUFFIX) or "")
+        wanted = user_options.get(option.name)
+        if not any(c.slug == wanted for c in option.choices):
+            wanted = option.default_choice.slug if option.default_choice and not value else None
+        u = option.unlisted
+        views.append(OptionView(
+            name=option.name, display_name=option.display_name,
+            choices=tuple((c.slug, c.display_name, c.slug == wanted and not value) for c in option.choices),
+            unlisted_label=(u.display_name or option.display_name) if u else None,
+            unlisted_in_choices=u.display_name_in_choices if u else "",
+            unlisted_regex=u.validation_regex if u else None,
+            unlisted_message=u.validation_message if u else "",
+            unlisted_value=value if u else "",
+        ))
+    return tuple(views)
+
+
 def build_cards(
     profiles: Sequence[Profile],
     *,
     quotas: Iterable[Quota] = (),
     counts: QuotaCounts | None = None,
     groups: Iterable[str] = (),
+    user: str = "",
     user_options: Mapping | None = None,
 ) -> list[Card]:
     """One card per (already access-filtered) profile; a profile whose quota is full is disabled with the reason.
@@ -77,7 +116,7 @@ def build_cards(
     quotas = tuple(quotas)
     groups = frozenset(groups)
     user_options = user_options if isinstance(user_options, Mapping) else {}
-    disabled = {p.slug: quota_violation(quotas, counts, profile=p.slug, groups=groups) for p in profiles}
+    disabled = {p.slug: quota_violation(quotas, counts, profile=p.slug, groups=groups, user=user) for p in profiles}
     enabled = [p for p in profiles if not disabled[p.slug]]
     wanted = user_options.get("profile")
     checked = next((p for p in enabled if p.slug == wanted), None)
@@ -110,6 +149,7 @@ def build_cards(
                 checked=is_checked,
                 checked_image=checked_image,
                 other_image_value=other_value,
+                options=_option_views(profile, user_options if is_checked else {}),
             )
         )
     return cards
@@ -136,7 +176,8 @@ def _css() -> str:
 def render_form(cards: Sequence[Card], *, message: str = "") -> str:
     """The options-form HTML (inserted by JupyterHub's spawn.html inside its ``<form>``)."""
     template = _environment().get_template("profiles_form.html")
-    return template.render(cards=cards, css=_css(), other_image=OTHER_IMAGE, message=message)
+    return template.render(cards=cards, css=_css(), other_image=OTHER_IMAGE, message=message,
+                           option_prefix=OPTION_PREFIX, unlisted_value=UNLISTED_VALUE, unlisted_suffix=UNLISTED_SUFFIX)
 
 
 _IGNORED_FIELDS = frozenset({"_xsrf"})
@@ -157,20 +198,32 @@ def _single(formdata: Mapping, key: str) -> str | None:
 def form_to_user_options(formdata: Mapping[str, Sequence[str]]) -> dict:
     """``user_options`` from posted form data (a dict of lists of strings).
 
-    Recognised fields: ``profile``, ``image--<profile>`` and ``other_image--<profile>``; fields of profiles other
-    than the chosen one are ignored, any other field is refused (a tampered form). The result still has to pass
-    :func:`~hubfleet.spawners.profiles.validate_choice`.
+    Recognised fields: ``profile``, ``image--<profile>``, ``other_image--<profile>`` and KubeSpawner's
+    ``profile-option-<profile>--<option>`` (with ``--unlisted-choice`` for the free-text value); fields of profiles
+    other than the chosen one are ignored, any other field is refused (a tampered form). The result still has to
+    pass :func:`~hubfleet.spawners.profiles.validate_choice`.
     """
     for key in formdata:
         if key in _IGNORED_FIELDS or key == "profile":
             continue
-        if not (key.startswith("image--") or key.startswith("other_image--")):
+        if not key.startswith(("image--", "other_image--", OPTION_PREFIX)):
             raise ChoiceError(f"unknown form field {key!r}")
     profile = _single(formdata, "profile")
     options: dict = {}
     if not profile:
         return options
     options["profile"] = profile
+    prefix = f"{OPTION_PREFIX}{profile}--"
+    for key in formdata:
+        if key.startswith(prefix) and not key.endswith(UNLISTED_SUFFIX):
+            name = key[len(prefix):]
+            chosen = _single(formdata, key)
+            if chosen == UNLISTED_VALUE:
+                options[name + UNLISTED_SUFFIX] = (_single(formdata, key + UNLISTED_SUFFIX) or "").strip()
+                if not options[name + UNLISTED_SUFFIX]:
+                    raise ChoiceError(f"you chose another value for {name!r} but left its field empty")
+            else:
+                options[name] = chosen
     image = _single(formdata, f"image--{profile}")
     other = (_single(formdata, f"other_image--{profile}") or "").strip()
     if image == OTHER_IMAGE:
@@ -184,14 +237,8 @@ def form_to_user_options(formdata: Mapping[str, Sequence[str]]) -> dict:
 
 def query_to_user_options(query: Mapping[str, Sequence[str]]) -> dict:
     """``user_options`` from ``/hub/spawn?...`` query arguments: the form's field names, or the flat
-    ``user_options`` keys (``?profile=medium&image=scipy``); every value must be given once."""
-    if any(key.startswith(("image--", "other_image--")) for key in query):
+    ``user_options`` keys (``?profile=medium&image=scipy``, ``?profile=x&image--unlisted-choice=...``); every
+    value must be given once. Which keys the chosen profile knows is checked by ``validate_choice``."""
+    if any(key.startswith(("image--", "other_image--", OPTION_PREFIX)) for key in query):
         return form_to_user_options(query)
-    options = {}
-    for key in query:
-        if key in _IGNORED_FIELDS:
-            continue
-        if key not in USER_OPTION_KEYS:
-            raise ChoiceError(f"unknown option {key!r}; allowed options: {', '.join(USER_OPTION_KEYS)}")
-        options[key] = _single(query, key)
-    return options
+    return {key: _single(query, key) for key in query if key not in _IGNORED_FIELDS}

@@ -1,16 +1,18 @@
 """ProfileSpawner: KubeSpawner with profiles as data, server-side choice validation, quotas, storage and hardening.
 
 This module only wires traits and overrides KubeSpawner's hooks; the rules live in the pure
-:mod:`hubfleet.spawners.profiles` and :mod:`hubfleet.spawners.form`.
+:mod:`hubfleet.spawners.profiles` and :mod:`hubfleet.spawners.form`, the JupyterHub 5/6 differences in
+:mod:`.compat`, the non-blocking profiles loading in :mod:`.catalog`, storage safety in :mod:`.storage`.
 
-Where each check happens:
+Where each check happens (the same on JupyterHub 5.5 and 6.x):
 
-- ``options_from_form`` (form and ``GET /hub/spawn?profile=...``): parses the posted fields and validates them, so a
-  tampered form is refused with the error shown on the spawn page.
-- ``load_user_options`` (the first step of ``start()``, for every path including ``POST
-  /hub/api/users/<name>/server``): validates ``user_options`` again, applies the profile's trait overrides, reserves
-  a quota slot and runs ``pre_spawn_hooks``. A refusal raises ``tornado.web.HTTPError`` before any PVC or pod is
-  created.
+- ``options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``):
+  parse and validate, so a tampered form is refused with the error shown on the spawn page.
+- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook``) and ``load_user_options`` (the first step
+  of ``start()``, for every path including both REST body shapes): validate ``user_options`` again, fall back to the
+  default profile for a stale *saved* choice, apply the profile's trait overrides, record the resolved choice in
+  ``user_options``, reserve a quota slot and run ``pre_spawn_hooks``. A refusal (JupyterHub 6's
+  ``SpawnException``, an ``HTTPError`` on 5.5) comes before any PVC or pod is created.
 """
 
 from __future__ import annotations
@@ -19,20 +21,22 @@ import asyncio
 import importlib
 import inspect
 import json
-import os
+import time
 from collections.abc import Mapping
 from typing import ClassVar
 
-import yaml
 from kubespawner import KubeSpawner
 from kubespawner.slugs import is_valid_label, safe_slug
-from tornado import web
-from traitlets import Bool, Callable, Dict, List, Unicode, Union, default, observe
+from traitlets import Bool, Callable, Dict, Integer, List, Unicode, Union, default
 
+from . import compat
 from . import form as _form
+from . import metrics as _metrics
+from .catalog import CatalogSource
 from .profiles import (
     PROFILE_LABEL,
     Catalog,
+    ChoiceError,
     ProfileConfigError,
     ProfileError,
     QuotaCounts,
@@ -40,13 +44,14 @@ from .profiles import (
     ResolvedChoice,
     RunningServer,
     applicable_quotas,
+    deep_merge,
     merge_overrides,
     overrides_for,
-    parse_catalog,
     quota_violation,
-    validate_choice,
+    resolve_choice,
     visible_profiles,
 )
+from .storage import StorageSafety
 
 USER_LABEL = "hubfleet.io/user"
 GROUPS_ANNOTATION = "hubfleet.io/groups"
@@ -83,7 +88,7 @@ def _escape_template(value: str) -> str:
     return value.replace("{", "{{").replace("}", "}}")
 
 
-class ProfileSpawner(KubeSpawner):
+class ProfileSpawner(StorageSafety, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -92,8 +97,8 @@ class ProfileSpawner(KubeSpawner):
 
     # Quota slots reserved by spawns whose pods the reflector may not show yet; shared by every instance in the hub.
     _reservations: ClassVar[dict[str, RunningServer]] = {}
-    # Parsed catalogs by their (file, mtime, config) key; shared, since every spawner carries the same config.
-    _catalog_cache: ClassVar[dict[str, Catalog]] = {}
+    # The profiles file's last stat and parsed catalogs; shared, since every spawner carries the same config.
+    _catalogs: ClassVar[CatalogSource] = CatalogSource()
 
     profiles = Union(
         [List(Dict()), Dict()],
@@ -110,16 +115,50 @@ class ProfileSpawner(KubeSpawner):
                  "access": {"groups": ["gpu-users"]}},
             ]
 
-        Replaces KubeSpawner's ``profile_list``, which is ignored when profiles are declared here.
+        KubeSpawner's ``profile_list`` is read too (into the same model): both may be used, with distinct slugs.
         """,
     ).tag(config=True)
 
     profiles_file = Unicode(
         "",
         help="""
-        Path of a YAML profiles document (``profiles``, ``quotas``, ``group_volumes``), e.g. mounted from
-        ``hub.extraFiles`` in z2jh values. Read again whenever the file changes. Combined with ``profiles``: the
-        slugs must not clash.
+        Path of a YAML profiles document (``profiles``, ``quotas``, ``group_volumes``, ``group_rules``,
+        ``max_servers_per_user``), e.g. mounted from ``hub.extraFiles`` in z2jh values. Re-read (in a worker
+        thread, never on the hub's event loop) only when its modification time or size changed. Combined with
+        ``profiles`` and ``profile_list``: the slugs must not clash.
+        """,
+    ).tag(config=True)
+
+    profile_list = Union(
+        [List(Dict()), Callable(), Dict()],
+        default_value=[],
+        help="""
+        KubeSpawner's ``profile_list``, accepted as it is: a list of profiles, kubespawner 7.1's dict form
+        (``{key: profile}``, ordered by key) or a callable ``f(spawner)`` (sync or async) returning either. Every key
+        KubeSpawner documents works (``display_name``, ``slug``, ``description``, ``default``,
+        ``kubespawner_override``, ``profile_options`` with ``choices`` and ``unlisted_choice``), re-validated on
+        the server for every spawn path; hubfleet's keys (``access``, ``quota``, ``max_per_user``, ``cpu``,
+        ``memory``, ``gpu``, ``priority_class_name``, ...) may be added to the same entries. Also accepted on
+        kubespawner 7.0, which lacks the dict form.
+        """,
+    ).tag(config=True)
+
+    max_servers_per_user = Integer(
+        None,
+        allow_none=True,
+        help="""
+        At most this many servers (default and named, any profile) running at once per user, counted like the
+        other quotas (live pods plus pending spawns). A profile's own ``max_per_user`` limits one profile.
+        None: no limit.
+        """,
+    ).tag(config=True)
+
+    check_server_names = Bool(
+        True,
+        help="""
+        Refuse to start a named server whose name breaks JupyterHub 6's rule (1-30 characters of ``[a-z0-9-]``,
+        starting with a letter), stating the rule. JupyterHub 6 refuses such new names itself; on JupyterHub 5.5
+        this keeps names valid for the upgrade.
         """,
     ).tag(config=True)
 
@@ -219,56 +258,40 @@ class ProfileSpawner(KubeSpawner):
 
     # ------------------------------------------------------------------ configuration
 
-    @observe("profiles", "profiles_file", "quotas", "group_volumes")
-    def _profiles_changed(self, change):
-        self._catalog_key = None
+    _checked: ClassVar[set] = set()
 
-    _catalog_key = None
-    _catalog_value = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._check_configuration_once()
 
-    def catalog(self) -> Catalog:
-        """The parsed profiles, quotas and group volumes (cached; the file is re-read when it changes)."""
-        mtime = None
-        if self.profiles_file:
-            try:
-                mtime = os.stat(self.profiles_file).st_mtime_ns
-            except OSError as e:
-                raise ProfileConfigError(f"ProfileSpawner.profiles_file {self.profiles_file!r}: {e.strerror}") from e
-        key = (self.profiles_file, mtime)
-        if self._catalog_key == key and self._catalog_value is not None:
-            return self._catalog_value
-        config_key = json.dumps(
-            [self.profiles_file, mtime, self.profiles, self.quotas, self.group_volumes], sort_keys=True, default=repr
-        )
-        cached = self._catalog_cache.get(config_key)
-        if cached is None:
-            cached = self._parse_catalog()
-            if len(self._catalog_cache) > 16:
-                self._catalog_cache.clear()
-            self._catalog_cache[config_key] = cached
-        self._catalog_key, self._catalog_value = key, cached
-        return cached
+    def _check_configuration_once(self) -> None:
+        """Log a bad profiles configuration when the hub creates its first spawner (at start-up for running
+        servers), with the same message ``hubfleet profiles check`` prints; spawns then refuse with it."""
+        if callable(self.profile_list):
+            return
+        key = json.dumps([self.profiles_file, self.profiles, self.profile_list, self.quotas, self.group_volumes,
+                          self.max_servers_per_user], sort_keys=True, default=repr)
+        if key in ProfileSpawner._checked:
+            return
+        ProfileSpawner._checked.add(key)
+        try:
+            self._check_sync()  # once per process and configuration: a blocking read is fine here
+        except ProfileError as e:
+            self.log.error("profiles: invalid configuration: %s", e)
 
-    def _parse_catalog(self) -> Catalog:
-        file_doc = None
-        if self.profiles_file:
-            with open(self.profiles_file) as f:
-                try:
-                    file_doc = yaml.safe_load(f)
-                except yaml.YAMLError as e:
-                    raise ProfileConfigError(f"ProfileSpawner.profiles_file {self.profiles_file!r}: {e}") from e
-        inline = self.profiles
-        if file_doc is not None and inline:
-            file_doc = _as_document(file_doc)
-            inline_doc = _as_document(inline)
-            merged = {
-                "profiles": list(file_doc.get("profiles", [])) + list(inline_doc.get("profiles", [])),
-                "quotas": list(file_doc.get("quotas", [])) + list(inline_doc.get("quotas", [])),
-                "group_volumes": {**file_doc.get("group_volumes", {}), **inline_doc.get("group_volumes", {})},
-            }
-        else:
-            merged = file_doc if file_doc is not None else inline
-        return parse_catalog(merged, quotas=self.quotas, group_volumes=self.group_volumes)
+    def _check_sync(self) -> None:
+        from .catalog import _merge_documents  # noqa: PLC0415
+        from .profiles import parse_catalog, read_document  # noqa: PLC0415
+
+        doc = read_document(self.profiles_file) if self.profiles_file else None
+        parse_catalog(_merge_documents(doc, self.profiles), quotas=self.quotas, group_volumes=self.group_volumes,
+                      profile_list=self.profile_list or None, max_servers_per_user=self.max_servers_per_user,
+                      source=self.profiles_file or "ProfileSpawner.profiles")
+
+    async def load_catalog(self) -> Catalog:
+        """The parsed profiles, quotas and group volumes (cached; the file is re-read off the event loop, and only
+        when it changed)."""
+        return await self._catalogs.get(self)
 
     # ------------------------------------------------------------------ who is asking
 
@@ -277,22 +300,60 @@ class ProfileSpawner(KubeSpawner):
         groups = frozenset(g.name for g in getattr(user, "groups", None) or ())
         return user.name, groups, bool(getattr(user, "admin", False))
 
-    def visible_profiles(self):
+    async def visible_profiles(self):
         """The profiles this spawner's user may use."""
         name, groups, is_admin = self._identity()
-        return visible_profiles(self.catalog().profiles, name, groups, is_admin)
+        return visible_profiles((await self.load_catalog()).profiles, name, groups, is_admin)
 
-    def _http_error(self, error: ProfileError) -> web.HTTPError:
+    def _refusal(self, error: ProfileError, profile: str = ""):
         if isinstance(error, ProfileConfigError):
             self.log.error("profiles: invalid configuration: %s", error)
             message = f"The server profiles are misconfigured ({error}); tell an administrator."
-            status = 500
         else:
             self.log.warning("user:%s spawn refused: %s", self.user.name, error)
-            message, status = str(error), error.status
-        exc = web.HTTPError(status, message)
-        exc.jupyterhub_message = message  # shown as-is on the spawn page
-        return exc
+            message = str(error)
+        _metrics.REFUSALS.labels(reason=error.reason, profile=profile or "").inc()
+        return compat.refusal(error.status, message, error.reason)
+
+    def _is_saved_choice(self, user_options) -> bool:
+        """True when ``user_options`` are the last spawn's, reused because this spawn named none (JupyterHub passes
+        ``options=None``): a REST POST without options, the admin panel's start button, a spawn without a form.
+        False for the form, a query string and a REST body carrying options (an explicit request)."""
+        explicit = self._explicit_options
+        if explicit is not None and explicit == user_options:
+            return False
+        request = getattr(getattr(self, "handler", None), "request", None)
+        if request is None or request.method != "POST" or "/api/users/" not in request.path:
+            return True
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            return True
+        if isinstance(body, dict) and set(body) & {"user_options", "display_name"}:
+            return body.get("user_options") is None
+        return not body
+
+    async def _resolve(self, user_options, *, record: bool):
+        """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared."""
+        try:
+            catalog = await self.load_catalog()
+        except ProfileError as e:
+            raise self._refusal(e) from e
+        if not catalog.profiles:
+            return catalog, None
+        options = compat.unwrap_options(user_options)
+        name, groups, is_admin = self._identity()
+        saved = self._is_saved_choice(options)
+        try:
+            if self.name and self.check_server_names and (problem := compat.server_name_problem(self.name)):
+                raise ChoiceError(problem)
+            choice = resolve_choice(catalog.profiles, options, name, groups, is_admin, saved=saved)
+        except ProfileError as e:
+            asked = options.get("profile") if isinstance(options, Mapping) else None
+            raise self._refusal(e, asked if isinstance(asked, str) else "") from e
+        if record:
+            self._explicit_options = None
+        return catalog, choice
 
     # ------------------------------------------------------------------ the form
 
@@ -302,11 +363,11 @@ class ProfileSpawner(KubeSpawner):
 
     async def _render_profile_form(self, spawner=None):
         try:
-            catalog = self.catalog()
+            catalog = await self.load_catalog()
         except ProfileError as e:
-            raise self._http_error(e) from e
+            raise self._refusal(e) from e
         if not catalog.profiles:
-            return KubeSpawner._options_form_default(self)
+            return ""
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
         if (
@@ -314,6 +375,7 @@ class ProfileSpawner(KubeSpawner):
             and len(visible) == 1
             and len(visible[0].images) <= 1
             and not visible[0].other_image_pattern
+            and not visible[0].options
             and not applicable_quotas(catalog.quotas, visible[0].slug, groups)
         ):
             return ""
@@ -321,36 +383,42 @@ class ProfileSpawner(KubeSpawner):
         if catalog.quotas:
             await self._start_watching_pods()
             counts = QuotaCounts(self._running_servers())
+        saved = compat.unwrap_options(self.user_options) or {}
+        choice = None
+        if saved:
+            try:
+                choice = resolve_choice(catalog.profiles, saved, name, groups, is_admin, saved=True)
+            except ProfileError:
+                choice = None
+        note = choice.fallback if choice is not None else ""
         cards = _form.build_cards(
-            visible, quotas=catalog.quotas, counts=counts, groups=groups, user_options=self.user_options
+            visible, quotas=catalog.quotas, counts=counts, groups=groups, user=name,
+            user_options={} if note or choice is None else saved,
         )
-        return _form.render_form(cards)
+        return _form.render_form(cards, message=note.replace("starting the default", "the default")
+                                 .replace("instead.", "is selected.") if note else "")
 
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._profile_options_from_form
 
-    def _profile_options_from_form(self, formdata):
-        return self._validated_options(_form.form_to_user_options, formdata,
-                                       lambda: KubeSpawner._options_from_form(self, formdata))
+    async def _profile_options_from_form(self, formdata):
+        return await self._validated_options(_form.form_to_user_options, formdata)
 
-    def options_from_query(self, query_data):
-        """``/hub/spawn?profile=medium&image=scipy`` (or the form's field names), validated like the form."""
-        return self._validated_options(_form.query_to_user_options, query_data,
-                                       lambda: super(ProfileSpawner, self).options_from_query(query_data))
+    async def options_from_query(self, query_data):
+        """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
+        5.5), or the form's field names: validated like the form."""
+        return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
 
-    def _validated_options(self, parse, data, without_profiles):
-        """The user_options parsed from a form or a query string, checked against what this user may choose (an
-        HTTP 400/403 naming the problem otherwise); KubeSpawner's own parsing when no profiles are declared."""
+    async def _validated_options(self, parse, data):
+        """The user_options parsed from a form or a query string, checked against what this user may choose (a
+        refusal naming the problem otherwise)."""
         try:
-            catalog = self.catalog()
-            if not catalog.profiles:
-                return without_profiles()
             options = parse(data)
-            name, groups, is_admin = self._identity()
-            validate_choice(catalog.profiles, options, name, groups, is_admin)
         except ProfileError as e:
-            raise self._http_error(e) from e
+            raise self._refusal(e) from e
+        self._explicit_options = options
+        catalog, _choice = await self._resolve(options, record=False)
         return options
 
     # ------------------------------------------------------------------ start: validate, apply, reserve, hooks
@@ -359,51 +427,50 @@ class ProfileSpawner(KubeSpawner):
     def _default_apply_user_options(self):
         return self._check_user_options
 
-    def _check_user_options(self, spawner, user_options):
+    async def _check_user_options(self, spawner, user_options):
         """JupyterHub >= 5.3 calls this before ``pre_spawn_hook`` and ``start``: refuse a bad choice that early too.
         (Applying happens in ``load_user_options``, which checks again.)"""
-        try:
-            catalog = self.catalog()
-            if catalog.profiles:
-                name, groups, is_admin = self._identity()
-                validate_choice(catalog.profiles, user_options, name, groups, is_admin)
-        except ProfileError as e:
-            raise self._http_error(e) from e
+        await self._resolve(user_options, record=False)
 
     choice: ResolvedChoice | None = None
+    _explicit_options: dict | None = None
     _refused = False
     _trait_backup: dict | None = None
+    _notes: list | None = None
+    _last_recorded: dict | None = None
 
     async def load_user_options(self):
-        """Validate ``user_options`` (every spawn path), apply the profile, reserve a quota slot, run the hooks."""
+        """Validate ``user_options`` (every spawn path), apply the profile, record it, reserve a quota slot, run
+        the hooks."""
         self._refused = False
+        self._notes = []
         try:
-            catalog = self.catalog()
-        except ProfileError as e:
+            catalog, choice = await self._resolve(self.user_options, record=True)
+        except Exception:
             self._refused = True
-            raise self._http_error(e) from e
-        if not catalog.profiles:
+            raise
+        if choice is None:
             return await super().load_user_options()
-        name, groups, is_admin = self._identity()
-        try:
-            choice = validate_choice(catalog.profiles, self.user_options, name, groups, is_admin)
-        except ProfileError as e:
-            self._refused = True
-            raise self._http_error(e) from e
+        name = choice.user
+        if choice.fallback:
+            self.log.warning("user:%s server %r: %s", name, self.name, choice.fallback)
+            self._notes.append(choice.fallback)
 
         self._restore_traits()
-        overrides = overrides_for(choice, base=_TraitView(self), group_volumes=catalog.group_volumes)
+        overrides = overrides_for(choice, base=_TraitView(self), group_volumes=catalog.group_volumes,
+                                  group_rules=catalog.group_rules)
         overrides["extra_labels"] = {
             **overrides["extra_labels"],
             USER_LABEL: safe_slug(name, is_valid=is_valid_label),
         }
         overrides["extra_annotations"] = {
             **self.extra_annotations,
-            GROUPS_ANNOTATION: _escape_template(json.dumps(sorted(groups))),
+            GROUPS_ANNOTATION: _escape_template(json.dumps(sorted(choice.groups))),
             USERNAME_ANNOTATION: _escape_template(name),
         }
         self._apply_traits(overrides)
         self.choice = choice
+        self._record(choice)
         self.log.info("user:%s server %r: profile %s image %s", name, self.name, choice.profile.slug, self.image)
 
         quotas = applicable_quotas(catalog.quotas, choice.profile.slug, choice.groups)
@@ -411,6 +478,51 @@ class ProfileSpawner(KubeSpawner):
             await self._start_watching_pods()  # read-only (list + watch); shared by every spawner in the hub
             self._reserve_quota(choice, quotas)
         await self._run_pre_spawn_hooks(choice)
+
+    def _record(self, choice: ResolvedChoice) -> None:
+        """The resolved choice into ``user_options`` (and the database row, so the admin panel, the culler and the
+        metrics see the profile of every server, a default-profile one too) and into the stored state."""
+        recorded = choice.user_options()
+        self.user_options = recorded
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None:
+            orm_spawner.user_options = dict(recorded)  # a new object, so SQLAlchemy sees the change
+        self._last_recorded = {"profile": choice.profile.slug, "image": self.image, "user_options": recorded}
+
+    def get_state(self):
+        state = super().get_state()
+        if self._last_recorded:
+            state["hubfleet"] = dict(self._last_recorded)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        recorded = (state or {}).get("hubfleet")
+        if isinstance(recorded, dict):
+            self._last_recorded = recorded
+
+    async def progress(self):
+        """KubeSpawner's progress events, with hubfleet's notes (a stale choice replaced) as they appear."""
+        sent = 0
+        events = super().progress().__aiter__()
+        pending = asyncio.ensure_future(events.__anext__())
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=0.5)
+                notes = self._notes or []
+                while sent < len(notes):
+                    yield {"progress": 5, "message": notes[sent]}
+                    sent += 1
+                if pending in done:
+                    try:
+                        event = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    yield event
+                    pending = asyncio.ensure_future(events.__anext__())
+        finally:
+            if not pending.done():
+                pending.cancel()
 
     def _reserve_quota(self, choice: ResolvedChoice, quotas: list) -> None:
         """Check the quotas against live pods plus pending reservations and reserve a slot.
@@ -420,12 +532,13 @@ class ProfileSpawner(KubeSpawner):
         """
         key = self._pod_key()
         message = quota_violation(
-            quotas, self._running_servers(exclude=key), profile=choice.profile.slug, groups=choice.groups
+            quotas, self._running_servers(exclude=key), profile=choice.profile.slug, groups=choice.groups,
+            user=choice.user,
         )
         if message:
             self._refused = True
-            raise self._http_error(QuotaExceeded(message))
-        ProfileSpawner._reservations[key] = RunningServer(key, choice.profile.slug, choice.groups)
+            raise self._refusal(QuotaExceeded(message), choice.profile.slug)
+        ProfileSpawner._reservations[key] = RunningServer(key, choice.profile.slug, choice.groups, choice.user)
 
     def _pod_key(self) -> str:
         return f"{self.namespace}/{self.pod_name}"
@@ -444,11 +557,12 @@ class ProfileSpawner(KubeSpawner):
                 continue
             if ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed"):
                 continue
+            annotations = metadata.get("annotations") or {}
             try:
-                groups = frozenset(json.loads((metadata.get("annotations") or {}).get(GROUPS_ANNOTATION, "[]")))
+                groups = frozenset(json.loads(annotations.get(GROUPS_ANNOTATION, "[]")))
             except (TypeError, ValueError):
                 groups = frozenset()
-            servers[key] = RunningServer(key, profile, groups)
+            servers[key] = RunningServer(key, profile, groups, annotations.get(USERNAME_ANNOTATION, ""))
         for key, server in ProfileSpawner._reservations.items():
             if key != exclude:
                 servers.setdefault(key, server)
@@ -464,10 +578,14 @@ class ProfileSpawner(KubeSpawner):
         backup = self._trait_backup if self._trait_backup is not None else {}
         for name, value in overrides.items():
             if not self.has_trait(name):
-                raise self._http_error(ProfileConfigError(f"kubespawner_override: unknown KubeSpawner trait {name!r}"))
+                raise self._refusal(ProfileConfigError(f"kubespawner_override: unknown KubeSpawner trait {name!r}",
+                                                       fix="check the trait name in KubeSpawner's reference"))
+            current = getattr(self, name)
             if callable(value) and not isinstance(value, type):
                 value = value(self)  # KubeSpawner's convention for kubespawner_override callables
-            backup.setdefault(name, getattr(self, name))
+                if isinstance(value, Mapping) and isinstance(current, Mapping):
+                    value = deep_merge(current, value)
+            backup.setdefault(name, current)
             setattr(self, name, value)
         self._trait_backup = backup
 
@@ -508,17 +626,26 @@ class ProfileSpawner(KubeSpawner):
     async def start(self):
         # Give up a little before the hub's own start_timeout, saying what was seen: when the hub's timeout fires
         # first, the spawn page only shows "Spawn failed: " (an empty TimeoutError).
+        _metrics.install(type(self), getattr(self.user, "db", None))
         deadline = max(self.start_timeout - min(1.0, self.start_timeout * 0.1), 0.1)
+        started = time.monotonic()
+        outcome = "failure"
         future = super().start()
         try:
             async with asyncio.timeout(deadline):
-                return await future
+                result = await future
+            outcome = "success"
+            return result
         except TimeoutError:
             future.cancel()
             raise TimeoutError(self._not_ready_message(deadline)) from None
         finally:
             # success: the running pod now counts itself; failure: the slot is free (a leftover pod still counts)
             self._release_quota()
+            if self._refused:
+                outcome = "refused"
+            profile = self.choice.profile.slug if self.choice is not None else ""
+            _metrics.SPAWN_DURATION.labels(profile=profile, outcome=outcome).observe(time.monotonic() - started)
 
     def _not_ready_message(self, waited: float) -> str:
         """What a user (and the admin they ask) needs when a server does not come up in time."""
@@ -547,12 +674,6 @@ class ProfileSpawner(KubeSpawner):
             await super().stop(now=now)
         finally:
             self._release_quota()
-
-
-def _as_document(data) -> dict:
-    if isinstance(data, Mapping):
-        return dict(data)
-    return {"profiles": list(data or [])}
 
 
 async def _maybe_await(value):

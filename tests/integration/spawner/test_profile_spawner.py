@@ -38,9 +38,22 @@ def make_users(hub, *names, groups: dict[str, list[str]] | None = None):
         assert status == 201, body
 
 
+def hub_version(hub) -> tuple[int, int]:
+    """(major, minor) of the running hub, from ``GET /hub/api/``."""
+    if not hasattr(hub, "version"):
+        status, body = hub.api("GET", "/")
+        assert status == 200, body
+        hub.version = tuple(int(x) for x in re.findall(r"\d+", body["version"])[:2])
+    return hub.version
+
+
 def spawn(hub, user, options=None, server=""):
+    """A REST spawn in the running hub's own body shape: ``{"user_options": ...}`` on JupyterHub 6, the options
+    themselves on 5.x (which takes the whole body as user_options)."""
     path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
-    return hub.api("POST", path, json={"user_options": options} if options is not None else None)
+    if options is None:
+        return hub.api("POST", path)
+    return hub.api("POST", path, json={"user_options": options} if hub_version(hub) >= (6, 0) else options)
 
 
 def stop(hub, user, server="", remove=False):

@@ -1,0 +1,70 @@
+"""The one place where JupyterHub 5.5 and 6.x differ for ProfileSpawner.
+
+- Refusals: JupyterHub 6 has ``jupyterhub.spawner.SpawnException`` (a policy refusal: no traceback logged, the
+  ``reason`` label in the spawn metrics, the message shown on the spawn page and in the REST answer). JupyterHub
+  5.5 has no such class; the equivalent is a ``tornado.web.HTTPError`` with ``jupyterhub_message`` set, which 5.5
+  shows on the spawn page and returns from the REST API the same way.
+- REST bodies: JupyterHub 6 takes ``{"user_options": {...}, "display_name": ...}`` (and still a plain options
+  dict); 5.5 passes the whole body as ``user_options``, so a 6.x-shaped body reaches 5.5 wrapped. Both shapes are
+  unwrapped here, so a client written for either version works on both.
+- Query strings: JupyterHub 6 strips the ``opt-`` prefix (``/hub/spawn?opt-profile=gpu``); 5.5 passes the keys as
+  they are. Both spellings are accepted.
+- Named servers: JupyterHub 6 refuses new names that are not 1-30 characters of ``[a-z0-9-]`` (starting with a
+  letter, no ``--``); 5.5 does not, so the spawner applies the same rule, stating it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jupyterhub
+from tornado import web
+
+try:  # JupyterHub >= 6
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # JupyterHub 5.x
+    SpawnException = None
+
+JUPYTERHUB_VERSION = tuple(int(x) for x in re.findall(r"\d+", jupyterhub.__version__)[:2])
+HAS_SPAWN_EXCEPTION = SpawnException is not None
+
+#: JupyterHub 6's rule for new named-server names (``jupyterhub.slugs.is_valid_safe_slug``).
+SERVER_NAME_RULE = ("1-30 characters: lowercase letters, digits and single hyphens, starting with a letter and "
+                    "ending with a letter or digit")
+_SERVER_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+_BODY_KEYS = frozenset({"user_options", "display_name"})
+
+
+def refusal(status: int, message: str, reason: str) -> web.HTTPError:
+    """The exception that refuses a spawn with ``message`` shown to the user (spawn page and REST answer)."""
+    if SpawnException is not None:
+        exc = SpawnException(message, reason=reason, status_code=status)
+    else:
+        exc = web.HTTPError(status, message)
+        exc.reason_label = reason
+    exc.jupyterhub_message = message  # both versions show this as-is on the spawn page and in the API error
+    return exc
+
+
+def unwrap_options(user_options):
+    """``user_options`` as the client meant them, whichever version's REST body shape it used."""
+    if isinstance(user_options, dict) and "user_options" in user_options and set(user_options) <= _BODY_KEYS:
+        inner = user_options.get("user_options")
+        return dict(inner) if isinstance(inner, dict) else ({} if inner is None else inner)
+    return user_options
+
+
+def strip_query_prefix(query: dict) -> dict:
+    """``opt-profile`` -> ``profile`` (JupyterHub 6 spelling, on 5.5 where the hub does not strip it); when both
+    spellings are mixed, JupyterHub 6 uses only the prefixed ones, and so does this."""
+    query = {k: v for k, v in query.items() if k not in ("next", "display_name")}
+    prefixed = {k[4:]: v for k, v in query.items() if k.startswith("opt-") and k[4:]}
+    return prefixed if prefixed else query
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` may not name a new server (JupyterHub 6's rule, stated), or None."""
+    if not name or (len(name) <= 30 and _SERVER_NAME.match(name)):
+        return None
+    return f"invalid server name {name!r}: a server name must be {SERVER_NAME_RULE}"
