@@ -32,6 +32,9 @@ HUB_CONFIG = """
 c.JupyterHub.authenticator_class = "hubfleet"
 c.HubfleetAuthenticator.backends = [{{"kind": "local", "users_file": {users_file!r}}}]
 c.JupyterHub.spawner_class = "hubfleet"
+# every devcluster hands out pod addresses from 127.0.1.1 up: a port of our own keeps another suite's singleuser
+# server (same address, port 8888) on this machine from answering for ours
+c.KubeSpawner.port = {pod_port}
 """
 
 
@@ -72,7 +75,8 @@ def chain(rendered, tmp_path_factory, resolve_host):
         stop.append(chp.proc.stop)
         users_file = tmp / "users.yaml"
         write_users_file(users_file, {"users": {"alice": {"password_hash": hash_password(PASSWORD, rounds=4)}}})
-        hub = new_hub(tmp / "hub", devcluster, chp, HUB_CONFIG.format(users_file=str(users_file)))
+        hub = new_hub(tmp / "hub", devcluster, chp, HUB_CONFIG.format(users_file=str(users_file),
+                                                                                pod_port=free_port()))
         stop.append(hub.stop)
         hub.start()
 
@@ -148,8 +152,10 @@ GO_TO_OPENSSL = {
 def test_tls_1_0_and_1_1_refused_1_2_with_the_configured_suites_and_1_3_accepted(chain):
     port, root = chain.traefik.https_port, str(chain.root)
     for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
-        with pytest.raises(ssl.SSLError, match="(?i)protocol.version|unsupported.protocol|no.protocols"):
+        with pytest.raises(ssl.SSLError) as refused:
             handshake(port, version=old, cafile=root)
+        print(f"{old.name}: {refused.value}")
+        assert "PROTOCOL_VERSION" in str(refused.value), refused.value  # the server's alert, not a local refusal
     configured = chain.dynamic["tls"]["options"]["default"]["cipherSuites"]
     accepted = {}
     for go_name, openssl_name in GO_TO_OPENSSL.items():
