@@ -22,7 +22,7 @@ from hubfleet.authenticators.local import hash_password, write_users_file
 from tests.conftest import new_hub, start_chp, start_devcluster
 from tests.integration.platform.acme import served_certificate, start_pebble, start_traefik, wait_for_certificate
 from tests.integration.platform.conftest import traefik_files
-from tests.procs import free_port
+from tests.procs import ARTIFACTS, free_port
 
 STACK = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml", "security-hardened.yaml")
 HOST = "hub.example.org"  # the overlay's proxy.https.hosts
@@ -91,6 +91,9 @@ def chain(rendered, tmp_path_factory, resolve_host):
         root.write_text(pebble.issuing_chain().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
         cert, seconds = wait_for_certificate(traefik, HOST, str(root))
         print(f"\nautohttps: Traefik start -> certificate for {HOST} from pebble: {seconds:.1f} s")
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "autohttps.json").write_text(json.dumps({"traefik_start_to_certificate_s": round(seconds, 2),
+                                                               "host": HOST, "stack": STACK}))
         yield Chain(devcluster=devcluster, chp=chp, hub=hub, pebble=pebble, traefik=traefik, root=root, cert=cert,
                     seconds=seconds, dynamic=dynamic)
     finally:
