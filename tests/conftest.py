@@ -279,22 +279,27 @@ class HubHandle:
         raise AssertionError(f"server {user}/{server} still there after {timeout}s: {body}")
 
 
+def new_hub(state: Path, devcluster: DevClusterHandle, chp: CHPHandle, extra_config: str = "", *, name: str = "hub",
+            password: str = "test-password") -> HubHandle:
+    """A hub (not started yet) wired to the devcluster and the proxy; also for module-scoped fixtures."""
+    state.mkdir(parents=True, exist_ok=True)
+    hub_port = free_port()
+    admin_token = secrets.token_hex(16)
+    config = BASE_HUB_CONFIG.format(
+        public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
+        password=password, admin_token=admin_token, image=SINGLEUSER_IMAGE,
+    ) + textwrap.dedent(extra_config)
+    env = {"KUBECONFIG": str(devcluster.kubeconfig), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
+    return HubHandle(name, state, config, env, chp, admin_token, password, hub_port)
+
+
 @pytest.fixture
 def start_hub(tmp_path, devcluster, chp, request):
     """Factory: start_hub(extra_config="", name="hub") -> HubHandle (started)."""
     hubs: list[HubHandle] = []
 
     def factory(extra_config: str = "", name: str = "hub", password: str = "test-password") -> HubHandle:
-        state = tmp_path / name
-        state.mkdir(parents=True, exist_ok=True)
-        hub_port = free_port()
-        admin_token = secrets.token_hex(16)
-        config = BASE_HUB_CONFIG.format(
-            public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
-            password=password, admin_token=admin_token, image=SINGLEUSER_IMAGE,
-        ) + textwrap.dedent(extra_config)
-        env = {"KUBECONFIG": str(devcluster.kubeconfig), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
-        hub = HubHandle(name, state, config, env, chp, admin_token, password, hub_port)
+        hub = new_hub(tmp_path / name, devcluster, chp, extra_config, name=name, password=password)
         hubs.append(hub)
         return hub.start()
 

@@ -323,7 +323,10 @@ def check_values(chart_dir: str | Path, files: Sequence[str | Path] = (), *, doc
         try:
             rendered = chart.render(user, name=release, namespace=namespace, is_install=True)
         except helm.HelmError as e:
-            result.problems.append(Problem("chart templates", "", f"rendering failed: {str(e).strip()}"))
+            text = " ".join(str(e).split())  # the chart's `fail` messages start with blank lines
+            where = re.match(r"execution error at \(([^)]+)\): (.*)", text)
+            source, text = where.groups() if where else ("chart templates", text)
+            result.problems.append(Problem(source, "", f"the chart refuses to render: {text}"))
             return result
     report = helm.lint(str(chart_dir), user, namespace=namespace, kube_version=f"v{kube_version}.0")
     for message in report.get("messages", []):

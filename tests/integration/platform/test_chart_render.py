@@ -251,7 +251,10 @@ def test_values_check_accepts_the_documented_stack(capsys):
      r"jupyterhub/templates/hub/deployment.yaml: Deployment/hub spec.template.spec.volumes\[\d\]: invalid for "
      r"Kubernetes 1.37: Additional properties are not allowed \('hostpath' was unexpected\) "
      r"\(from .*site.yaml: hub.extraVolumes\[0\]\)"),
-], ids=["yaml", "not-a-mapping", "unknown-key", "wrong-type", "deleted-required", "invalid-manifest"])
+    ("hub:\n  extraFiles:\n    hubfleet-profiles:\n      mountPath: /etc/jupyterhub/profiles.txt\n",
+     r"jupyterhub/templates/hub/secret.yaml:\d+:\d+: the chart refuses to render: extraFiles entries with 'data' "
+     r"\(hubfleet-profiles > /etc/jupyterhub/profiles.txt\) needs to have a filename extension"),
+], ids=["yaml", "not-a-mapping", "unknown-key", "wrong-type", "deleted-required", "invalid-manifest", "render-fails"])
 def test_values_check_names_file_key_and_expectation(tmp_path, capsys, site, expected):
     path = tmp_path / "site.yaml"
     path.write_text(site)

@@ -4,7 +4,6 @@ overlay's `frameworkDeny` the same Traefik drops all of dynamic.yaml, which thes
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
