@@ -121,6 +121,25 @@ def test_culler_url_follows_hub_base_url():
     assert _culler_args(m)[-1] == "--url=http://localhost:8081/jupyter/hub/api"
 
 
+@pytest.mark.parametrize(("site", "pod_security_context", "decide"), [
+    # z2jh's default: a root iptables init container blocks the metadata server -> no pod-level runAsNonRoot
+    ({}, {}, set()),
+    ({"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}, None, set()),
+    ({"hub": {"config": {"KubeSpawner": {"pod_security_context": {"fsGroup": 42}}}}}, None,
+     {"hub.config.ProfileSpawner.pod_security_context"}),
+    ({"singleuser": {"uid": 0, "cloudMetadata": {"blockWithIptables": False}}}, None, {"singleuser.uid"}),
+    ({"singleuser": {"allowPrivilegeEscalation": True}}, {}, {"singleuser.allowPrivilegeEscalation"}),
+    # not switched to ProfileSpawner: nothing to say about its pods
+    ({"hub": {"config": {"JupyterHub": {"spawner_class": "mysite.Spawner"}}}}, None, set()),
+])
+def test_pod_security_differences(site, pod_security_context, decide):
+    m = migrate_values(site)
+    got = m.overlay.get("hub", {}).get("config", {}).get("ProfileSpawner", {}).get("pod_security_context")
+    assert got == pod_security_context
+    assert {f.key for f in m.of_kind("decide")} - {"hub.image", "hub.config.JupyterHub.authenticator_class",
+                                                    "hub.config.JupyterHub.spawner_class"} == decide
+
+
 def test_cull_disabled_adds_no_culler():
     m = migrate_values({"cull": {"enabled": False, "timeout": 60}})
     assert "cull" not in m.overlay and "services" not in m.overlay.get("hub", {})
@@ -259,7 +278,7 @@ def test_command_writes_the_overlay_and_reports_on_stderr(tmp_path):
     assert out.startswith("# hubfleet overlay for site-values.yaml")
     assert "translated: hub.config.JupyterHub.authenticator_class: 'ldapauthenticator.LDAPAuthenticator'" in err
     assert "decide: hub.extraConfig.10-pre-spawn" in err
-    assert err.rstrip().splitlines()[-1].startswith("4 translated, 2 kept, 3 need a decision")
+    assert err.rstrip().splitlines()[-1].startswith("5 translated, 2 kept, 3 need a decision")
 
 
 def test_full_writes_one_complete_file(tmp_path):

@@ -283,6 +283,8 @@ def _spawner(values: Mapping, m: Migration) -> None:
         m.add("decide", key, f"{current!r} is kept: not KubeSpawner, so not translated; if it subclasses "
                              "KubeSpawner, move its changes to hooks and use 'hubfleet'")
         return
+    if current != "hubfleet" and current not in HUBFLEET_SPAWNERS:
+        _pod_security(values, m)
     if profiles:
         names = ", ".join(str(p.get("slug") or p.get("display_name", "?")) for p in profiles)
         m.add("kept", "singleuser.profileList", f"{len(profiles)} profile(s) as they are ({names}): ProfileSpawner "
@@ -290,6 +292,34 @@ def _spawner(values: Mapping, m: Migration) -> None:
                                                 "quota, ...) can be added to the entries")
     if config_profiles is not None:
         m.add("kept", "hub.config.KubeSpawner.profile_list", "read by ProfileSpawner as it is")
+
+
+def _pod_security(values: Mapping, m: Migration) -> None:
+    """ProfileSpawner's pods run as non-root (pod and container security contexts); where the stock pod relied on
+    root, say so, and keep z2jh's root iptables init container able to start."""
+    spawner_config = {**_get(values, "hub.config.KubeSpawner", {}), **_get(values, "hub.config.ProfileSpawner", {})}
+    if _get(values, "singleuser.cloudMetadata.blockWithIptables", True):
+        key = "hub.config.ProfileSpawner.pod_security_context"
+        if "pod_security_context" in spawner_config:
+            m.add("decide", key, "set by the site: z2jh's iptables init container (singleuser.cloudMetadata."
+                                 "blockWithIptables) runs as root, so it must not require runAsNonRoot")
+        else:
+            m.put(key, {})
+            m.add("translated", key, "{} (as stock KubeSpawner): z2jh's iptables init container that blocks the cloud "
+                                     "metadata server runs as root, which ProfileSpawner's pod-level runAsNonRoot "
+                                     "would refuse; the notebook container keeps hubfleet's hardened context. Or "
+                                     "block it with singleuser.networkPolicy and blockWithIptables: false "
+                                     "(chart-values/security-hardened.yaml)")
+    uid = spawner_config.get("uid", _get(values, "singleuser.uid"))
+    if uid == 0:
+        m.add("decide", "singleuser.uid", "0 (root): ProfileSpawner's container_security_context has runAsNonRoot, so "
+                                          "the server would not start; run as a user, or set hub.config.ProfileSpawner."
+                                          "container_security_context yourself")
+    if _get(values, "singleuser.allowPrivilegeEscalation") is True:
+        m.add("decide", "singleuser.allowPrivilegeEscalation", "true: ProfileSpawner's container_security_context "
+                                                               "sets it false (sudo in the image stops working); set "
+                                                               "hub.config.ProfileSpawner.container_security_context "
+                                                               "to keep it")
 
 
 def _culler(values: Mapping, m: Migration) -> None:
