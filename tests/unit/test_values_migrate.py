@@ -217,6 +217,14 @@ def test_extra_config_is_reported_with_what_to_check(code, hint):
     assert finding.kind == "decide" and hint in finding.text
 
 
+def test_report_in_the_overlay_cannot_inject_yaml():
+    """A site key with a newline becomes one escaped comment line, not YAML of its own."""
+    m = migrate_values({"hub": {"extraConfig": {"x\ncull: {enabled: true}": "pass"}}})
+    text = migrate.render_overlay(m, source="site.yaml")
+    assert yaml.safe_load(text)["cull"] == {"enabled": False}
+    assert "#   decide: hub.extraConfig.x\\ncull: {enabled: true}: Python" in text
+
+
 def test_migrating_twice_changes_nothing_more():
     site = yaml.safe_load((SITES / "ldap-site.yaml").read_text())
     first = migrate_values(site)

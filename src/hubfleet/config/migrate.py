@@ -74,6 +74,7 @@ KUBESPAWNER_CLASSES = ("kubespawner", "kubespawner.KubeSpawner", "kubespawner.sp
 HUBFLEET_SPAWNERS = ("hubfleet", "hubfleet.spawners.ProfileSpawner", "hubfleet.spawners.spawner.ProfileSpawner")
 # Keycloak's endpoints are <issuer>/protocol/openid-connect/<auth|token|userinfo>
 KEYCLOAK_ENDPOINT = re.compile(r"^(https?://.+/realms/[^/]+)/protocol/openid-connect/(auth|token|userinfo)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SECRET_OPTION = re.compile(r"(password|secret|token)$", re.IGNORECASE)
 # (pattern in hub.extraConfig Python, what the operator must check)
 EXTRA_CONFIG_HINTS = (
@@ -146,7 +147,8 @@ class Finding:
     text: str
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.key}: {self.text}"
+        """One line, also as a YAML comment: control characters from the site's keys are escaped."""
+        return _CONTROL.sub(lambda c: repr(c.group())[1:-1], f"{self.kind}: {self.key}: {self.text}")
 
 
 @dataclass
@@ -398,6 +400,7 @@ _Dumper.add_representer(str, _str)
 def render_overlay(migration: Migration, *, source: str, site: Mapping | None = None) -> str:
     """The YAML text to write: the overlay with a header saying how to apply it, or (``site`` given) the site's
     values with the overlay merged in as Helm would (one complete file)."""
+    source = _CONTROL.sub("?", source)
     if site is not None:
         body = helm_merge(site, migration.overlay)
         head = [f"# {source} switched to hubfleet by `hubfleet values migrate --full` (hubfleet {__version__}).",
@@ -407,8 +410,9 @@ def render_overlay(migration: Migration, *, source: str, site: Mapping | None = 
         head = [f"# hubfleet overlay for {source}, written by `hubfleet values migrate` (hubfleet {__version__}).",
                 f"# Apply after the site's file:  helm upgrade jhub jupyterhub/jupyterhub --version {Z2JH_VERSION} "
                 f"-f {source} -f <this file>",
-                "# Roll back: the same command without this file. What it changed and what needs a decision: "
-                "stderr of the command."]
+                "# Roll back: the same command without this file."]
+    head += ["#", "# What it did, and what needs a decision (never a secret's value):"]
+    head += [f"#   {finding}" for finding in migration.findings] or ["#   nothing to change"]
     text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
     return "\n".join(head) + "\n" + ("" if body == {} else text)
 
