@@ -467,8 +467,10 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     for finding in migration.findings:
         print(finding, file=stderr)
     counts = {kind: len(migration.of_kind(kind)) for kind in ("translated", "kept", "decide")}
+    written = args.output or "<this output>"
+    stack = f"-f {written}" if args.full else f"-f {args.values_file} -f {written}"
     print(f"{counts['translated']} translated, {counts['kept']} kept, {counts['decide']} need a decision "
-          f"({DOCS}); next: hubfleet values check", file=stderr)
+          f"({DOCS}); next: hubfleet values check --chart <chart dir> {stack}", file=stderr)
     return 0
 
 
