@@ -189,7 +189,10 @@ def test_ldap_site():
     decide = {f.key for f in m.of_kind("decide")}
     assert decide == {"hub.extraConfig.00-announcement", "hub.extraConfig.10-pre-spawn",
                       "hub.config.LDAPAuthenticator.lookup_dn_search_password"}
-    assert [f.key for f in m.of_kind("kept")] == ["hub.config.LDAPAuthenticator", "singleuser.profileList"]
+    assert [f.key for f in m.of_kind("kept")] == ["hub.config.LDAPAuthenticator", "singleuser.profileList",
+                                                  "hub.config.JupyterHub", "hub.config.Authenticator"]
+    [authenticator] = [f for f in m.findings if f.key == "hub.config.Authenticator"]
+    assert authenticator.text == "passed to the hub as before (admin_users, allow_all)"
 
 
 def test_keycloak_site_gets_the_realm_as_issuer():
@@ -297,7 +300,7 @@ def test_command_writes_the_overlay_and_reports_on_stderr(tmp_path):
     assert out.startswith("# hubfleet overlay for site-values.yaml")
     assert "translated: hub.config.JupyterHub.authenticator_class: 'ldapauthenticator.LDAPAuthenticator'" in err
     assert "decide: hub.extraConfig.10-pre-spawn" in err
-    assert err.rstrip().splitlines()[-1].startswith("5 translated, 2 kept, 3 need a decision")
+    assert err.rstrip().splitlines()[-1].startswith("5 translated, 4 kept, 3 need a decision")
 
 
 def test_full_writes_one_complete_file(tmp_path):

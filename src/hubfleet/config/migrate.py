@@ -194,6 +194,7 @@ def migrate_values(values: Mapping, *, hub_image: str | None = None) -> Migratio
     _spawner(values, m)
     _culler(values, m)
     _extra_config(values, m)
+    _other_config(values, m)
     _secrets_in_values(values, m)
     return m
 
@@ -370,6 +371,15 @@ def _extra_config(values: Mapping, m: Migration) -> None:
         hints = [text for pattern, text in EXTRA_CONFIG_HINTS if pattern.search(code or "")]
         m.add("decide", f"hub.extraConfig.{name}", "Python, not read by the migration; it still runs after "
                                                    "hub.config: " + ("; ".join(hints) or "check it against hubfleet"))
+
+
+def _other_config(values: Mapping, m: Migration) -> None:
+    """Every other hub.config section is passed to the hub as before: say so, so that nothing goes unmentioned."""
+    reported = {f.key for f in m.findings}
+    for section, options in _get(values, "hub.config", {}).items():
+        names = sorted(set(options) - ({"authenticator_class", "spawner_class"} if section == "JupyterHub" else set()))
+        if f"hub.config.{section}" not in reported and names:
+            m.add("kept", f"hub.config.{section}", f"passed to the hub as before ({', '.join(names)})")
 
 
 def _secrets_in_values(values: Mapping, m: Migration) -> None:
