@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from .. import __version__
 from ..errors import HubfleetError, explain
 from ..yamlfile import load_yaml, validate
 from .culler import culler_service
+from .migrate_checks import check_ldap_options, check_profile_list
 from .values import helm_merge
 
 __all__ = ["Finding", "Migration", "MigrationError", "Z2JH_SCHEMA", "add_parser", "main", "migrate_values",
@@ -180,17 +181,20 @@ def _get(values: Mapping, path: str, default: Any = None) -> Any:
     return default if node is None else node
 
 
-def migrate_values(values: Mapping, *, hub_image: str | None = None) -> Migration:
+def migrate_values(values: Mapping, *, hub_image: str | None = None,
+                   authenticator_options: Iterable[str] | None = None) -> Migration:
     """Translate a stock z2jh values mapping (already read against :data:`Z2JH_SCHEMA`) into the hubfleet overlay.
 
-    ``hub_image`` is ``name:tag`` of a hub image with hubfleet installed. Returns the overlay and the findings;
-    raises :class:`MigrationError` only for a document that is not a mapping.
+    ``hub_image`` is ``name:tag`` of a hub image with hubfleet installed. ``authenticator_options``: JupyterHub's
+    Authenticator option names, for the check of an LDAPAuthenticator section (see :mod:`.migrate_checks`).
+    Returns the overlay and the findings; raises :class:`MigrationError` for a document that is not a mapping or
+    a ``cull.*`` value no culler takes.
     """
     if not isinstance(values, Mapping):
         raise MigrationError(f"a z2jh values file holds a mapping at the top, not {type(values).__name__}")
     m = Migration()
     _hub_image(values, m, hub_image)
-    _authenticator(values, m)
+    _authenticator(values, m, authenticator_options)
     _spawner(values, m)
     _culler(values, m)
     _extra_config(values, m)
@@ -219,7 +223,7 @@ def _hub_image(values: Mapping, m: Migration, hub_image: str | None) -> None:
                                      "placeholder (or pass --hub-image NAME:TAG)")
 
 
-def _authenticator(values: Mapping, m: Migration) -> None:
+def _authenticator(values: Mapping, m: Migration, authenticator_options: Iterable[str] | None) -> None:
     key = "hub.config.JupyterHub.authenticator_class"
     config = _get(values, "hub.config", {})
     current = _get(values, key)
@@ -248,6 +252,8 @@ def _authenticator(values: Mapping, m: Migration) -> None:
         if section in config:
             names = ", ".join(sorted(config[section])) or "no options"
             m.add("kept", f"hub.config.{section}", f"read by {target} as it is ({names}); option table: {doc}")
+    if target == "hubfleet-ldap" and config.get("LDAPAuthenticator"):
+        check_ldap_options(config["LDAPAuthenticator"], m.add, authenticator_options=authenticator_options)
     if target == "hubfleet-oidc":
         _oidc_issuer(config, m)
 
@@ -293,6 +299,7 @@ def _spawner(values: Mapping, m: Migration) -> None:
         m.add("kept", "singleuser.profileList", f"{len(profiles)} profile(s) as they are ({names}): ProfileSpawner "
                                                 "reads KubeSpawner's profile_list; hubfleet's extra keys (access, "
                                                 "quota, ...) can be added to the entries")
+        check_profile_list(profiles, m.add)
     if config_profiles is not None:
         m.add("kept", "hub.config.KubeSpawner.profile_list", "read by ProfileSpawner as it is")
 
@@ -447,6 +454,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _authenticator_options() -> list[str] | None:
+    """JupyterHub's Authenticator option names (they keep their names in an LDAPAuthenticator section)."""
+    try:
+        from jupyterhub.auth import Authenticator  # noqa: PLC0415  (the command line only)
+    except ImportError:
+        return None
+    return Authenticator.class_trait_names(config=True)
+
+
 def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -456,7 +472,7 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
             raise MigrationError(f"{args.values_file}: holds a {type(values).__name__} at the top, not a mapping of "
                                  f"z2jh keys (hub, singleuser, cull, ...)")
         validate(values, Z2JH_SCHEMA, source=args.values_file)
-        migration = migrate_values(values, hub_image=args.hub_image)
+        migration = migrate_values(values, hub_image=args.hub_image, authenticator_options=_authenticator_options())
         text = render_overlay(migration, source=Path(args.values_file).name, site=values if args.full else None)
         if args.output:
             out = Path(args.output)
