@@ -22,7 +22,8 @@ from hubfleet.config.values import helm_merge
 REPO = Path(__file__).resolve().parents[2]
 SITES = REPO / "tests" / "data" / "z2jh-sites"
 CHART = Path("/work/shared/z2jh-4.4.0/chart")
-for candidate in (REPO.parent / "shared" / "z2jh-4.4.0" / "chart", REPO.parent.parent / "shared" / "z2jh-4.4.0" / "chart"):
+for candidate in (REPO.parent / "shared" / "z2jh-4.4.0" / "chart",
+                  REPO.parent.parent / "shared" / "z2jh-4.4.0" / "chart"):
     if candidate.is_dir():
         CHART = candidate
 HUB_IMAGE = "registry.example.org/campus/k8s-hub-hubfleet:4.4.0-hubfleet0.1.0"
@@ -150,7 +151,7 @@ def _hub_configs(renders: dict[str, dict], tmp: Path) -> dict[str, dict]:
 
 
 def _flags(args):
-    """``--timeout=600``, ``--cull-users`` -> {"timeout": "600", "cull-users": "true"} (jupyterhub-idle-culler's CLI)."""
+    """``--timeout=600``, ``--cull-users`` -> {"timeout": "600", "cull-users": "true"} (idle-culler's flags)."""
     out = {}
     for arg in args:
         name, _, value = arg.removeprefix("--").partition("=")
@@ -196,7 +197,8 @@ def site_pair(request, sites):
 def test_both_render_and_validate(site_pair):
     for which in ("stock", "migrated"):
         assert "jupyterhub/templates/hub/deployment.yaml" in site_pair[which], which
-    image = _manifest(site_pair["migrated"], "hub/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["image"]
+    hub = _manifest(site_pair["migrated"], "hub/deployment.yaml")
+    image = hub["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == HUB_IMAGE
     stock_image = _manifest(site_pair["stock"], "hub/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
     assert stock_image["image"] == "quay.io/jupyterhub/k8s-hub:4.4.0"
@@ -326,16 +328,17 @@ def _essentials(pod: dict) -> dict:
 
 
 def test_every_profile_gives_the_same_pod_and_it_can_start(site_pair):
-    """Each profile and each of its choices (listed and unlisted), chosen by user_options as the spawn form sends it, through the class the hub loads: the
-    migrated pod has the stock pod's image, resources, placement, volumes, env and init containers, and the
-    kubelet would start every container (z2jh's root iptables init container included)."""
+    """Each profile and each of its choices (listed and unlisted), chosen by user_options as the spawn form sends
+    it, through the class the hub loads: the migrated pod has the stock pod's image, resources, placement, volumes,
+    env and init containers, and the kubelet would start every container (z2jh's root iptables init container
+    included)."""
     stock, migrated = site_pair["stock_config"]["_pods"], site_pair["migrated_config"]["_pods"]
     assert stock["class"] == "kubespawner.spawner.KubeSpawner"
     assert migrated["class"] == "hubfleet.spawners.spawner.ProfileSpawner"
     assert list(migrated["pods"]) == list(stock["pods"])
     if site_pair["name"] == "ldap-site.yaml":
-        assert list(stock["pods"]) == ["small", "research", "research/image=r", "research/image=scipy",  # Helm sorts keys
-                                       "research/image=(unlisted)", "gpu"]
+        assert list(stock["pods"]) == ["small", "research", "research/image=r",  # Helm sorts the choices' keys
+                                       "research/image=scipy", "research/image=(unlisted)", "gpu"]
         images = {label: _essentials(pod)["image"] for label, pod in migrated["pods"].items()}
         assert images["research/image=r"] == "quay.io/jupyter/r-notebook:2025-01-06"
         assert images["research/image=(unlisted)"] == "quay.io/jupyter/julia-notebook:2025-01-06"

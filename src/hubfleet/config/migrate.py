@@ -64,7 +64,8 @@ AUTHENTICATORS = {**dict.fromkeys(LDAP_CLASSES, "hubfleet-ldap"), **dict.fromkey
 # what keeps configuring the translated class, and where its option table is
 AUTH_SECTIONS = {
     "hubfleet-ldap": (("LDAPAuthenticator",), "docs/authenticators.md#ldapauthenticator-compatibility"),
-    "hubfleet-oidc": (("GenericOAuthenticator", "OAuthenticator"), "docs/authenticators.md#genericoauthenticator-options"),
+    "hubfleet-oidc": (("GenericOAuthenticator", "OAuthenticator"),
+                      "docs/authenticators.md#genericoauthenticator-options"),
 }
 HUBFLEET_AUTHENTICATORS = ("hubfleet", "hubfleet-ldap", "hubfleet-oidc", "hubfleet-local")
 # oauthenticator providers that speak OpenID Connect: hubfleet-oidc could replace them, but not by renaming
