@@ -39,6 +39,7 @@ PURE = [
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.devcluster.scheduling",
     "hubfleet.config.migrate",
+    "hubfleet.config.migrate_checks",
 ]
 
 PROBE = """

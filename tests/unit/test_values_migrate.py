@@ -6,7 +6,9 @@ The rendering of both files with the real chart is tests/integration/test_values
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
+import re
 import subprocess
 import sys
 import tomllib
@@ -87,38 +89,67 @@ def _culler_args(m):
     return command[3:]
 
 
-@pytest.mark.parametrize(("cull", "args"), [
-    # the chart's defaults (no cull: in the site file) -> what z2jh passed to jupyterhub-idle-culler
-    ({}, ["--timeout=3600", "--concurrency=10", "--cull-every=600", "--url=http://localhost:8081/hub/api"]),
-    ({"timeout": 1800, "every": 60, "concurrency": 3},
-     ["--timeout=1800", "--concurrency=3", "--cull-every=60", "--url=http://localhost:8081/hub/api"]),
-    ({"maxAge": 604800, "removeNamedServers": True},
-     ["--timeout=3600", "--concurrency=10", "--cull-every=600", "--max-age=604800", "--remove-named-servers=True",
-      "--url=http://localhost:8081/hub/api"]),
-    ({"users": True, "adminUsers": False},
-     ["--timeout=3600", "--concurrency=10", "--cull-every=600", "--cull-users=True", "--cull-admin-users=False",
-      "--url=http://localhost:8081/hub/api"]),
-    # adminUsers only matters with users, in both cullers
-    ({"adminUsers": False}, ["--timeout=3600", "--concurrency=10", "--cull-every=600",
-                             "--url=http://localhost:8081/hub/api"]),
+URL = "http://localhost:8081/hub/api"
+CHART_DEFAULTS = {"timeout": 3600, "cull_every": 600, "concurrency": 10, "max_age": 0, "cull_users": False,
+                  "remove_named_servers": False, "url": URL}
+
+
+def _culler_settings(m) -> dict:
+    """What hubfleet's culler makes of the command the migration wrote (its own option parser)."""
+    from hubfleet.services.culler.app import CullerApp
+
+    app = CullerApp()
+    app.parse_command_line(_culler_args(m))
+    settings = {name: getattr(app, name) for name in CHART_DEFAULTS}
+    if app.cull_users:
+        settings["cull_admin_users"] = app.cull_admin_users
+    return settings
+
+
+@pytest.mark.parametrize(("cull", "expected"), [
+    # the chart's defaults (no cull: in the site file): what z2jh passed to jupyterhub-idle-culler
+    ({}, {}),
+    ({"timeout": 1800, "every": 60, "concurrency": 3}, {"timeout": 1800, "cull_every": 60, "concurrency": 3}),
+    ({"maxAge": 604800, "removeNamedServers": True}, {"max_age": 604800, "remove_named_servers": True}),
+    ({"users": True}, {"cull_users": True, "cull_admin_users": True}),  # z2jh's adminUsers default: true
+    ({"users": True, "adminUsers": False}, {"cull_users": True, "cull_admin_users": False}),
+    ({"adminUsers": False}, {}),  # only matters with users, in both cullers
     # 0 / null: z2jh passed nothing, so the stock culler's own defaults applied (timeout 600, every timeout/2)
-    ({"timeout": 0, "every": 0, "concurrency": None, "maxAge": None},
-     ["--timeout=600", "--concurrency=10", "--url=http://localhost:8081/hub/api"]),
+    ({"timeout": 0, "every": 0, "concurrency": None, "maxAge": None}, {"timeout": 600, "cull_every": 0}),
 ])
-def test_cull_settings_become_the_culler_service(cull, args):
+def test_cull_settings_become_the_culler_service(cull, expected):
     m = migrate_values({"cull": cull})
     assert m.overlay["cull"] == {"enabled": False}
-    assert _culler_args(m) == args
+    assert _culler_settings(m) == {**CHART_DEFAULTS, **expected}
     role = m.overlay["hub"]["loadRoles"]["hubfleet-culler"]
     assert role["services"] == ["hubfleet-culler"]
-    base = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-    assert role["scopes"] == (base + ["read:users", "delete:users"] if cull.get("users") else base)
+    assert {"list:users", "read:users:activity", "read:servers", "delete:servers"} <= set(role["scopes"])
+    assert ({"read:users", "delete:users"} <= set(role["scopes"])) == bool(cull.get("users"))
     assert "admin:users" not in role["scopes"]
 
 
 def test_culler_url_follows_hub_base_url():
     m = migrate_values({"hub": {"baseUrl": "/jupyter/"}})
-    assert _culler_args(m)[-1] == "--url=http://localhost:8081/jupyter/hub/api"
+    assert _culler_settings(m)["url"] == "http://localhost:8081/jupyter/hub/api"
+
+
+@pytest.mark.parametrize(("site", "pod_security_context", "decide"), [
+    # z2jh's default: a root iptables init container blocks the metadata server -> no pod-level runAsNonRoot
+    ({}, {}, set()),
+    ({"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}, None, set()),
+    ({"hub": {"config": {"KubeSpawner": {"pod_security_context": {"fsGroup": 42}}}}}, None,
+     {"hub.config.ProfileSpawner.pod_security_context"}),
+    ({"singleuser": {"uid": 0, "cloudMetadata": {"blockWithIptables": False}}}, None, {"singleuser.uid"}),
+    ({"singleuser": {"allowPrivilegeEscalation": True}}, {}, {"singleuser.allowPrivilegeEscalation"}),
+    # not switched to ProfileSpawner: nothing to say about its pods
+    ({"hub": {"config": {"JupyterHub": {"spawner_class": "mysite.Spawner"}}}}, None, set()),
+])
+def test_pod_security_differences(site, pod_security_context, decide):
+    m = migrate_values(site)
+    got = m.overlay.get("hub", {}).get("config", {}).get("ProfileSpawner", {}).get("pod_security_context")
+    assert got == pod_security_context
+    assert {f.key for f in m.of_kind("decide")} - {"hub.image", "hub.config.JupyterHub.authenticator_class",
+                                                    "hub.config.JupyterHub.spawner_class"} == decide
 
 
 def test_cull_disabled_adds_no_culler():
@@ -144,7 +175,7 @@ def test_profiles_are_kept_as_they_are():
     m = migrate_values(site)
     assert "singleuser" not in m.overlay  # the overlay does not restate (or change) singleuser.profileList
     assert helm_merge(site, m.overlay)["singleuser"] == site["singleuser"]
-    [kept] = [f for f in m.findings if f.key == "singleuser.profileList"]
+    [kept] = [f for f in m.findings if f.key == "singleuser.profileList" and "as they are" in f.text]
     assert "3 profile(s)" in kept.text and "small, research, gpu" in kept.text
 
 
@@ -154,12 +185,16 @@ def test_ldap_site():
     assert _classes(m.overlay) == ("hubfleet-ldap", "hubfleet")
     assert m.overlay["hub"]["image"] == {"name": "registry.campus.example.org/hub", "tag": "4.4.0-hubfleet"}
     assert "LDAPAuthenticator" not in m.overlay["hub"]["config"]  # read through hubfleet-ldap's alias table
-    assert _culler_args(m) == ["--timeout=7200", "--concurrency=5", "--cull-every=300", "--max-age=86400",
-                               "--remove-named-servers=True", "--url=http://localhost:8081/jupyter/hub/api"]
+    assert _culler_settings(m) == {**CHART_DEFAULTS, "timeout": 7200, "concurrency": 5, "cull_every": 300,
+                                   "max_age": 86400, "remove_named_servers": True,
+                                   "url": "http://localhost:8081/jupyter/hub/api"}
     decide = {f.key for f in m.of_kind("decide")}
     assert decide == {"hub.extraConfig.00-announcement", "hub.extraConfig.10-pre-spawn",
                       "hub.config.LDAPAuthenticator.lookup_dn_search_password"}
-    assert [f.key for f in m.of_kind("kept")] == ["hub.config.LDAPAuthenticator", "singleuser.profileList"]
+    assert {f.key for f in m.of_kind("kept")} == {"hub.config.LDAPAuthenticator", "singleuser.profileList",
+                                                  "hub.config.JupyterHub", "hub.config.Authenticator"}
+    [authenticator] = [f for f in m.findings if f.key == "hub.config.Authenticator"]
+    assert authenticator.text == "passed to the hub as before (admin_users, allow_all)"
 
 
 def test_keycloak_site_gets_the_realm_as_issuer():
@@ -198,6 +233,14 @@ def test_extra_config_is_reported_with_what_to_check(code, hint):
     assert finding.kind == "decide" and hint in finding.text
 
 
+def test_report_in_the_overlay_cannot_inject_yaml():
+    """A site key with a newline becomes one escaped comment line, not YAML of its own."""
+    m = migrate_values({"hub": {"extraConfig": {"x\ncull: {enabled: true}": "pass"}}})
+    text = migrate.render_overlay(m, source="site.yaml")
+    assert yaml.safe_load(text)["cull"] == {"enabled": False}
+    assert "#   decide: hub.extraConfig.x\\ncull: {enabled: true}: Python" in text
+
+
 def test_migrating_twice_changes_nothing_more():
     site = yaml.safe_load((SITES / "ldap-site.yaml").read_text())
     first = migrate_values(site)
@@ -212,6 +255,91 @@ def test_emitted_classes_are_hubfleets_entry_points():
     assert set(migrate.AUTHENTICATORS.values()) | set(migrate.HUBFLEET_AUTHENTICATORS) <= set(
         entry_points["jupyterhub.authenticators"])
     assert "hubfleet" in entry_points["jupyterhub.spawners"]
+
+
+# ---- pre-flight checks through the parts' own validators ---------------------------------------------------------
+
+def _has_ldap_compat():
+    try:
+        from hubfleet.authenticators import ldap_compat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _parses_profile_list():
+    from hubfleet.spawners.profiles import parse_catalog
+
+    return "profile_list" in inspect.signature(parse_catalog).parameters
+
+
+LDAP = {"hub": {"config": {"JupyterHub": {"authenticator_class": "ldapauthenticator.LDAPAuthenticator"},
+                           "LDAPAuthenticator": {"server_address": "ldap.example.org", "lookup_dn": True,
+                                                 "user_search_base": "ou=people,dc=example,dc=org",
+                                                 "user_attribute": "uid", "admin_users": ["root"]}}}}
+NEEDS_AUTH = "needs hubfleet.authenticators.ldap_compat (the auth helper's branch, issue 9 item 2)"
+NEEDS_SPAWNER = "needs parse_catalog(profile_list=...) (the spawner helper's branch, issue 9 item 1)"
+
+
+@pytest.mark.skipif(not _has_ldap_compat(), reason=NEEDS_AUTH)
+def test_ldap_options_are_read_through_hubfleet_ldaps_table():
+    m = migrate_values(LDAP, authenticator_options=["admin_users", "allowed_users"])
+    notes = [f.text for f in m.findings if f.key == "hub.config.LDAPAuthenticator" and f.kind == "kept"]
+    assert "ldapauthenticator's user_attribute is read as username_attribute" in notes
+    assert not m.of_kind("decide") or all(f.key != "hub.config.LDAPAuthenticator" for f in m.of_kind("decide"))
+
+
+@pytest.mark.skipif(not _has_ldap_compat(), reason=NEEDS_AUTH)
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("server_adress", "ldap.example.org", "server_adress is not an ldapauthenticator 2.0 option"),
+    ("tls_strategy", "sometimes", "tls_strategy 'sometimes' is not one of"),
+])
+def test_ldap_option_hubfleet_would_refuse_is_a_decision(option, value, message):
+    site = {"hub": {"config": {**LDAP["hub"]["config"],
+                               "LDAPAuthenticator": {**LDAP["hub"]["config"]["LDAPAuthenticator"], option: value}}}}
+    m = migrate_values(site, authenticator_options=["admin_users"])
+    [decide] = [f for f in m.of_kind("decide") if f.key == "hub.config.LDAPAuthenticator"]
+    assert "hubfleet-ldap would not start" in decide.text and message in decide.text
+
+
+def test_without_ldap_compat_the_report_says_the_hub_checks(monkeypatch):
+    import hubfleet.authenticators
+
+    monkeypatch.setitem(sys.modules, "hubfleet.authenticators.ldap_compat", None)  # import fails
+    monkeypatch.delattr(hubfleet.authenticators, "ldap_compat", raising=False)
+    m = migrate_values(LDAP)
+    assert any(f.key == "hub.config.LDAPAuthenticator" and "checks the options when the hub starts" in f.text
+               for f in m.findings)
+
+
+@pytest.mark.skipif(not _parses_profile_list(), reason=NEEDS_SPAWNER)
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"display_name": "A", "kubespawner_overide": {}}, "unknown key 'kubespawner_overide'"),
+    ({"display_name": "A", "default": "yes"}, "default: expected boolean"),
+    ({"display_name": "A", "profile_options": {"image": {"display_name": "Image", "unlisted_choice": {
+        "enabled": True, "validation_regex": "(["}}}}, "invalid regular expression"),
+])
+def test_profile_entry_profilespawner_would_refuse_is_a_decision(entry, message):
+    m = migrate_values({"singleuser": {"profileList": [entry]}})
+    [decide] = [f for f in m.of_kind("decide") if f.key == "singleuser.profileList"]
+    assert "ProfileSpawner would refuse it" in decide.text and message in decide.text
+
+
+@pytest.mark.skipif(not _parses_profile_list(), reason=NEEDS_SPAWNER)
+def test_stock_profile_list_parses():
+    site = yaml.safe_load((SITES / "ldap-site.yaml").read_text())
+    m = migrate_values(site)
+    assert "checked: 3 profile(s) parse as ProfileSpawner parses them" in [
+        f.text for f in m.findings if f.key == "singleuser.profileList"]
+
+
+def test_without_the_profile_list_parser_the_report_says_so(monkeypatch):
+    import hubfleet.spawners
+
+    monkeypatch.setitem(sys.modules, "hubfleet.spawners.profiles", None)  # import fails
+    monkeypatch.delattr(hubfleet.spawners, "profiles", raising=False)
+    m = migrate_values({"singleuser": {"profileList": [{"display_name": "A"}]}})
+    assert any(f.key == "singleuser.profileList" and f.text.startswith("not checked here") for f in m.findings)
 
 
 # ---- the chart facts the module carries ------------------------------------------------------------------------
@@ -259,7 +387,7 @@ def test_command_writes_the_overlay_and_reports_on_stderr(tmp_path):
     assert out.startswith("# hubfleet overlay for site-values.yaml")
     assert "translated: hub.config.JupyterHub.authenticator_class: 'ldapauthenticator.LDAPAuthenticator'" in err
     assert "decide: hub.extraConfig.10-pre-spawn" in err
-    assert err.rstrip().splitlines()[-1].startswith("4 translated, 2 kept, 3 need a decision")
+    assert re.match(r"5 translated, \d+ kept, 3 need a decision", err.rstrip().splitlines()[-1])
 
 
 def test_full_writes_one_complete_file(tmp_path):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from .. import __version__
 from ..errors import HubfleetError, explain
 from ..yamlfile import load_yaml, validate
 from .culler import culler_service
+from .migrate_checks import check_ldap_options, check_profile_list
 from .values import helm_merge
 
 __all__ = ["Finding", "Migration", "MigrationError", "Z2JH_SCHEMA", "add_parser", "main", "migrate_values",
@@ -63,7 +64,8 @@ AUTHENTICATORS = {**dict.fromkeys(LDAP_CLASSES, "hubfleet-ldap"), **dict.fromkey
 # what keeps configuring the translated class, and where its option table is
 AUTH_SECTIONS = {
     "hubfleet-ldap": (("LDAPAuthenticator",), "docs/authenticators.md#ldapauthenticator-compatibility"),
-    "hubfleet-oidc": (("GenericOAuthenticator", "OAuthenticator"), "docs/authenticators.md#genericoauthenticator-options"),
+    "hubfleet-oidc": (("GenericOAuthenticator", "OAuthenticator"),
+                      "docs/authenticators.md#genericoauthenticator-options"),
 }
 HUBFLEET_AUTHENTICATORS = ("hubfleet", "hubfleet-ldap", "hubfleet-oidc", "hubfleet-local")
 # oauthenticator providers that speak OpenID Connect: hubfleet-oidc could replace them, but not by renaming
@@ -74,6 +76,7 @@ KUBESPAWNER_CLASSES = ("kubespawner", "kubespawner.KubeSpawner", "kubespawner.sp
 HUBFLEET_SPAWNERS = ("hubfleet", "hubfleet.spawners.ProfileSpawner", "hubfleet.spawners.spawner.ProfileSpawner")
 # Keycloak's endpoints are <issuer>/protocol/openid-connect/<auth|token|userinfo>
 KEYCLOAK_ENDPOINT = re.compile(r"^(https?://.+/realms/[^/]+)/protocol/openid-connect/(auth|token|userinfo)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SECRET_OPTION = re.compile(r"(password|secret|token)$", re.IGNORECASE)
 # (pattern in hub.extraConfig Python, what the operator must check)
 EXTRA_CONFIG_HINTS = (
@@ -146,7 +149,8 @@ class Finding:
     text: str
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.key}: {self.text}"
+        """One line, also as a YAML comment: control characters from the site's keys are escaped."""
+        return _CONTROL.sub(lambda c: repr(c.group())[1:-1], f"{self.kind}: {self.key}: {self.text}")
 
 
 @dataclass
@@ -178,20 +182,24 @@ def _get(values: Mapping, path: str, default: Any = None) -> Any:
     return default if node is None else node
 
 
-def migrate_values(values: Mapping, *, hub_image: str | None = None) -> Migration:
+def migrate_values(values: Mapping, *, hub_image: str | None = None,
+                   authenticator_options: Iterable[str] | None = None) -> Migration:
     """Translate a stock z2jh values mapping (already read against :data:`Z2JH_SCHEMA`) into the hubfleet overlay.
 
-    ``hub_image`` is ``name:tag`` of a hub image with hubfleet installed. Returns the overlay and the findings;
-    raises :class:`MigrationError` only for a document that is not a mapping.
+    ``hub_image`` is ``name:tag`` of a hub image with hubfleet installed. ``authenticator_options``: JupyterHub's
+    Authenticator option names, for the check of an LDAPAuthenticator section (see :mod:`.migrate_checks`).
+    Returns the overlay and the findings; raises :class:`MigrationError` for a document that is not a mapping or
+    a ``cull.*`` value no culler takes.
     """
     if not isinstance(values, Mapping):
         raise MigrationError(f"a z2jh values file holds a mapping at the top, not {type(values).__name__}")
     m = Migration()
     _hub_image(values, m, hub_image)
-    _authenticator(values, m)
+    _authenticator(values, m, authenticator_options)
     _spawner(values, m)
     _culler(values, m)
     _extra_config(values, m)
+    _other_config(values, m)
     _secrets_in_values(values, m)
     return m
 
@@ -216,7 +224,7 @@ def _hub_image(values: Mapping, m: Migration, hub_image: str | None) -> None:
                                      "placeholder (or pass --hub-image NAME:TAG)")
 
 
-def _authenticator(values: Mapping, m: Migration) -> None:
+def _authenticator(values: Mapping, m: Migration, authenticator_options: Iterable[str] | None) -> None:
     key = "hub.config.JupyterHub.authenticator_class"
     config = _get(values, "hub.config", {})
     current = _get(values, key)
@@ -245,6 +253,8 @@ def _authenticator(values: Mapping, m: Migration) -> None:
         if section in config:
             names = ", ".join(sorted(config[section])) or "no options"
             m.add("kept", f"hub.config.{section}", f"read by {target} as it is ({names}); option table: {doc}")
+    if target == "hubfleet-ldap" and config.get("LDAPAuthenticator"):
+        check_ldap_options(config["LDAPAuthenticator"], m.add, authenticator_options=authenticator_options)
     if target == "hubfleet-oidc":
         _oidc_issuer(config, m)
 
@@ -283,13 +293,44 @@ def _spawner(values: Mapping, m: Migration) -> None:
         m.add("decide", key, f"{current!r} is kept: not KubeSpawner, so not translated; if it subclasses "
                              "KubeSpawner, move its changes to hooks and use 'hubfleet'")
         return
+    if current != "hubfleet" and current not in HUBFLEET_SPAWNERS:
+        _pod_security(values, m)
     if profiles:
         names = ", ".join(str(p.get("slug") or p.get("display_name", "?")) for p in profiles)
         m.add("kept", "singleuser.profileList", f"{len(profiles)} profile(s) as they are ({names}): ProfileSpawner "
                                                 "reads KubeSpawner's profile_list; hubfleet's extra keys (access, "
                                                 "quota, ...) can be added to the entries")
+        check_profile_list(profiles, m.add)
     if config_profiles is not None:
         m.add("kept", "hub.config.KubeSpawner.profile_list", "read by ProfileSpawner as it is")
+
+
+def _pod_security(values: Mapping, m: Migration) -> None:
+    """ProfileSpawner's pods run as non-root (pod and container security contexts); where the stock pod relied on
+    root, say so, and keep z2jh's root iptables init container able to start."""
+    spawner_config = {**_get(values, "hub.config.KubeSpawner", {}), **_get(values, "hub.config.ProfileSpawner", {})}
+    if _get(values, "singleuser.cloudMetadata.blockWithIptables", True):
+        key = "hub.config.ProfileSpawner.pod_security_context"
+        if "pod_security_context" in spawner_config:
+            m.add("decide", key, "set by the site: z2jh's iptables init container (singleuser.cloudMetadata."
+                                 "blockWithIptables) runs as root, so it must not require runAsNonRoot")
+        else:
+            m.put(key, {})
+            m.add("translated", key, "{} (as stock KubeSpawner): z2jh's iptables init container that blocks the cloud "
+                                     "metadata server runs as root, which ProfileSpawner's pod-level runAsNonRoot "
+                                     "would refuse; the notebook container keeps hubfleet's hardened context. Or "
+                                     "block it with singleuser.networkPolicy and blockWithIptables: false "
+                                     "(chart-values/security-hardened.yaml)")
+    uid = spawner_config.get("uid", _get(values, "singleuser.uid"))
+    if uid == 0:
+        m.add("decide", "singleuser.uid", "0 (root): ProfileSpawner's container_security_context has runAsNonRoot, so "
+                                          "the server would not start; run as a user, or set hub.config.ProfileSpawner."
+                                          "container_security_context yourself")
+    if _get(values, "singleuser.allowPrivilegeEscalation") is True:
+        m.add("decide", "singleuser.allowPrivilegeEscalation", "true: ProfileSpawner's container_security_context "
+                                                               "sets it false (sudo in the image stops working); set "
+                                                               "hub.config.ProfileSpawner.container_security_context "
+                                                               "to keep it")
 
 
 def _culler(values: Mapping, m: Migration) -> None:
@@ -340,6 +381,15 @@ def _extra_config(values: Mapping, m: Migration) -> None:
                                                    "hub.config: " + ("; ".join(hints) or "check it against hubfleet"))
 
 
+def _other_config(values: Mapping, m: Migration) -> None:
+    """Every other hub.config section is passed to the hub as before: say so, so that nothing goes unmentioned."""
+    reported = {f.key for f in m.findings}
+    for section, options in _get(values, "hub.config", {}).items():
+        names = sorted(set(options) - ({"authenticator_class", "spawner_class"} if section == "JupyterHub" else set()))
+        if f"hub.config.{section}" not in reported and names:
+            m.add("kept", f"hub.config.{section}", f"passed to the hub as before ({', '.join(names)})")
+
+
 def _secrets_in_values(values: Mapping, m: Migration) -> None:
     for section, options in sorted(_get(values, "hub.config", {}).items()):
         if section in ("CryptKeeper", "ConfigurableHTTPProxy") or not isinstance(options, Mapping):
@@ -368,6 +418,7 @@ _Dumper.add_representer(str, _str)
 def render_overlay(migration: Migration, *, source: str, site: Mapping | None = None) -> str:
     """The YAML text to write: the overlay with a header saying how to apply it, or (``site`` given) the site's
     values with the overlay merged in as Helm would (one complete file)."""
+    source = _CONTROL.sub("?", source)
     if site is not None:
         body = helm_merge(site, migration.overlay)
         head = [f"# {source} switched to hubfleet by `hubfleet values migrate --full` (hubfleet {__version__}).",
@@ -377,8 +428,9 @@ def render_overlay(migration: Migration, *, source: str, site: Mapping | None = 
         head = [f"# hubfleet overlay for {source}, written by `hubfleet values migrate` (hubfleet {__version__}).",
                 f"# Apply after the site's file:  helm upgrade jhub jupyterhub/jupyterhub --version {Z2JH_VERSION} "
                 f"-f {source} -f <this file>",
-                "# Roll back: the same command without this file. What it changed and what needs a decision: "
-                "stderr of the command."]
+                "# Roll back: the same command without this file."]
+    head += ["#", "# What it did, and what needs a decision (never a secret's value):"]
+    head += [f"#   {finding}" for finding in migration.findings] or ["#   nothing to change"]
     text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
     return "\n".join(head) + "\n" + ("" if body == {} else text)
 
@@ -403,6 +455,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _authenticator_options() -> list[str] | None:
+    """JupyterHub's Authenticator option names (they keep their names in an LDAPAuthenticator section)."""
+    try:
+        from jupyterhub.auth import Authenticator  # noqa: PLC0415  (the command line only)
+    except ImportError:
+        return None
+    return Authenticator.class_trait_names(config=True)
+
+
 def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -412,7 +473,7 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
             raise MigrationError(f"{args.values_file}: holds a {type(values).__name__} at the top, not a mapping of "
                                  f"z2jh keys (hub, singleuser, cull, ...)")
         validate(values, Z2JH_SCHEMA, source=args.values_file)
-        migration = migrate_values(values, hub_image=args.hub_image)
+        migration = migrate_values(values, hub_image=args.hub_image, authenticator_options=_authenticator_options())
         text = render_overlay(migration, source=Path(args.values_file).name, site=values if args.full else None)
         if args.output:
             out = Path(args.output)
@@ -433,8 +494,10 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     for finding in migration.findings:
         print(finding, file=stderr)
     counts = {kind: len(migration.of_kind(kind)) for kind in ("translated", "kept", "decide")}
+    written = args.output or "<this output>"
+    stack = f"-f {written}" if args.full else f"-f {args.values_file} -f {written}"
     print(f"{counts['translated']} translated, {counts['kept']} kept, {counts['decide']} need a decision "
-          f"({DOCS}); next: hubfleet values check", file=stderr)
+          f"({DOCS}); next: hubfleet values check --chart <chart dir> {stack}", file=stderr)
     return 0
 
 
