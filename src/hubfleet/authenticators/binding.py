@@ -57,15 +57,15 @@ def read_store(path: str | os.PathLike) -> dict[str, dict]:
     return users
 
 
-def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
-    """Write the store atomically (temp file in the same directory, fsync, rename), mode 0600."""
+def write_private(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "users": users}, f, indent=1, sort_keys=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -75,6 +75,11 @@ def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
+    """Write the store atomically, mode 0600."""
+    write_private(path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True))
 
 
 class SubjectStore:

@@ -8,6 +8,8 @@ from ldap3.core import exceptions as lexc
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
+from .ldap_compat import unescape_value
+
 # result codes a server uses to say it cannot serve right now (searches)
 SEARCH_UNAVAILABLE_CODES = {51, 52, 53, 80}  # busy, unavailable, unwillingToPerform, other
 # on a bind only busy/unavailable are an outage: 389-DS/FreeIPA answer 53 for an inactivated account, and 80
@@ -46,21 +48,7 @@ def rdn_value(dn: str) -> str:
         _attr, value, _sep = parse_dn(dn, escape=False, strip=True)[0]
     except (lexc.LDAPInvalidDnError, ValueError, IndexError):
         return dn
-    out, i = [], 0
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value):
-            nxt = value[i + 1 : i + 3]
-            if len(nxt) == 2 and all(c in "0123456789abcdefABCDEF" for c in nxt):
-                out.append(chr(int(nxt, 16)))
-                i += 3
-                continue
-            out.append(value[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    return unescape_value(value)
 
 
 def render_filter(template: str, **values: str) -> str:
