@@ -221,7 +221,9 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
         help="""Re-read the user's groups (and admin status) from the backend when JupyterHub refreshes auth.
 
         JupyterHub refreshes a user's auth data when it is older than `auth_refresh_age` (seconds).
-        A user who was removed from a group loses it; a user who is no longer allowed must log in again.
+        A user who was removed from a group loses it; a user who is no longer allowed, or whom the backend they
+        are bound to no longer finds (also after a hub restart), must log in again. False: refresh asks no
+        backend, so removed users keep their session until the cookie expires.
         """,
     )
 
