@@ -6,9 +6,7 @@ tests/integration/auth/."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import sys
 
 import pytest
 from tornado import web
@@ -18,6 +16,7 @@ from hubfleet.authenticators import ConfigError, HubfleetAuthenticator, cli, pol
 from hubfleet.authenticators.binding import SubjectStore, SubjectStoreError, read_store
 from hubfleet.authenticators.ldap import bind_outcome, subject_value
 from hubfleet.authenticators.local import HubfleetLocalAuthenticator, hash_password, write_users_file
+from tests.unit.test_auth_local import run_cli
 
 H = hash_password("pw", rounds=4)
 
@@ -150,15 +149,6 @@ def test_subject_value():
     assert subject_value([guid]) == "03020100-0504-0706-0809-0a0b0c0d0e0f"
     assert subject_value(["2f1c...-uuid"]) == "2f1c...-uuid"
     assert subject_value(["a", "b"]) == "" and subject_value(None) == ""
-
-
-def run_cli(argv, stdin=""):
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin)
-    try:
-        return cli.main(argv)
-    finally:
-        sys.stdin = old
 
 
 @pytest.mark.parametrize("rounds", ["3", "32", "x"])

@@ -33,7 +33,6 @@ import asyncio
 import html
 import importlib
 import importlib.resources
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,10 +42,10 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Any, Bool, Dict, Float, Integer, List, Set, Unicode, Union, default, validate
+from traitlets import Any, Bool, Dict, Float, Integer, Set, Unicode, default, validate
 
 from . import policy
-from .binding import SubjectStore, SubjectStoreError
+from .binding import IdentityBinding, SubjectStoreError
 from ..errors import HubfleetError
 
 
@@ -108,7 +107,7 @@ def _template(name: str) -> str:
     return importlib.resources.files("hubfleet.authenticators").joinpath("templates", name).read_text()
 
 
-class HubfleetBaseAuthenticator(Authenticator):
+class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
     """Policy shared by every hubfleet backend: normalisation, allow/block/admin, group mapping and sync."""
 
     #: Shown in messages: "The login service (LDAP) is unavailable ...".
@@ -199,19 +198,6 @@ class HubfleetBaseAuthenticator(Authenticator):
         # to allowed_users, so leaving an allowed group would never revoke access. oauthenticator uses False too.
         return False
 
-    subject_store_file = Unicode(
-        "hubfleet-subjects.json",
-        config=True,
-        help="""The file binding each hub user to the backend and subject (LDAP DN, OIDC ``sub``, local account
-        name) of their first login; a later login with another backend or subject is refused.
-
-        Relative paths are in the hub's working (data) directory — in z2jh ``/srv/jupyterhub``, on the hub's
-        volume next to ``jupyterhub.sqlite``: with ``hub.db.type`` other than ``sqlite-pvc`` point it at a
-        persistent path. Used with and without `enable_auth_state`. Re-link a user who legitimately changed
-        account with ``hubfleet users unbind NAME --store FILE`` (the next login binds again).
-        """,
-    )
-
     refresh_outage_grace = Float(
         0.0,
         config=True,
@@ -235,7 +221,9 @@ class HubfleetBaseAuthenticator(Authenticator):
         help="""Re-read the user's groups (and admin status) from the backend when JupyterHub refreshes auth.
 
         JupyterHub refreshes a user's auth data when it is older than `auth_refresh_age` (seconds).
-        A user who was removed from a group loses it; a user who is no longer allowed must log in again.
+        A user who was removed from a group loses it; a user who is no longer allowed, or whom the backend they
+        are bound to no longer finds (also after a hub restart), must log in again. False: refresh asks no
+        backend, so removed users keep their session until the cookie expires.
         """,
     )
 
@@ -288,7 +276,6 @@ class HubfleetBaseAuthenticator(Authenticator):
         self._origin: dict[str, str] = {}  # username -> backend name of the last login (cache; logout)
         self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
         self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
-        self._store: SubjectStore | None = None
         self.check_config()
 
     # ---- configuration checks --------------------------------------------------------------------------
@@ -446,53 +433,6 @@ class HubfleetBaseAuthenticator(Authenticator):
             return None
         self._origin[result.name] = result.backend or self.backend_name
         return self.auth_model(result)
-
-    async def get_authenticated_user(self, handler, data):
-        model = await super().get_authenticated_user(handler, data)
-        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
-            state = model.get("auth_state") or {}
-            await self.bind_subject(model["name"], state.get("hubfleet_backend") or self.backend_name,
-                                    state.get("hubfleet_subject") or "", login=True)
-        return model
-
-    # ---- identity binding --------------------------------------------------------------------------------
-    @property
-    def subject_store(self) -> SubjectStore:
-        owner = self.owner
-        if owner._store is None:
-            owner._store = SubjectStore(os.path.abspath(owner.subject_store_file))
-        return owner._store
-
-    async def bind_subject(self, name: str, backend: str, subject: str, *, login: bool = True) -> bool:
-        """Check ``name`` against its binding and bind it when it has none. At login a conflict raises
-        HTTPError 403 with the reason (shown on the login page); at refresh (``login=False``) it returns False."""
-        owner = self.owner
-        if owner is not self:
-            return await owner.bind_subject(name, backend, subject, login=login)
-        try:
-            bound = await self.run_blocking(self.subject_store.get, name)
-            why = policy.binding_conflict(bound, backend, subject)
-            if why is None and bound is None:
-                await self.run_blocking(self.subject_store.bind, name, policy.Binding(backend, subject))
-                self.log.info("user:%s bound to backend %s subject %s", name, backend, subject)
-        except (SubjectStoreError, OSError) as e:
-            self.log.error("subject store %s unusable: %s", self.subject_store.path, e)
-            if not login:
-                return False
-            raise web.HTTPError(503, self.misconfigured_message.format(label="subject store")) from e
-        if why is None:
-            return True
-        self.log.warning("user:%s %s refused: %s (bound: %s %s, offered: %s %s)", name,
-                         "login" if login else "refresh", why, bound and bound.backend, bound and bound.subject,
-                         backend, subject)
-        if not login:
-            return False
-        raise web.HTTPError(
-            403, f"Sign-in refused: {why}. If the account changed, ask a hub administrator to re-link "
-                 f"'{name}' (hubfleet users unbind).")
-
-    async def binding_of(self, name: str) -> policy.Binding | None:
-        return await self.owner.run_blocking(self.subject_store.get, name)
 
     async def authenticate_password(self, username: str, password: str) -> BackendResult | None:
         """Check ``password`` for the (normalised) ``username``. Override in password backends."""

@@ -11,6 +11,7 @@ Format::
     {"version": 1, "users": {"alice": {"backend": "ldap", "subject": "uid=alice,ou=people,dc=example,dc=org"}}}
 
 Every read and write is blocking file I/O: call them from the authenticator's executor.
+:class:`IdentityBinding` is the part of the authenticator base (``base.py``) that checks and records bindings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from tornado import web
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+from . import policy
 from .policy import Binding
 from ..errors import HubfleetError
 
@@ -51,15 +57,15 @@ def read_store(path: str | os.PathLike) -> dict[str, dict]:
     return users
 
 
-def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
-    """Write the store atomically (temp file in the same directory, fsync, rename), mode 0600."""
+def write_private(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "users": users}, f, indent=1, sort_keys=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -69,6 +75,11 @@ def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
+    """Write the store atomically, mode 0600."""
+    write_private(path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True))
 
 
 class SubjectStore:
@@ -113,3 +124,74 @@ class SubjectStore:
                 write_store(self.path, users)
             self._users, self._stamp = users, None
         return Binding(entry["backend"], entry["subject"]) if entry else None
+
+
+class IdentityBinding(LoggingConfigurable):
+    """Mixed into the authenticator base: binds each hub user to (backend, subject) and refuses other accounts.
+
+    Expects the authenticator's ``owner`` (the composite when composed), ``policy_owner``, ``backend_name``,
+    ``run_blocking`` and ``misconfigured_message`` (base.py).
+    """
+
+    subject_store_file = Unicode(
+        "hubfleet-subjects.json",
+        config=True,
+        help="""The file binding each hub user to the backend and subject (LDAP DN, OIDC ``sub``, local account
+        name) of their first login; a later login with another backend or subject is refused.
+
+        Relative paths are in the hub's working (data) directory — in z2jh ``/srv/jupyterhub``, on the hub's
+        volume next to ``jupyterhub.sqlite``: with ``hub.db.type`` other than ``sqlite-pvc`` point it at a
+        persistent path. Used with and without `enable_auth_state`. Re-link a user who legitimately changed
+        account with ``hubfleet users unbind NAME --store FILE`` (the next login binds again).
+        """,
+    )
+
+    _store = None
+
+    async def get_authenticated_user(self, handler, data):
+        model = await super().get_authenticated_user(handler, data)
+        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
+            state = model.get("auth_state") or {}
+            await self.bind_subject(model["name"], state.get("hubfleet_backend") or self.backend_name,
+                                    state.get("hubfleet_subject") or "", login=True)
+        return model
+
+    # ---- identity binding --------------------------------------------------------------------------------
+    @property
+    def subject_store(self) -> SubjectStore:
+        owner = self.owner
+        if owner._store is None:
+            owner._store = SubjectStore(os.path.abspath(owner.subject_store_file))
+        return owner._store
+
+    async def bind_subject(self, name: str, backend: str, subject: str, *, login: bool = True) -> bool:
+        """Check ``name`` against its binding and bind it when it has none. At login a conflict raises
+        HTTPError 403 with the reason (shown on the login page); at refresh (``login=False``) it returns False."""
+        owner = self.owner
+        if owner is not self:
+            return await owner.bind_subject(name, backend, subject, login=login)
+        try:
+            bound = await self.run_blocking(self.subject_store.get, name)
+            why = policy.binding_conflict(bound, backend, subject)
+            if why is None and bound is None:
+                await self.run_blocking(self.subject_store.bind, name, Binding(backend, subject))
+                self.log.info("user:%s bound to backend %s subject %s", name, backend, subject)
+        except (SubjectStoreError, OSError) as e:
+            self.log.error("subject store %s unusable: %s", self.subject_store.path, e)
+            if not login:
+                return False
+            raise web.HTTPError(503, self.misconfigured_message.format(label="subject store")) from e
+        if why is None:
+            return True
+        self.log.warning("user:%s %s refused: %s (bound: %s %s, offered: %s %s)", name,
+                         "login" if login else "refresh", why, bound and bound.backend, bound and bound.subject,
+                         backend, subject)
+        if not login:
+            return False
+        raise web.HTTPError(
+            403, f"Sign-in refused: {why}. If the account changed, ask a hub administrator to re-link "
+                 f"'{name}' (hubfleet users unbind).")
+
+    async def binding_of(self, name: str) -> policy.Binding | None:
+        return await self.owner.run_blocking(self.subject_store.get, name)
+

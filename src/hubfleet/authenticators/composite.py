@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import re
 
-from jupyterhub.auth import Authenticator
 from traitlets import Dict, List, Unicode, Union
 
 from .base import (PER_BACKEND_POLICY, BackendMisconfigured, BackendUnavailable, ConfigError,
@@ -24,8 +23,7 @@ BACKEND_KINDS = {
 }
 
 #: Options of the whole hub: set them on HubfleetAuthenticator, never in one backend's entry.
-_HUB_WIDE = (set(Authenticator.class_trait_names(config=True))
-             | set(HubfleetBaseAuthenticator.class_own_traits(config=True))) - set(PER_BACKEND_POLICY) - {
+_HUB_WIDE = set(HubfleetBaseAuthenticator.class_trait_names(config=True)) - set(PER_BACKEND_POLICY) - {
     "executor_threads", "login_timeout", "unavailable_message", "misconfigured_message"}
 
 

@@ -23,87 +23,23 @@ import math
 import ssl
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import ldap3
 from ldap3.core import exceptions as lexc
-from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn, parse_dn
 from jupyterhub.auth import Authenticator
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union, validate
 
 from . import ldap_compat, policy
+from .ldap_util import (  # noqa: F401 -- the DN helpers stay importable from here
+    SEARCH_UNAVAILABLE_CODES, bind_outcome, normalize_dn, rdn_value, render_dn, render_filter, subject_value,
+    values_of,
+)
 from .base import BackendMisconfigured, BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator
 
 # ldap3 errors that mean "the connection or server is unusable" rather than "wrong credentials".
 _CONNECTION_ERRORS = (lexc.LDAPCommunicationError, lexc.LDAPStartTLSError, lexc.LDAPSSLConfigurationError,
                       lexc.LDAPResponseTimeoutError, lexc.LDAPMaximumRetriesError, ssl.SSLError, OSError)
-# result codes a server uses to say it cannot serve right now (searches)
-_UNAVAILABLE_CODES = {51, 52, 53, 80}  # busy, unavailable, unwillingToPerform, other
-# on a bind only busy/unavailable are an outage: 389-DS/FreeIPA answer 53 for an inactivated account, and 80
-# ("other") is a per-account refusal too
-_BIND_UNAVAILABLE_CODES = {51, 52}
-
-
-def bind_outcome(ok: bool, code: int | None) -> str:
-    """``"ok"``, ``"unavailable"`` (try again later) or ``"refused"`` (wrong password, inactive account, ...)."""
-    if ok:
-        return "ok"
-    return "unavailable" if code in _BIND_UNAVAILABLE_CODES else "refused"
-
-
-def subject_value(value) -> str:
-    """An attribute value as a subject string: objectGUID's 16 bytes as a UUID, other bytes as hex."""
-    if isinstance(value, list):
-        value = value[0] if len(value) == 1 else None
-    if isinstance(value, (bytes, bytearray)):
-        return str(uuid.UUID(bytes_le=bytes(value))) if len(value) == 16 else bytes(value).hex()
-    return str(value).strip() if value not in (None, "") else ""
-
-
-def normalize_dn(dn: str) -> str:
-    """A comparison key for a DN: attribute types and values lowercased, no spaces around separators."""
-    try:
-        parts = parse_dn(dn, escape=False, strip=True)
-        return ",".join(f"{attr.lower()}={value.lower()}" for attr, value, _sep in parts)
-    except (lexc.LDAPInvalidDnError, ValueError):
-        return dn.strip().lower()
-
-
-def rdn_value(dn: str) -> str:
-    """The value of a DN's first RDN (``cn=data-science,ou=groups,...`` -> ``data-science``), unescaped."""
-    try:
-        _attr, value, _sep = parse_dn(dn, escape=False, strip=True)[0]
-    except (lexc.LDAPInvalidDnError, ValueError, IndexError):
-        return dn
-    out, i = [], 0
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value):
-            nxt = value[i + 1 : i + 3]
-            if len(nxt) == 2 and all(c in "0123456789abcdefABCDEF" for c in nxt):
-                out.append(chr(int(nxt, 16)))
-                i += 3
-                continue
-            out.append(value[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def render_filter(template: str, **values: str) -> str:
-    """Fill ``{name}`` placeholders in an LDAP filter template with RFC 4515-escaped values."""
-    return template.format(**{k: escape_filter_chars(v) for k, v in values.items()})
-
-
-def render_dn(template: str, username: str) -> str:
-    """Fill ``{username}`` in a DN template with the RFC 4514-escaped name."""
-    return template.format(username=escape_rdn(username))
-
-
 @dataclass
 class _Entry:
     dn: str
@@ -479,7 +415,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     def _search(conn: ldap3.Connection, base: str, flt: str, attributes, scope=ldap3.SUBTREE) -> list[_Entry]:
         ok = conn.search(base, flt, search_scope=scope, attributes=list(attributes), size_limit=0)
         code = (conn.result or {}).get("result")
-        if not ok and code in _UNAVAILABLE_CODES:
+        if not ok and code in SEARCH_UNAVAILABLE_CODES:
             raise lexc.LDAPCommunicationError(f"search failed: {conn.result}")
         return [
             _Entry(r["dn"], dict(r.get("attributes") or {}))
@@ -603,7 +539,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     def _attributes(self, entry: _Entry) -> dict:
         out = {"dn": entry.dn}
         if getattr(self, "_user_attributes_list", None):
-            out["user_attributes"] = {a: [str(v) for v in _values_of(entry.attributes.get(a))]
+            out["user_attributes"] = {a: [str(v) for v in values_of(entry.attributes.get(a))]
                                       for a in self._user_attributes_list}
         for attr, key in self.auth_state_attributes.items():
             value = entry.attributes.get(attr)
@@ -660,9 +596,3 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
 
     async def lookup_user(self, username):
         return await self.run_blocking(self._lookup, username)
-
-
-def _values_of(value) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]

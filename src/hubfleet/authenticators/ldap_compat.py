@@ -65,33 +65,42 @@ class Translation:
     notes: list[str] = field(default_factory=list)  # one log line per translated option
 
 
-def split_dn(dn: str) -> list[tuple[str, str]]:
-    """``cn=a\\,b,ou=g`` -> ``[("cn", "a,b"), ("ou", "g")]`` (RFC 4514 backslash escapes; no multi-valued RDNs)."""
-    parts, cur, i = [], [], 0
-    while i < len(dn):
-        ch = dn[i]
-        if ch == "\\" and i + 1 < len(dn):
-            nxt = dn[i + 1 : i + 3]
+def unescape_value(value: str) -> str:
+    """An RFC 4514 attribute value without its escapes (``a\\,b`` and ``a\\2Cb`` -> ``a,b``)."""
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            nxt = value[i + 1 : i + 3]
             if len(nxt) == 2 and all(c in "0123456789abcdefABCDEF" for c in nxt):
-                cur.append(chr(int(nxt, 16)))
+                out.append(chr(int(nxt, 16)))
                 i += 3
                 continue
-            cur.append(dn[i + 1])
+            out.append(value[i + 1])
             i += 2
             continue
-        if ch == ",":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
+        out.append(ch)
         i += 1
-    parts.append("".join(cur))
+    return "".join(out)
+
+
+def split_dn(dn: str) -> list[tuple[str, str]]:
+    """``cn=a\\,b,ou=g`` -> ``[("cn", "a,b"), ("ou", "g")]`` (RFC 4514 escapes; no multi-valued RDNs)."""
+    rdns, start, i = [], 0, 0
+    while i <= len(dn):
+        if i < len(dn) and dn[i] == "\\":
+            i += 2
+            continue
+        if i == len(dn) or dn[i] == ",":
+            rdns.append(dn[start:i])
+            start = i + 1
+        i += 1
     out = []
-    for rdn in parts:
+    for rdn in rdns:
         attr, eq, value = rdn.partition("=")
         if not eq or not attr.strip():
             raise LdapCompatError(f"{dn!r} is not a DN (expected attr=value,attr=value)")
-        out.append((attr.strip(), value.strip()))
+        out.append((attr.strip(), unescape_value(value.strip())))
     return out
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import bcrypt
 import yaml
 from traitlets import Integer, Unicode
 
+from .binding import write_private
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused
 from ..errors import HubfleetError
 
@@ -109,22 +109,7 @@ def load_users_file(path: str | os.PathLike) -> dict:
 
 def write_users_file(path: str | os.PathLike, doc: dict) -> None:
     """Write ``doc`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(doc, f, sort_keys=True, default_flow_style=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_private(path, yaml.safe_dump(doc, sort_keys=True, default_flow_style=False))
 
 
 def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:

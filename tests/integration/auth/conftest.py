@@ -88,7 +88,7 @@ def hub_config(*, slapd, ldap_proxy, dead_port, oidc_mock, bad_idp, hanging_port
     return textwrap.dedent(f"""
         c.JupyterHub.authenticator_class = "hubfleet"
         c.HubfleetAuthenticator.backends = [
-            {{"kind": "local", "users_file": {str(users_file)!r}}},
+            {{"kind": "local", "users_file": {str(users_file)!r}, "bcrypt_rounds": 4}},
             {{"kind": "ldap",
               "server_urls": ["ldap://localhost:{dead_port}", "ldap://localhost:{ldap_proxy.port}"],
               "tls_ca_file": {str(slapd.ca_file)!r},

@@ -164,8 +164,9 @@ class Slapd:
         self.proc.stop()
 
 
-def start_slapd(tmp: Path, *, log_level: str = "0") -> Slapd:
-    """Start slapd; ``log_level="stats"`` logs every operation (BIND dn=..., SRCH filter=...) to its log file."""
+def start_slapd(tmp: Path, *, log_level: str = "0", extra_conf: str = "") -> Slapd:
+    """Start slapd; ``log_level="stats"`` logs every operation (BIND dn=..., SRCH filter=...) to its log file.
+    ``extra_conf`` is appended to slapd.conf (e.g. another database)."""
     tmp.mkdir(parents=True, exist_ok=True)
     cert, key = make_cert(tmp)
     db = tmp / "db"
@@ -193,7 +194,7 @@ def start_slapd(tmp: Path, *, log_level: str = "0") -> Slapd:
         overlay memberof
         access to attrs=userPassword by self write by anonymous auth by * none
         access to * by * read
-        """))
+        """) + textwrap.dedent(extra_conf))
     subprocess.run(["slaptest", "-f", str(conf), "-u"], check=True, capture_output=True)
     port, ldaps_port = free_port(), free_port()
     proc = Proc("slapd", ["/usr/sbin/slapd", "-f", conf, "-h",

@@ -1,0 +1,78 @@
+"""Misreported LDAP failures (issue 8, defect 5), against real slapd: a wrong service-account password is a
+configuration error (logged once, the server is not marked down, the login page says so), and result 53
+(unwillingToPerform, what 389-DS/FreeIPA answer for an inactivated account) on a user bind is a refusal, not an
+outage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from tornado import web
+
+from hubfleet.authenticators import BackendMisconfigured
+from hubfleet.authenticators.ldap import HubfleetLDAPAuthenticator
+
+from . import servers as S
+
+INACTIVE = "dc=inactive,dc=test"
+
+
+@pytest.fixture(scope="module")
+def restricted_slapd(auth_tmp):
+    """A slapd with a second database where every bind is answered 53 (``restrict bind``)."""
+    tmp = auth_tmp / "slapd-restricted"
+    (tmp / "db2").mkdir(parents=True, exist_ok=True)
+    s = S.start_slapd(tmp, extra_conf=f"""
+        database mdb
+        suffix "{INACTIVE}"
+        directory {tmp}/db2
+        restrict bind
+        """)
+    yield s
+    s.stop()
+
+
+def make(slapd, tmp_path, **kw):
+    opts = dict(server_urls=[slapd.url], tls_ca_file=str(slapd.ca_file), user_search_base=S.PEOPLE,
+                search_bind_dn=S.SVC_DN, search_bind_password=S.SVC_PW, group_search_base=S.GROUPS,
+                connect_timeout=2, operation_timeout=2, allowed_groups={"jupyter-users"},
+                subject_store_file=str(tmp_path / "subjects.json"))
+    opts.update(kw)
+    return HubfleetLDAPAuthenticator(**opts)
+
+
+def login_page(a, name, pw):
+    return asyncio.run(a.get_authenticated_user(None, {"username": name, "password": pw}))
+
+
+def test_wrong_service_password_is_a_configuration_error_logged_once(slapd, tmp_path, caplog):
+    a = make(slapd, tmp_path, search_bind_password="not-the-password")
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            with pytest.raises(web.HTTPError) as e:
+                login_page(a, "alice", "alice-pw")
+            assert e.value.status_code == 503
+            assert e.value.log_message == ("The login service (LDAP) is not configured correctly; "
+                                           "the hub's administrators must fix it.")
+            assert isinstance(e.value.__cause__, BackendMisconfigured)
+    errors = [r.getMessage() for r in caplog.records if "LDAP configuration error" in r.getMessage()]
+    assert len(errors) == 1, errors
+    assert "service account bind as" in errors[0] and "search_bind_password" in errors[0]
+    assert "not-the-password" not in caplog.text  # no secret in the log
+    assert a._down_until == {}, "a reachable directory must not be marked down"
+
+
+def test_result_53_on_a_user_bind_is_a_refusal(restricted_slapd, tmp_path, caplog):
+    a = make(restricted_slapd, tmp_path, bind_dn_templates=[f"uid={{username}},{INACTIVE}"], user_search_base="",
+             search_bind_dn="", search_bind_password="")
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(a.authenticate_password("alice", "alice-pw")) is None  # not BackendUnavailable
+    assert "result 53" in caplog.text
+    assert a._down_until == {}
+    # the same backend still logs in a user from the unrestricted tree (the server was not marked down)
+    b = make(restricted_slapd, tmp_path, bind_dn_templates=[f"uid={{username}},{INACTIVE}",
+                                                            f"uid={{username}},{S.PEOPLE}"],
+             user_search_base="", search_bind_dn="", search_bind_password="")
+    assert asyncio.run(b.authenticate_password("alice", "alice-pw")).subject == S.user_dn("alice").lower()
