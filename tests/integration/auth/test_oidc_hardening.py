@@ -56,13 +56,18 @@ def test_another_subject_under_the_same_username_is_refused_at_login(hub, bad_id
         assert first.ok, first.text[:800]
         bad_idp.set_mode("good", sub="ivy-2", preferred_username="ivy", email="ivy@example.org")
         second = S.oidc_login(hub.url, "badidp")
+        assert second.status == 403, (second.status, second.location)
+        assert "Sign-in with Bad IdP refused" in second.text
+        assert "is not the one that signed in as 'ivy' before" in second.text, second.text[:1500]
+        assert S.whoami(second.session, hub.url) is None
+        assert hub.user("ivy")["auth_state"]["oidc_claims"]["sub"] == "ivy-1"
+        # the documented re-link: an admin clears the stored state, the next login binds the new account
+        hub.api("PATCH", "/users/ivy", json={"auth_state": {}}).raise_for_status()
+        third = S.oidc_login(hub.url, "badidp")
     finally:
         bad_idp.set_mode("good")
-    assert second.status == 403, (second.status, second.location)
-    assert "Sign-in with Bad IdP refused" in second.text
-    assert "is not the one that signed in as 'ivy' before" in second.text, second.text[:1500]
-    assert S.whoami(second.session, hub.url) is None
-    assert hub.user("ivy")["auth_state"]["oidc_claims"]["sub"] == "ivy-1"
+    assert third.ok, third.text[:800]
+    assert hub.user("ivy")["auth_state"]["oidc_claims"]["sub"] == "ivy-2"
 
 
 def test_untrusted_provider_groups_do_not_satisfy_the_composite_admin_groups(hub, bad_idp):
