@@ -15,6 +15,22 @@ from . import servers as S
 pytestmark = pytest.mark.usefixtures("hub_log_on_failure")
 
 
+def solo_config(issuer: str, *, allow_http: bool = True, public_url: bool = True, extra: str = "") -> str:
+    """jupyterhub_config lines for ``hubfleet-oidc`` on its own against ``issuer``."""
+    lines = [
+        'c.JupyterHub.authenticator_class = "hubfleet-oidc"',
+        f"c.HubfleetOIDCAuthenticator.issuer = {issuer!r}",
+        'c.HubfleetOIDCAuthenticator.client_id = "hub-client"',
+        'c.HubfleetOIDCAuthenticator.client_secret = "hub-secret"',
+        'c.HubfleetOIDCAuthenticator.allowed_groups = {"jupyter-users"}',
+    ]
+    if allow_http:
+        lines.append("c.HubfleetOIDCAuthenticator.allow_http_issuer = True")
+    if public_url:
+        lines.append("c.JupyterHub.public_url = c.JupyterHub.bind_url")
+    return "\n".join(lines) + "\n" + textwrap.dedent(extra)
+
+
 def _wait_refresh(session, hub_url, expect, *, timeout: float = 15.0):
     """Poll /hub/api/user past auth_refresh_age (2 s) until it answers ``expect`` (a name, or None)."""
     deadline = time.monotonic() + timeout
@@ -87,29 +103,17 @@ def test_untrusted_provider_groups_do_not_satisfy_the_composite_admin_groups(hub
 
 
 def test_http_issuer_refused_at_hub_start_without_the_development_switch(auth_tmp, oidc_mock):
-    cfg = textwrap.dedent(f"""
-        c.JupyterHub.authenticator_class = "hubfleet-oidc"
-        c.HubfleetOIDCAuthenticator.issuer = {oidc_mock.issuer!r}
-        c.HubfleetOIDCAuthenticator.client_id = "hub-client"
-        c.HubfleetOIDCAuthenticator.allowed_groups = {{"jupyter-users"}}
-        c.JupyterHub.public_url = c.JupyterHub.bind_url
-        """)
     with pytest.raises(RuntimeError) as e:
-        S.start_hub(auth_tmp / "hub-http-issuer", cfg, name="hub-http-issuer")
+        S.start_hub(auth_tmp / "hub-http-issuer", solo_config(oidc_mock.issuer, allow_http=False),
+                    name="hub-http-issuer")
     assert f"HubfleetOIDCAuthenticator.issuer '{oidc_mock.issuer}' is plain http" in str(e.value)
     assert "allow_http_issuer = True" in str(e.value)
 
 
 def test_callback_url_not_configured_refused_at_hub_start(auth_tmp, oidc_mock):
-    cfg = textwrap.dedent(f"""
-        c.JupyterHub.authenticator_class = "hubfleet-oidc"
-        c.HubfleetOIDCAuthenticator.issuer = {oidc_mock.issuer!r}
-        c.HubfleetOIDCAuthenticator.allow_http_issuer = True
-        c.HubfleetOIDCAuthenticator.client_id = "hub-client"
-        c.HubfleetOIDCAuthenticator.allowed_groups = {{"jupyter-users"}}
-        """)
     with pytest.raises(RuntimeError) as e:
-        S.start_hub(auth_tmp / "hub-no-public-url", cfg, name="hub-no-public-url")
+        S.start_hub(auth_tmp / "hub-no-public-url", solo_config(oidc_mock.issuer, public_url=False),
+                    name="hub-no-public-url")
     assert "set c.JupyterHub.public_url" in str(e.value) and "never from the request's Host header" in str(e.value)
 
 
@@ -123,16 +127,7 @@ def idp_without_userinfo(auth_tmp):
 
 @pytest.fixture(scope="module")
 def id_token_hub(auth_tmp, idp_without_userinfo):
-    cfg = textwrap.dedent(f"""
-        c.JupyterHub.authenticator_class = "hubfleet-oidc"
-        c.HubfleetOIDCAuthenticator.issuer = {idp_without_userinfo.issuer!r}
-        c.HubfleetOIDCAuthenticator.allow_http_issuer = True
-        c.HubfleetOIDCAuthenticator.client_id = "hub-client"
-        c.HubfleetOIDCAuthenticator.client_secret = "hub-secret"
-        c.HubfleetOIDCAuthenticator.allowed_groups = {{"jupyter-users"}}
-        c.HubfleetOIDCAuthenticator.auth_refresh_age = 2
-        c.JupyterHub.public_url = c.JupyterHub.bind_url
-        """)
+    cfg = solo_config(idp_without_userinfo.issuer, extra="c.HubfleetOIDCAuthenticator.auth_refresh_age = 2")
     h = S.start_hub(auth_tmp / "hub-id-token", cfg, name="hub-id-token")
     yield h
     h.stop()
