@@ -290,8 +290,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         origin, prefix = self._public_origin()
         if not end or not origin:
             return None
-        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": origin + url_path_join(prefix,
-                                                                                                          "login")})
+        back = origin + url_path_join(prefix, "login")
+        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": back})
         return f"{end}{'&' if '?' in end else '?'}{query}"
 
     # ---- provider I/O -----------------------------------------------------------------------------------------

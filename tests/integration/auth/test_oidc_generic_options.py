@@ -26,6 +26,8 @@ KEYCLOAK_USERS = {  # sub -> claims; roles as Keycloak puts them
     "kc-kurt": {"preferred_username": "kurt-kc", "email": "kurt@example.org", "realm_access": {"roles": ["outsiders"]}},
     "kc-rita": {"preferred_username": "rita-kc", "email": "rita@example.org",
                 "realm_access": {"roles": ["jupyter-users"]}},
+    "kc-paul": {"preferred_username": "paul-kc", "email": "paul@example.org",
+                "realm_access": {"roles": ["jupyter-users"]}},
 }
 
 
@@ -123,3 +125,16 @@ def test_logout_redirect_url(keycloak_style_hub):
     out = r.session.get(f"{hub.url}/hub/logout", allow_redirects=False, timeout=10)
     assert out.status_code == 302 and out.headers["Location"] == LOGGED_OUT
     assert S.whoami(r.session, hub.url) is None
+
+
+def test_refresh_pre_spawn_asks_the_provider_before_a_server_starts(keycloak_style_hub, oidc_mock):
+    """refresh_pre_spawn (True with enable_auth_state, as in GenericOAuthenticator): tokens revoked at the provider
+    stop a spawn at once, inside auth_refresh_age, before any server is started."""
+    hub = keycloak_style_hub
+    r = _login(hub, "kc-paul")
+    assert r.ok, r.text[:800]
+    requests.post(f"{oidc_mock.issuer}/users/kc-paul/revoke-tokens", timeout=5).raise_for_status()
+    spawn = r.session.get(f"{hub.url}/hub/spawn", allow_redirects=False, timeout=20)
+    assert spawn.status_code == 403 and "auth has expired for paul" in spawn.text, (spawn.status_code,
+                                                                                    spawn.text[:800])
+    assert hub.user("paul")["servers"] == {}
