@@ -177,3 +177,11 @@ def test_username_claim_missing_is_a_clear_refusal(oidc):
 def test_hooks_outside_a_flow_refuse(oidc):
     with pytest.raises(web.HTTPError, match="no verified id_token"):
         asyncio.run(oidc.token_to_user({"access_token": "t"}))
+
+
+def test_allowed_scopes_let_in_on_its_own(oidc):
+    oidc.allowed_scopes = ["openid", "profile"]
+    granted = {"name": "ann", "admin": None, "groups": [], "auth_state": {"scope": ["openid", "profile", "email"]}}
+    short = {**granted, "auth_state": {"scope": ["openid"]}}
+    assert oidc.check_allowed("ann", granted) is True
+    assert oidc.check_allowed("ann", short) is False

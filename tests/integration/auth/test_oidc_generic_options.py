@@ -138,3 +138,11 @@ def test_refresh_pre_spawn_asks_the_provider_before_a_server_starts(keycloak_sty
     assert spawn.status_code == 403 and "auth has expired for paul" in spawn.text, (spawn.status_code,
                                                                                     spawn.text[:800])
     assert hub.user("paul")["servers"] == {}
+
+
+def test_userdata_params_sent_on_userinfo_requests(hub, bad_idp):
+    """The shared hub's ``badidp`` backend sets ``userdata_params = {"claims": "groups"}``."""
+    r = S.oidc_login(hub.url, "badidp")
+    assert r.ok, r.text[:800]
+    seen = requests.get(f"{bad_idp.issuer}/_requests", timeout=5).json()
+    assert seen and seen[-1] == "/userinfo?claims=groups", seen
