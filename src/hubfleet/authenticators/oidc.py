@@ -28,86 +28,20 @@ Inside :class:`~hubfleet.authenticators.base.HubfleetAuthenticator` each OIDC ba
 from __future__ import annotations
 
 import contextvars
-import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlparse, urlunparse
 
 from jupyterhub.utils import url_path_join
 from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler, _deserialize_state, _serialize_state
+from oauthenticator.oauth2 import _deserialize_state
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from . import policy
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler
-from .oidc_tokens import IdTokenRefused, Provider, insecure_url, verify_id_token
-
-
-class OIDCLoginHandler(OAuthLoginHandler):
-    """Start the authorization-code flow: discovery, state + PKCE verifier + nonce in the signed state cookie."""
-
-    hubfleet_backend = None  # set on per-backend subclasses inside a composite
-
-    @property
-    def backend(self) -> HubfleetOIDCAuthenticator:
-        return self.hubfleet_backend or self.authenticator
-
-    async def get(self):
-        backend = self.backend
-        await backend.discover_or_503()
-        state = {"state_id": self._generate_state_id(), "next_url": self._get_next_url()}
-        params = dict(backend.extra_authorize_params)
-        if backend.enable_pkce:
-            verifier, challenge = self._generate_pkce_params()
-            state["code_verifier"] = verifier
-            params.update(code_challenge=challenge, code_challenge_method="S256")
-        nonce = secrets.token_urlsafe(24)
-        state["nonce"] = nonce
-        self.set_state_cookie(_serialize_state(state))
-        params.update(
-            response_type="code",
-            client_id=backend.client_id,
-            redirect_uri=backend.get_callback_url(self),
-            scope=" ".join(backend.scope),
-            state=_serialize_state({"state_id": state["state_id"]}),
-            nonce=nonce,
-        )
-        sep = "&" if "?" in backend.authorize_url else "?"
-        self.redirect(f"{backend.authorize_url}{sep}{urlencode(params)}")
-
-
-class OIDCCallbackHandler(OAuthCallbackHandler):
-    """Finish the flow; errors carry a message that says what went wrong and what to do."""
-
-    hubfleet_backend = None
-
-    def check_state(self):
-        cookie_state = self.get_state_cookie()
-        url_state = self.get_state_url()
-        cookie_id = _deserialize_state(cookie_state).get("state_id") if cookie_state else None
-        url_id = _deserialize_state(url_state).get("state_id") if url_state else None
-        if not cookie_id or cookie_id != url_id:
-            self.log.warning("OIDC callback refused: state mismatch")
-            raise web.HTTPError(
-                400,
-                "Sign-in refused: the login state does not match (OAuth state mismatch). The sign-in was started in "
-                "another browser or has expired; start again from the login page.",
-            )
-
-    def check_error(self):
-        error = self.get_argument("error", False)
-        if error:
-            message = self.get_argument("error_description", error)
-            raise web.HTTPError(403, f"The identity provider refused the sign-in: {message}")
-
-    async def get(self):
-        self.check_arguments()
-        user = await self.login_user()
-        if user is None:
-            backend = self.hubfleet_backend or self.authenticator
-            raise web.HTTPError(403, backend.custom_403_message)
-        self.redirect(self.get_next_url(user))
+from .oidc_handlers import OIDCCallbackHandler, OIDCLoginHandler
+from .oidc_tokens import IdTokenRefused, Provider, check_provider_urls, verify_id_token
 
 
 @dataclass
@@ -279,25 +213,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
     def check_config(self):
         super().check_config()
         cls = type(self).__name__
-        if not self.issuer:
-            hint = ""
-            if "/protocol/openid-connect/" in self.authorize_url:  # Keycloak: <issuer>/protocol/openid-connect/auth
-                hint = f" (for this Keycloak realm: {self.authorize_url.split('/protocol/openid-connect/')[0]!r})"
-            raise ConfigError(
-                f"{cls}.issuer is not set; set it to the provider's issuer URL{hint}. hubfleet verifies every "
-                f"id_token against the issuer's published keys, found through its discovery document."
-            )
-        if not self.issuer.lower().startswith(("https://", "http://")):
-            raise ConfigError(f"{cls}.issuer {self.issuer!r} must be an http(s) URL: https://, or http:// only "
-                              f"with allow_http_issuer for a development provider.")
-        if not self.allow_http_issuer:
-            for trait in ("issuer", "authorize_url", "token_url", "userdata_url"):
-                if insecure_url(getattr(self, trait)):
-                    raise ConfigError(
-                        f"{cls}.{trait} {getattr(self, trait)!r} is plain http: codes, tokens and the client secret "
-                        f"would travel unencrypted. Use https://, or for a development provider set "
-                        f"{cls}.allow_http_issuer = True."
-                    )
+        check_provider_urls(cls, issuer=self.issuer, allow_http=self.allow_http_issuer,
+                            urls={t: getattr(self, t) for t in ("authorize_url", "token_url", "userdata_url")})
         if not self.client_id:
             raise ConfigError(f"{cls}.client_id is not set (the client registered with the provider).")
         if "openid" not in self.scope:
@@ -373,8 +290,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         origin, prefix = self._public_origin()
         if not end or not origin:
             return None
-        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": origin + url_path_join(prefix,
-                                                                                                          "login")})
+        back = origin + url_path_join(prefix, "login")
+        query = urlencode({"client_id": self.client_id, "post_logout_redirect_uri": back})
         return f"{end}{'&' if '?' in end else '?'}{query}"
 
     # ---- provider I/O -----------------------------------------------------------------------------------------

@@ -34,6 +34,30 @@ def insecure_url(url: str) -> bool:
     return url.lower().startswith("http://")
 
 
+def check_provider_urls(cls: str, *, issuer: str, urls: dict[str, str], allow_http: bool) -> None:
+    """Start-up checks of `issuer` and the configured endpoints (``urls``: option name -> value)."""
+    if not issuer:
+        hint = ""
+        authorize = urls.get("authorize_url", "")
+        if "/protocol/openid-connect/" in authorize:  # Keycloak: <issuer>/protocol/openid-connect/auth
+            hint = f" (for this Keycloak realm: {authorize.split('/protocol/openid-connect/')[0]!r})"
+        raise ConfigError(
+            f"{cls}.issuer is not set; set it to the provider's issuer URL{hint}. hubfleet verifies every "
+            f"id_token against the issuer's published keys, found through its discovery document."
+        )
+    if not issuer.lower().startswith(("https://", "http://")):
+        raise ConfigError(f"{cls}.issuer {issuer!r} must be an http(s) URL: https://, or http:// only "
+                          f"with allow_http_issuer for a development provider.")
+    if allow_http:
+        return
+    for trait, url in {"issuer": issuer, **urls}.items():
+        if insecure_url(url):
+            raise ConfigError(
+                f"{cls}.{trait} {url!r} is plain http: codes, tokens and the client secret would travel "
+                f"unencrypted. Use https://, or for a development provider set {cls}.allow_http_issuer = True."
+            )
+
+
 class Provider:
     """Discovery document and JWKS of one issuer, fetched through ``fetch_json(url, what)`` and cached."""
 

@@ -11,7 +11,12 @@
 - ``unverified_email``— ``email_verified: false``.
 
 ``POST /_expire_access_tokens`` makes every access token issued so far invalid at userinfo (401), so the hub must
-use its refresh token (``grant_type=refresh_token`` is answered with fresh tokens).
+use its refresh token (``grant_type=refresh_token`` is answered with fresh tokens and a fresh id_token, whose
+claims are the login's updated by ``refresh_claims`` of the last ``/_mode``).
+
+``POST /_revoke_refresh_tokens`` makes every refresh token issued so far invalid (``invalid_grant``).
+``bad_idp.py PORT --no-userinfo`` publishes no ``userinfo_endpoint`` (identity comes from id_tokens only).
+``GET /_requests`` lists the paths (with query strings) of the userinfo requests received so far.
 
 The authorize endpoint logs the user in at once (redirect with a code); userinfo returns the same claims.
 """
@@ -32,7 +37,9 @@ PORT = int(sys.argv[1])
 ISSUER = f"http://127.0.0.1:{PORT}"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
 OTHER_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
-STATE = {"mode": "good", "claims": {}}
+NO_USERINFO = "--no-userinfo" in sys.argv[2:]
+STATE = {"mode": "good", "claims": {}, "refresh_claims": {}}
+USERINFO_REQUESTS: list[str] = []
 CODES: dict[str, dict] = {}
 TOKENS: dict[str, dict] = {}
 REFRESH: dict[str, dict] = {}
@@ -56,8 +63,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/_requests":
+            return self._json(USERINFO_REQUESTS)
         if url.path == "/.well-known/openid-configuration":
-            return self._json({
+            doc = {
                 "issuer": ISSUER,
                 "authorization_endpoint": f"{ISSUER}/authorize",
                 "token_endpoint": f"{ISSUER}/token",
@@ -68,7 +77,10 @@ class Handler(BaseHTTPRequestHandler):
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "code_challenge_methods_supported": ["S256"],
-            })
+            }
+            if NO_USERINFO:
+                doc.pop("userinfo_endpoint")
+            return self._json(doc)
         if url.path == "/jwks":
             return self._json({"keys": [KEY.as_dict(private=False)]})
         if url.path == "/authorize":
@@ -82,6 +94,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if url.path == "/userinfo":
+            USERINFO_REQUESTS.append(self.path)
+            if NO_USERINFO:
+                return self._json({"error": "not found"}, 404)
             token = (self.headers.get("Authorization") or "").split(" ", 1)[-1]
             claims = TOKENS.get(token)
             if claims is None:
@@ -95,9 +110,13 @@ class Handler(BaseHTTPRequestHandler):
             data = json.loads(self._body() or b"{}")
             STATE["mode"] = data.get("mode", "good")
             STATE["claims"] = data.get("claims") or {}
+            STATE["refresh_claims"] = data.get("refresh_claims") or {}
             return self._json({"ok": True})
         if url.path == "/_expire_access_tokens":
             TOKENS.clear()
+            return self._json({"ok": True})
+        if url.path == "/_revoke_refresh_tokens":
+            REFRESH.clear()
             return self._json({"ok": True})
         if url.path == "/token":
             form = {k: v[0] for k, v in parse_qs(self._body().decode()).items()}
@@ -105,10 +124,14 @@ class Handler(BaseHTTPRequestHandler):
                 claims = REFRESH.pop(form.get("refresh_token", ""), None)
                 if claims is None:
                     return self._json({"error": "invalid_grant"}, 400)
+                claims = {**claims, **STATE["refresh_claims"]}
                 access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
                 TOKENS[access], REFRESH[refresh] = claims, claims
+                now = int(time.time())
+                id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "aud": form.get("client_id"),
+                                      "iat": now, "exp": now + 600, **claims}, KEY)
                 return self._json({"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
-                                   "expires_in": 600, "scope": "openid profile email"})
+                                   "expires_in": 600, "id_token": id_token, "scope": "openid profile email"})
             info = CODES.pop(form.get("code", ""), None)
             if info is None:
                 return self._json({"error": "invalid_grant"}, 400)

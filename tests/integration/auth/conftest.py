@@ -102,7 +102,7 @@ def hub_config(*, slapd, ldap_proxy, dead_port, oidc_mock, bad_idp, hanging_port
               "allow_http_issuer": True, "trust_admin_groups": True}},
             {{"kind": "oidc", "name": "badidp", "login_service": "Bad IdP", "issuer": {bad_idp.issuer!r},
               "client_id": "hub-client", "client_secret": "hub-secret", "require_email_verified": True,
-              "allow_http_issuer": True}},
+              "allow_http_issuer": True, "userdata_params": {{"claims": "groups"}}}},
             {{"kind": "oidc", "name": "down", "login_service": "Down IdP",
               "issuer": "http://127.0.0.1:{hanging_port}", "client_id": "hub-client", "http_timeout": 2,
               "allow_http_issuer": True}},

@@ -359,16 +359,20 @@ class BadIdp:
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set_mode(self, mode: str, **claims) -> None:
-        requests.post(f"{self.issuer}/_mode", json={"mode": mode, "claims": claims}, timeout=5).raise_for_status()
+    def set_mode(self, mode: str, refresh_claims: dict | None = None, **claims) -> None:
+        """``claims`` go into the next login's tokens, ``refresh_claims`` into those of refresh-token grants."""
+        requests.post(f"{self.issuer}/_mode", json={"mode": mode, "claims": claims,
+                                                    "refresh_claims": refresh_claims or {}},
+                      timeout=5).raise_for_status()
 
     def stop(self):
         self.proc.stop()
 
 
-def start_bad_idp(tmp: Path) -> BadIdp:
+def start_bad_idp(tmp: Path, *flags: str) -> BadIdp:
+    """``flags``: see bad_idp.py (``--no-userinfo``)."""
     port = free_port()
-    proc = Proc("bad-idp", [sys.executable, HERE / "bad_idp.py", str(port)], tmp)
+    proc = Proc("bad-idp", [sys.executable, HERE / "bad_idp.py", str(port), *flags], tmp)
     proc.wait_for_port("127.0.0.1", port, timeout=20)
     return BadIdp(proc, port)
 
@@ -510,9 +514,11 @@ def oidc_login(hub_url: str, backend: str, *, sub: str | None = None, session: r
     """The browser's authorization-code round trip: hub /oauth_login/<backend> -> provider -> hub callback.
 
     With ``sub`` the provider's authorize form (oidc-provider-mock) is submitted for that subject; without it the
-    provider is expected to redirect back at once (bad_idp.py)."""
+    provider is expected to redirect back at once (bad_idp.py). ``backend=""``: a hub running one OIDC backend on
+    its own (``/hub/oauth_login``)."""
     s = session or requests.Session()
-    r = s.get(f"{hub_url}/hub/oauth_login/{backend}", allow_redirects=False, timeout=timeout)
+    login = f"{hub_url}/hub/oauth_login" + (f"/{backend}" if backend else "")
+    r = s.get(login, allow_redirects=False, timeout=timeout)
     if r.status_code != 302:
         return OidcLogin(r.status_code, r.headers.get("Location", ""), r.text, s)
     authorize = r.headers["Location"]
