@@ -24,12 +24,40 @@ def test_service_and_least_privilege_role():
 
 
 def test_user_culling_adds_only_user_deletion_scopes():
-    service, role = culler_service(cull_users=True, cull_admin_users=False, api_token="t0k")
+    service, role = culler_service(cull_users=True, api_token="t0k")
     assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers",
                                    "read:users", "delete:users"}
     assert "admin:users" not in role["scopes"]
-    assert "--cull-users=True" in service["command"] and "--cull-admin-users=False" in service["command"]
+    assert "--cull-users=True" in service["command"] and "--cull-admin-users=True" not in service["command"]
     assert service["api_token"] == "t0k"
+    service, _ = culler_service(cull_users=True, cull_admin_users=True)
+    assert "--cull-admin-users=True" in service["command"]
+
+
+@pytest.mark.parametrize("kwargs, extra", [
+    ({"server_url": "http://proxy-public"}, ["access:servers"]),
+    ({"prometheus_url": "http://prometheus"}, ["admin:server_state"]),
+    ({"profiles_file": "/etc/profiles.yaml"}, ["read:users:groups"]),
+    ({"mail_from_auth_state": True}, ["admin:auth_state"]),
+    ({}, []),
+])
+def test_each_feature_asks_only_for_its_own_scope(kwargs, extra, tmp_path):
+    if "profiles_file" in kwargs:
+        kwargs["profiles_file"] = str(tmp_path / "profiles.yaml")
+        (tmp_path / "profiles.yaml").write_text("- {slug: small, display_name: Small}\n")
+    service, role = culler_service(**kwargs)
+    assert role["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers", *extra]
+    app = CullerApp()
+    app.initialize(service["command"][3:])  # the command parses
+
+
+def test_admin_users_are_not_deleted_by_default_and_help_says_what_cull_users_deletes():
+    app = CullerApp()
+    app.initialize([])
+    assert app.cull_admin_users is False
+    help_text = " ".join(CullerApp.cull_users.help.split())
+    assert "DELETE users" in help_text and "delete_pvc = True" in help_text and "home volume" in help_text
+    assert "unlike jupyterhub-idle-culler and z2jh" in " ".join(CullerApp.cull_admin_users.help.split())
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -7,9 +7,14 @@
 
 The role grants what a sweep uses and nothing more: ``list:users`` (``GET /users?state=...``),
 ``read:users:activity`` (``last_activity``), ``read:servers`` (server models, with ``user_options`` and
-``started``), ``delete:servers`` (stop). With ``cull_users``: ``read:users`` (the user's ``created``) and
-``delete:users`` — not ``admin:users``, which would also let the token create users, rename them, make them admins
-and read their auth state.
+``started``), ``delete:servers`` (stop). Each feature adds only its own scope, and only when it is configured:
+
+- ``cull_users``: ``read:users`` (the user's ``created``) and ``delete:users`` — not ``admin:users``, which would
+  also let the token create users, rename them, make them admins and read their auth state;
+- ``server_url`` (busy kernels): ``access:servers`` (``/user/<name>/api/kernels`` and ``/api/status``);
+- ``prometheus_url`` (GPU use): ``admin:server_state`` (the pod name KubeSpawner keeps in the server's state);
+- ``profiles_file`` (resolving a server that names no profile): ``read:users:groups``;
+- ``mail_from_auth_state`` (SMTP addresses from LDAP ``mail`` / OIDC ``email``): ``admin:auth_state``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import sys
 
 SERVER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 USER_SCOPES = ["read:users", "delete:users"]
+KERNEL_SCOPES = ["access:servers"]
+GPU_SCOPES = ["admin:server_state"]
+PROFILE_SCOPES = ["read:users:groups"]
+AUTH_STATE_SCOPES = ["admin:auth_state"]
 
 
 def _positive_int(name: str, value, minimum: int) -> int:
@@ -27,14 +36,19 @@ def _positive_int(name: str, value, minimum: int) -> int:
 
 
 def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: int = 0, concurrency: int = 10,
-                   max_age: int = 0, cull_users: bool = False, cull_admin_users: bool = True,
+                   max_age: int = 0, cull_users: bool = False, cull_admin_users: bool = False,
                    remove_named_servers: bool = False, name: str = "hubfleet-culler", api_token: str | None = None,
                    python: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
-                   environment: dict | None = None) -> tuple[dict, dict]:
+                   environment: dict | None = None, profiles_file: str = "", server_url: str = "",
+                   prometheus_url: str = "", mail_from_auth_state: bool = False,
+                   metrics_port: int | None = None) -> tuple[dict, dict]:
     """Return ``(services_entry, role_entry)`` for a hub-managed culler.
 
+    ``cull_users=True`` DELETES users whose servers were culled, and with KubeSpawner's default
+    ``delete_pvc = True`` their home volumes; ``cull_admin_users`` (False, unlike z2jh) lets it delete admins too.
     ``api_token`` is only needed when something else must know the token (tests); the hub generates one for a
-    managed service otherwise. ``python`` defaults to the hub's own interpreter.
+    managed service otherwise. ``python`` defaults to the hub's own interpreter. ``metrics_port``: serve
+    ``/services/<name>/metrics`` from this port on 127.0.0.1 (the entry gets a ``url``).
     """
     _positive_int("timeout", timeout, 1)
     for opt, value in (("cull_every", cull_every), ("max_age", max_age)):
@@ -48,22 +62,36 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
         command.append(f"--max-age={max_age}")
     if policies_file:
         command.append(f"--policies-file={policies_file}")
+    if profiles_file:
+        command.append(f"--profiles-file={profiles_file}")
+    if server_url:
+        command.append(f"--server-url={server_url}")
+    if prometheus_url:
+        command.append(f"--prometheus-url={prometheus_url}")
     if cull_users:
         command.append("--cull-users=True")
-        if not cull_admin_users:
-            command.append("--cull-admin-users=False")
+        if cull_admin_users:
+            command.append("--cull-admin-users=True")
     if remove_named_servers:
         command.append("--remove-named-servers=True")
     command.extend(extra_args)
     service = {"name": name, "command": command}
+    if metrics_port is not None:
+        _positive_int("metrics_port", metrics_port, 1)
+        service["url"] = f"http://127.0.0.1:{metrics_port}"
     if api_token:
         service["api_token"] = api_token
     if environment:
         service["environment"] = dict(environment)
-    scopes = SERVER_SCOPES + (USER_SCOPES if cull_users else [])
+    scopes = list(SERVER_SCOPES)
+    for wanted, extra in ((cull_users, USER_SCOPES), (server_url, KERNEL_SCOPES), (prometheus_url, GPU_SCOPES),
+                          (profiles_file, PROFILE_SCOPES), (mail_from_auth_state, AUTH_STATE_SCOPES)):
+        if wanted:
+            scopes += extra
     role = {"name": name, "description": "hubfleet idle culler: list users, read activity, stop servers"
             + (", delete users" if cull_users else ""), "scopes": scopes, "services": [name]}
     return service, role
 
 
-__all__ = ["culler_service", "SERVER_SCOPES", "USER_SCOPES"]
+__all__ = ["culler_service", "SERVER_SCOPES", "USER_SCOPES", "KERNEL_SCOPES", "GPU_SCOPES", "PROFILE_SCOPES",
+           "AUTH_STATE_SCOPES"]
