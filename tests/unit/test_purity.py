@@ -27,6 +27,8 @@ PURE = [
     "hubfleet.services.culler.arbiter",
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
+    "hubfleet.scheduler_plugin.preemption",
+    "hubfleet.scheduler_plugin.tables",
     "hubfleet.devcluster.scheduling",
 ]
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
-
-from dataclasses import dataclass
 
 from . import wire
 from .preemption import VictimInfo, parse_time, victim_info
@@ -141,6 +140,7 @@ class ClusterCache:
         return old
 
     def apply_pod(self, event_type: str, pod: Mapping) -> None:
+        self.last_event["pods"] = time.monotonic()
         key = self._pod_key(pod)
         placed = None if event_type == "DELETED" else self._placement(pod)
         self._forget_pod(key, ended=placed is None)
@@ -159,6 +159,7 @@ class ClusterCache:
         self.pods, self.usage, self.node_pods = fresh.pods, fresh.usage, fresh.node_pods
         self.changes, self.epoch = [], self.epoch + 1
         self.pods_synced = True
+        self.last_event["pods"] = time.monotonic()
 
     # --- nodes ---
     def apply_node(self, event_type: str, node: Mapping) -> None:
@@ -179,6 +180,7 @@ class ClusterCache:
         self.nodes = fresh.nodes
         self.changes, self.epoch = [], self.epoch + 1
         self.nodes_synced = True
+        self.last_event["nodes"] = time.monotonic()
 
     def snapshot(self) -> dict:
         """The cache as JSON (``GET /cache``): for operators and tests."""
@@ -216,7 +218,6 @@ class CacheWatcher:
                     resp.release()
                 data = wire.loads(body)
                 replace(list(data.get("items") or []))
-                self.cache.last_event[what] = time.monotonic()
                 rv = (data.get("metadata") or {}).get("resourceVersion") or "0"
                 log.info("cache: listed %d %s at resourceVersion %s", len(data.get("items") or []), what, rv)
                 backoff = BACKOFF_INITIAL
@@ -249,7 +250,6 @@ class CacheWatcher:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         rv = self._event(what, line, rv, apply)
-                        self.cache.last_event[what] = time.monotonic()
                         events += 1
             if not events and time.monotonic() - started < 1:  # a server ending watches at once: back off, re-list
                 raise WatchError(f"watch of {what} ended at once without events")

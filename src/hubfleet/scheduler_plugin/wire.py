@@ -234,7 +234,8 @@ def _victims(data: object, where: str, meta: bool) -> Victims:
         raise WireError(where, f"expected a {'MetaVictims' if meta else 'Victims'} object {{Pods, NumPDBViolations}}, "
                                f"got {_type_name(data)} {_preview(data)}")
     f = _fields(data, ("Pods", "NumPDBViolations"))
-    pods = f.get("Pods") or []
+    pods = f.get("Pods")
+    pods = [] if pods is None else pods
     if not isinstance(pods, list):
         raise WireError(f"{where}.Pods", f"expected an array, got {_type_name(pods)} {_preview(pods)}")
     for i, p in enumerate(pods):
