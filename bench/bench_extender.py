@@ -126,6 +126,22 @@ def _latency(port: int, filter_body: bytes, prio_body: bytes, rounds: int) -> tu
     return filt, both
 
 
+def _http_floor(port: int, rounds: int) -> list[float]:
+    """Round trips of two tiny requests (GET /healthz twice) on the same server: what HTTP and process switching
+    cost on this machine at this moment, with no payload."""
+    c = Client(port)
+    out = []
+    for i in range(rounds + 20):
+        t0 = time.perf_counter()
+        for _ in range(2):
+            c.conn.request("GET", "/healthz")
+            r = c.conn.getresponse()
+            r.read()
+        if i >= 20:
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def _throughput(port: int, filter_body: bytes, prio_body: bytes, clients: int) -> float:
     """filter+prioritize pairs per second with `clients` connections for THROUGHPUT_SECONDS."""
     done = [0] * clients
@@ -291,6 +307,8 @@ def main() -> None:
                    "in_process_ms": _in_process(local, body, prio_body, min(rounds, 200)),
                    "floor_orjson_ms": floor["orjson"], "floor_json_ms": floor["json"]}
             if not node_list:
+                tiny = _http_floor(port, rounds)
+                row["http_floor_p50_ms"], row["http_floor_p99_ms"] = statistics.median(tiny), pct(tiny, 0.99)
                 row["pods_per_s_1_client"] = _throughput(port, body, prio_body, 1)
                 row["pods_per_s_4_clients"] = _throughput(port, body, prio_body, 4)
             rows.append(row)
@@ -305,6 +323,10 @@ def main() -> None:
                   f"{r['both_p99_ms']:>8.2f}ms{r['both_max_ms']:>7.2f}ms{r['in_process_ms']:>7.2f}ms"
                   f"{r['floor_orjson_ms']:>6.2f}ms{r['floor_json_ms']:>6.2f}ms"
                   f"{r.get('pods_per_s_1_client', float('nan')):>11.0f}{r.get('pods_per_s_4_clients', float('nan')):>11.0f}")
+        r = rows[0]
+        print(f"(HTTP alone, two tiny GETs on the same server: p50 {r['http_floor_p50_ms']:.2f} ms, p99 "
+              f"{r['http_floor_p99_ms']:.2f} ms; load average {open('/proc/loadavg').read().split()[0]} on "
+              f"{__import__('os').cpu_count()} cores)")
         memory = _memory()
         print(f"\nmemory at {memory['nodes']:,} nodes / {memory['pods']:,} pods (+{memory['tables']} score tables): "
               f"RSS {memory['rss_mb']:.0f} MiB, peak {memory['peak_mb']:.0f} MiB (python alone "
