@@ -37,6 +37,8 @@ PURE = [
     "hubfleet.services.culler.limiter",
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
+    "hubfleet.scheduler_plugin.preemption",
+    "hubfleet.scheduler_plugin.tables",
     "hubfleet.devcluster.scheduling",
     "hubfleet.config.migrate",
     "hubfleet.config.migrate_checks",

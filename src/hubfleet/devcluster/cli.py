@@ -17,10 +17,10 @@ from .scheduler import ExtenderConfig
 
 
 def _parse_extender(text: str) -> tuple[str, ExtenderConfig]:
-    name, sep, url = text.partition("=")
-    if not sep or not name or not url.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"--extender {text!r}: expected SCHEDULER_NAME=http://host:port/prefix")
-    return name, ExtenderConfig(url_prefix=url)
+    try:
+        return ExtenderConfig.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--extender {e}") from None
 
 
 def _load_images(path: str) -> tuple[ImageMapping, ...]:
@@ -59,7 +59,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--nodes", help="YAML nodes file (default: 3 CPU nodes + 1 GPU node)")
     p.add_argument("--images", help="YAML list of extra image mappings {pattern, command, args, home, env}")
     p.add_argument("--extender", action="append", type=_parse_extender, default=[],
-                   help="SCHEDULER_NAME=URL_PREFIX: place pods with that schedulerName through a kube-scheduler "
+                   help="SCHEDULER_NAME=URL_PREFIX[,ignorable=false,nodeCacheCapable=false,weight=N,...]: place pods "
+                        "with that schedulerName through a kube-scheduler "
                         "extender (filter/prioritize over HTTP)")
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of API requests answering 429/500")
     p.add_argument("--fault-delay", type=float, default=0.0, help="seconds of delay on a fraction of requests")

@@ -1,11 +1,14 @@
 """The devcluster scheduler loop: binds Pending pods to nodes.
 
-Pods with ``schedulerName: default-scheduler`` (or none) are placed by the pure fit check in
-``scheduling.py``. Pods whose ``schedulerName`` names a configured extender are placed as kube-scheduler would with
-an extender configured: the built-in filters run first, then the extender's ``filter`` and ``prioritize`` verbs are
-called over HTTP with kube-scheduler's wire types (k8s.io/kube-scheduler/extender/v1: Go field names ``Pod``,
-``Nodes``, ``NodeNames``; response keys matched case-insensitively, as Go's decoder does). A pod that fits nowhere
-stays Pending with a ``FailedScheduling`` event in kube-scheduler's words, and is retried periodically.
+Pods with ``schedulerName: default-scheduler`` (or none) are placed by the pure fit check in ``scheduling.py``
+(kube-scheduler's default profile: LeastAllocated). Pods whose ``schedulerName`` names a configured extender are
+placed as kube-scheduler would with hubfleet's profile (MostAllocated) and that extender: the built-in filters run
+first, then the extender's ``filter`` and ``prioritize`` verbs over HTTP with kube-scheduler's wire types
+(k8s.io/kube-scheduler/extender/v1, decoded with ``scheduler_plugin.wire``); the final score is the built-in score
+plus ``extender score x weight x 10``. An ``ignorable`` extender that fails is skipped (the built-in placement
+stands), as kube-scheduler does. A pod that fits nowhere gets kube-scheduler's preemption (DefaultPreemption:
+lower-priority victims on one node, narrowed by the extender's ``preempt`` verb), else stays Pending with a
+``FailedScheduling`` event in kube-scheduler's words, and is retried periodically.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import aiohttp
 from .api import Store
 from .events import record_event
 from ..quantity import QuantityError
-from .scheduling import add_usage, choose_node, failed_scheduling_message, fit_reasons, pod_requests
+from .scheduling import (add_usage, choose_node, failed_scheduling_message, fit_reasons, pick_preemption_node,
+                         pod_priority, pod_requests, select_victims)
+from ..resources import most_allocated, node_allocatable
 from ..errors import HubfleetError
 from ..scheduler_plugin import wire
 
@@ -30,14 +35,47 @@ DEFAULT_SCHEDULER = "default-scheduler"
 
 @dataclass(frozen=True)
 class ExtenderConfig:
-    """One kube-scheduler extender (the fields of KubeSchedulerConfiguration's ``extenders[]``)."""
+    """One kube-scheduler extender (the fields of KubeSchedulerConfiguration's ``extenders[]``), with the values
+    of deploy/scheduler-extender/configmap.yaml as defaults."""
     url_prefix: str
     filter_verb: str = "filter"
     prioritize_verb: str = "prioritize"
-    weight: int = 1
-    node_cache_capable: bool = False
-    ignorable: bool = False
-    timeout: float = 5.0
+    preempt_verb: str = "preempt"
+    weight: int = 5
+    node_cache_capable: bool = True
+    ignorable: bool = True
+    timeout: float = 2.0
+
+    OPTIONS = {"filterVerb": ("filter_verb", str), "prioritizeVerb": ("prioritize_verb", str),
+               "preemptVerb": ("preempt_verb", str), "weight": ("weight", int),
+               "nodeCacheCapable": ("node_cache_capable", bool), "ignorable": ("ignorable", bool),
+               "httpTimeout": ("timeout", float)}
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, "ExtenderConfig"]:
+        """``SCHEDULER_NAME=URL_PREFIX[,option=value...]`` with the options of KubeSchedulerConfiguration's
+        extenders (``ignorable=false``, ``nodeCacheCapable=false``, ``weight=5``, ``preemptVerb=`` to turn it off,
+        ``httpTimeout=2``...). Raises ValueError naming what is wrong."""
+        head, *options = text.split(",")
+        name, sep, url = head.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{text!r}: expected SCHEDULER_NAME=http://host:port/prefix[,option=value...]")
+        kw: dict = {}
+        for opt in options:
+            key, sep, value = opt.partition("=")
+            if not sep or key not in cls.OPTIONS:
+                raise ValueError(f"{text!r}: {opt!r} is not OPTION=VALUE with OPTION one of {', '.join(cls.OPTIONS)}")
+            attr, kind = cls.OPTIONS[key]
+            if kind is bool:
+                if value not in ("true", "false"):
+                    raise ValueError(f"{text!r}: {key} must be true or false, not {value!r}")
+                kw[attr] = value == "true"
+            else:
+                try:
+                    kw[attr] = kind(value)
+                except ValueError:
+                    raise ValueError(f"{text!r}: {key} must be a {kind.__name__}, not {value!r}") from None
+        return name, cls(url_prefix=url, **kw)
 
 
 class ExtenderError(HubfleetError):
@@ -109,24 +147,30 @@ class Scheduler:
         meta = pod["metadata"]
         nodes = self.store.list("nodes")
         used = self.usage_by_node()
+        scheduler_name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        ext = self.extenders.get(scheduler_name)
         try:
-            node_name, reasons = choose_node(pod, nodes, used)
+            node_name, reasons = choose_node(pod, nodes, used, "MostAllocated" if ext else "LeastAllocated")
         except QuantityError as e:
             self._fail(pod, f"Pod has an invalid resource quantity: {e}")
             return None
-        scheduler_name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
-        if scheduler_name in self.extenders:
+        unresolvable: set[str] = set()
+        if ext is not None:
             feasible = [n for n in nodes if n["metadata"]["name"] not in reasons]
             try:
-                node_name, reasons = await self._extend(self.extenders[scheduler_name], pod, nodes, feasible, reasons,
-                                                        used)
+                node_name, reasons, unresolvable = await self._extend(ext, pod, feasible, reasons, used)
             except ExtenderError as e:
-                if not self.extenders[scheduler_name].ignorable:
+                if not ext.ignorable:
                     self._fail(pod, str(e))
                     return None
-                log.warning("ignorable extender failed for %s: %s", meta["name"], e)
+                log.warning("ignorable extender failed for %s, placing it with the built-in plugins: %s",
+                            meta["name"], e)
         if node_name is None:
-            self._fail(pod, failed_scheduling_message(len(nodes), reasons))
+            message = failed_scheduling_message(len(nodes), reasons)
+            preempted = await self._preempt(pod, nodes, used, unresolvable, ext)
+            if preempted:
+                message += f" Preempting pods on {preempted} to make room."
+            self._fail(pod, message)
             return None
         current = self.store.find("pods", meta.get("namespace"), meta["name"])
         if current is None or current["metadata"]["uid"] != meta["uid"] or current["spec"].get("nodeName"):
@@ -140,6 +184,91 @@ class Scheduler:
         log.info("bound %s/%s to %s", meta["namespace"], meta["name"], node_name)
         return node_name
 
+    # --- preemption ---
+    def _priority_classes(self) -> dict[str, int]:
+        return {pc["metadata"]["name"]: int(pc.get("value", 0)) for pc in self.store.list("priorityclasses")}
+
+    async def _preempt(self, pod: dict, nodes: list[dict], used: dict, unresolvable: set[str],
+                       ext: ExtenderConfig | None) -> str | None:
+        """kube-scheduler's DefaultPreemption: victims of lower priority on one node, narrowed by the extender's
+        preempt verb; the victims get a ``Preempted`` event and a DisruptionTarget condition and are deleted
+        (gracefully: their volumes stay). Returns the node, or None when nothing was preempted."""
+        spec = pod.get("spec") or {}
+        if spec.get("preemptionPolicy") == "Never":
+            return None
+        classes = self._priority_classes()
+        if pod_priority(pod, classes) <= 0:
+            return None
+        by_node: dict[str, list[dict]] = {}
+        terminating: set[str] = set()
+        for p in self.store.list("pods"):
+            node = (p.get("spec") or {}).get("nodeName")
+            if not node or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            if p["metadata"].get("deletionTimestamp"):
+                terminating.add(node)
+                continue
+            by_node.setdefault(node, []).append(p)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        if nominated and nominated in terminating:
+            return None  # victims are still leaving the nominated node: wait for them, as kube-scheduler does
+        candidates: dict[str, list[dict]] = {}
+        for node in nodes:
+            name = node["metadata"]["name"]
+            if name in unresolvable or fit_reasons(pod, node, {}):  # the node could never take the pod
+                continue
+            victims = select_victims(pod, node, by_node.get(name, []), used.get(name, {}), classes)
+            if victims:
+                candidates[name] = victims
+        if candidates and ext is not None and ext.preempt_verb:
+            try:
+                candidates = await self._extend_preemption(ext, pod, candidates)
+            except ExtenderError as e:
+                if not ext.ignorable:
+                    log.warning("preemption for %s aborted: %s", pod["metadata"]["name"], e)
+                    return None
+                log.warning("ignorable extender failed on preempt for %s: %s", pod["metadata"]["name"], e)
+        node_name = pick_preemption_node(candidates, classes)
+        if node_name is None:
+            return None
+        meta = pod["metadata"]
+        scheduler_name = spec.get("schedulerName") or DEFAULT_SCHEDULER
+        for victim in candidates[node_name]:
+            vm = victim["metadata"]
+            conditions = [c for c in (victim.get("status") or {}).get("conditions", [])
+                          if c.get("type") != "DisruptionTarget"]
+            conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                               "message": f"{scheduler_name}: preempting to accommodate a higher priority pod"})
+            self.store.patch("pods", vm["namespace"], vm["name"], {"status": {"conditions": conditions}}, "status")
+            record_event(self.store, victim, "Normal", "Preempted",
+                         f"Preempted by pod {meta['namespace']}/{meta['name']} on node {node_name}", scheduler_name)
+            self.store.delete("pods", vm["namespace"], vm["name"])
+            log.info("preempted %s/%s on %s for %s/%s", vm["namespace"], vm["name"], node_name, meta["namespace"],
+                     meta["name"])
+        self.store.patch("pods", meta["namespace"], meta["name"], {"status": {"nominatedNodeName": node_name}},
+                         "status")
+        return node_name
+
+    async def _extend_preemption(self, ext: ExtenderConfig, pod: dict, candidates: dict[str, list[dict]]
+                                 ) -> dict[str, list[dict]]:
+        if ext.node_cache_capable:
+            args = {"Pod": pod, "NodeNameToMetaVictims": {
+                n: {"Pods": [{"UID": v["metadata"]["uid"]} for v in vs], "NumPDBViolations": 0}
+                for n, vs in candidates.items()}}
+        else:
+            args = {"Pod": pod, "NodeNameToVictims": {n: {"Pods": vs, "NumPDBViolations": 0}
+                                                      for n, vs in candidates.items()}}
+        result = self._decode(ext, ext.preempt_verb, wire.decode_preemption_result,
+                              await self._call(ext, ext.preempt_verb, args))
+        out: dict[str, list[dict]] = {}
+        for node, uids in result.items():
+            proposed = {v["metadata"]["uid"]: v for v in candidates.get(node, [])}
+            if node not in candidates or any(u not in proposed for u in uids):
+                raise ExtenderError(f"scheduler extender {ext.url_prefix}/{ext.preempt_verb} answered victims that "
+                                    f"were not proposed on node {node}: {uids}")
+            out[node] = [proposed[u] for u in uids]
+        return out
+
     def _fail(self, pod: dict, message: str) -> None:
         meta = pod["metadata"]
         current = self.store.find("pods", meta.get("namespace"), meta["name"])
@@ -152,11 +281,14 @@ class Scheduler:
         scheduler_name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
         record_event(self.store, current, "Warning", "FailedScheduling", message, scheduler_name)
 
-    async def _extend(self, ext: ExtenderConfig, pod: dict, nodes: list[dict], feasible: list[dict],
-                      reasons: dict[str, list[str]], used: dict) -> tuple[str | None, dict[str, list[str]]]:
+    async def _extend(self, ext: ExtenderConfig, pod: dict, feasible: list[dict], reasons: dict[str, list[str]],
+                      used: dict) -> tuple[str | None, dict[str, list[str]], set[str]]:
+        """The extender's filter and prioritize after the built-in filters; returns (node or None, reasons,
+        nodes the extender called unresolvable)."""
         reasons = dict(reasons)
+        unresolvable: set[str] = set()
         if not feasible:
-            return None, reasons
+            return None, reasons, unresolvable
         by_name = {n["metadata"]["name"]: n for n in feasible}
         args: dict = {"Pod": pod}
         if ext.node_cache_capable:
@@ -171,20 +303,22 @@ class Scheduler:
             names = result.node_names
             if names is None:
                 names = [(n.get("metadata") or {}).get("name") for n in result.nodes or [] if isinstance(n, dict)]
-            failed = {**result.failed_nodes, **result.failed_and_unresolvable_nodes}
-            for name, why in failed.items():
+            unresolvable = set(result.failed_and_unresolvable_nodes)
+            for name, why in {**result.failed_nodes, **result.failed_and_unresolvable_nodes}.items():
                 reasons[name] = [str(why)]
             for name in list(by_name):
                 if name not in names:
                     by_name.pop(name)
                     reasons.setdefault(name, ["node(s) were filtered out by the scheduler extender"])
             if not by_name:
-                return None, reasons
+                return None, reasons, unresolvable
             if ext.node_cache_capable:
                 args["NodeNames"] = list(by_name)
             else:
                 args["Nodes"] = {"items": list(by_name.values())}
-        scores = {name: 0.0 for name in by_name}
+        requests = pod_requests(pod)
+        scores = {name: most_allocated(requests, used.get(name, {}), node_allocatable(node))
+                  for name, node in by_name.items()}  # the profile's NodeResourcesFit MostAllocated, 0..100
         if ext.prioritize_verb:
             result = await self._call(ext, ext.prioritize_verb, args)
             if not isinstance(result, list):
@@ -192,13 +326,12 @@ class Scheduler:
                                     "expected a HostPriorityList")
             for item in result:
                 hp = self._decode(ext, ext.prioritize_verb, wire.HostPriority.from_json, item)
-                if hp.host in scores:
-                    scores[hp.host] += float(hp.score) * ext.weight
-        # built-in feasibility is re-checked (the extender may not know about resources)
+                if hp.host in scores:  # kube-scheduler: score x weight x (MaxNodeScore / MaxExtenderPriority)
+                    scores[hp.host] += float(hp.score) * ext.weight * 10
         best = max(sorted(scores), key=lambda n: scores[n])
-        if fit_reasons(pod, by_name[best], used.get(best, {})):
-            return None, reasons
-        return best, reasons
+        if fit_reasons(pod, by_name[best], used.get(best, {})):  # built-in feasibility re-checked
+            return None, reasons, unresolvable
+        return best, reasons, unresolvable
 
     @staticmethod
     def _decode(ext: ExtenderConfig, verb: str, decode, data):

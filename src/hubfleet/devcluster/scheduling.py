@@ -142,5 +142,58 @@ def choose_node(pod: Mapping, nodes: Iterable[Mapping], used_by_node: Mapping[st
     return (best[1] if best else None), reasons
 
 
+# --- preemption (kube-scheduler's DefaultPreemption PostFilter) ---------------------------------------------------------
+
+def pod_priority(pod: Mapping, classes: Mapping[str, int]) -> int:
+    """``spec.priority`` (what admission sets from ``priorityClassName``), else the named PriorityClass's value."""
+    spec = pod.get("spec") or {}
+    if isinstance(spec.get("priority"), int):
+        return spec["priority"]
+    return int(classes.get(spec.get("priorityClassName") or "", 0))
+
+
+def _start(pod: Mapping) -> str:
+    return (pod.get("status") or {}).get("startTime") or pod["metadata"].get("creationTimestamp") or ""
+
+
+def select_victims(pod: Mapping, node: Mapping, node_pods: list[Mapping], used: Resources,
+                   classes: Mapping[str, int]) -> list[dict] | None:
+    """kube-scheduler's selectVictimsOnNode: remove every lower-priority pod; if the pod then fits, put back
+    ("reprieve") as many as possible, most important first (higher priority, then earlier start). Returns the
+    victims, or None when even removing all of them would not make room."""
+    mine = pod_priority(pod, classes)
+    lower = [p for p in node_pods if pod_priority(p, classes) < mine]
+    if not lower:
+        return None
+    requests = pod_requests(pod)
+    free = used
+    for p in lower:
+        free = add_usage(free, pod_requests(p), sign=-1)
+    if fit_reasons(pod, node, free, requests):
+        return None
+    victims = []
+    for p in sorted(lower, key=lambda p: (-pod_priority(p, classes), _start(p))):
+        kept = add_usage(free, pod_requests(p))
+        if fit_reasons(pod, node, kept, requests):
+            victims.append(p)
+        else:
+            free = kept
+    return victims
+
+
+def pick_preemption_node(candidates: Mapping[str, list[Mapping]], classes: Mapping[str, int]) -> str | None:
+    """kube-scheduler's pickOneNodeForPreemption (no PDBs here): the lowest highest-victim priority, then the lowest
+    sum of priorities, then the fewest victims, then the latest start among the highest-priority victims, then name."""
+    def key(item):
+        name, victims = item
+        prios = [pod_priority(v, classes) for v in victims]
+        top = max(prios)
+        latest = max(_start(v) for v in victims if pod_priority(v, classes) == top)
+        return (top, sum(prios), len(victims), [-ord(c) for c in latest], name)
+    items = [(n, v) for n, v in candidates.items() if v]
+    return min(items, key=key)[0] if items else None
+
+
 __all__ = ["STRATEGIES", "QuantityError", "Resources", "add_usage", "choose_node", "failed_scheduling_message",
-           "fit_reasons", "matches_node_selector", "pod_requests", "untolerated_taint"]
+           "fit_reasons", "matches_node_selector", "pick_preemption_node", "pod_priority", "pod_requests",
+           "select_victims", "untolerated_taint"]

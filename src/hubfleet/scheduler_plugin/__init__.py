@@ -1,10 +1,15 @@
 """hubfleet.scheduler_plugin: a kube-scheduler extender webhook for JupyterHub user pods.
 
-- ``wire.py``    kube-scheduler's extender wire types (Go field names, decoded case-insensitively),
-- ``scoring.py`` the pure policy: resource/GPU-reservation filter, bin-packing + GPU best-fit scores (0..10),
-- ``cache.py``   what is bound where, from a pods (and nodes) list+watch,
-- ``app.py``     the aiohttp server (``POST /filter``, ``POST /prioritize``, ``GET /healthz``, ``GET /metrics``),
-- ``cli.py``     ``hubfleet scheduler-extender``.
+- ``wire.py``       kube-scheduler's extender wire types (Go field names, decoded case-insensitively),
+- ``scoring.py``    the pure policy: resource/GPU-reservation/autoscaler filter, pack (MostAllocated + lifetime +
+                    GPU best fit) or spread (LeastAllocated + zones) scores 0..10,
+- ``preemption.py`` the pure preempt policy: the idlest user servers among kube-scheduler's proposed victims,
+- ``tables.py``     verdicts and scores kept per request shape, answers per candidate list,
+- ``cache.py``      what is bound where, from paged pods and nodes lists + watches,
+- ``metrics.py``    Prometheus metrics (prometheus_client),
+- ``app.py``        the aiohttp server (``POST /filter``, ``/prioritize``, ``/preempt``, ``GET /healthz``,
+                    ``/metrics``, ``/cache``),
+- ``cli.py``        ``hubfleet scheduler-extender``.
 
 Deploy it beside a kube-scheduler as ``deploy/scheduler-extender/`` shows; see docs/scheduler-extender.md.
 """

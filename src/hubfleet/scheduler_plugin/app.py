@@ -27,14 +27,13 @@ from .metrics import Metrics
 from .preemption import narrow, victim_info
 from .scoring import (NodeInfo, PodInfo, Policy, ScoringError, View, filter_nodes, node_info, pod_info, pod_requests,
                       prioritize)
-from .tables import Tables, unknown_answer
+from .tables import Tables
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # a NodeList of 1,000 devcluster-sized nodes is ~1.1 MB; real nodes more
 OFFLOAD_BYTES = 256 * 1024
 VERBS = ("filter", "prioritize", "preempt")
-_MISSING = object()
 
 
 class CacheNotSynced(Exception):
@@ -110,31 +109,22 @@ class Extender:
             return None
         return self.tables.get(pod, self.cache, self.clock())
 
+    def filter_bytes(self, args: wire.ExtenderArgs) -> bytes:
+        """The ExtenderFilterResult JSON: from the shape's table (NodeNames, pack) or computed (`filter`)."""
+        if self.cache.pods_synced:
+            pod = self._pod(args)
+            table = self._table(args, pod)
+            if table is not None:
+                self.metrics.decide("filter", "table")
+                return table.respond("filter", args.node_names or [])
+        return wire.dumps(self.filter(args).to_json())
+
     def filter(self, args: wire.ExtenderArgs) -> wire.ExtenderFilterResult:
         pod = self._pod(args)
         if not self.cache.pods_synced:
             self.metrics.decide("filter", "not_synced")
             return wire.ExtenderFilterResult(error="hubfleet scheduler extender: its pod cache has not synced with "
                                                    "the API server yet (see its log); retry shortly")
-        table = self._table(args, pod)
-        if table is not None:
-            verdict = table.verdict
-            feasible: list[str] = []
-            failed: dict[str, str] = {}
-            unresolvable: dict[str, str] = {}
-            for name in args.node_names or ():
-                why = verdict.get(name, _MISSING)
-                if why is None:
-                    feasible.append(name)
-                elif why is _MISSING:
-                    failed[name] = f"node {name} is not (yet) in the extender's node cache"
-                elif why[1]:
-                    unresolvable[name] = why[0]
-                else:
-                    failed[name] = why[0]
-            self.metrics.decide("filter", "feasible" if feasible else "no_fit")
-            return wire.ExtenderFilterResult(node_names=feasible, failed_nodes=failed,
-                                             failed_and_unresolvable_nodes=unresolvable)
         try:
             infos, unknown = self._nodes_of(args)
         except CacheNotSynced as e:
@@ -158,8 +148,7 @@ class Extender:
         table = self._table(args, pod)
         self.metrics.decide("prioritize", "scored")
         if table is not None:
-            answer = table.answer
-            return b"[" + b",".join([answer.get(n) or unknown_answer(n) for n in args.node_names or ()]) + b"]"
+            return table.respond("prioritize", args.node_names or [])
         infos, unknown = self._nodes_of(args)
         scores = prioritize(pod.requests, infos, self.cache.usage, self.policy, pod=pod,
                             view=self._view(pod, [i.name for i in infos]))
@@ -203,7 +192,7 @@ class Extender:
         return decision.victims
 
     def filter_body(self, body: bytes) -> bytes:
-        return wire.dumps(self.filter(wire.ExtenderArgs.from_json(wire.loads(body))).to_json())
+        return self.filter_bytes(wire.ExtenderArgs.from_json(wire.loads(body)))
 
     def prioritize_body(self, body: bytes) -> bytes:
         return self.prioritize_bytes(wire.ExtenderArgs.from_json(wire.loads(body)))

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
-
-from dataclasses import dataclass
 
 from . import wire
 from .preemption import VictimInfo, parse_time, victim_info
@@ -27,6 +26,7 @@ from ..errors import HubfleetError
 log = logging.getLogger("hubfleet.scheduler_plugin")
 
 WATCH_TIMEOUT_SECONDS = 300
+LIST_PAGE = 500
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 30.0
 
 
@@ -36,13 +36,34 @@ class WatchError(HubfleetError):
 
 @dataclass(slots=True)
 class PodRecord:
-    """What the cache keeps of a bound pod: its node and requests, and for the lifetime and preemption terms its
-    profile, creation time and (as a victim) user and last activity."""
+    """What the cache keeps of a bound pod: its node and requests (shared between pods asking the same), and for the
+    lifetime and preemption terms its profile, creation time, name, user and last activity."""
     node: str
     requests: Resources
     profile: str
     created: float
-    victim: VictimInfo
+    uid: str
+    name: str
+    user: str | None
+    last_activity: float | None
+
+    @property
+    def victim(self) -> VictimInfo:
+        return VictimInfo(self.uid, self.name, self.requests, self.user, self.last_activity)
+
+
+_SHARED: dict[tuple, Resources] = {}
+
+
+def _shared(requests: Resources) -> Resources:
+    """One dict per distinct requests (pods of a profile ask the same): 50,000 pods hold a few dicts, not 50,000."""
+    key = tuple(sorted(requests.items()))
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) > 10_000:
+            _SHARED.clear()
+        found = _SHARED[key] = requests
+    return found
 
 
 MAX_CHANGES = 100_000
@@ -118,8 +139,11 @@ class ClusterCache:
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
         created = parse_time(meta.get("creationTimestamp"))
+        requests = _shared(requests)
+        v = victim_info(pod, requests)
         return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
-                         created=created if created is not None else time.time(), victim=victim_info(pod, requests))
+                         created=created if created is not None else time.time(), uid=v.uid, name=v.name,
+                         user=v.user, last_activity=v.last_activity)
 
     def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)
@@ -141,6 +165,7 @@ class ClusterCache:
         return old
 
     def apply_pod(self, event_type: str, pod: Mapping) -> None:
+        self.last_event["pods"] = time.monotonic()
         key = self._pod_key(pod)
         placed = None if event_type == "DELETED" else self._placement(pod)
         self._forget_pod(key, ended=placed is None)
@@ -156,9 +181,13 @@ class ClusterCache:
         fresh = ClusterCache()
         for pod in pods:
             fresh.apply_pod("ADDED", pod)
+        self.adopt_pods(fresh)
+
+    def adopt_pods(self, fresh: "ClusterCache") -> None:
         self.pods, self.usage, self.node_pods = fresh.pods, fresh.usage, fresh.node_pods
         self.changes, self.epoch = [], self.epoch + 1
         self.pods_synced = True
+        self.last_event["pods"] = time.monotonic()
 
     # --- nodes ---
     def apply_node(self, event_type: str, node: Mapping) -> None:
@@ -176,9 +205,13 @@ class ClusterCache:
         fresh = ClusterCache()
         for node in nodes:
             fresh.apply_node("ADDED", node)
+        self.adopt_nodes(fresh)
+
+    def adopt_nodes(self, fresh: "ClusterCache") -> None:
         self.nodes = fresh.nodes
         self.changes, self.epoch = [], self.epoch + 1
         self.nodes_synced = True
+        self.last_event["nodes"] = time.monotonic()
 
     def snapshot(self) -> dict:
         """The cache as JSON (``GET /cache``): for operators and tests."""
@@ -199,26 +232,45 @@ class CacheWatcher:
 
     async def run(self) -> None:
         await asyncio.gather(
-            self._reflect("pods", self.core.list_pod_for_all_namespaces, self.cache.replace_pods, self.cache.apply_pod),
-            self._reflect("nodes", self.core.list_node, self.cache.replace_nodes, self.cache.apply_node),
+            self._reflect("pods", self.core.list_pod_for_all_namespaces, "apply_pod", self.cache.adopt_pods,
+                          self.cache.apply_pod),
+            self._reflect("nodes", self.core.list_node, "apply_node", self.cache.adopt_nodes, self.cache.apply_node),
         )
 
-    async def _reflect(self, what: str, list_fn, replace, apply) -> None:
+    async def _list(self, what: str, list_fn, add: str) -> tuple["ClusterCache", str, int]:
+        """List in pages of LIST_PAGE (as kube-scheduler's informers do), each page folded into a fresh cache and
+        dropped: a list of 50,000 pods never sits in memory as one decoded body."""
+        fresh = ClusterCache()
+        token, count, rv = None, 0, "0"
+        while True:
+            kw = {"limit": LIST_PAGE}
+            if token:
+                kw["_continue"] = token
+            resp = await list_fn(_preload_content=False, _request_timeout=60, **kw)
+            try:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise WatchError(f"listing {what} answered HTTP {resp.status}: {body[:200]!r}")
+            finally:
+                resp.release()
+            data = wire.loads(body)
+            del body
+            for item in data.get("items") or []:
+                getattr(fresh, add)("ADDED", item)
+                count += 1
+            meta = data.get("metadata") or {}
+            rv = meta.get("resourceVersion") or rv
+            token = meta.get("continue")
+            if not token:
+                return fresh, rv, count
+
+    async def _reflect(self, what: str, list_fn, add: str, adopt, apply) -> None:
         backoff = BACKOFF_INITIAL
         while True:
             try:
-                resp = await list_fn(_preload_content=False, _request_timeout=60)
-                try:
-                    body = await resp.read()
-                    if resp.status != 200:
-                        raise WatchError(f"listing {what} answered HTTP {resp.status}: {body[:200]!r}")
-                finally:
-                    resp.release()
-                data = wire.loads(body)
-                replace(list(data.get("items") or []))
-                self.cache.last_event[what] = time.monotonic()
-                rv = (data.get("metadata") or {}).get("resourceVersion") or "0"
-                log.info("cache: listed %d %s at resourceVersion %s", len(data.get("items") or []), what, rv)
+                fresh, rv, count = await self._list(what, list_fn, add)
+                adopt(fresh)
+                log.info("cache: listed %d %s at resourceVersion %s", count, what, rv)
                 backoff = BACKOFF_INITIAL
                 while True:
                     rv = await self._watch(what, list_fn, rv, apply)
@@ -249,7 +301,6 @@ class CacheWatcher:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         rv = self._event(what, line, rv, apply)
-                        self.cache.last_event[what] = time.monotonic()
                         events += 1
             if not events and time.monotonic() - started < 1:  # a server ending watches at once: back off, re-list
                 raise WatchError(f"watch of {what} ended at once without events")

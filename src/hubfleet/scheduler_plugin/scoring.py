@@ -298,7 +298,7 @@ def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[st
             return MIN_PRIORITY
         total += w.gpu / (1.0 + float(free_after))
         weight += w.gpu
-    if pod is not None and strategy == "pack" and w.lifetime > 0:
+    if pod is not None and strategy == "pack" and w.lifetime > 0 and not wants_gpu:  # GPU pods: exact fit first
         drain = view.drain_at.get(node.name)
         if drain is not None and used.get("pods", _ZERO) > 0:
             stay = max(1.0, view.expected_stay(pod.profile))

@@ -122,10 +122,12 @@ class ExtenderArgs:
             if not isinstance(names, list):
                 raise WireError("NodeNames", f"expected an array of node names or null, got {_type_name(names)} "
                                              f"{_preview(names)}")
-            if not all(isinstance(n, str) for n in names):
+            try:
+                "".join(names)  # C speed: raises TypeError on the first non-string (5,000 names: ~20 us)
+            except TypeError:
                 i, n = next((i, n) for i, n in enumerate(names) if not isinstance(n, str))
                 raise WireError(f"NodeNames[{i}]", f"expected a node name (string), got {_type_name(n)} "
-                                                   f"{_preview(n)}")
+                                                   f"{_preview(n)}") from None
         if nodes is None and names is None:
             raise WireError("Nodes", "neither Nodes nor NodeNames given: kube-scheduler sends Nodes when the "
                                      "extender is configured with nodeCacheCapable: false, NodeNames when true")
@@ -234,7 +236,8 @@ def _victims(data: object, where: str, meta: bool) -> Victims:
         raise WireError(where, f"expected a {'MetaVictims' if meta else 'Victims'} object {{Pods, NumPDBViolations}}, "
                                f"got {_type_name(data)} {_preview(data)}")
     f = _fields(data, ("Pods", "NumPDBViolations"))
-    pods = f.get("Pods") or []
+    pods = f.get("Pods")
+    pods = [] if pods is None else pods
     if not isinstance(pods, list):
         raise WireError(f"{where}.Pods", f"expected an array, got {_type_name(pods)} {_preview(pods)}")
     for i, p in enumerate(pods):

@@ -183,9 +183,11 @@ def extender():
 
 @pytest.fixture(scope="module")
 def ext_cluster(tmp_path_factory, extender):
+    # full NodeLists and a failing extender that is not ignorable: kube-scheduler's other extender mode
     handle = start_devcluster(tmp_path_factory.mktemp("ext-devcluster"),
-                              "--extender", f"my-scheduler={extender.url}/ext",
-                              "--extender", f"broken-scheduler={extender.url}/broken")
+                              "--extender", f"my-scheduler={extender.url}/ext,nodeCacheCapable=false,ignorable=false",
+                              "--extender", f"broken-scheduler={extender.url}/broken,ignorable=false",
+                              "--extender", f"lenient-scheduler={extender.url}/broken")
     yield handle
     handle.proc.stop()
 
@@ -217,6 +219,22 @@ def test_extender_error_leaves_pod_pending(ext_cluster):
     assert "extender exploded" in message
     pod = get_pod(ext_cluster, name)
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+
+
+def test_an_ignorable_extender_that_fails_is_skipped(ext_cluster, extender):
+    """kube-scheduler's `ignorable: true` (hubfleet's default): the built-in plugins place the pod."""
+    name = unique("lenient")
+    create_pod(ext_cluster, pod_body(name, command=SLEEP, scheduler_name="lenient-scheduler"))
+    pod = wait_pod(ext_cluster, name, _bound, "bound without the extender")
+    assert pod["spec"]["nodeName"] in ("cpu-1", "cpu-2", "cpu-3")
+    assert [p for p, b in extender.calls if b["Pod"]["metadata"]["name"] == name] == ["/broken/filter"]
+    assert not _failed_scheduling(ext_cluster, name)
+
+
+def test_bad_extender_options_are_refused_naming_them(tmp_path):
+    proc = subprocess.run([VENV_BIN / "hubfleet", "devcluster", "--state", tmp_path / "s", "--extender",
+                           "x=http://127.0.0.1:9/p,ignorable=maybe"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "ignorable must be true or false, not 'maybe'" in proc.stderr, proc.stderr
 
 
 def test_extender_cluster_still_schedules_default_pods(ext_cluster, extender):

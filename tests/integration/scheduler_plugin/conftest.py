@@ -47,17 +47,25 @@ def start_extender(log_dir, kubeconfig, port: int, *extra: str) -> Proc:
     return proc
 
 
-@pytest.fixture
-def stack(tmp_path, request):
+def make_stack(tmp_path, *extender_args: str, devcluster_args: tuple = ()) -> Stack:
+    """A devcluster whose `hubfleet-scheduler` pods go through a real extender process (deploy/'s extender settings:
+    NodeNames, ignorable, preempt verb)."""
     port = free_port()
-    cluster = start_devcluster(tmp_path / "dc", "--extender", f"{SCHEDULER}=http://127.0.0.1:{port}")
+    cluster = start_devcluster(tmp_path / "dc", "--extender", f"{SCHEDULER}=http://127.0.0.1:{port}",
+                               *devcluster_args)
     try:
-        extender = start_extender(tmp_path / "ext", cluster.kubeconfig, port)
+        extender = start_extender(tmp_path / "ext", cluster.kubeconfig, port, *extender_args)
     except BaseException:
         cluster.proc.stop()
         raise
-    handle = Stack(cluster, extender, port)
+    return Stack(cluster, extender, port)
+
+
+@pytest.fixture
+def stack(tmp_path, request):
+    handle = make_stack(tmp_path, *getattr(request, "param", ()))
     yield handle
+    cluster, extender = handle.cluster, handle.extender  # (a test may have restarted either)
     rep = getattr(request.node, "rep_call", None)
     if rep is None or rep.failed:
         print("\n--- devcluster state ---\n" + cluster.describe())
@@ -72,11 +80,12 @@ def unique(prefix: str) -> str:
 
 
 def pod_body(name: str, *, cpu: str = "500m", memory: str = "1Gi", gpus: int = 0, scheduler: str | None = SCHEDULER,
-             tolerations: list | None = None, node_selector: dict | None = None) -> dict:
+             tolerations: list | None = None, node_selector: dict | None = None, labels: dict | None = None,
+             **kw) -> dict:
     """A sleeping pod with requests (and a GPU limit), placed by the extender unless `scheduler` is None."""
     return pod(name, command=["sleep", "300"], requests={"cpu": cpu, "memory": memory},
                limits={"nvidia.com/gpu": gpus} if gpus else None, scheduler_name=scheduler,
-               tolerations=tolerations, node_selector=node_selector, grace=1)
+               tolerations=tolerations, node_selector=node_selector, labels=labels, grace=1, **kw)
 
 
 def create_pod(cluster: DevClusterHandle, body: dict) -> None:

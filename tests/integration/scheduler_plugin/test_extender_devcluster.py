@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import start_devcluster
 
-from .conftest import (GPU_TOLERATION, SCHEDULER, create_pod, failed_scheduling, pod_body, unique, wait_bound,
-                       wait_for)
+from .conftest import (GPU_TOLERATION, SCHEDULER, create_pod, failed_scheduling, pod_body, start_extender, unique,
+                       wait_bound, wait_for)
 
 
 def _place_one_by_one(stack, names, **pod_kw) -> list[str]:
@@ -99,9 +102,26 @@ MALFORMED_OVER_HTTP = [
 ]
 
 
-@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+MALFORMED_PREEMPT = [
+    (b"not json at all", "request body is not valid JSON"),
+    (b"[]", "expected an ExtenderPreemptionArgs object"),
+    (b'{"Pod": {}}', "NodeNameToMetaVictims: neither NodeNameToMetaVictims nor NodeNameToVictims given"),
+    (b'{"Pod": {}, "NodeNameToMetaVictims": {"cpu-1": {"Pods": [{"UID": 3}]}}}',
+     "NodeNameToMetaVictims.cpu-1.Pods[0].UID: expected the victim pod's UID"),
+    (b'{"Pod": {}, "NodeNameToVictims": {"cpu-1": {"Pods": [7]}}}', "NodeNameToVictims.cpu-1.Pods[0]: expected a Pod"),
+    (b"", "empty request body"),
+]
+
+
+def _samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize", "preempt"])
 def test_malformed_posts_get_400_and_the_server_keeps_serving(stack, verb):
-    for body, message in MALFORMED_OVER_HTTP:
+    malformed = MALFORMED_PREEMPT if verb == "preempt" else MALFORMED_OVER_HTTP
+    for body, message in malformed:
         r = stack.post(verb, body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert r.headers["Content-Type"].startswith("application/json")
@@ -113,25 +133,62 @@ def test_malformed_posts_get_400_and_the_server_keeps_serving(stack, verb):
     assert r.status_code == 405 and "GET is not allowed" in r.json()["error"]
 
     # still serving: a valid request works, health is fine, and the metrics counted the 400s
-    ok = stack.post(verb, json.dumps({"Pod": pod_body("p"), "NodeNames": ["cpu-1", "gpu-1"]}).encode())
+    valid = ({"Pod": pod_body("p"), "NodeNameToMetaVictims": {}} if verb == "preempt" else
+             {"Pod": pod_body("p"), "NodeNames": ["cpu-1", "gpu-1"]})
+    ok = stack.post(verb, json.dumps(valid).encode())
     assert ok.status_code == 200, ok.text
     assert requests.get(stack.url + "/healthz", timeout=5).json()["ok"] is True
-    metrics = requests.get(stack.url + "/metrics", timeout=5).text
-    assert f'hubfleet_extender_requests_total{{verb="{verb}",code="400"}} {len(MALFORMED_OVER_HTTP)}' in metrics
-    assert f'hubfleet_extender_requests_total{{verb="{verb}",code="413"}} 1' in metrics
-    assert f'hubfleet_extender_requests_total{{verb="{verb}",code="200"}} 1' in metrics
+    r = requests.get(stack.url + "/metrics", timeout=5)
+    assert r.headers["Content-Type"].startswith("text/plain; version=")
+    samples = _samples(r.text)
+    for code, n in (("400", len(malformed)), ("413", 1), ("200", 1)):
+        assert samples[("hubfleet_extender_requests_total", (("code", code), ("verb", verb)))] == n, code
+    assert samples[("hubfleet_extender_request_duration_seconds_count", (("verb", verb),))] == len(malformed) + 2
     assert stack.extender.popen.poll() is None
     assert "Traceback" not in stack.extender.log_tail(200)
 
 
-def test_extender_down_gives_failed_scheduling_naming_it(stack):
+def _placements(cluster) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in cluster.get("/api/v1/pods")["items"]}
+
+
+def test_extender_killed_pods_still_schedule_and_a_restart_resyncs(stack, tmp_path):
+    """`ignorable: true`: with the extender killed, kube-scheduler's own plugins (the profile's MostAllocated) place
+    the pods; restarted, the extender lists the cluster again (its cache is only a cache) and places with the
+    pods placed meanwhile counted; no pod is lost on the way."""
+    for name in ("before-0", "before-1"):
+        create_pod(stack.cluster, pod_body(name))
+        wait_bound(stack.cluster, name)
+    wait_for("the extender's cache to count 2 pods", lambda: stack.cache()["pods"] == 2, seen=stack.cache)
+
+    os.killpg(stack.extender.pid, signal.SIGKILL)  # no goodbye: as an OOM kill or a lost node would do
+    stack.extender.popen.wait(10)
+    during = [unique("during") for _ in range(3)]
+    for name in during:
+        create_pod(stack.cluster, pod_body(name))
+    for name in during:
+        node = wait_bound(stack.cluster, name)
+        assert node.startswith("cpu-"), node  # the GPU node's taint still keeps CPU pods off
+        assert not failed_scheduling(stack.cluster, name)
+    assert "ignorable extender failed" in stack.cluster.proc.log_tail(200)
+
     stack.extender.stop()
-    name = unique("orphan")
-    create_pod(stack.cluster, pod_body(name))
-    messages = wait_for(f"FailedScheduling for {name}", lambda: failed_scheduling(stack.cluster, name))
-    assert f"scheduler extender http://127.0.0.1:{stack.port}/filter is unreachable" in messages[0], messages
-    r = stack.cluster.request("GET", f"/api/v1/namespaces/default/pods/{name}")
-    assert not r.json()["spec"].get("nodeName")
+    stack.extender = start_extender(tmp_path / "ext2", stack.cluster.kubeconfig, stack.port)
+    placed = _placements(stack.cluster)
+    assert len(placed) == 5 and all(placed.values()), placed
+    snapshot = wait_for("the restarted extender's cache to hold all 5 pods",
+                        lambda: (lambda c: c if c["pods"] == 5 else None)(stack.cache()), seen=stack.cache)
+    expected = {}
+    for node in placed.values():
+        expected[node] = expected.get(node, 0) + 1
+    assert {n: int(u["pods"]) for n, u in snapshot["usage"].items()} == expected
+
+    # placing again through the extender: packed onto the fullest node, which it knows only from the re-list
+    fullest = max(sorted(expected), key=expected.get)
+    create_pod(stack.cluster, pod_body("after"))
+    assert wait_bound(stack.cluster, "after") == fullest
+    after = _placements(stack.cluster)
+    assert len(after) == 6 and {k: v for k, v in after.items() if k != "after"} == placed  # no pod lost or moved
 
 
 def test_cache_relists_after_the_api_server_restarts(stack):
