@@ -370,8 +370,10 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             return ""
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
+        refused_query, self._refused_query = self._refused_query, False
         if (
             self.hide_form_for_single_choice
+            and not refused_query  # else JupyterHub would start the default instead of showing the refusal
             and len(visible) == 1
             and len(visible[0].images) <= 1
             and not visible[0].other_image_pattern
@@ -408,7 +410,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
     async def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
         5.5), or the form's field names: validated like the form."""
-        return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
+        try:
+            return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
+        except Exception:
+            self._refused_query = True
+            raise
 
     async def _validated_options(self, parse, data):
         """The user_options parsed from a form or a query string, checked against what this user may choose (a
@@ -434,6 +440,7 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
 
     choice: ResolvedChoice | None = None
     _explicit_options: dict | None = None
+    _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
     _notes: list | None = None
