@@ -275,7 +275,22 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             return
         ProfileSpawner._checked.add(key)
         try:
-            self._check_sync()  # once per process and configuration: a blocking read is fine here
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # created outside the hub's loop (a script, a test): check right here
+            try:
+                self._check_sync()
+            except ProfileError as e:
+                self.log.error("profiles: invalid configuration: %s", e)
+            return
+        task = loop.create_task(self._check_async())  # in the hub: off the loop, like every other read
+        ProfileSpawner._check_tasks.add(task)
+        task.add_done_callback(ProfileSpawner._check_tasks.discard)
+
+    _check_tasks: ClassVar[set] = set()
+
+    async def _check_async(self) -> None:
+        try:
+            await self.load_catalog()
         except ProfileError as e:
             self.log.error("profiles: invalid configuration: %s", e)
 
