@@ -385,10 +385,19 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             return ""
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
+        saved = compat.unwrap_options(self.user_options) or {}
+        choice = None
+        if saved:
+            try:
+                choice = resolve_choice(catalog.profiles, saved, name, groups, is_admin, saved=True)
+            except ProfileError:
+                choice = None
+        note = (choice.fallback_form if choice is not None else None) or ""
         refused_query, self._refused_query = self._refused_query, False
         if (
             self.hide_form_for_single_choice
             and not refused_query  # else JupyterHub would start the default instead of showing the refusal
+            and not note  # show why the saved choice is not preselected
             and len(visible) == 1
             and len(visible[0].images) <= 1
             and not visible[0].other_image_pattern
@@ -400,20 +409,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
         if catalog.quotas:
             await self._start_watching_pods()
             counts = QuotaCounts(self._running_servers())
-        saved = compat.unwrap_options(self.user_options) or {}
-        choice = None
-        if saved:
-            try:
-                choice = resolve_choice(catalog.profiles, saved, name, groups, is_admin, saved=True)
-            except ProfileError:
-                choice = None
-        note = choice.fallback if choice is not None else ""
         cards = _form.build_cards(
             visible, quotas=catalog.quotas, counts=counts, groups=groups, user=name,
             user_options={} if note or choice is None else saved,
         )
-        return _form.render_form(cards, message=note.replace("starting the default", "the default")
-                                 .replace("instead.", "is selected.") if note else "")
+        return _form.render_form(cards, message=note)
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -530,11 +530,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
         pending = asyncio.ensure_future(events.__anext__())
         try:
             while True:
-                done, _ = await asyncio.wait({pending}, timeout=0.5)
                 notes = self._notes or []
-                while sent < len(notes):
+                while sent < len(notes):  # first: a spawn on a fast cluster may end within the next wait
                     yield {"progress": 5, "message": notes[sent]}
                     sent += 1
+                done, _ = await asyncio.wait({pending}, timeout=0.2)
                 if pending in done:
                     try:
                         event = pending.result()

@@ -271,7 +271,8 @@ class ResolvedChoice:
     groups: frozenset[str]
     option_choices: Mapping[str, str] = field(default_factory=dict)
     unlisted_values: Mapping[str, str] = field(default_factory=dict)
-    fallback: str | None = None
+    fallback: str | None = None  # the progress message when a stale saved choice was replaced
+    fallback_form: str | None = None  # the same, as the form says it
 
     @property
     def other_image(self) -> bool:
