@@ -14,7 +14,10 @@ from hubfleet.cli import main
 from hubfleet.spawners import ProfileSpawner
 from hubfleet.spawners import catalog as catalog_module
 
-from .test_profiles_spawner import make_spawner, no_cluster, rest  # noqa: F401  (fixture)
+from . import test_profiles_spawner
+from .test_profiles_spawner import make_spawner, rest
+
+no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
 
 GOOD = """
 profiles:

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from ..errors import HubfleetError, explain
+from .profiles.model import CREATED_BY_LABEL, SERVERNAME_ANNOTATION, USERNAME_ANNOTATION
 
-CREATED_BY_LABEL = "hubfleet.io/created-by"
-USERNAME_ANNOTATION = "hubfleet.io/username"
-SERVERNAME_ANNOTATION = "hubfleet.io/servername"
 TIMEOUT = 10
 
 

@@ -13,7 +13,18 @@ from markupsafe import escape
 from prometheus_client.parser import text_string_to_metric_families
 from concurrent.futures import ThreadPoolExecutor
 
-from .test_profile_spawner import IMG, hub_config, hub_version, make_users, pod, spawn, stop, stop_all, wait_until
+from .test_profile_spawner import (
+    IMG,
+    hub_config,
+    hub_version,
+    logged_in_page,
+    make_users,
+    pod,
+    spawn,
+    stop,
+    stop_all,
+    wait_until,
+)
 
 PROFILES = [
     {"slug": "small", "display_name": "Small", "default": True, "image": IMG,
@@ -166,22 +177,10 @@ def test_stale_choice_falls_back_as_the_user_sees_it_and_metrics(start_hub, devc
 
 
 def screenshot_stale_form(hub, user, path) -> str:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(f"{hub.url}/hub/login", timeout=30_000)
-            page.fill("input[name=username]", user)
-            page.fill("input[name=password]", hub.password)
-            page.click("input[type=submit], button[type=submit]")
-            page.wait_for_load_state()
-            page.goto(f"{hub.url}/hub/spawn", timeout=30_000)
-            page.wait_for_selector(".hf-message", timeout=30_000)
-            assert page.locator("#hf-profile-small").is_checked()
-            assert page.locator("#hf-profile-medium").count() == 0
-            page.screenshot(path=str(path), full_page=True)
-            return page.locator(".hf-message").inner_text()
-        finally:
-            browser.close()
+    with logged_in_page(hub, user, width=1000, height=700) as page:
+        page.goto(f"{hub.url}/hub/spawn", timeout=30_000)
+        page.wait_for_selector(".hf-message", timeout=30_000)
+        assert page.locator("#hf-profile-small").is_checked()
+        assert page.locator("#hf-profile-medium").count() == 0
+        page.screenshot(path=str(path), full_page=True)
+        return page.locator(".hf-message").inner_text()

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from ...yamlfile import YAMLFileError, key_path, load_yaml, validate
+from ...yamlfile import YAMLFileError, load_yaml, validate
 from . import schema as _schema
 from .model import (
     DEFAULT_GPU_NODE_SELECTOR,
