@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -13,7 +14,10 @@ from hubfleet.cli import main
 from hubfleet.spawners import ProfileSpawner
 from hubfleet.spawners import catalog as catalog_module
 
-from .test_profiles_spawner import make_spawner, no_cluster, rest  # noqa: F401  (fixture)
+from . import test_profiles_spawner
+from .test_profiles_spawner import make_spawner, rest
+
+no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
 
 GOOD = """
 profiles:
@@ -57,7 +61,6 @@ async def test_profiles_file_is_read_off_the_loop_and_only_when_it_changed(tmp_p
 
     monkeypatch.setattr(catalog_module, "read_document", counting)
     spawner = make_spawner(profiles_file=str(path))
-    reads.clear()  # the start-up check (once per process) reads synchronously, outside any request
     for _ in range(3):
         html = await spawner.get_options_form()  # one card: no form; the catalog is still loaded
         assert [p.slug for p in await spawner.visible_profiles()] == ["small"]
@@ -82,6 +85,7 @@ async def test_bad_profiles_file_same_message_everywhere(tmp_path, capsys, caplo
     assert "Traceback" not in printed
 
     spawner = make_spawner(profiles_file=str(path))  # the hub creates spawners at start-up: the error is logged
+    await asyncio.gather(*ProfileSpawner._check_tasks)
     logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(printed in line for line in logged), logged
     with pytest.raises(web.HTTPError) as e:  # and a spawn is refused with it, before any Kubernetes call

@@ -12,16 +12,18 @@ from tornado import web
 
 from hubfleet.spawners import ProfileSpawner, metrics
 
-from .test_profiles_spawner import (  # noqa: F401  (no_cluster is a fixture)
+from . import test_profiles_spawner
+from .test_profiles_spawner import (
     IMG,
     K8S_VERSION,
     as_dict,
     live_pod,
     make_spawner,
-    no_cluster,
     rest,
     saved,
 )
+
+no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
 
 # --- stale saved choices ------------------------------------------------------------------------------------------
 

@@ -22,7 +22,10 @@ from traitlets.config import Config
 from hubfleet.spawners import ProfileSpawner
 from hubfleet.spawners.profiles import ChoiceError, parse_catalog, validate_choice
 
-from .test_profiles_spawner import K8S_VERSION, FakeHub, FakeUser, NoKubernetes, as_dict, no_cluster, rest  # noqa: F401
+from . import test_profiles_spawner
+from .test_profiles_spawner import K8S_VERSION, FakeHub, FakeUser, NoKubernetes, as_dict, rest
+
+no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
 
 # kubespawner 7.1's list example, verbatim (spawner.py, profile_list help)
 DOCS_LIST = [

@@ -50,8 +50,23 @@ class CatalogSource:
         self._file_stamp: dict[str, tuple] = {}
         self._file_doc: dict[str, object] = {}
         self._parsed: dict[str, Catalog] = {}
+        self._inflight: dict[str, asyncio.Future] = {}
 
     async def _read_file(self, path: str):
+        """The file's document; concurrent callers share one stat-and-read."""
+        if path in self._inflight:
+            return await asyncio.shield(self._inflight[path])
+        future = asyncio.ensure_future(self._stat_and_read(path))
+        self._inflight[path] = future
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._inflight.pop(path, None)
+            else:
+                future.add_done_callback(lambda _f: self._inflight.pop(path, None))
+
+    async def _stat_and_read(self, path: str):
         try:
             st = await asyncio.to_thread(os.stat, path)
         except OSError as e:
@@ -77,9 +92,9 @@ class CatalogSource:
         catalog = self._parsed.get(key)
         if catalog is None:
             document = _merge_documents(file_doc, spawner.profiles)
-            catalog = parse_catalog(document, quotas=spawner.quotas, group_volumes=spawner.group_volumes,
-                                    profile_list=profile_list or None,
-                                    max_servers_per_user=spawner.max_servers_per_user, source=source)
+            catalog = await asyncio.to_thread(  # schema validation of a large document takes milliseconds
+                parse_catalog, document, quotas=spawner.quotas, group_volumes=spawner.group_volumes,
+                profile_list=profile_list or None, max_servers_per_user=spawner.max_servers_per_user, source=source)
             if len(self._parsed) >= _MAX_CACHED:
                 self._parsed.clear()
             self._parsed[key] = catalog

@@ -12,6 +12,7 @@ hub's ``/hub/metrics`` next to JupyterHub's).
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -65,6 +66,7 @@ class _LiveCollector:
 
             return sorted((u.name, g.name) for g in self.db.query(orm.Group).all() for u in g.users)
         except Exception:  # a scrape must never fail the hub
+            logging.getLogger("hubfleet.spawners").warning("metrics: cannot read group memberships", exc_info=True)
             return []
 
 

@@ -18,8 +18,6 @@ Where each check happens (the same on JupyterHub 5.5 and 6.x):
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import json
 import time
 from collections.abc import Mapping
@@ -34,28 +32,23 @@ from . import form as _form
 from . import metrics as _metrics
 from .catalog import CatalogSource
 from .profiles import (
-    PROFILE_LABEL,
     Catalog,
     ChoiceError,
     ProfileConfigError,
     ProfileError,
     QuotaCounts,
-    QuotaExceeded,
     ResolvedChoice,
-    RunningServer,
     applicable_quotas,
     deep_merge,
-    merge_overrides,
     overrides_for,
-    quota_violation,
     resolve_choice,
     visible_profiles,
 )
+from .accounting import QuotaAccounting
+from .hooks import HookRunner, TraitView
+from .profiles.model import GROUPS_ANNOTATION, USER_LABEL, USERNAME_ANNOTATION
 from .storage import StorageSafety
 
-USER_LABEL = "hubfleet.io/user"
-GROUPS_ANNOTATION = "hubfleet.io/groups"
-USERNAME_ANNOTATION = "hubfleet.io/username"
 
 _HOOK_HELP = """
     Each hook is a callable (or a ``"module:function"`` string), sync or async, called with keyword arguments only:
@@ -65,38 +58,18 @@ _HOOK_HELP = """
 """
 
 
-class _TraitView(Mapping):
-    """Read-only mapping over a configurable's current trait values (the ``base`` of ``overrides_for``)."""
-
-    def __init__(self, obj):
-        self._obj = obj
-
-    def __getitem__(self, name):
-        if not self._obj.has_trait(name):
-            raise KeyError(name)
-        return getattr(self._obj, name)
-
-    def __iter__(self):
-        return iter(self._obj.trait_names())
-
-    def __len__(self):
-        return len(self._obj.trait_names())
-
-
 def _escape_template(value: str) -> str:
     """KubeSpawner ``str.format``s labels and annotations; keep user data literal."""
     return value.replace("{", "{{").replace("}", "}}")
 
 
-class ProfileSpawner(StorageSafety, KubeSpawner):
+class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
     Select it with ``c.JupyterHub.spawner_class = "hubfleet"``.
     """
 
-    # Quota slots reserved by spawns whose pods the reflector may not show yet; shared by every instance in the hub.
-    _reservations: ClassVar[dict[str, RunningServer]] = {}
     # The profiles file's last stat and parsed catalogs; shared, since every spawner carries the same config.
     _catalogs: ClassVar[CatalogSource] = CatalogSource()
 
@@ -275,7 +248,22 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             return
         ProfileSpawner._checked.add(key)
         try:
-            self._check_sync()  # once per process and configuration: a blocking read is fine here
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # created outside the hub's loop (a script, a test): check right here
+            try:
+                self._check_sync()
+            except ProfileError as e:
+                self.log.error("profiles: invalid configuration: %s", e)
+            return
+        task = loop.create_task(self._check_async())  # in the hub: off the loop, like every other read
+        ProfileSpawner._check_tasks.add(task)
+        task.add_done_callback(ProfileSpawner._check_tasks.discard)
+
+    _check_tasks: ClassVar[set] = set()
+
+    async def _check_async(self) -> None:
+        try:
+            await self.load_catalog()
         except ProfileError as e:
             self.log.error("profiles: invalid configuration: %s", e)
 
@@ -370,8 +358,19 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             return ""
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
+        saved = compat.unwrap_options(self.user_options) or {}
+        choice = None
+        if saved:
+            try:
+                choice = resolve_choice(catalog.profiles, saved, name, groups, is_admin, saved=True)
+            except ProfileError:
+                choice = None
+        note = (choice.fallback_form if choice is not None else None) or ""
+        refused_query, self._refused_query = self._refused_query, False
         if (
             self.hide_form_for_single_choice
+            and not refused_query  # else JupyterHub would start the default instead of showing the refusal
+            and not note  # show why the saved choice is not preselected
             and len(visible) == 1
             and len(visible[0].images) <= 1
             and not visible[0].other_image_pattern
@@ -383,20 +382,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
         if catalog.quotas:
             await self._start_watching_pods()
             counts = QuotaCounts(self._running_servers())
-        saved = compat.unwrap_options(self.user_options) or {}
-        choice = None
-        if saved:
-            try:
-                choice = resolve_choice(catalog.profiles, saved, name, groups, is_admin, saved=True)
-            except ProfileError:
-                choice = None
-        note = choice.fallback if choice is not None else ""
         cards = _form.build_cards(
             visible, quotas=catalog.quotas, counts=counts, groups=groups, user=name,
             user_options={} if note or choice is None else saved,
         )
-        return _form.render_form(cards, message=note.replace("starting the default", "the default")
-                                 .replace("instead.", "is selected.") if note else "")
+        return _form.render_form(cards, message=note)
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -408,7 +398,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
     async def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
         5.5), or the form's field names: validated like the form."""
-        return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
+        try:
+            return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
+        except Exception:
+            self._refused_query = True
+            raise
 
     async def _validated_options(self, parse, data):
         """The user_options parsed from a form or a query string, checked against what this user may choose (a
@@ -434,6 +428,7 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
 
     choice: ResolvedChoice | None = None
     _explicit_options: dict | None = None
+    _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
     _notes: list | None = None
@@ -457,7 +452,7 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             self._notes.append(choice.fallback)
 
         self._restore_traits()
-        overrides = overrides_for(choice, base=_TraitView(self), group_volumes=catalog.group_volumes,
+        overrides = overrides_for(choice, base=TraitView(self), group_volumes=catalog.group_volumes,
                                   group_rules=catalog.group_rules)
         overrides["extra_labels"] = {
             **overrides["extra_labels"],
@@ -508,11 +503,11 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
         pending = asyncio.ensure_future(events.__anext__())
         try:
             while True:
-                done, _ = await asyncio.wait({pending}, timeout=0.5)
                 notes = self._notes or []
-                while sent < len(notes):
+                while sent < len(notes):  # first: a spawn on a fast cluster may end within the next wait
                     yield {"progress": 5, "message": notes[sent]}
                     sent += 1
+                done, _ = await asyncio.wait({pending}, timeout=0.2)
                 if pending in done:
                     try:
                         event = pending.result()
@@ -523,50 +518,6 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
         finally:
             if not pending.done():
                 pending.cancel()
-
-    def _reserve_quota(self, choice: ResolvedChoice, quotas: list) -> None:
-        """Check the quotas against live pods plus pending reservations and reserve a slot.
-
-        Race-free within one hub: there is no ``await`` between counting and recording the reservation, so no other
-        spawn on the event loop can interleave (an asyncio lock around this would never be contended).
-        """
-        key = self._pod_key()
-        message = quota_violation(
-            quotas, self._running_servers(exclude=key), profile=choice.profile.slug, groups=choice.groups,
-            user=choice.user,
-        )
-        if message:
-            self._refused = True
-            raise self._refusal(QuotaExceeded(message), choice.profile.slug)
-        ProfileSpawner._reservations[key] = RunningServer(key, choice.profile.slug, choice.groups, choice.user)
-
-    def _pod_key(self) -> str:
-        return f"{self.namespace}/{self.pod_name}"
-
-    def _release_quota(self) -> None:
-        ProfileSpawner._reservations.pop(self._pod_key(), None)
-
-    def _running_servers(self, exclude: str | None = None) -> list[RunningServer]:
-        """Servers that count against quotas: live hubfleet pods (not finished) plus reservations, once per pod."""
-        servers: dict[str, RunningServer] = {}
-        reflector = self.pod_reflector
-        for key, pod in list(reflector.pods.items()) if reflector is not None else ():
-            metadata = pod.get("metadata") or {}
-            profile = (metadata.get("labels") or {}).get(PROFILE_LABEL)
-            if not profile or key == exclude:
-                continue
-            if ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed"):
-                continue
-            annotations = metadata.get("annotations") or {}
-            try:
-                groups = frozenset(json.loads(annotations.get(GROUPS_ANNOTATION, "[]")))
-            except (TypeError, ValueError):
-                groups = frozenset()
-            servers[key] = RunningServer(key, profile, groups, annotations.get(USERNAME_ANNOTATION, ""))
-        for key, server in ProfileSpawner._reservations.items():
-            if key != exclude:
-                servers.setdefault(key, server)
-        return list(servers.values())
 
     def _restore_traits(self) -> None:
         """Undo the previous start's overrides so a new choice starts from the configured values."""
@@ -588,38 +539,6 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             backup.setdefault(name, current)
             setattr(self, name, value)
         self._trait_backup = backup
-
-    # ------------------------------------------------------------------ hooks
-
-    @staticmethod
-    def _resolve_hook(hook):
-        if isinstance(hook, str):
-            module, _, attr = hook.partition(":")
-            if not attr:
-                raise ProfileConfigError(f"hook {hook!r}: expected 'module:function'")
-            return getattr(importlib.import_module(module), attr)
-        return hook
-
-    async def _run_pre_spawn_hooks(self, choice: ResolvedChoice) -> None:
-        try:
-            for hook in self.pre_spawn_hooks:
-                result = self._resolve_hook(hook)(spawner=self, choice=choice)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result:
-                    self._apply_traits(merge_overrides(_TraitView(self), result))
-        except Exception:
-            self._release_quota()
-            self._refused = True
-            raise
-
-    async def run_post_stop_hook(self):
-        await _maybe_await(super().run_post_stop_hook())
-        for hook in self.post_stop_hooks:
-            try:
-                await _maybe_await(self._resolve_hook(hook)(spawner=self, choice=self.choice))
-            except Exception:
-                self.log.exception("user:%s post_stop_hooks: %r failed", self.user.name, hook)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -674,9 +593,3 @@ class ProfileSpawner(StorageSafety, KubeSpawner):
             await super().stop(now=now)
         finally:
             self._release_quota()
-
-
-async def _maybe_await(value):
-    if inspect.isawaitable(value):
-        return await value
-    return value

@@ -16,12 +16,15 @@ from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.slugs import is_valid_label, safe_slug
 
-CREATED_BY_LABEL = "hubfleet.io/created-by"
+from .profiles.model import (
+    CREATED_BY_LABEL,
+    SERVER_LABEL,
+    SERVERNAME_ANNOTATION,
+    USER_LABEL,
+    USERNAME_ANNOTATION,
+)
+
 CREATED_BY = "hubfleet"
-USER_LABEL = "hubfleet.io/user"
-SERVER_LABEL = "hubfleet.io/server"
-USERNAME_ANNOTATION = "hubfleet.io/username"
-SERVERNAME_ANNOTATION = "hubfleet.io/servername"
 
 
 def owner_labels(user: str, server: str) -> dict[str, str]:

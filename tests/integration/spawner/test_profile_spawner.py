@@ -4,6 +4,7 @@ of 5, and a headless-Chromium screenshot of the spawn form."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -190,26 +191,33 @@ def test_demo_profiles_gating_quota_and_tampering(start_hub, devcluster, artifac
     stop_all(hub, devcluster)
 
 
-def screenshot_spawn_form(hub, user, path):
+@contextlib.contextmanager
+def logged_in_page(hub, user, width=1100, height=900):
+    """A headless-Chromium page logged in to the hub as ``user``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(f"{hub.url}/hub/login", timeout=30_000)
             page.fill("input[name=username]", user)
             page.fill("input[name=password]", hub.password)
             page.click("input[type=submit], button[type=submit]")
             page.wait_for_load_state()
-            # rita's default server runs; the named-server spawn page shows the same form
-            page.goto(f"{hub.url}/hub/spawn/{user}/screenshot", timeout=30_000)
-            page.wait_for_selector(".hf-card", timeout=30_000)
-            assert page.locator(".hf-card").count() == 3
-            assert page.locator("#hf-profile-gpu").is_disabled()
-            page.screenshot(path=str(path), full_page=True)
+            yield page
         finally:
             browser.close()
+
+
+def screenshot_spawn_form(hub, user, path):
+    with logged_in_page(hub, user) as page:
+        # rita's default server runs; the named-server spawn page shows the same form
+        page.goto(f"{hub.url}/hub/spawn/{user}/screenshot", timeout=30_000)
+        page.wait_for_selector(".hf-card", timeout=30_000)
+        assert page.locator(".hf-card").count() == 3
+        assert page.locator("#hf-profile-gpu").is_disabled()
+        page.screenshot(path=str(path), full_page=True)
 
 
 def test_home_survives_stop_start_and_named_server_pvc_is_deleted(start_hub, devcluster):

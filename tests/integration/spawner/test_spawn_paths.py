@@ -8,10 +8,23 @@ Run it on both stacks: ``../run-tests tests/integration/spawner`` and ``VENV=/wo
 
 from __future__ import annotations
 
+import requests
 from markupsafe import escape
+from prometheus_client.parser import text_string_to_metric_families
 from concurrent.futures import ThreadPoolExecutor
 
-from .test_profile_spawner import IMG, hub_config, hub_version, make_users, pod, spawn, stop_all, wait_until
+from .test_profile_spawner import (
+    IMG,
+    hub_config,
+    hub_version,
+    logged_in_page,
+    make_users,
+    pod,
+    spawn,
+    stop,
+    stop_all,
+    wait_until,
+)
 
 PROFILES = [
     {"slug": "small", "display_name": "Small", "default": True, "image": IMG,
@@ -109,3 +122,65 @@ def test_named_server_names_from_the_spawn_page(start_hub, devcluster):
         assert model["display_name"] == "Rita's work"
     wait_until(lambda: pod(devcluster, "rita", "work-1")["status"]["phase"] == "Running", "rita's pod to run")
     stop_all(hub, devcluster)
+
+
+def test_stale_choice_falls_back_as_the_user_sees_it_and_metrics(start_hub, devcluster, artifacts):
+    """A saved choice the user may no longer use: the form preselects the default with a note (screenshot), a
+    spawn that names no options starts the default with a progress message; the hub's /hub/metrics shows it all."""
+    # slow_spawn_timeout 0: the REST POST answers at once, so the progress stream is read while the spawn runs
+    hub = start_hub(hub_config(f"c.ProfileSpawner.profiles = {PROFILES!r}\n"
+                               "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}"))
+    make_users(hub, "stale", "other", groups={"researchers": ["stale"], "teachers": ["other"]})
+    assert spawn(hub, "stale", {"profile": "medium"})[0] in (201, 202)
+    hub.wait_ready("stale", timeout=120)
+    stop(hub, "stale")
+    status, body = hub.api("DELETE", "/groups/researchers/users", json={"users": ["stale"]})
+    assert status == 200, body
+
+    shot = artifacts / "spawner-stale-choice.png"
+    text = screenshot_stale_form(hub, "stale", shot)
+    assert "Your last choice (profile 'medium') is no longer available" in text, text
+    assert "the default profile 'Small' is selected" in text, text
+    assert shot.stat().st_size > 10_000
+
+    # the admin panel's start button / a REST POST without options reuses the saved choice: default, with a note
+    status, body = hub.api("POST", "/users/stale/server")
+    assert status in (201, 202), body
+    status, progress = hub.api("GET", "/users/stale/server/progress", timeout=120)  # SSE, ends when ready
+    assert status == 200, progress
+    hub.wait_ready("stale", timeout=120)
+    assert pod(devcluster, "stale")["metadata"]["labels"]["hubfleet.io/profile"] == "small"
+    assert server_model(hub, "stale")["user_options"] == {"profile": "small", "image": "default"}
+    assert any("is no longer available" in line and "starting the default profile 'Small' instead" in line
+               for line in progress.splitlines()), progress
+    # an explicit request for it is still refused
+    status, body = spawn(hub, "other", {"profile": "medium"})
+    assert (status, body.get("message")) == (403, DISALLOWED), body
+
+    r = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    text = r.text
+    lines = [line for line in text.splitlines() if line.startswith(("hubfleet_", "jupyterhub_user_group_info"))]
+    (artifacts / "spawner-metrics.txt").write_text("\n".join(lines) + "\n")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def value(name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    assert value("hubfleet_spawn_duration_seconds_count", outcome="success", profile="small") == 1, lines
+    assert value("hubfleet_spawn_refusals_total", profile="medium", reason="disallowed") == 1, lines
+    assert value("hubfleet_running_servers", profile="small") == 1, lines
+    assert value("jupyterhub_user_group_info", username="other", usergroup="teachers") == 1, lines
+    assert value("jupyterhub_user_group_info", username="stale", usergroup="researchers") is None, lines
+    stop_all(hub, devcluster)
+
+
+def screenshot_stale_form(hub, user, path) -> str:
+    with logged_in_page(hub, user, width=1000, height=700) as page:
+        page.goto(f"{hub.url}/hub/spawn", timeout=30_000)
+        page.wait_for_selector(".hf-message", timeout=30_000)
+        assert page.locator("#hf-profile-small").is_checked()
+        assert page.locator("#hf-profile-medium").count() == 0
+        page.screenshot(path=str(path), full_page=True)
+        return page.locator(".hf-message").inner_text()

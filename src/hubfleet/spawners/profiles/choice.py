@@ -170,7 +170,9 @@ def resolve_choice(
             raise
         choice = validate_choice(profiles, {}, user, groups, is_admin)
         what = (user_options.get("profile") if isinstance(user_options, Mapping) else None) or "(default)"
-        note = (f"Your last choice (profile {what!r}) is no longer available ({e}); starting the default profile "
-                f"{choice.profile.display_name!r} instead.")
+        head = f"Your last choice (profile {what!r}) is no longer available ({e}); "
+        name = choice.profile.display_name
         return ResolvedChoice(choice.profile, choice.image, choice.image_slug, choice.user, choice.groups,
-                              choice.option_choices, choice.unlisted_values, fallback=note)
+                              choice.option_choices, choice.unlisted_values,
+                              fallback=f"{head}starting the default profile {name!r} instead.",
+                              fallback_form=f"{head}the default profile {name!r} is selected.")

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from ...yamlfile import YAMLFileError, key_path, load_yaml, validate
+from ...yamlfile import YAMLFileError, load_yaml, validate
 from . import schema as _schema
 from .model import (
     DEFAULT_GPU_NODE_SELECTOR,
@@ -434,9 +434,8 @@ def parse_profiles(data) -> list[Profile]:
 
 
 def read_document(path: str | os.PathLike):
-    """Read a profiles YAML file (blocking: call it off the event loop), validated against the schema."""
+    """Read a profiles YAML file (blocking: call it off the event loop); :func:`parse_catalog` validates it."""
     try:
-        doc = load_yaml(path, what="profiles file")
+        return load_yaml(path, what="profiles file")
     except YAMLFileError as e:
         raise ProfileConfigError(str(e.message), fix=e.fix) from e
-    return validate_document(doc, str(path))

@@ -1,0 +1,89 @@
+"""Storage safety on the devcluster with a real hub: a named server's PVC is deleted only if hubfleet created it for
+that server and no other pod mounts it; ``hubfleet pvcs list`` shows owners, ``hubfleet pvcs prune --orphaned``
+removes only orphans and prints what it would delete without ``--yes``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.procs import ARTIFACTS
+
+from .test_profile_spawner import DEMO_FILE, hub_config, make_users, spawn, stop, stop_all, wait_until
+
+
+def pvc_names(devcluster):
+    return {p["metadata"]["name"] for p in devcluster.pvcs()}
+
+
+def hubfleet(hub, devcluster, *args):
+    env = {**os.environ, "KUBECONFIG": str(devcluster.kubeconfig), "JUPYTERHUB_API_TOKEN": hub.admin_token}
+    out = subprocess.run([sys.executable, "-m", "hubfleet.cli", "pvcs", *args, "--hub-url", hub.url],
+                         capture_output=True, text=True, timeout=60, env=env)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, devcluster):
+    hub = start_hub(hub_config(f"c.ProfileSpawner.profiles_file = {DEMO_FILE!r}"))
+    make_users(hub, "alice", "bob")
+    for user, server in (("alice", ""), ("alice", "ws1"), ("bob", "ws2")):
+        assert spawn(hub, user, {"profile": "small"}, server=server)[0] in (201, 202)
+    for user, server in (("alice", ""), ("alice", "ws1"), ("bob", "ws2")):
+        hub.wait_ready(user, server, timeout=120)
+    for user, server in (("alice", ""), ("alice", "ws1"), ("bob", "ws2")):
+        stop(hub, user, server)
+    assert pvc_names(devcluster) == {"claim-alice", "claim-alice--ws1", "claim-bob--ws2"}
+    pvc = devcluster.get("/api/v1/namespaces/default/persistentvolumeclaims/claim-alice--ws1")
+    assert {k: v for k, v in pvc["metadata"]["labels"].items() if k.startswith("hubfleet.io/")} == {
+        "hubfleet.io/created-by": "hubfleet", "hubfleet.io/user": "alice", "hubfleet.io/server": "ws1"}
+
+    # another pod mounts alice's ws1 volume (a shared PVC): removing the server keeps it
+    sharer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sharer", "namespace": "default"},
+              "spec": {"nodeSelector": {"no-such-node": "x"},  # stays Pending: it only has to mount the claim
+                       "containers": [{"name": "c", "image": "busybox:1.36"}],
+                       "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "claim-alice--ws1"}}]}}
+    r = devcluster.request("POST", "/api/v1/namespaces/default/pods", json=sharer)
+    assert r.status_code == 201, r.text
+    # a PVC hubfleet did not create, in the named-server naming scheme: never deleted, never pruned
+    foreign = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "claim-bob--ws3", "namespace": "default",
+                            "labels": {"component": "singleuser-storage", "hub.jupyter.org/username": "bob"}},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    r = devcluster.request("POST", "/api/v1/namespaces/default/persistentvolumeclaims", json=foreign)
+    assert r.status_code == 201, r.text
+
+    for user, server in (("alice", "ws1"), ("bob", "ws2")):
+        status, body = hub.api("DELETE", f"/users/{user}/servers/{server}", json={"remove": True})
+        assert status in (202, 204), body
+    wait_until(lambda: "claim-bob--ws2" not in pvc_names(devcluster), "bob's unshared ws2 PVC to be deleted")
+    assert "claim-alice--ws1" in pvc_names(devcluster), "a PVC another pod mounts is kept"
+    assert "keeping PVC claim-alice--ws1: still mounted by pod(s) sharer" in hub.log_tail(400)
+
+    code, listed, err = hubfleet(hub, devcluster, "list")
+    assert code == 0, err
+    lines = {line.split()[0]: line.split() for line in listed.splitlines()[1:]}
+    assert lines["claim-alice"][1:5] == ["alice", "(default)", "hubfleet", "exists"]
+    assert lines["claim-alice--ws1"][1:] == ["alice", "ws1", "hubfleet", "server", "deleted", "sharer"]
+    assert lines["claim-bob--ws3"][1:4] == ["bob", "?", "kubespawner"]
+
+    # still mounted: not an orphan yet
+    code, out, err = hubfleet(hub, devcluster, "prune", "--orphaned")
+    assert (code, out.strip()) == (0, "no orphaned PVCs"), (out, err)
+    assert devcluster.request("DELETE", "/api/v1/namespaces/default/pods/sharer").status_code == 200
+    wait_until(lambda: not any(p["metadata"]["name"] == "sharer" for p in devcluster.pods()), "the sharer pod to go")
+
+    code, dry, err = hubfleet(hub, devcluster, "prune", "--orphaned")
+    assert code == 0, err
+    assert dry.splitlines() == ["would delete PVC claim-alice--ws1 (alice/ws1: server deleted, not mounted)",
+                                "1 orphaned PVC(s); run again with --yes to delete them"]
+    assert "claim-alice--ws1" in pvc_names(devcluster), "a dry run deletes nothing"
+    code, done, err = hubfleet(hub, devcluster, "prune", "--orphaned", "--yes")
+    assert code == 0, err
+    assert done.splitlines()[-1] == "deleted 1 PVC(s)"
+    wait_until(lambda: pvc_names(devcluster) == {"claim-alice", "claim-bob--ws3"}, "only the orphan to be deleted")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "spawner-pvcs.txt").write_text(
+        f"$ hubfleet pvcs list\n{listed}\n$ hubfleet pvcs prune --orphaned\n{dry}\n"
+        f"$ hubfleet pvcs prune --orphaned --yes\n{done}")
+    stop_all(hub, devcluster)
