@@ -234,6 +234,10 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 f"{cls}.allowed_scopes is honoured by hubfleet-oidc on its own, not inside hubfleet (the composite "
                 f"decides access from groups and users only); use allowed_groups there."
             )
+        if self.composed and self.owner.admin_groups and not (self.trust_admin_groups or self.admin_groups):
+            self.log.warning("%s: %s's admin_groups %s do not make this provider's users admins; set "
+                             "\"trust_admin_groups\": True on its backends[] entry if it is trusted to name admins",
+                             self.label, type(self.owner).__name__, sorted(self.owner.admin_groups))
         if not self.oauth_callback_url:
             app = self._hub_app()
             if app is not None and not app.public_url:

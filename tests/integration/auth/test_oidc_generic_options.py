@@ -142,7 +142,11 @@ def test_refresh_pre_spawn_asks_the_provider_before_a_server_starts(keycloak_sty
 
 def test_userdata_params_sent_on_userinfo_requests(hub, bad_idp):
     """The shared hub's ``badidp`` backend sets ``userdata_params = {"claims": "groups"}``."""
-    r = S.oidc_login(hub.url, "badidp")
+    bad_idp.set_mode("good", sub="uma", preferred_username="uma")  # not "eve": test_oidc_hub.py expects no eve yet
+    try:
+        r = S.oidc_login(hub.url, "badidp")
+    finally:
+        bad_idp.set_mode("good")
     assert r.ok, r.text[:800]
     seen = requests.get(f"{bad_idp.issuer}/_requests", timeout=5).json()
     assert seen and seen[-1] == "/userinfo?claims=groups", seen
