@@ -431,3 +431,54 @@ async def test_without_profiles_it_is_a_hardened_kubespawner():
     rest(legacy, {"profile": "legacy"})
     await legacy.load_user_options()
     assert legacy.image == "x/y:1"
+
+
+# --- JupyterHub 5.5 and 6.x ---------------------------------------------------------------------------------------
+
+
+async def test_refusals_are_the_installed_jupyterhubs_kind():
+    spawner = rest(make_spawner(), {"profile": "gpu"})
+    with pytest.raises(web.HTTPError) as e:
+        await spawner.load_user_options()
+    if compat.JUPYTERHUB_VERSION >= (6, 0):
+        from jupyterhub.spawner import SpawnException
+
+        assert isinstance(e.value, SpawnException) and e.value.reason == "disallowed"
+        assert e.value.message == e.value.jupyterhub_message
+    else:
+        assert type(e.value) is web.HTTPError and e.value.reason_label == "disallowed"
+    assert e.value.status_code == 403
+    assert e.value.jupyterhub_message == "profile 'gpu' is not available to you; choose one of: small"
+
+
+@pytest.mark.parametrize("shape", ["user_options", "plain"])
+async def test_both_rest_body_shapes_resolve_the_same(shape):
+    spawner = rest(make_spawner(groups=["researchers"]), {"profile": "medium"}, shape=shape)
+    await spawner.load_user_options()
+    assert spawner.choice.profile.slug == "medium" and spawner.user_options == {"profile": "medium",
+                                                                                "image": "default"}
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"opt-profile": ["medium"]}, {"profile": "medium"}),
+    ({"profile": ["medium"]}, {"profile": "medium"}),
+    ({"opt-profile": ["medium"], "profile": ["gpu"]}, {"profile": "medium"}),  # JupyterHub 6: prefixed ones win
+    ({"opt-profile": ["medium"], "next": ["/x"], "display_name": ["X"]}, {"profile": "medium"}),
+])
+async def test_query_strings_in_both_spellings(query, expected):
+    assert await make_spawner(groups=["researchers"]).options_from_query(query) == expected
+
+
+@pytest.mark.parametrize("name, ok", [("ws-1", True), ("a", True), ("x" * 30, True), ("Bad_Name", False),
+                                      ("1st", False), ("a--b", False), ("a-", False), ("x" * 31, False)])
+async def test_named_server_names_follow_jupyterhub_6s_rule(name, ok):
+    spawner = rest(make_spawner(server=name), {})
+    if ok:
+        await spawner.load_user_options()
+    else:
+        with pytest.raises(web.HTTPError) as e:
+            await spawner.load_user_options()
+        assert e.value.status_code == 400
+        assert e.value.log_message == (f"invalid server name {name!r}: a server name must be 1-30 characters: "
+                                       "lowercase letters, digits and single hyphens, starting with a letter and "
+                                       "ending with a letter or digit")
