@@ -355,3 +355,16 @@ def test_every_profile_gives_the_same_pod_and_it_can_start(site_pair):
     pod = next(iter(migrated["pods"].values()))
     hardened = {**pod, "spec": {**pod["spec"], "securityContext": {**default, "fsGroup": 100}}}
     assert _unstartable(hardened) == ["block-cloud-metadata"], default
+
+
+def test_the_next_step_values_check_passes(site_pair, tmp_path):
+    """What the command prints as the next step, ``hubfleet values check --chart ... -f site -f overlay``, passes:
+    schema, lint, and every rendered manifest valid for Kubernetes (kubernetes-validate, strict)."""
+    from hubfleet.config.migrate import render_overlay
+    from hubfleet.config.values import check_values
+
+    overlay = tmp_path / "hubfleet-values.yaml"
+    overlay.write_text(render_overlay(site_pair["migration"], source=site_pair["name"]))
+    result = check_values(CHART, [SITES / site_pair["name"], overlay])
+    assert not result.problems, "\n".join(result.problems)
+    assert result.objects
