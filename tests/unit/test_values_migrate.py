@@ -241,6 +241,12 @@ def test_report_in_the_overlay_cannot_inject_yaml():
     assert "#   decide: hub.extraConfig.x\\ncull: {enabled: true}: Python" in text
 
 
+def test_existing_secret_is_a_decision():
+    m = migrate_values({"hub": {"existingSecret": "hub-secrets"}})
+    [finding] = [f for f in m.findings if f.key == "hub.existingSecret"]
+    assert finding.kind == "decide" and "'hub-secrets'" in finding.text and "values.yaml" in finding.text
+
+
 def test_migrating_twice_changes_nothing_more():
     site = yaml.safe_load((SITES / "ldap-site.yaml").read_text())
     first = migrate_values(site)

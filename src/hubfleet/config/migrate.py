@@ -199,6 +199,11 @@ def migrate_values(values: Mapping, *, hub_image: str | None = None,
     _spawner(values, m)
     _culler(values, m)
     _extra_config(values, m)
+    if _get(values, "hub.existingSecret"):
+        m.add("decide", "hub.existingSecret", f"{values['hub']['existingSecret']!r}: the hub also merges that "
+                                              "Secret's values.yaml, which the migration has not seen; pass it as "
+                                              "one more file (kubectl get secret ... -o jsonpath='{.data.values\\."
+                                              "yaml}' | base64 -d)")
     _other_config(values, m)
     _secrets_in_values(values, m)
     return m
