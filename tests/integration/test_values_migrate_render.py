@@ -94,10 +94,27 @@ async def pods(c):
         out[label] = ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
     return {"class": f"{cls.__module__}.{cls.__name__}", "pods": out}
 
+class ResolveAuth(HasTraits):
+    cls = EntryPointType(klass="jupyterhub.auth.Authenticator", entry_point_group="jupyterhub.authenticators")
+
+def authenticator(c):
+    # the hub's authenticator, created as the hub creates it (its start-up checks run in __init__)
+    try:
+        cls = ResolveAuth(cls=c.JupyterHub.authenticator_class).cls
+        auth = cls(config=c)
+    except Exception as e:  # what the hub would die of
+        return {"error": f"{type(e).__name__}: {e}"}
+    traits = ("server_urls", "tls_strategy", "user_search_base", "username_attribute", "search_bind_dn",
+              "allowed_groups", "group_search_base", "issuer", "client_id", "authorize_url", "token_url",
+              "userdata_url", "username_claim", "auth_state_groups_key", "manage_groups", "admin_groups",
+              "admin_users")
+    return {"class": f"{cls.__module__}.{cls.__name__}",
+            **{t: plain(sorted(v) if isinstance(v, set) else v) for t in traits if (v := getattr(auth, t, None))}}
+
 results = {}
 for path in sys.argv[1:]:
     c = hub_config(Path(path))
-    results[path] = {**plain(c), "_pods": asyncio.run(pods(c))}
+    results[path] = {**plain(c), "_pods": asyncio.run(pods(c)), "_authenticator": authenticator(c)}
 print("\n@@RESULTS@@" + json.dumps(results))
 """
 
@@ -355,3 +372,38 @@ def test_every_profile_gives_the_same_pod_and_it_can_start(site_pair):
     pod = next(iter(migrated["pods"].values()))
     hardened = {**pod, "spec": {**pod["spec"], "securityContext": {**default, "fsGroup": 100}}}
     assert _unstartable(hardened) == ["block-cloud-metadata"], default
+
+
+def test_the_next_step_values_check_passes(site_pair, tmp_path):
+    """What the command prints as the next step, ``hubfleet values check --chart ... -f site -f overlay``, passes:
+    schema, lint, and every rendered manifest valid for Kubernetes (kubernetes-validate, strict)."""
+    from hubfleet.config.migrate import render_overlay
+    from hubfleet.config.values import check_values
+
+    overlay = tmp_path / "hubfleet-values.yaml"
+    overlay.write_text(render_overlay(site_pair["migration"], source=site_pair["name"]))
+    result = check_values(CHART, [SITES / site_pair["name"], overlay])
+    assert not result.problems, "\n".join(result.problems)
+    assert result.objects
+
+
+def test_migrated_hub_creates_its_authenticator_from_the_stock_options(site_pair):
+    """The hub's authenticator class, created from the migrated hub's config as the hub creates it: its start-up
+    checks pass, and the stock options took effect (LDAP: through hubfleet-ldap's alias table)."""
+    auth = site_pair["migrated_config"]["_authenticator"]
+    assert "error" not in auth, auth["error"]
+    if site_pair["name"] == "ldap-site.yaml":
+        assert auth["class"] == "hubfleet.authenticators.ldap.HubfleetLDAPAuthenticator"
+        assert auth["server_urls"] == ["ldap://ldap.campus.example.org:389"]
+        assert auth["tls_strategy"] == "starttls"  # ldapauthenticator's before_bind
+        assert auth["search_bind_dn"] == "cn=jupyterhub,ou=services,dc=campus,dc=example,dc=org"
+        assert auth["username_attribute"] == "uid"
+        assert auth["allowed_groups"] == ["jupyter-users", "researchers"]  # the group DNs' names
+        assert auth["group_search_base"] == "ou=groups,dc=campus,dc=example,dc=org"
+        assert auth["admin_users"] == ["hubadmin"]
+    else:
+        assert auth["class"] == "hubfleet.authenticators.oidc.HubfleetOIDCAuthenticator"
+        assert auth["issuer"] == "https://sso.example.org/realms/hub"  # from the overlay
+        assert auth["authorize_url"] == "https://sso.example.org/realms/hub/protocol/openid-connect/auth"
+        assert auth["client_id"] == "jupyterhub" and auth["username_claim"] == "preferred_username"
+        assert auth["allowed_groups"] == ["jupyter-users"] and auth["admin_groups"] == ["jupyter-admins"]

@@ -241,6 +241,12 @@ def test_report_in_the_overlay_cannot_inject_yaml():
     assert "#   decide: hub.extraConfig.x\\ncull: {enabled: true}: Python" in text
 
 
+def test_existing_secret_is_a_decision():
+    m = migrate_values({"hub": {"existingSecret": "hub-secrets"}})
+    [finding] = [f for f in m.findings if f.key == "hub.existingSecret"]
+    assert finding.kind == "decide" and "'hub-secrets'" in finding.text and "values.yaml" in finding.text
+
+
 def test_migrating_twice_changes_nothing_more():
     site = yaml.safe_load((SITES / "ldap-site.yaml").read_text())
     first = migrate_values(site)
@@ -388,6 +394,23 @@ def test_command_writes_the_overlay_and_reports_on_stderr(tmp_path):
     assert "translated: hub.config.JupyterHub.authenticator_class: 'ldapauthenticator.LDAPAuthenticator'" in err
     assert "decide: hub.extraConfig.10-pre-spawn" in err
     assert re.match(r"5 translated, \d+ kept, 3 need a decision", err.rstrip().splitlines()[-1])
+
+
+def test_several_site_files_are_merged_as_helm_merges_them(tmp_path):
+    """A site deployed with `-f base.yaml -f secrets.yaml`: the overlay is for both, in that order."""
+    base = tmp_path / "base.yaml"
+    base.write_text("hub:\n  config:\n    JupyterHub:\n      authenticator_class: ldap\ncull:\n  timeout: 60\n")
+    code, out, err = _run(tmp_path, "cull:\n  timeout: 120\n  every: 30\n", str(base))
+    assert code == 0, err
+    overlay = yaml.safe_load(out)
+    assert _classes(overlay) == ("hubfleet-ldap", "hubfleet")
+    # the later file wins, as with helm -f site-values.yaml -f base.yaml
+    assert "--timeout=60" in overlay["hub"]["services"]["hubfleet-culler"]["command"]
+    assert "-f site-values.yaml -f base.yaml -f <this file>" in out.splitlines()[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hubx: {}\n")
+    code, _, err = _run(tmp_path, "{}\n", str(bad))
+    assert code == 2 and "unknown key 'hubx'" in err and f"{bad} is not z2jh 4.4.0 values" in err
 
 
 def test_full_writes_one_complete_file(tmp_path):

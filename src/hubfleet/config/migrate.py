@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,11 @@ def migrate_values(values: Mapping, *, hub_image: str | None = None,
     _spawner(values, m)
     _culler(values, m)
     _extra_config(values, m)
+    if _get(values, "hub.existingSecret"):
+        m.add("decide", "hub.existingSecret", f"{values['hub']['existingSecret']!r}: the hub also merges that "
+                                              "Secret's values.yaml, which the migration has not seen; pass it as "
+                                              "one more file (kubectl get secret ... -o jsonpath='{.data.values\\."
+                                              "yaml}' | base64 -d)")
     _other_config(values, m)
     _secrets_in_values(values, m)
     return m
@@ -415,19 +420,22 @@ def _str(dumper: yaml.SafeDumper, text: str):
 _Dumper.add_representer(str, _str)
 
 
-def render_overlay(migration: Migration, *, source: str, site: Mapping | None = None) -> str:
-    """The YAML text to write: the overlay with a header saying how to apply it, or (``site`` given) the site's
-    values with the overlay merged in as Helm would (one complete file)."""
-    source = _CONTROL.sub("?", source)
+def render_overlay(migration: Migration, *, source: str | Sequence[str], site: Mapping | None = None) -> str:
+    """The YAML text to write: the overlay with a header saying how to apply it after the site's file(s)
+    ``source``, or (``site`` given) the site's values with the overlay merged in as Helm would (one complete file)."""
+    sources = [_CONTROL.sub("?", name) for name in ([source] if isinstance(source, str) else source)]
     if site is not None:
         body = helm_merge(site, migration.overlay)
-        head = [f"# {source} switched to hubfleet by `hubfleet values migrate --full` (hubfleet {__version__}).",
+        head = [f"# {' + '.join(sources)} switched to hubfleet by `hubfleet values migrate --full` "
+                f"(hubfleet {__version__}).",
                 "# The site's comments are not carried over; deploy with this file alone."]
     else:
         body = migration.overlay
-        head = [f"# hubfleet overlay for {source}, written by `hubfleet values migrate` (hubfleet {__version__}).",
-                f"# Apply after the site's file:  helm upgrade jhub jupyterhub/jupyterhub --version {Z2JH_VERSION} "
-                f"-f {source} -f <this file>",
+        stack = " ".join(f"-f {name}" for name in sources)
+        head = [f"# hubfleet overlay for {' + '.join(sources)}, written by `hubfleet values migrate` "
+                f"(hubfleet {__version__}).",
+                f"# Apply after the site's values:  helm upgrade jhub jupyterhub/jupyterhub --version {Z2JH_VERSION} "
+                f"{stack} -f <this file>",
                 "# Roll back: the same command without this file."]
     head += ["#", "# What it did, and what needs a decision (never a secret's value):"]
     head += [f"#   {finding}" for finding in migration.findings] or ["#   nothing to change"]
@@ -445,7 +453,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "classes, hubfleet's culler with the cull.* settings, z2jh's culler off) to stdout; report on "
                     "stderr what was translated and what needs a decision. Exit status 2 if the file is not z2jh "
                     f"values. Step by step: {DOCS}.")
-    parser.add_argument("values_file", metavar="SITE_VALUES.yaml", help="the site's z2jh values file")
+    parser.add_argument("values_files", nargs="+", metavar="SITE_VALUES.yaml",
+                        help="the site's z2jh values file(s), in `helm -f` order (merged as Helm merges them)")
     parser.add_argument("--hub-image", metavar="NAME:TAG",
                         help="the hub image with hubfleet installed (default: a placeholder to replace)")
     parser.add_argument("--full", action="store_true",
@@ -467,14 +476,19 @@ def _authenticator_options() -> list[str] | None:
 def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    current = args.values_files[0]
     try:
-        values = load_yaml(args.values_file, empty={}, what="values file")
-        if not isinstance(values, Mapping):
-            raise MigrationError(f"{args.values_file}: holds a {type(values).__name__} at the top, not a mapping of "
-                                 f"z2jh keys (hub, singleuser, cull, ...)")
-        validate(values, Z2JH_SCHEMA, source=args.values_file)
+        files = []
+        for current in args.values_files:
+            doc = load_yaml(current, empty={}, what="values file")
+            if not isinstance(doc, Mapping):
+                raise MigrationError(f"{current}: holds a {type(doc).__name__} at the top, not a mapping of z2jh "
+                                     f"keys (hub, singleuser, cull, ...)")
+            files.append(validate(doc, Z2JH_SCHEMA, source=current))
+        values = helm_merge(*files)
         migration = migrate_values(values, hub_image=args.hub_image, authenticator_options=_authenticator_options())
-        text = render_overlay(migration, source=Path(args.values_file).name, site=values if args.full else None)
+        text = render_overlay(migration, source=[Path(f).name for f in args.values_files],
+                              site=values if args.full else None)
         if args.output:
             out = Path(args.output)
             tmp = out.with_name(out.name + ".tmp")
@@ -485,8 +499,7 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
     except HubfleetError as e:
         print(f"hubfleet values migrate: error: {explain(e)}", file=stderr)
         if getattr(e, "key_path", ""):
-            print(f"  {args.values_file} is not z2jh {Z2JH_VERSION} values (chart schema: values.schema.yaml)",
-                  file=stderr)
+            print(f"  {current} is not z2jh {Z2JH_VERSION} values (chart schema: values.schema.yaml)", file=stderr)
         return 2
     except OSError as e:
         print(f"hubfleet values migrate: error: cannot write {args.output}: {e.strerror or e}", file=stderr)
@@ -495,7 +508,7 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
         print(finding, file=stderr)
     counts = {kind: len(migration.of_kind(kind)) for kind in ("translated", "kept", "decide")}
     written = args.output or "<this output>"
-    stack = f"-f {written}" if args.full else f"-f {args.values_file} -f {written}"
+    stack = " ".join(f"-f {name}" for name in ([] if args.full else args.values_files) + [written])
     print(f"{counts['translated']} translated, {counts['kept']} kept, {counts['decide']} need a decision "
           f"({DOCS}); next: hubfleet values check --chart <chart dir> {stack}", file=stderr)
     return 0
@@ -509,5 +522,5 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
-if __name__ == "__main__":  # python -m hubfleet.config.migrate SITE_VALUES.yaml
+if __name__ == "__main__":  # python -m hubfleet.config.migrate SITE_VALUES.yaml [MORE.yaml ...]
     sys.exit(main())
