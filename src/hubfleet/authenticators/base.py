@@ -481,6 +481,9 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
             result = await self.lookup_user(user.name)
         except (BackendUnavailable, BackendMisconfigured) as e:
             return self._outage(user.name, e)
+        except (SubjectStoreError, OSError) as e:
+            self.log.error("user:%s refresh: subject store unusable (%s); login required", user.name, e)
+            return False
         if result is None:
             # after a restart nothing is remembered in memory: a user no backend finds is logged out
             self.log.warning("user:%s is not found by %s; login required", user.name, self.backend_label)
