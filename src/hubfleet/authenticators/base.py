@@ -442,9 +442,6 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
         """Look ``username`` up without a password (for refresh). None when the backend does not know them."""
         return None
 
-    def knows_user(self, username: str) -> bool:
-        return username in self._origin
-
     async def run_blocking(self, func, *args):
         """Run a blocking call on the bounded executor, bounded by `login_timeout`."""
         loop = asyncio.get_running_loop()

@@ -141,9 +141,6 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
                 return child
         return None
 
-    def knows_user(self, username):
-        return username in self._origin or any(c.knows_user(username) for c in self._children)
-
     async def authenticate(self, handler, data):
         backend = getattr(handler, "hubfleet_backend", None)
         if backend is not None:  # an OIDC callback
