@@ -180,3 +180,14 @@ def test_long_password_login_is_refused_clearly(tmp_path):
 def test_dummy_hash_uses_bcrypt_rounds(tmp_path):
     a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), bcrypt_rounds=5)
     assert a._dummy_hash.startswith(b"$2b$05$")
+
+
+def test_a_broken_subject_store_fails_closed(tmp_path):
+    store = tmp_path / "s.json"
+    store.write_text("{not json")
+    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_groups={"staff"}, subject_store_file=str(store))
+    with pytest.raises(web.HTTPError) as e:
+        login(a, "ann")
+    assert e.value.status_code == 503 and "subject store" in e.value.log_message
+    user = type("U", (), {"name": "ann"})()
+    assert asyncio.run(a.refresh_user(user)) is False

@@ -59,8 +59,6 @@ def test_lookup_dn_with_search_user_and_allowed_group_dns_over_ldaps():
     [
         ({"tls_kwargs": {"validate": 0}}, "validate other than ssl.CERT_REQUIRED is refused"),
         ({"tls_kwargs": {"local_certificate_file": "c.pem"}}, "['local_certificate_file'] have no hubfleet"),
-        ({"lookup_dn": True, "bind_dn_template": "uid={username}", "user_search_base": "dc=x"},
-         "lookup_dn with bind_dn_template"),
         ({"lookup_dn": True}, "lookup_dn needs user_search_base"),
         ({"search_filter": "(objectClass=person)", "bind_dn_template": "uid={username}"},
          "search_filter without lookup_dn"),
@@ -83,6 +81,14 @@ def test_a_clash_with_hubfleets_own_option_is_refused():
     with pytest.raises(LdapCompatError, match="c.LDAPAuthenticator.bind_dn_template and "
                                               "c.HubfleetLDAPAuthenticator.bind_dn_templates are both set"):
         translate({"bind_dn_template": "uid={username}"}, own={"bind_dn_templates"})
+
+
+def test_lookup_dn_with_a_bind_template_binds_as_the_dn_found():
+    """The shape of ldapauthenticator's Active Directory example (and of bench/bench_ldap.py's configuration)."""
+    tr = translate({"lookup_dn": True, "user_search_base": "ou=people,dc=x", "user_attribute": "sAMAccountName",
+                    "lookup_dn_user_dn_attribute": "cn", "bind_dn_template": "{username}", "escape_userdn": False})
+    assert "bind_dn_templates" not in tr.settings and tr.settings["username_attribute"] == "sAMAccountName"
+    assert any("bind_dn_template is accepted: with lookup_dn it is not used" in n for n in tr.notes)
 
 
 def test_search_filter_is_anded_into_the_user_search():

@@ -442,9 +442,6 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
         """Look ``username`` up without a password (for refresh). None when the backend does not know them."""
         return None
 
-    def knows_user(self, username: str) -> bool:
-        return username in self._origin
-
     async def run_blocking(self, func, *args):
         """Run a blocking call on the bounded executor, bounded by `login_timeout`."""
         loop = asyncio.get_running_loop()
@@ -481,6 +478,9 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
             result = await self.lookup_user(user.name)
         except (BackendUnavailable, BackendMisconfigured) as e:
             return self._outage(user.name, e)
+        except (SubjectStoreError, OSError) as e:
+            self.log.error("user:%s refresh: subject store unusable (%s); login required", user.name, e)
+            return False
         if result is None:
             # after a restart nothing is remembered in memory: a user no backend finds is logged out
             self.log.warning("user:%s is not found by %s; login required", user.name, self.backend_label)

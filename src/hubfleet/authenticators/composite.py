@@ -15,6 +15,7 @@ from traitlets import Dict, List, Unicode, Union
 
 from .base import (PER_BACKEND_POLICY, BackendMisconfigured, BackendUnavailable, ConfigError,
                    HubfleetBaseAuthenticator, HubfleetLogoutHandler, LoginRefused)
+from .binding import SubjectStoreError
 
 BACKEND_KINDS = {
     "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
@@ -140,9 +141,6 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
                 return child
         return None
 
-    def knows_user(self, username):
-        return username in self._origin or any(c.knows_user(username) for c in self._children)
-
     async def authenticate(self, handler, data):
         backend = getattr(handler, "hubfleet_backend", None)
         if backend is not None:  # an OIDC callback
@@ -200,7 +198,11 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
 
     async def refresh_user(self, user, handler=None):
         self._prepare_handler_for_refresh(handler)
-        bound = await self.binding_of(user.name)
+        try:
+            bound = await self.binding_of(user.name)
+        except (SubjectStoreError, OSError, BackendUnavailable) as e:
+            self.log.error("user:%s refresh: subject store unusable (%s); login required", user.name, e)
+            return False
         origin = bound.backend if bound else self._origin.get(user.name)
         if origin is None and self.enable_auth_state:
             state = await user.get_auth_state() or {}

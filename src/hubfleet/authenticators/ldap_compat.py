@@ -30,7 +30,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "tls_strategy": ("tls_strategy", "before_bind -> starttls, on_connect -> ldaps, insecure -> insecure"),
     "tls_kwargs": ("tls_ca_file", "``ca_certs_file`` -> tls_ca_file; ``validate=CERT_REQUIRED`` accepted; any "
                                   "other key refused (certificates are always validated)"),
-    "bind_dn_template": ("bind_dn_templates", "a string or a list; blank entries dropped"),
+    "bind_dn_template": ("bind_dn_templates", "a string or a list; blank entries dropped; with lookup_dn not "
+                                              "used (hubfleet binds as the DN the lookup found)"),
     "allowed_groups": ("allowed_groups, group_search_base",
                        "group DNs -> their first RDN value as hub group names; group_search_base = the DNs' "
                        "common parent, so that the group search finds them"),
@@ -208,10 +209,9 @@ def translate(ldapauth: Mapping, *, own: Iterable[str] = (), passthrough: Iterab
     templates = [t for t in _values(opts.pop("bind_dn_template", None)) if t]
     lookup = bool(opts.pop("lookup_dn", False))
     if templates and lookup:
-        raise LdapCompatError("c.LDAPAuthenticator.lookup_dn with bind_dn_template (bind as a template filled "
-                              "with a looked-up attribute) has no hubfleet equivalent",
-                              fix="keep lookup_dn (hubfleet binds as the DN it finds) or bind_dn_template")
-    if templates:
+        note("bind_dn_template", "with lookup_dn it is not used: hubfleet binds as the DN the lookup found "
+                                 "(the entry whose password ldapauthenticator's template checked)")
+    elif templates:
         put("bind_dn_templates", templates, "bind_dn_template")
     if lookup:
         note("lookup_dn", "users are searched for (user_search_base) and bound as the DN found")

@@ -233,6 +233,3 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
         accounts = await self.run_blocking(self.accounts)
         acct = accounts.get(username)
         return self._result(acct) if acct else None
-
-    def knows_user(self, username):
-        return username in self._accounts or super().knows_user(username)

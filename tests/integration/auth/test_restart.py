@@ -10,10 +10,11 @@ user is still logged in (so the cookie itself survived the restart), and the bin
 
 from __future__ import annotations
 
-import itertools
 import json
+import subprocess
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,7 +22,6 @@ from hubfleet.authenticators.local import hash_password, write_users_file
 
 from . import servers as S
 
-_ids = itertools.count()
 PEOPLE_OK = "jupyter-users"
 
 
@@ -80,21 +80,30 @@ def api_user_status(session, hub) -> int:
     return session.get(f"{hub.url}/hub/api/user", timeout=10).status_code
 
 
-@pytest.mark.parametrize("auth_state", [True, False], ids=["auth_state", "no_auth_state"])
-@pytest.mark.parametrize("kind", ["composite", "ldap", "local"])
-def test_removed_users_are_logged_out_after_a_restart(auth_tmp, slapd, kind, auth_state):
-    n = next(_ids)
+COMBOS = [(kind, auth_state) for kind in ("composite", "ldap", "local") for auth_state in (True, False)]
+
+
+def _scenario(auth_tmp, slapd, n: int, kind: str, auth_state: bool) -> dict:
+    """Log in, stop the hub, remove users, start it again; return what each session's next request saw."""
     tmp = auth_tmp / f"restart-{kind}-{auth_state}"
     users_file = tmp / "users.yaml"
     local_users = {f"lgone{n}": "lgone-pw", f"lleft{n}": "lleft-pw", f"lstay{n}": "lstay-pw"}
-    write_users_file(users_file, {"users": {
-        name: {"password_hash": hash_password(pw, rounds=4), "groups": ["local-users"], "admin": False}
-        for name, pw in local_users.items()}})
+
+    def accounts(changed: bool) -> dict:
+        doc = {"users": {name: {"password_hash": hash_password(pw, rounds=4), "groups": ["local-users"],
+                                "admin": False} for name, pw in local_users.items()}}
+        if changed:  # one user deleted, one out of every allowed group, one unchanged
+            del doc["users"][f"lgone{n}"]
+            doc["users"][f"lleft{n}"]["groups"] = []
+        return doc
+
+    write_users_file(users_file, accounts(False))
     ldap_users = {f"rgone{n}": "rgone-pw", f"rleft{n}": "rleft-pw", f"rstay{n}": "rstay-pw"}
     for name, pw in ldap_users.items():
         ldap_add_user(slapd, name, pw)
     users = {"composite": {**local_users, **ldap_users}, "ldap": ldap_users, "local": local_users}[kind]
     cfg = hub_config(kind, auth_state, slapd, users_file)
+    out: dict = {"kind": kind, "auth_state": auth_state, "users": users, "tmp": tmp}
     hub = S.start_hub(tmp, cfg, name=f"hub-restart-{n}")
     try:
         sessions = {}
@@ -103,33 +112,51 @@ def test_removed_users_are_logged_out_after_a_restart(auth_tmp, slapd, kind, aut
             assert r.ok, f"{kind}: login {name} failed: {r.status} {r.error!r}\n{hub.log_tail(30)}"
             sessions[name] = r.session
         hub.stop()
-
-        # while the hub is down: one user deleted, one user out of every allowed group, one unchanged
-        doc = {"users": {k: v for k, v in
-                         {name: {"password_hash": hash_password(pw, rounds=4), "groups": ["local-users"],
-                                 "admin": False} for name, pw in local_users.items()}.items()}}
-        del doc["users"][f"lgone{n}"]
-        doc["users"][f"lleft{n}"]["groups"] = []
-        write_users_file(users_file, doc)
+        write_users_file(users_file, accounts(True))
         ldap_delete_user(slapd, f"rgone{n}")
         ldap_leave_group(slapd, f"rleft{n}")
-
         hub = S.start_hub(tmp, cfg, name=f"hub-restart-{n}b")
         time.sleep(1.1)  # auth_refresh_age = 1
-        seen = {name: api_user_status(s, hub) for name, s in sessions.items()}
-        expected = {name: (200 if "stay" in name else 403) for name in sessions}
-        assert seen == expected, f"{kind} auth_state={auth_state}: /hub/api/user after restart\n{hub.log_tail(60)}"
-        store = json.loads((tmp / "hubfleet-subjects.json").read_text())["users"]
-        stay = [name for name in users if "stay" in name]
-        assert {name: store[name]["backend"].split()[0] for name in stay} == {
-            name: ("local" if name.startswith("l") else "ldap") for name in stay}, store
-        # a removed user cannot log in again either
+        out["seen"] = {name: api_user_status(s, hub) for name, s in sessions.items()}
         gone = next(name for name in users if "gone" in name)
-        assert not S.form_login(hub.url, gone, users[gone]).ok
+        out["gone_login_ok"] = S.form_login(hub.url, gone, users[gone]).ok
+        out["log"] = hub.log_tail(60)
     finally:
         hub.stop()
-        for name in ldap_users:
+        for name in ldap_users:  # whatever is left of them
+            for ldif in (f"dn: cn={PEOPLE_OK},{S.GROUPS}\nchangetype: modify\ndelete: member\n"
+                         f"member: uid={name},{S.PEOPLE}\n", f"dn: uid={name},{S.PEOPLE}\nchangetype: delete\n"):
+                try:
+                    slapd.ldapmodify(ldif)
+                except subprocess.CalledProcessError:
+                    pass  # already gone
+    return out
+
+
+@pytest.fixture(scope="module")
+def restarted(auth_tmp, slapd):
+    """Every combination at once (hub start-up dominates; they run side by side)."""
+    with ThreadPoolExecutor(len(COMBOS)) as pool:
+        futures = {combo: pool.submit(_scenario, auth_tmp, slapd, i, *combo) for i, combo in enumerate(COMBOS)}
+        results = {}
+        for combo, f in futures.items():
             try:
-                ldap_delete_user(slapd, name)
-            except Exception:
-                pass
+                results[combo] = f.result(timeout=600)
+            except Exception as e:  # reported by that combination's test
+                results[combo] = e
+        return results
+
+
+@pytest.mark.parametrize("kind, auth_state", COMBOS, ids=[f"{k}-{'auth_state' if a else 'no_auth_state'}"
+                                                         for k, a in COMBOS])
+def test_removed_users_are_logged_out_after_a_restart(restarted, kind, auth_state):
+    out = restarted[(kind, auth_state)]
+    if isinstance(out, Exception):
+        raise out
+    expected = {name: (200 if "stay" in name else 403) for name in out["users"]}
+    assert out["seen"] == expected, f"{kind} auth_state={auth_state}: /hub/api/user after restart\n{out['log']}"
+    store = json.loads((out["tmp"] / "hubfleet-subjects.json").read_text())["users"]
+    stay = [name for name in out["users"] if "stay" in name]
+    assert {name: store[name]["backend"].split()[0] for name in stay} == {
+        name: ("local" if name.startswith("l") else "ldap") for name in stay}, store
+    assert not out["gone_login_ok"], "a removed user logged in again"
