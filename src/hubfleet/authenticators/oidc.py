@@ -28,6 +28,7 @@ Inside :class:`~hubfleet.authenticators.base.HubfleetAuthenticator` each OIDC ba
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlparse, urlunparse
 
@@ -39,7 +40,7 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from . import policy
-from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler
+from .base import BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler
 from .oidc_handlers import OIDCCallbackHandler, OIDCLoginHandler
 from .oidc_tokens import IdTokenRefused, Provider, check_provider_urls, verify_id_token
 
@@ -465,38 +466,13 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
             return {}
         return final
 
-    async def _check_bound_subject(self, handler, model: dict) -> None:
-        """Refuse a login whose ``sub`` is not the one stored for this hub user by this backend."""
-        if not self.enable_auth_state or not hasattr(handler, "find_user"):
-            return
-        user = handler.find_user(model["name"])
-        if user is None:
-            return
-        stored = await user.get_auth_state() or {}
-        if stored.get("hubfleet_backend") not in (None, self.backend_name):
-            return  # another backend's user: the (backend, subject) binding of the policy decides
-        old = (stored.get("oidc_claims") or {}).get("sub")
-        new = (model["auth_state"].get("oidc_claims") or {}).get("sub")
-        if old and new != old:
-            self.log.warning("user:%s sign-in refused: %s subject %r is not the stored subject %r",
-                             model["name"], self.label, new, old)
-            raise web.HTTPError(
-                403,
-                f"Sign-in with {self.login_service} refused: this {self.login_service} account is not the one "
-                f"that signed in as '{model['name']}' before (its subject identifier differs: the account was "
-                f"re-created or another account took the name). An administrator can re-link the hub user; see "
-                f"the hubfleet authenticators documentation.",
-            )
-
     async def authenticate(self, handler, data=None, **kwargs):
         """oauthenticator's authenticate (code -> tokens -> user model) under discovery, checks and policy."""
         await self.discover_or_503()
         token = _FLOW.set(_Flow())
         try:
             model = await GenericOAuthenticator.authenticate(self, handler, data)
-            model = self._finish(model)
-            if model:
-                await self._check_bound_subject(handler, model)
+            model = self._finish(model)  # the (backend, sub) binding is checked by the hub's authenticator
         except _HTTP_ERRORS as e:
             if _unavailable_error(e):
                 raise self._unavailable(e) from e
@@ -511,7 +487,9 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
     async def refresh_user(self, user, handler=None, **kwargs):
         """oauthenticator's refresh: userinfo with the stored access token, else the refresh token. Without a
         userinfo endpoint, the refresh token (and the id_token it brings) alone; without either, the claims of
-        the last verified id_token. A provider that is down keeps the session; a refusal ends it."""
+        the last verified id_token. A refusal ends the session; so does a provider that is down, unless
+        ``refresh_outage_grace`` covers it (fail closed, as the other backends); the (backend, subject) binding is
+        checked as at login."""
         self._prepare_handler_for_refresh(handler)
         if not self.enable_auth_state:
             return True
@@ -533,19 +511,21 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 return False
             model = self._finish(model)
         except web.HTTPError as e:
-            if e.status_code >= 500:
-                self.log.warning("user:%s refresh skipped: %s: %s", user.name, self.label, e.log_message)
-                return True
+            if e.status_code >= 500:  # the provider is down: fail closed, as every backend does at refresh
+                return self.owner._outage(user.name, BackendUnavailable(self.label, str(e.log_message)))
             self.log.info("user:%s refresh refused by %s: %s", user.name, self.label, e.log_message)
             return False
         except (*_HTTP_ERRORS, ConfigError) as e:
-            self.log.warning("user:%s refresh skipped: %s unavailable (%s)", user.name, self.label, e)
-            return True
+            return self.owner._outage(user.name, BackendUnavailable(self.label, f"unavailable ({e})"))
         finally:
             _FLOW.reset(token)
         if not model or not self.owner.check_blocked_users(model["name"], model) \
                 or not self.owner.check_allowed(model["name"], model):
             return False
+        subject = (model.get("auth_state") or {}).get("hubfleet_subject", "")
+        if not await self.owner.bind_subject(model["name"], self.backend_name, subject, login=False):
+            return False
+        self.owner._verified[model["name"]] = time.monotonic()
         self._origin[model["name"]] = self.backend_name
         return model
 

@@ -3,6 +3,8 @@ a re-registered provider account, a less-trusted provider's admin groups, refres
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import time
 from urllib.parse import parse_qs, urlparse
@@ -66,6 +68,7 @@ def test_post_logout_url_ignores_a_forged_host_header(hub, oidc_mock):
 
 def test_another_subject_under_the_same_username_is_refused_at_login(hub, bad_idp):
     """A provider account re-created (new ``sub``) with the old username does not take over the hub user."""
+    store = str(hub.tmp / "hubfleet-subjects.json")
     bad_idp.set_mode("good", sub="ivy-1", preferred_username="ivy", email="ivy@example.org")
     try:
         first = S.oidc_login(hub.url, "badidp")
@@ -73,12 +76,14 @@ def test_another_subject_under_the_same_username_is_refused_at_login(hub, bad_id
         bad_idp.set_mode("good", sub="ivy-2", preferred_username="ivy", email="ivy@example.org")
         second = S.oidc_login(hub.url, "badidp")
         assert second.status == 403, (second.status, second.location)
-        assert "Sign-in with Bad IdP refused" in second.text
-        assert "is not the one that signed in as 'ivy' before" in second.text, second.text[:1500]
+        assert "Sign-in refused: this hub user belongs to another 'badidp' account" in second.text, second.text[:1500]
+        assert "hubfleet users unbind" in second.text
         assert S.whoami(second.session, hub.url) is None
         assert hub.user("ivy")["auth_state"]["oidc_claims"]["sub"] == "ivy-1"
-        # the documented re-link: an admin clears the stored state, the next login binds the new account
-        hub.api("PATCH", "/users/ivy", json={"auth_state": {}}).raise_for_status()
+        # the documented re-link (one procedure for every backend): an admin unbinds, the next login binds again
+        out = subprocess.run([sys.executable, "-m", "hubfleet.authenticators.cli", "users", "unbind", "ivy",
+                              "--store", store], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "unbound ivy (was badidp: ivy-1)" in out.stdout, out.stdout + out.stderr
         third = S.oidc_login(hub.url, "badidp")
     finally:
         bad_idp.set_mode("good")
