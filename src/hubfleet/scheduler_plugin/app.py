@@ -61,7 +61,8 @@ class Extender:
             infos = []
             for i, node in enumerate(args.nodes):
                 meta = node["metadata"]
-                key = (meta["name"], meta.get("resourceVersion") or "")
+                rv = meta.get("resourceVersion")
+                key = (meta["name"], rv if isinstance(rv, str) else "")
                 info = self._node_infos.get(key) if key[1] else None
                 if info is None:
                     try:
@@ -178,7 +179,9 @@ class Extender:
                     if (rec := self.cache.pods.get(uid)) is not None}
         decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
                           now=self.clock(), protect_active=self.policy.protect_active)
-        key = f"{(args.pod.get('metadata') or {}).get('namespace')}/{(args.pod.get('metadata') or {}).get('name')}"
+        meta = args.pod.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
         if decision.victims:
             [(node, uids)] = decision.victims.items()
             self.metrics.decide("preempt", "victims")
