@@ -1,12 +1,16 @@
 """What is bound where: per-node usage from a pods list+watch, and node allocatable from a nodes list+watch.
 
 kube-scheduler sends the extender the Pod and the candidate nodes, never what already runs on them, so the extender
-keeps its own view, as kube-scheduler's informers do: list, then watch from the list's resourceVersion; on any error
-(connection lost, 410 Gone, an ERROR event, a non-200 answer) re-list with exponential backoff. A pod counts on its
-node while it has ``spec.nodeName`` and is neither Succeeded nor Failed.
+keeps its own view, as kube-scheduler's informers do: list (in pages of LIST_PAGE, each folded into a fresh view and
+dropped, so a list of 50,000 pods never sits in memory as one body), then watch from the list's resourceVersion; on
+any error (connection lost, 410 Gone, an ERROR event, a non-200 answer) re-list with exponential backoff. A pod
+counts on its node while it has ``spec.nodeName`` and is neither Succeeded nor Failed. The view is only a cache: a
+restarted extender lists again and carries on (it keeps no state of its own).
 
 Objects are read as raw JSON (``_preload_content=False``; kubernetes_asyncio's model classes would cost ~10x more
-per pod) and only the fields the policy needs are kept.
+per pod) and only the fields the policy needs are kept: node, requests (one shared dict per distinct requests),
+profile, creation time, and for the preempt verb the user label and the ``hubfleet.io/last-activity`` annotation.
+Pods that end teach ``Lifetimes`` how long pods of their profile stay.
 """
 
 from __future__ import annotations
