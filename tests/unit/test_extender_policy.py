@@ -294,3 +294,28 @@ def test_mutated_payloads_are_answered_or_refused_with_a_wire_error(verb, payloa
         except WireError:
             pass
     assert n > 50
+
+
+def test_a_list_seen_before_is_answered_from_its_bytes_and_only_when_it_is_the_top_level_list():
+    nodes = [node(f"n{i}") for i in range(4)]
+    ext = extender(nodes, [pod("b1", node_name="n1", cpu="3")])
+    names = [f"n{i}" for i in range(4)]
+    first = ext.filter_body(wire.dumps({"Pod": pod("new", cpu="2"), "NodeNames": names}))
+    again = wire.dumps({"Pod": pod("other", cpu="2"), "NodeNames": names})  # same shape, another pod
+    assert ext._seen_list("filter", again) == first == ext.filter_body(again)
+    # a pod bound meanwhile: the kept answer is patched, as the full computation would answer
+    ext.cache.apply_pod("ADDED", pod("b2", node_name="n2", cpu="3"))
+    assert json.loads(ext.filter_body(again))["NodeNames"] == ["n0", "n3"]
+    # the same bytes nested inside the Pod, the real (top-level) list empty: answered for the empty list
+    crafted = pod("new", cpu="2")
+    crafted["metadata"]["annotations"] = {}
+    crafted["spec"]["extra"] = {"NodeNames": names}
+    body = b'{"NodeNames":[],' + wire.dumps({"Pod": crafted})[1:]
+    assert json.loads(ext.filter_body(body))["NodeNames"] == []
+    # NodeNames not last, or a ']' inside a name: the plain path, same answers
+    reordered = b'{"NodeNames":' + wire.dumps(names) + b"," + wire.dumps({"Pod": pod("x", cpu="2")})[1:]
+    assert ext._seen_list("filter", reordered) is None
+    assert json.loads(ext.filter_body(reordered))["NodeNames"] == ["n0", "n3"]
+    odd = wire.dumps({"Pod": pod("x", cpu="2"), "NodeNames": ["n0", "n]1"]})
+    assert json.loads(ext.filter_body(odd))["NodeNames"] == ["n0"]
+    assert json.loads(ext.filter_body(odd))["FailedNodes"]["n]1"].startswith("node n]1 is not")
