@@ -356,8 +356,9 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     return app
 
 
-async def _refresh(extender: Extender, interval: float = 0.2, batch: int = 25) -> None:
-    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests."""
+async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 5) -> None:
+    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests (5 nodes per
+    50 ms: 100 nodes/s, each pause well under a request's time)."""
     while True:
         await asyncio.sleep(interval)
         try:
