@@ -89,10 +89,15 @@ def _floor(bodies: list[bytes], rounds: int) -> dict[str, float]:
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection (http.client: little client-side cost)."""
+    """One keep-alive HTTP/1.1 connection (http.client: little client-side cost), TCP_NODELAY as Go's."""
 
     def __init__(self, port: int):
+        import socket
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.connect()
+        # as Go's net/http (kube-scheduler) does: http.client sends headers and body in two writes, and Nagle would
+        # hold the body's last segment for the server's delayed ACK
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def post(self, verb: str, body: bytes) -> bytes:
         self.conn.request("POST", f"/{verb}", body=body, headers={"Content-Type": "application/json"})

@@ -245,3 +245,77 @@ def test_metrics_are_prometheus_exposition_with_latency_by_verb_and_cache_age():
 def test_a_bad_strategy_in_scoring_is_a_scoring_error():
     with pytest.raises(ScoringError):
         pod_info(pod("x", strategy="PACK"))
+
+
+# --- bad input never escapes as anything but a WireError (HTTP 400) -----------------------------------------------
+
+def _mutations(value, rng, depth=0):
+    """Yield copies of `value` with one part replaced by a value of another type."""
+    import copy
+    junk = [None, 7, -1, "x", "", [], {}, [1], {"a": 1}, True, 1e308, "9" * 50]
+    if isinstance(value, dict):
+        for k in list(value):
+            for j in junk:
+                out = copy.deepcopy(value)
+                out[k] = j
+                yield out
+            if depth < 6:
+                for sub in _mutations(value[k], rng, depth + 1):
+                    out = copy.deepcopy(value)
+                    out[k] = sub
+                    yield out
+    elif isinstance(value, list) and value:
+        for j in junk:
+            yield [j] + value[1:]
+        if depth < 6:
+            for sub in _mutations(value[0], rng, depth + 1):
+                yield [sub] + value[1:]
+
+
+@pytest.mark.parametrize("verb, payload", [
+    ("filter", {"Pod": pod("new", strategy="pack"), "NodeNames": ["n1", "n2"]}),
+    ("filter", {"Pod": pod("new", strategy="spread"), "Nodes": {"items": [node("n1", "za")]}}),
+    ("prioritize", {"Pod": pod("new"), "NodeNames": ["n1", "n2"]}),
+    ("prioritize", {"Pod": pod("new", strategy="spread"), "NodeNames": ["n1"]}),
+    ("preempt", {"Pod": pod("new"), "NodeNameToMetaVictims": {"n1": {"Pods": [{"UID": "a"}],
+                                                                     "NumPDBViolations": 0}}}),
+    ("preempt", {"Pod": pod("new"), "NodeNameToVictims": {"n1": {"Pods": [pod("a", node_name="n1", user="a",
+                                                                              idle_minutes=60)]}}}),
+])
+def test_mutated_payloads_are_answered_or_refused_with_a_wire_error(verb, payload):
+    import random
+    rng = random.Random(13)
+    ext = extender([node("n1", "za"), node("n2", "zb")], [pod("a", node_name="n1", user="a", idle_minutes=60)])
+    n = 0
+    for bad in _mutations(payload, rng):
+        n += 1
+        try:
+            json.loads(getattr(ext, f"{verb}_body")(wire.dumps(bad)))
+        except WireError:
+            pass
+    assert n > 50
+
+
+def test_a_list_seen_before_is_answered_from_its_bytes_and_only_when_it_is_the_top_level_list():
+    nodes = [node(f"n{i}") for i in range(4)]
+    ext = extender(nodes, [pod("b1", node_name="n1", cpu="3")])
+    names = [f"n{i}" for i in range(4)]
+    first = ext.filter_body(wire.dumps({"Pod": pod("new", cpu="2"), "NodeNames": names}))
+    again = wire.dumps({"Pod": pod("other", cpu="2"), "NodeNames": names})  # same shape, another pod
+    assert ext._seen_list("filter", again) == first == ext.filter_body(again)
+    # a pod bound meanwhile: the kept answer is patched, as the full computation would answer
+    ext.cache.apply_pod("ADDED", pod("b2", node_name="n2", cpu="3"))
+    assert json.loads(ext.filter_body(again))["NodeNames"] == ["n0", "n3"]
+    # the same bytes nested inside the Pod, the real (top-level) list empty: answered for the empty list
+    crafted = pod("new", cpu="2")
+    crafted["metadata"]["annotations"] = {}
+    crafted["spec"]["extra"] = {"NodeNames": names}
+    body = b'{"NodeNames":[],' + wire.dumps({"Pod": crafted})[1:]
+    assert json.loads(ext.filter_body(body))["NodeNames"] == []
+    # NodeNames not last, or a ']' inside a name: the plain path, same answers
+    reordered = b'{"NodeNames":' + wire.dumps(names) + b"," + wire.dumps({"Pod": pod("x", cpu="2")})[1:]
+    assert ext._seen_list("filter", reordered) is None
+    assert json.loads(ext.filter_body(reordered))["NodeNames"] == ["n0", "n3"]
+    odd = wire.dumps({"Pod": pod("x", cpu="2"), "NodeNames": ["n0", "n]1"]})
+    assert json.loads(ext.filter_body(odd))["NodeNames"] == ["n0"]
+    assert json.loads(ext.filter_body(odd))["FailedNodes"]["n]1"].startswith("node n]1 is not")

@@ -61,7 +61,8 @@ class Extender:
             infos = []
             for i, node in enumerate(args.nodes):
                 meta = node["metadata"]
-                key = (meta["name"], meta.get("resourceVersion") or "")
+                rv = meta.get("resourceVersion")
+                key = (meta["name"], rv if isinstance(rv, str) else "")
                 info = self._node_infos.get(key) if key[1] else None
                 if info is None:
                     try:
@@ -109,14 +110,15 @@ class Extender:
             return None
         return self.tables.get(pod, self.cache, self.clock())
 
-    def filter_bytes(self, args: wire.ExtenderArgs) -> bytes:
+    def filter_bytes(self, args: wire.ExtenderArgs, body: bytes = b"") -> bytes:
         """The ExtenderFilterResult JSON: from the shape's table (NodeNames, pack) or computed (`filter`)."""
         if self.cache.pods_synced:
             pod = self._pod(args)
             table = self._table(args, pod)
             if table is not None:
                 self.metrics.decide("filter", "table")
-                return table.respond("filter", args.node_names or [])
+                names = args.node_names or []
+                return table.respond("filter", names, _segment(body, names))
         return wire.dumps(self.filter(args).to_json())
 
     def filter(self, args: wire.ExtenderArgs) -> wire.ExtenderFilterResult:
@@ -141,14 +143,15 @@ class Extender:
         return wire.ExtenderFilterResult(node_names=outcome.feasible, failed_nodes=failed,
                                          failed_and_unresolvable_nodes=outcome.unresolvable)
 
-    def prioritize_bytes(self, args: wire.ExtenderArgs) -> bytes:
+    def prioritize_bytes(self, args: wire.ExtenderArgs, body: bytes = b"") -> bytes:
         pod = self._pod(args)
         if not self.cache.pods_synced:
             raise CacheNotSynced("the extender's pod cache has not synced with the API server yet")
         table = self._table(args, pod)
         self.metrics.decide("prioritize", "scored")
         if table is not None:
-            return table.respond("prioritize", args.node_names or [])
+            names = args.node_names or []
+            return table.respond("prioritize", names, _segment(body, names))
         infos, unknown = self._nodes_of(args)
         scores = prioritize(pod.requests, infos, self.cache.usage, self.policy, pod=pod,
                             view=self._view(pod, [i.name for i in infos]))
@@ -178,7 +181,9 @@ class Extender:
                     if (rec := self.cache.pods.get(uid)) is not None}
         decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
                           now=self.clock(), protect_active=self.policy.protect_active)
-        key = f"{(args.pod.get('metadata') or {}).get('namespace')}/{(args.pod.get('metadata') or {}).get('name')}"
+        meta = args.pod.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
         if decision.victims:
             [(node, uids)] = decision.victims.items()
             self.metrics.decide("preempt", "victims")
@@ -191,11 +196,42 @@ class Extender:
                                                                         sorted(decision.refused.items())) or "none")
         return decision.victims
 
+    def _seen_list(self, verb: str, body: bytes) -> bytes | None:
+        """The answer when `body`'s NodeNames are byte for byte a list answered before (kube-scheduler sends the
+        same list for pod after pod): the body is decoded without the ~60 KB array, which is then compared as
+        bytes. Anything unusual (no such array, a changed list, a Pod that is not pack) returns None: the full path.
+        """
+        span = _names_span(body)
+        if span is None or not self.cache.pods_synced or not self.cache.nodes_synced:
+            return None
+        start, end = span
+        segment = body[start:end]
+        try:
+            args = wire.ExtenderArgs.from_json(wire.loads(body[:start] + b"[]" + body[end:]))
+        except wire.WireError:
+            return None
+        if args.node_names != [] or args.nodes is not None:  # the array cut was not the top-level NodeNames
+            return None
+        pod = self._pod(args)
+        table = self._table(args, pod)
+        if table is None:
+            return None
+        out = table.respond_segment(verb, segment)
+        if out is not None:
+            self.metrics.decide(verb, "table")
+        return out
+
     def filter_body(self, body: bytes) -> bytes:
-        return self.filter_bytes(wire.ExtenderArgs.from_json(wire.loads(body)))
+        fast = self._seen_list("filter", body)
+        return fast if fast is not None else self.filter_bytes(wire.ExtenderArgs.from_json(wire.loads(body)),
+                                                               body)
 
     def prioritize_body(self, body: bytes) -> bytes:
-        return self.prioritize_bytes(wire.ExtenderArgs.from_json(wire.loads(body)))
+        fast = self._seen_list("prioritize", body)
+        if fast is not None:
+            self.metrics.decide("prioritize", "scored")
+            return fast
+        return self.prioritize_bytes(wire.ExtenderArgs.from_json(wire.loads(body)), body)
 
     def preempt_body(self, body: bytes) -> bytes:
         return wire.dumps(wire.preemption_result(self.preempt(wire.ExtenderPreemptionArgs.from_json(
@@ -207,6 +243,33 @@ EXTENDER_KEY: web.AppKey["Extender"] = web.AppKey("extender")
 
 EXPECTED = {"filter": "ExtenderArgs {Pod, Nodes | NodeNames}", "prioritize": "ExtenderArgs {Pod, Nodes | NodeNames}",
             "preempt": "ExtenderPreemptionArgs {Pod, NodeNameToVictims | NodeNameToMetaVictims}"}
+
+
+def _names_span(body: bytes) -> tuple[int, int] | None:
+    """Where the top-level NodeNames array is in `body` when it is the object's last member, as kube-scheduler
+    encodes ExtenderArgs (``{"Pod":...,"Nodes":null,"NodeNames":[...]}``): only then is the span surely the
+    top-level array (one closing brace follows it)."""
+    start = body.rfind(b'"NodeNames":[')
+    if start < 0:
+        return None
+    start += len(b'"NodeNames":')
+    end = body.find(b"]", start) + 1
+    if end <= 0 or body[end:].strip() != b"}":
+        return None
+    return start, end
+
+
+def _segment(body: bytes, names: list[str]) -> bytes | None:
+    """The bytes of `body`'s NodeNames array, kept with an answer so that ``Extender._seen_list`` recognises the
+    same list later; None unless they decode to exactly `names`."""
+    span = _names_span(body) if body else None
+    if span is None:
+        return None
+    segment = body[span[0]:span[1]]
+    try:
+        return segment if wire.loads(segment) == names else None
+    except wire.WireError:
+        return None
 
 
 def _wire_error(e: ScoringError) -> wire.WireError:
@@ -293,8 +356,9 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     return app
 
 
-async def _refresh(extender: Extender, interval: float = 0.2, batch: int = 25) -> None:
-    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests."""
+async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 5) -> None:
+    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests (5 nodes per
+    50 ms: 100 nodes/s, each pause well under a request's time)."""
     while True:
         await asyncio.sleep(interval)
         try:

@@ -1,17 +1,22 @@
 """What is bound where: per-node usage from a pods list+watch, and node allocatable from a nodes list+watch.
 
 kube-scheduler sends the extender the Pod and the candidate nodes, never what already runs on them, so the extender
-keeps its own view, as kube-scheduler's informers do: list, then watch from the list's resourceVersion; on any error
-(connection lost, 410 Gone, an ERROR event, a non-200 answer) re-list with exponential backoff. A pod counts on its
-node while it has ``spec.nodeName`` and is neither Succeeded nor Failed.
+keeps its own view, as kube-scheduler's informers do: list (in pages of LIST_PAGE, each folded into a fresh view and
+dropped, so a list of 50,000 pods never sits in memory as one body), then watch from the list's resourceVersion; on
+any error (connection lost, 410 Gone, an ERROR event, a non-200 answer) re-list with exponential backoff. A pod
+counts on its node while it has ``spec.nodeName`` and is neither Succeeded nor Failed. The view is only a cache: a
+restarted extender lists again and carries on (it keeps no state of its own).
 
 Objects are read as raw JSON (``_preload_content=False``; kubernetes_asyncio's model classes would cost ~10x more
-per pod) and only the fields the policy needs are kept.
+per pod) and only the fields the policy needs are kept: node, requests (one shared dict per distinct requests),
+profile, creation time, and for the preempt verb the user label and the ``hubfleet.io/last-activity`` annotation.
+Pods that end teach ``Lifetimes`` how long pods of their profile stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -270,6 +275,11 @@ class CacheWatcher:
             try:
                 fresh, rv, count = await self._list(what, list_fn, add)
                 adopt(fresh)
+                del fresh
+                # the cache's objects move out of the collector's sight: a full collection over 50,000 pods'
+                # records would otherwise pause a request now and then
+                gc.collect()
+                gc.freeze()
                 log.info("cache: listed %d %s at resourceVersion %s", count, what, rv)
                 backoff = BACKOFF_INITIAL
                 while True:

@@ -43,9 +43,9 @@ def parse_time(text: object) -> float | None:
 
 
 def victim_info(pod: Mapping, requests: Resources) -> VictimInfo:
-    meta = pod.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
+    meta = pod.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    labels, annotations = meta.get("labels"), meta.get("annotations")
     user = labels.get(USER_LABEL) if isinstance(labels, Mapping) else None
     activity = annotations.get(LAST_ACTIVITY_ANNOTATION) if isinstance(annotations, Mapping) else None
     return VictimInfo(uid=str(meta.get("uid") or ""), name=f"{meta.get('namespace')}/{meta.get('name')}",

@@ -129,7 +129,8 @@ class NodeInfo:
     def __post_init__(self):
         # nodes of one node pool share their allocatable: filter/prioritize evaluate each shape once per request
         object.__setattr__(self, "shape", tuple(sorted(self.allocatable.items())))
-        object.__setattr__(self, "zone", self.labels.get(ZONE_LABEL, ""))
+        zone = self.labels.get(ZONE_LABEL)
+        object.__setattr__(self, "zone", zone if isinstance(zone, str) else "")
 
 
 def node_info(node: Mapping, *, where: str = "node") -> NodeInfo:

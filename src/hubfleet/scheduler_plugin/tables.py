@@ -30,8 +30,8 @@ _NOT_CACHED = ("node {} is not (yet) in the extender's node cache", False)
 class Prepared:
     """The answer to one candidate list, as fragments per position (``b'"n1",'`` or ``b''``...)."""
 
-    def __init__(self, table: "ShapeTable", names: list[str], verb: str):
-        self.names, self.verb = names, verb
+    def __init__(self, table: "ShapeTable", names: list[str], verb: str, segment: bytes | None = None):
+        self.names, self.verb, self.segment = names, verb, segment
         self.index = {n: i for i, n in enumerate(names)}
         self.log_pos = len(table.log)
         self.generation = table.generation
@@ -141,21 +141,33 @@ class ShapeTable:
             done += 1
         return done
 
-    def respond(self, verb: str, names: list[str]) -> bytes:
+    def respond(self, verb: str, names: list[str], segment: bytes | None = None) -> bytes:
         """The JSON answer of `verb` ("filter": an ExtenderFilterResult with NodeNames; "prioritize": a
-        HostPriorityList) for the candidate list `names`."""
+        HostPriorityList) for the candidate list `names` (whose JSON bytes are `segment`, when known)."""
         kept = self.prepared[verb]
         for i, prepared in enumerate(kept):
             if prepared.generation == self.generation and len(prepared.names) == len(names) \
                     and prepared.names == names:
                 prepared.update(self)
+                if segment is not None and prepared.segment is None:
+                    prepared.segment = segment
                 if i:
                     kept.insert(0, kept.pop(i))
                 return prepared.render()
-        prepared = Prepared(self, names, verb)
+        prepared = Prepared(self, names, verb, segment)
         kept.insert(0, prepared)
         del kept[MAX_PREPARED:]
         return prepared.render()
+
+
+    def respond_segment(self, verb: str, segment: bytes) -> bytes | None:
+        """The answer for a candidate list known by its JSON bytes, if one was answered before; else None."""
+        for prepared in self.prepared[verb]:
+            if prepared.generation == self.generation and prepared.segment is not None \
+                    and len(prepared.segment) == len(segment) and prepared.segment == segment:
+                prepared.update(self)
+                return prepared.render()
+        return None
 
 
 class Tables:
