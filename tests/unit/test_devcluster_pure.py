@@ -9,7 +9,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from hubfleet.devcluster.api import APIError, Faults, matches, merge_patch, parse_selector
+from hubfleet.devcluster.faults import Faults
+from hubfleet.devcluster.patching import merge_patch
+from hubfleet.devcluster.selectors import matches, parse_selector
+from hubfleet.devcluster.status import APIError
 from hubfleet.devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
 from hubfleet.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
 from tests.k8s_objects import pod

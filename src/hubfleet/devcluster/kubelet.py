@@ -29,7 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import Store, now_iso
+from .status import now_iso
+from .store import Store
 from .events import forget_events, record_event
 
 log = logging.getLogger("hubfleet.devcluster.kubelet")
@@ -125,6 +126,17 @@ class ProcessKubelet:
             (cfg / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"allow_root": True}}))
             env["JUPYTER_CONFIG_PATH"] = str(cfg)
         return env
+
+    # --- what pods/log reads ---------------------------------------------------------------------------------------
+
+    def log_path(self, pod: dict, container: str, previous: bool) -> Path | None:
+        meta = pod["metadata"]
+        d = self.state_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        return d / (f"{container}.previous.log" if previous else f"{container}.log")
+
+    def running(self, pod: dict, container: str) -> bool:
+        rp = self.pods.get(pod["metadata"]["uid"])
+        return rp is not None and rp.proc is not None and rp.proc.returncode is None
 
     # --- main loop ------------------------------------------------------------------------------------------------
 
