@@ -491,3 +491,24 @@ def test_images_file_missing(tmp_path):
 
     with pytest.raises(SystemExit, match="cannot read images file .*nope.yaml"):
         _load_images(str(tmp_path / "nope.yaml"))
+
+
+# --- the demo's state is private from the start -----------------------------------------------------------------------
+
+def test_demo_state_and_logins_are_private(tmp_path):
+    from hubfleet.demo import ensure_accounts, make_private_dir
+
+    state = tmp_path / "demo"
+    make_private_dir(state)
+    assert state.stat().st_mode & 0o777 == 0o700
+    ensure_accounts(state)
+    assert (state / "logins.json").stat().st_mode & 0o777 == 0o600
+    assert not list(state.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("ip, warns", [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
+                                       ("localhost", False), ("0.0.0.0", True), ("", True), ("192.168.1.5", True)])
+def test_demo_warns_when_ip_is_not_loopback(ip, warns):
+    from hubfleet.demo import loopback_warning
+
+    assert (loopback_warning(ip) is not None) == warns

@@ -159,10 +159,11 @@ class DevClusterAPI:
     # --- content --------------------------------------------------------------------------------------------------
 
     async def _body(self, raw: aiohttp.web.BaseRequest) -> Any:
-        ctype = raw.content_type if raw.can_read_body else ""
+        # no Content-Type means JSON to kube-apiserver (aiohttp would call it application/octet-stream)
+        ctype = raw.content_type if raw.can_read_body and raw.headers.get("Content-Type") else ""
         if ctype not in _JSON_TYPES and ctype != PROTOBUF:
-            raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                           "accepted media types include: application/json, application/yaml, "
+            raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format "
+                           f"({ctype}) - accepted media types include: application/json, application/yaml, "
                            "application/json-patch+json, application/merge-patch+json, "
                            "application/strategic-merge-patch+json")
         chunks, size = [], 0
@@ -374,7 +375,7 @@ class DevClusterAPI:
         if raw.method == "PUT":
             new = body
         else:
-            ctype = raw.content_type
+            ctype = raw.content_type if raw.headers.get("Content-Type") else ""
             if ctype == "application/apply-patch+yaml":
                 raise APIError(415, "UnsupportedMediaType", "server-side apply is not supported by the devcluster; "
                                "use client-side `kubectl apply` (the default)")
