@@ -94,7 +94,8 @@ class DevCluster:
 
     def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  nodes: list[NodeSpec] | None = None, extenders: dict[str, ExtenderConfig] | None = None,
-                 images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None):
+                 images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None,
+                 restart_backoff: float = 10.0):
         self.state_dir = Path(state_dir).resolve()
         self.host, self.port = host, port
         self.nodes = nodes if nodes is not None else default_nodes()
@@ -104,7 +105,7 @@ class DevCluster:
         if faults:
             self.api.faults.update(faults)
         self.scheduler = Scheduler(self.api.store, extenders)
-        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images)
+        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff)
         self.api.logs = self.kubelet
         self.persistence = Persistence(self.api.store, self.state_dir / "objects.json")
         self._runner = None
