@@ -22,6 +22,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from .devcluster.procs import Proc, free_port
+from .devcluster.tls import write_private
 
 DEMO_ACCOUNTS = (
     # name, groups, admin
@@ -89,16 +90,6 @@ def _chp_command(repo_dir: Path) -> str:
     return found
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `path` atomically, readable by its owner only from its first byte (it holds passwords)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def make_private_dir(path: Path) -> None:
     """Create the state folder mode 0700 from the start (it holds the hub database, passwords and tokens); an
     existing one is tightened to 0700."""
@@ -138,7 +129,7 @@ def ensure_accounts(state: Path) -> list[tuple[str, str, list[str], bool]]:
             changed = True
     if changed:
         write_users_file(users_file, doc)
-        _write_private(logins_file, json.dumps(logins))
+        write_private(logins_file, json.dumps(logins))
     return [(name, logins[name], groups, admin) for name, groups, admin in DEMO_ACCOUNTS]
 
 

@@ -27,6 +27,15 @@ PURE = [
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.devcluster.scheduling",
+    "hubfleet.devcluster.resources",
+    "hubfleet.devcluster.selectors",
+    "hubfleet.devcluster.patching",
+    "hubfleet.devcluster.schemas",
+    "hubfleet.devcluster.validation",
+    "hubfleet.devcluster.tables",
+    "hubfleet.devcluster.discovery",
+    "hubfleet.devcluster.protobuf",
+    "hubfleet.devcluster.images",
 ]
 
 PROBE = """

@@ -17,7 +17,8 @@ from .api import DevClusterAPI, serve
 from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
 from .nodes import NodeSpec, default_nodes
 from .scheduler import ExtenderConfig, Scheduler
-from .tls import ensure_certificates, server_context
+from .schemas import definitions
+from .tls import ensure_certificates, server_context, write_private
 
 log = logging.getLogger("hubfleet.devcluster")
 
@@ -66,16 +67,6 @@ def kubeconfig_text(url: str, token: str, ca_pem: bytes, namespace: str = "defau
     }, sort_keys=False)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `path` atomically, readable by its owner only from the first byte (it holds the API token)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _load_token(path: Path) -> str:
     """The API's bearer token: kept in STATE/token (mode 0600) so kubeconfigs stay valid across restarts."""
     try:
@@ -85,7 +76,7 @@ def _load_token(path: Path) -> str:
     except FileNotFoundError:
         pass
     token = secrets.token_urlsafe(32)
-    _write_private(path, token + "\n")
+    write_private(path, token + "\n")
     return token
 
 
@@ -120,6 +111,7 @@ class DevCluster:
         return self.state_dir / "kubeconfig"
 
     async def start(self) -> None:
+        definitions()  # the schemas every write is decoded with (~1 s to parse on a busy machine): before serving
         restored = self.persistence.load()
         if restored:
             log.info("restored %d objects (volumes claims, secrets, ...) from %s", restored, self.persistence.path)
@@ -130,7 +122,7 @@ class DevCluster:
         self._runner, self.port = await serve(self.api, self.host, self.port, server_context(crt, key))
         self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run()),
                        asyncio.ensure_future(self._sweep())]
-        _write_private(self.kubeconfig_path, kubeconfig_text(self.url, self.token, ca.read_bytes()))
+        write_private(self.kubeconfig_path, kubeconfig_text(self.url, self.token, ca.read_bytes()))
         (self.state_dir / "devcluster.json").write_text(json.dumps({"url": self.url, "pid": os.getpid(),
                                                                   "ca": str(ca)}))
         log.info("devcluster API at %s, %d nodes, kubeconfig %s", self.url, len(self.nodes), self.kubeconfig_path)

@@ -81,6 +81,23 @@ def resource_list(group_version: str) -> dict | None:
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------------------
 
+def _openapi_types(node):
+    """JSON Schema's `type: [string, "null"]` (kubernetes-validate's form) as OpenAPI's single `type` string."""
+    if isinstance(node, dict):
+        out = {k: _openapi_types(v) for k, v in node.items()}
+        t = out.get("type")
+        if isinstance(t, list):
+            kinds = [x for x in t if x != "null"]
+            if len(kinds) == 1:
+                out["type"] = kinds[0]
+            else:
+                out.pop("type")
+        return out
+    if isinstance(node, list):
+        return [_openapi_types(v) for v in node]
+    return node
+
+
 _QUERY = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
 
 
@@ -108,7 +125,7 @@ def openapi_v3(group_version: str) -> bytes | None:
     resources = GROUPS.get(group_version)
     if resources is None:
         return None
-    schemas = rewrite_refs(reachable([r.definition for r in resources]), "#/components/schemas/")
+    schemas = _openapi_types(rewrite_refs(reachable([r.definition for r in resources]), "#/components/schemas/"))
     paths: dict = {}
     for r in resources:
         paths.update(_operations(r, f"#/components/schemas/{r.definition}"))
@@ -130,7 +147,7 @@ def openapi_v3_root() -> bytes:
 @functools.cache
 def openapi_v2() -> bytes:
     names = [r.definition for rs in GROUPS.values() for r in rs]
-    defs = rewrite_refs(reachable(names), "#/definitions/")
+    defs = _openapi_types(rewrite_refs(reachable(names), "#/definitions/"))
     paths: dict = {}
     for rs in GROUPS.values():
         for r in rs:

@@ -1,31 +1,31 @@
-"""The process kubelet: runs each bound pod's first container as a local process.
+"""The process kubelet: runs each bound pod's containers as local processes.
 
-Each pod gets its own loopback address 127.0.X.Y (loopback is a whole /8), and its server listens there on the
-container's declared port, so KubeSpawner's normal pod-IP URL works unchanged. What a container would see of its
-own network namespace is translated: ``0.0.0.0`` in its env and args becomes the pod IP. Mounted paths are
-translated too: a PersistentVolumeClaim is a directory under the state dir (kept across stop/start and devcluster
-restarts), an emptyDir a directory of the pod's, configMap and secret volumes are written out as files. Any path in
-the container's env, args or workingDir under a mount path is rewritten to the directory behind it.
+Each pod gets its own loopback address 127.0.X.Y (loopback is a whole /8), and its servers listen there on the
+containers' declared ports, so KubeSpawner's normal pod-IP URL works unchanged (``0.0.0.0`` in env and args becomes
+the pod IP). Init containers run one by one to completion, then every container (sidecars too), each restarted as
+``restartPolicy`` says with kubelet's back-off, each with its own log for ``pods/log``.
 
-Images are not pulled: an image maps to a local "image" entry (command, args, home directory, env) by a glob
-pattern; an image with no mapping fails the pod with ``ErrImagePull`` and a message saying how to add one.
+Volumes: a PersistentVolumeClaim is a directory under the state dir (kept across stop/start and devcluster
+restarts), an emptyDir a directory of the pod's, configMap and secret volumes are written out as files. As root the
+container runs in its own mount namespace where they appear at their mountPaths, as its user, under cgroup limits
+(`sandbox.py`); otherwise paths in env, args and workingDir under a mount path are rewritten to the directories.
 
-Limits: processes run as the devcluster's own user (the pod's runAsUser is recorded, not applied); cpu/memory limits
-are not enforced; a container that exits is not restarted (the pod goes Succeeded/Failed).
+Images are not pulled (`images.py`): an image with no mapping fails the pod with ``ErrImagePull``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import ipaddress
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,54 +33,42 @@ from pathlib import Path
 from .status import now_iso
 from .store import Store
 from .events import forget_events, record_event
+from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_image  # noqa: F401
 from .sandbox import Cgroup, Sandbox, identity, limits, prepare_volume
 
 log = logging.getLogger("hubfleet.devcluster.kubelet")
 COMPONENT = "kubelet"
 
 
-@dataclass(frozen=True)
-class ImageMapping:
-    """What an image means locally: Docker's ENTRYPOINT (`command`) and CMD (`args`), HOME and extra env."""
-    pattern: str
-    command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    home: str | None = None
-    env: dict = field(default_factory=dict)
-
-
-# Images of the Jupyter stacks and z2jh run the local jupyterhub-singleuser (CMD of those images).
-DEFAULT_IMAGES = (
-    ImageMapping("quay.io/jupyterhub/k8s-singleuser-sample*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("jupyterhub/k8s-singleuser-sample*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("quay.io/jupyter/*", args=("start-notebook.py",), home="/home/jovyan"),
-    ImageMapping("jupyter/*", args=("start-notebook.py",), home="/home/jovyan"),
-    ImageMapping("quay.io/jupyterhub/singleuser*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("jupyterhub/singleuser*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("busybox*", args=("sh",)),
-    ImageMapping("python*", args=("python3",)),
-)
-# Executables an image would have on its PATH, provided by the devcluster's environment.
-_COMMAND_ALIASES = {"start-notebook.py": "jupyterhub-singleuser", "start-notebook.sh": "jupyterhub-singleuser",
-                    "start-singleuser.sh": "jupyterhub-singleuser", "start-singleuser.py": "jupyterhub-singleuser"}
-
-
-def resolve_image(image: str, mappings: tuple[ImageMapping, ...]) -> ImageMapping | None:
-    for m in mappings:
-        if fnmatch.fnmatchcase(image, m.pattern):
-            return m
-    return None
-
-
 class AddressPool:
-    """Loopback addresses for pods: 127.0.1.1 .. 127.0.254.254 (127.0.0.x is left to the host's servers)."""
+    """Loopback addresses for pods: 127.0.1.1 .. 127.0.254.254 (127.0.0.x is left to the host's servers).
+
+    Several devclusters may run on one machine (parallel test runs): each starts at its own place in the range, and
+    an address where one of the pod's ports is already taken is skipped, so a pod never answers for another's."""
 
     def __init__(self) -> None:
-        self._free = (str(ipaddress.IPv4Address(f"127.0.{a}.{b}")) for a in range(1, 255) for b in range(1, 255))
+        start = random.randrange(254 * 254)
+        order = [(a, b) for a in range(1, 255) for b in range(1, 255)]
+        self._free = iter([str(ipaddress.IPv4Address(f"127.0.{a}.{b}")) for a, b in order[start:] + order[:start]])
         self._released: list[str] = []
 
-    def take(self) -> str:
-        return self._released.pop(0) if self._released else next(self._free)
+    def take(self, ports: tuple[int, ...] = ()) -> str:
+        while True:
+            ip = self._released.pop(0) if self._released else next(self._free)
+            if all(_port_free(ip, p) for p in ports):
+                return ip
+
+    def give_back(self, ip: str) -> None:
+        self._released.append(ip)
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((ip, port))
+            return True
+        except OSError:
+            return False
 
     def give_back(self, ip: str) -> None:
         self._released.append(ip)
@@ -212,7 +200,8 @@ class ProcessKubelet:
         try:
             if not containers:
                 raise PodFailure("NoContainers", "the pod has no containers")
-            rp.ip = self.addresses.take()
+            rp.ip = self.addresses.take(tuple(p.get("containerPort") for c in containers for p in c.get("ports") or []
+                                              if isinstance(p.get("containerPort"), int)))
             volumes = await self._prepare_volumes(rp, pod)
             self._status(rp, {"podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": "127.0.0.1",
                               "startTime": now_iso()})
@@ -398,7 +387,6 @@ class ProcessKubelet:
             exited = asyncio.ensure_future(proc.wait())
             ports = [p.get("containerPort") for p in container.get("ports") or [] if p.get("containerPort")]
             if not init:
-                self._container_status(rp, pod, name, dict(running, ready=False), init)
                 ready = await self._wait_ready(rp, ports[0], exited) if ports else not exited.done()
                 if ready and not rp.stopping:
                     self._container_status(rp, pod, name, dict(running, ready=True), init)

@@ -12,12 +12,13 @@ import ssl
 from pathlib import Path
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write `path` atomically, readable by its owner only from its first byte (keys, tokens, passwords)."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        f.write(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
@@ -53,7 +54,7 @@ def ensure_certificates(pki: Path, host: str) -> tuple[Path, Path, Path]:
               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
               .add_extension(x509.SubjectAlternativeName(list(dict.fromkeys(names))), critical=False)
               .sign(ca_key, hashes.SHA256()))
-    _write_private(key, server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    write_private(key, server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()))
     crt.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))

@@ -128,6 +128,11 @@ def test_apply_scheduler_extender_manifests(cluster):
     assert "deployment.apps/hubfleet-scheduler" in out and "role.rbac.authorization.k8s.io/" in out
 
 
+def test_explain_reads_the_served_openapi(cluster):
+    out = kubectl(cluster, "explain", "pod.spec.containers.image").stdout
+    assert "FIELD: image <string>" in out and "Container image name" in out
+
+
 def test_auth_can_i_and_whoami(cluster):
     assert kubectl(cluster, "auth", "can-i", "create", "pods").stdout.strip() == "yes"
     assert "devcluster-admin" in kubectl(cluster, "auth", "whoami").stdout
