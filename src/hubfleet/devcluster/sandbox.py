@@ -132,9 +132,19 @@ class Sandbox:
     def limiting(self) -> bool:
         return not any(m.startswith(("memory", "cpu")) for m in self.missing)
 
-    def _exposed(self) -> list[Path]:
-        """Host paths a container needs although they lie in a hidden folder: the interpreter and its packages."""
+    def _exposed(self, program: str) -> list[Path]:
+        """Host paths a container needs although they lie in a hidden folder: the interpreter and its packages, and
+        the installation the container's program belongs to (another venv's python and that venv's base)."""
         wanted = {Path(sys.prefix), Path(sys.base_prefix), *(Path(p) for p in sys.path if p)}
+        if os.path.isabs(program):
+            real = Path(program).resolve()
+            wanted |= {real.parent.parent, Path(program).parent.parent}
+            cfg = Path(program).parent.parent / "pyvenv.cfg"
+            if cfg.is_file():
+                for line in cfg.read_text().splitlines():
+                    key, _, value = line.partition("=")
+                    if key.strip() == "home" and value.strip():
+                        wanted.add(Path(value.strip()).parent)
         wanted |= {Path(p) for p in os.environ.get("PYTHONPATH", "").split(":") if p}
         out = []
         for p in sorted(wanted):
@@ -164,10 +174,13 @@ class Sandbox:
             args += ["--tmpfs", str(self.state_dir)]  # no pod sees the devcluster's state (volumes, token)
         for mount_path, host, read_only in sorted(mounts, key=lambda m: len(m[0])):
             args += ["--ro-bind" if read_only else "--bind", str(host), mount_path]
-        for p in self._exposed():  # after the volumes, so that a volume mounted over /root hides no interpreter
+        for p in self._exposed(argv[0]):  # after the volumes, so that a volume mounted over /root hides no interpreter
             hidden = p.parts[1] in _HIDDEN_TOP if len(p.parts) > 1 else False
             covered = any(p.is_relative_to(m) for m, _, _ in mounts)
             if hidden or covered or p.is_relative_to(self.state_dir):
+                if hidden and not covered:  # bwrap would copy a 0700 /root's mode to the folders it makes
+                    for parent in reversed(p.parents[:-1]):
+                        args += ["--perms", "0755", "--dir", str(parent)]
                 args += ["--ro-bind", str(p), str(p)]
         args += ["--chdir", cwd, "--"]
         if who.uid is not None:
