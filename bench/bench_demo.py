@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from bench._common import save_results
 from hubfleet.authenticators.local import hash_password, load_users_file, write_users_file
@@ -30,13 +31,16 @@ def main():
         demo = Demo(state).start()
         try:
             logins = demo.logins()
-            dc_url = json.loads((state / "devcluster" / "devcluster.json").read_text())["url"]
+            dc_info = json.loads((state / "devcluster" / "devcluster.json").read_text())
+            dc_url = dc_info["url"]
+            kubeconfig = yaml.safe_load((state / "devcluster" / "kubeconfig").read_text())
+            dc_auth = {"Authorization": f"Bearer {kubeconfig['users'][0]['user']['token']}"}
             # warm-up (imports, first JupyterLab page), not measured
             _login_to_lab(demo.url, "admin", logins["admin"])
 
-            requests.delete(f"{dc_url}/devcluster/stats", timeout=5)
+            requests.delete(f"{dc_url}/devcluster/stats", headers=dc_auth, verify=dc_info["ca"], timeout=5)
             one = [_login_to_lab(demo.url, "alice", logins["alice"])]
-            calls = requests.get(f"{dc_url}/devcluster/stats", timeout=5).json()["requests"]
+            calls = requests.get(f"{dc_url}/devcluster/stats", headers=dc_auth, verify=dc_info["ca"], timeout=5).json()["requests"]
             one.append(_login_to_lab(demo.url, "bob", logins["bob"]))
 
             doc = load_users_file(state / "users.yaml")

@@ -268,9 +268,9 @@ def main() -> None:
     try:
         # pods already bound (nodeName set, so the devcluster's scheduler leaves them alone): real usage to look up
         import requests
-        s = requests.Session()
-        for i in range(N_PODS):
-            r = s.post(f"{cluster.url}/api/v1/namespaces/default/pods", json=_bound_pod(i), timeout=30)
+
+        for i in range(N_PODS):  # through the handle: it sends the API's bearer token and trusts its CA
+            r = cluster.request("POST", "/api/v1/namespaces/default/pods", json=_bound_pod(i), timeout=30)
             r.raise_for_status()
         nodes = cluster.get("/api/v1/nodes", timeout=60)["items"]
         ext_proc = Proc("scheduler-extender", [VENV_BIN / "hubfleet", "scheduler-extender", "--port", port,

@@ -36,15 +36,27 @@ def _failed(request) -> bool:
 
 # --- devcluster -------------------------------------------------------------------------------------------------------
 
+def devcluster_token(kubeconfig: Path) -> str:
+    """The bearer token the devcluster's API requires (the one its kubeconfig carries)."""
+    import yaml
+
+    return yaml.safe_load(Path(kubeconfig).read_text())["users"][0]["user"]["token"]
+
+
 class DevClusterHandle:
     def __init__(self, proc: Proc, state_dir: Path):
         self.proc = proc
         self.state_dir = state_dir
         self.kubeconfig = state_dir / "kubeconfig"
-        self.url = json.loads((state_dir / "devcluster.json").read_text())["url"]
+        info = json.loads((state_dir / "devcluster.json").read_text())
+        self.url, self.ca = info["url"], info["ca"]
+        self.token = devcluster_token(self.kubeconfig)
         self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        self.http.verify = self.ca  # the API serves HTTPS with its own CA (kubectl sends no token over http)
 
     def request(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("verify", self.ca)  # explicit: REQUESTS_CA_BUNDLE would override a session's `verify`
         return self.http.request(method, self.url + path, timeout=kw.pop("timeout", 10), **kw)
 
     def get(self, path: str, **kw) -> dict:

@@ -22,6 +22,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from .devcluster.procs import Proc, free_port
+from .devcluster.tls import write_private
 
 DEMO_ACCOUNTS = (
     # name, groups, admin
@@ -89,6 +90,28 @@ def _chp_command(repo_dir: Path) -> str:
     return found
 
 
+def make_private_dir(path: Path) -> None:
+    """Create the state folder mode 0700 from the start (it holds the hub database, passwords and tokens); an
+    existing one is tightened to 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+
+
+def loopback_warning(ip: str) -> str | None:
+    """A warning when the proxy would listen beyond this machine (the demo's logins are printed in clear)."""
+    import ipaddress
+
+    if ip == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(ip).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"warning: --ip {ip or '(all addresses)'} is not a loopback address: the demo hub (with the printed "
+            "demo passwords) is reachable from other machines; use --ip 127.0.0.1 unless you mean that")
+
+
 def ensure_accounts(state: Path) -> list[tuple[str, str, list[str], bool]]:
     """Create the demo accounts once (bcrypt-hashed in users.yaml); their passwords are kept in logins.json
     (mode 0600) so every start can print them."""
@@ -106,8 +129,7 @@ def ensure_accounts(state: Path) -> list[tuple[str, str, list[str], bool]]:
             changed = True
     if changed:
         write_users_file(users_file, doc)
-        logins_file.write_text(json.dumps(logins))
-        os.chmod(logins_file, 0o600)
+        write_private(logins_file, json.dumps(logins))
     return [(name, logins[name], groups, admin) for name, groups, admin in DEMO_ACCOUNTS]
 
 
@@ -129,7 +151,10 @@ def _wait_http(url: str, procs: list[Proc], timeout: float) -> None:
 def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
     state = state.resolve()
     logs = state / "logs"
-    state.mkdir(parents=True, exist_ok=True)
+    make_private_dir(state)
+    warning = loopback_warning(ip)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     procs: list[Proc] = []
 
     def stop_all(*_):

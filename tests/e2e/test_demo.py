@@ -2,10 +2,12 @@
 JupyterLab; Ctrl-C stops everything with no orphan processes; a re-run keeps users' files."""
 
 import json
+import os
 import subprocess
 
 import requests
 
+from tests.conftest import devcluster_token
 from tests.e2e.demo_driver import Demo, login, spawn_and_open_lab
 
 
@@ -35,17 +37,27 @@ def test_demo_login_profile_lab_ctrl_c_and_rerun_keeps_files(tmp_path):
         seconds = spawn_and_open_lab(s, demo.url, "bob", "small")
         print(f"bob: spawn form -> JupyterLab loaded in {seconds:.2f}s")
         # the pod was placed through hubfleet's scheduler extender (the devcluster binds such pods only through it)
-        dc_url = json.loads((state / "devcluster" / "devcluster.json").read_text())["url"]
-        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-bob", timeout=10).json()
+        dc_info = json.loads((state / "devcluster" / "devcluster.json").read_text())
+        dc_url = dc_info["url"]
+        dc_auth = {"Authorization": f"Bearer {devcluster_token(state / 'devcluster' / 'kubeconfig')}"}
+        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-bob", headers=dc_auth, verify=dc_info["ca"], timeout=10).json()
         assert pod["spec"]["schedulerName"] == "hubfleet-scheduler" and pod["spec"]["nodeName"].startswith("cpu-")
         assert pod["metadata"]["labels"]["hubfleet.io/profile"] == "small"
+        # the hardened security context is in force: bob's notebook runs as uid 1000 in /home/jovyan (his PVC)
+        log = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-bob/log", headers=dc_auth,
+                           verify=dc_info["ca"], timeout=10).text
+        assert "Serving notebooks from local directory: /home/jovyan" in log, log[-2000:]
+        if os.geteuid() == 0:  # the devcluster enforces users only as root (CI)
+            uids = subprocess.run(["pgrep", "-u", "1000", "-f", "jupyterhub-singleuser"], capture_output=True,
+                                  text=True).stdout.split()
+            assert uids, "no jupyterhub-singleuser process runs as uid 1000"
         # alice's GPU server goes to the GPU node, through the extender too
         spawn_and_open_lab(s_alice, demo.url, "alice", "gpu")
-        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-alice", timeout=10).json()
+        pod = requests.get(f"{dc_url}/api/v1/namespaces/default/pods/jupyter-alice", headers=dc_auth, verify=dc_info["ca"], timeout=10).json()
         assert pod["spec"]["nodeName"] == "gpu-1"
         assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] in ("1", 1)
         # the idle culler runs as a hub-managed service
-        assert "hubfleet-culler" in demo.log_tail("hub", 400)
+        assert "Starting managed service hubfleet-culler" in demo.log_tail("hub", 100_000)  # whole log: polls fill it
         xsrf = s.cookies.get("_xsrf", path="/user/bob/") or ""
         r = s.put(f"{demo.url}/user/bob/api/contents/kept.txt", json={"type": "file", "format": "text",
                                                                       "content": "still here"},

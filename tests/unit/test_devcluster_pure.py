@@ -9,7 +9,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from hubfleet.devcluster.api import APIError, Faults, matches, merge_patch, parse_selector
+from hubfleet.devcluster.faults import Faults
+from hubfleet.devcluster.patching import merge_patch
+from hubfleet.devcluster.selectors import matches, parse_selector
+from hubfleet.devcluster.status import APIError
 from hubfleet.devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
 from hubfleet.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
 from tests.k8s_objects import pod
@@ -488,3 +491,134 @@ def test_images_file_missing(tmp_path):
 
     with pytest.raises(SystemExit, match="cannot read images file .*nope.yaml"):
         _load_images(str(tmp_path / "nope.yaml"))
+
+
+# --- the demo's state is private from the start -----------------------------------------------------------------------
+
+def test_demo_state_and_logins_are_private(tmp_path):
+    from hubfleet.demo import ensure_accounts, make_private_dir
+
+    state = tmp_path / "demo"
+    make_private_dir(state)
+    assert state.stat().st_mode & 0o777 == 0o700
+    ensure_accounts(state)
+    assert (state / "logins.json").stat().st_mode & 0o777 == 0o600
+    assert not list(state.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("ip, warns", [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
+                                       ("localhost", False), ("0.0.0.0", True), ("", True), ("192.168.1.5", True)])
+def test_demo_warns_when_ip_is_not_loopback(ip, warns):
+    from hubfleet.demo import loopback_warning
+
+    assert (loopback_warning(ip) is not None) == warns
+
+
+# --- strategic merge patch, JSON patch, validation, Tables, protobuf -------------------------------------------------
+
+def _pod_schema():
+    from hubfleet.devcluster.schemas import definition
+
+    return definition("io.k8s.api.core.v1.Pod")
+
+
+def test_strategic_merge_patch_merges_lists_by_their_patch_merge_keys():
+    from hubfleet.devcluster.patching import strategic_merge_patch
+
+    pod = {"spec": {"containers": [{"name": "a", "image": "x", "command": ["run"], "env": [{"name": "A", "value": "1"}],
+                                    "ports": [{"containerPort": 80}]}, {"name": "b", "image": "y"}],
+                    "volumes": [{"name": "v1", "emptyDir": {}}], "tolerations": [{"key": "t"}]}}
+    patch = {"spec": {"containers": [{"name": "a", "image": "z", "env": [{"name": "B", "value": "2"}],
+                                      "ports": [{"containerPort": 81}]}, {"name": "b", "$patch": "delete"}],
+                      "volumes": [{"name": "v2", "emptyDir": {}}], "tolerations": [{"key": "u"}]}}
+    out = strategic_merge_patch(pod, patch, _pod_schema())
+    [a] = out["spec"]["containers"]
+    assert a["image"] == "z" and a["command"] == ["run"]  # merged by name, not replaced
+    assert [e["name"] for e in a["env"]] == ["A", "B"] and [p["containerPort"] for p in a["ports"]] == [80, 81]
+    assert [v["name"] for v in out["spec"]["volumes"]] == ["v1", "v2"]
+    assert out["spec"]["tolerations"] == [{"key": "u"}]  # no merge strategy: replaced, as kube-apiserver does
+    assert pod["spec"]["containers"][0]["image"] == "x"  # the input is not changed
+    # directives kubectl apply sends
+    out = strategic_merge_patch(pod, {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                                      "spec": {"$retainKeys": ["containers"], "containers": [{"name": "a"}]}},
+                                _pod_schema())
+    assert list(out["spec"]) == ["containers"]
+    out = strategic_merge_patch({"metadata": {"finalizers": ["a", "b"]}},
+                                {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}, _pod_schema())
+    assert out["metadata"]["finalizers"] == ["b"]
+
+
+@pytest.mark.parametrize("ops, expected", [
+    ([{"op": "add", "path": "/a/b", "value": 1}], {"a": {"b": 1}, "l": [1, 2]}),
+    ([{"op": "add", "path": "/l/-", "value": 3}], {"a": {}, "l": [1, 2, 3]}),
+    ([{"op": "add", "path": "/l/0", "value": 0}], {"a": {}, "l": [0, 1, 2]}),
+    ([{"op": "remove", "path": "/l/0"}], {"a": {}, "l": [2]}),
+    ([{"op": "replace", "path": "/a", "value": 5}], {"a": 5, "l": [1, 2]}),
+    ([{"op": "move", "from": "/l", "path": "/m"}], {"a": {}, "m": [1, 2]}),
+    ([{"op": "copy", "from": "/l/1", "path": "/a/x~1y"}], {"a": {"x/y": 2}, "l": [1, 2]}),
+    ([{"op": "test", "path": "/l/0", "value": 1}], {"a": {}, "l": [1, 2]}),
+])
+def test_json_patch_rfc6902(ops, expected):
+    from hubfleet.devcluster.patching import json_patch
+
+    assert json_patch({"a": {}, "l": [1, 2]}, ops) == expected
+
+
+@pytest.mark.parametrize("ops, code", [
+    ([{"op": "remove", "path": "/nope"}], 422),
+    ([{"op": "test", "path": "/l/0", "value": 9}], 422),
+    ([{"op": "frobnicate", "path": "/a"}], 422),
+    ({"op": "add"}, 400),
+])
+def test_json_patch_errors(ops, code):
+    from hubfleet.devcluster.patching import json_patch
+
+    with pytest.raises(APIError) as e:
+        json_patch({"a": {}, "l": [1, 2]}, ops)
+    assert e.value.code == code
+
+
+def test_decode_prunes_unknown_fields_and_reports_their_paths():
+    from hubfleet.devcluster.resources import RESOURCES
+    from hubfleet.devcluster.validation import decode
+
+    body = {"metadata": {"name": "p", "bogus": 1}, "spec": {"containers": [{"name": "c", "image": "i", "x": 2}]}}
+    obj, warnings = decode(RESOURCES["pods"], copy.deepcopy(body), "Warn")
+    assert warnings == ['unknown field "metadata.bogus"', 'unknown field "spec.containers[0].x"']
+    assert "bogus" not in obj["metadata"] and "x" not in obj["spec"]["containers"][0]
+    assert decode(RESOURCES["pods"], copy.deepcopy(body), "Ignore")[1] == []
+    with pytest.raises(APIError) as e:
+        decode(RESOURCES["pods"], copy.deepcopy(body), "Strict")
+    assert e.value.code == 400 and "strict decoding error" in e.value.message
+
+
+def test_pod_table_columns():
+    from hubfleet.devcluster.tables import age, table
+
+    pod = {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "cpu-1"},
+           "status": {"podIP": "127.0.1.1", "containerStatuses": [
+               {"name": "a", "ready": True, "restartCount": 0, "state": {"running": {}}},
+               {"name": "b", "ready": False, "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+    t = table("pods", [pod], "7")
+    assert [c["name"] for c in t["columnDefinitions"]][:7] == ["Name", "Ready", "Status", "Restarts", "Age", "IP",
+                                                               "Node"]
+    assert t["rows"][0]["cells"][:4] == ["p", "1/2", "CrashLoopBackOff", 3]
+    assert t["rows"][0]["cells"][5:7] == ["127.0.1.1", "cpu-1"]
+    assert age(None) == "<unknown>"
+
+
+def test_protobuf_configmap_is_decoded():
+    from hubfleet.devcluster import protobuf
+
+    def field(n: int, payload: bytes) -> bytes:
+        return bytes([n << 3 | 2, len(payload)]) + payload
+
+    meta = field(1, b"cm1") + field(2, b"")
+    entry = field(1, b"a") + field(2, b"b")
+    raw = field(1, meta) + field(2, entry)
+    unknown = field(1, field(1, b"v1") + field(2, b"ConfigMap")) + field(2, raw)
+    assert protobuf.decode(protobuf.MAGIC + unknown) == {"apiVersion": "v1", "kind": "ConfigMap",
+                                                         "metadata": {"name": "cm1"}, "data": {"a": "b"}}
+    with pytest.raises(protobuf.ProtobufError):
+        protobuf.decode(b"not protobuf")

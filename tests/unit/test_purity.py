@@ -42,6 +42,15 @@ PURE = [
     "hubfleet.devcluster.scheduling",
     "hubfleet.config.migrate",
     "hubfleet.config.migrate_checks",
+    "hubfleet.devcluster.resources",
+    "hubfleet.devcluster.selectors",
+    "hubfleet.devcluster.patching",
+    "hubfleet.devcluster.schemas",
+    "hubfleet.devcluster.validation",
+    "hubfleet.devcluster.tables",
+    "hubfleet.devcluster.discovery",
+    "hubfleet.devcluster.protobuf",
+    "hubfleet.devcluster.images",
 ]
 
 PROBE = """

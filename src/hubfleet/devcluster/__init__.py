@@ -1,6 +1,8 @@
 """devcluster: a one-machine stand-in for Kubernetes, so hubfleet runs and is tested where no cluster exists.
 
-- ``api.py``        the Kubernetes API (kmock's KubernetesEmulator + the gaps a real hub needs),
+- ``api.py``        the Kubernetes API over HTTPS (routing, auth, content, verbs, watch, pods/log), on
+  ``store.py`` (objects + watch log), ``selectors.py``, ``validation.py``, ``patching.py``, ``schemas.py``,
+  ``discovery.py`` (discovery + OpenAPI), ``tables.py``, ``protobuf.py``, ``faults.py``, ``tls.py``,
 - ``nodes.py``      simulated nodes from a YAML file,
 - ``scheduling.py`` pure placement logic (fit, reasons, scores), ``scheduler.py`` the loop (and extender client),
 - ``kubelet.py``    the process kubelet (each pod a local process on its own 127.0.X.Y),

@@ -1,527 +1,220 @@
-"""The devcluster's Kubernetes API: kmock's ``KubernetesEmulator`` with the gaps a real JupyterHub needs covered.
+"""The devcluster's Kubernetes API over HTTP (aiohttp's low-level server; no framework in between).
 
-kmock (pinned exactly in pyproject) provides the HTTP server, API discovery (``/api``, ``/apis``, ``/version``) and
-Kubernetes-style error bodies. This subclass owns the resource endpoints, because kmock 0.8 leaves these gaps
-(../shared/RECIPES.md): ``watch=True`` (as kubernetes_asyncio sends it) is not seen as a watch; ``metadata.namespace``,
-``uid``, ``creationTimestamp``, ``resourceVersion`` and a Pending pod ``status`` are not filled on create; watches
-ignore ``timeoutSeconds`` and ``resourceVersion`` (and a watch opened between a list and its first event can miss
-events); label and field selectors are ignored; ``/namespaces`` itself cannot be listed; PATCH of ``/status`` can
-change the whole object; there is no PUT and no graceful pod deletion. Objects are therefore held in a plain dict
-with a resourceVersion-ordered event log, so a watch resumes exactly where its list left off (and answers
-410 Gone when the log no longer reaches back that far, as a real API server does).
-
-The same store is used in-process by the scheduler loop and the process kubelet (they are the "control plane"), so
-their writes produce the same watch events a hub sees.
+Routing, authentication (the bearer token the kubeconfig carries; 401 Status otherwise), content negotiation
+(JSON and YAML bodies up to 3 MiB; protobuf refused with 415, after which client-go resends JSON; server-side
+Tables), the verbs (get, list with ``limit``/``continue``/``resourceVersionMatch``, watch with bookmarks and
+WatchList's ``sendInitialEvents``, create, update, the three patch types, delete, ``dryRun=All``), ``pods/log``,
+the review resources, health endpoints and the ``/devcluster/*`` control endpoints. The object store, selectors,
+validation, patching, discovery and fault injection live in their own modules; this one only speaks HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import copy
-import datetime
+import hmac
 import json
 import logging
-import random
 import re
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiohttp.web
-import attrs
-import kmock
-from ..errors import HubfleetError
+import yaml
+
+from . import discovery, protobuf, validation
+from .faults import Faults
+from .patching import json_patch, merge_patch, strategic_merge_patch
+from .resources import REVIEWS, RESOURCES, ResourceType, resource_for
+from .schemas import definition
+from .selectors import matches, parse_selector  # noqa: F401  (re-exported for callers of the old module)
+from .status import APIError, not_found, now_iso  # noqa: F401
+from .store import Store, Watcher
+from .tables import table
 
 log = logging.getLogger("hubfleet.devcluster.api")
 
-# plural -> (kind, namespaced)
-CORE_RESOURCES: dict[str, tuple[str, bool]] = {
-    "namespaces": ("Namespace", False),
-    "nodes": ("Node", False),
-    "pods": ("Pod", True),
-    "events": ("Event", True),
-    "persistentvolumeclaims": ("PersistentVolumeClaim", True),
-    "services": ("Service", True),
-    "secrets": ("Secret", True),
-    "configmaps": ("ConfigMap", True),
-    "serviceaccounts": ("ServiceAccount", True),
-    "endpoints": ("Endpoints", True),
-}
-_PATH_RE = re.compile(
-    r"^/api/v1(?:/namespaces/(?P<ns>[^/]+)(?=/))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$"
-)
-_NS_PATH_RE = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?$")
-EVENT_LOG_SIZE = 5000  # enough to resume a watch after a list; older versions answer 410 Gone, as etcd does
+_CORE_RE = re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+)(?=/[a-z]))?/(?P<plural>[a-z]+)"
+                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$")
+_GROUP_RE = re.compile(r"^/apis/(?P<group>[a-z0-9.]+)/(?P<version>v[a-z0-9]+)(?:/namespaces/(?P<ns>[^/]+)(?=/[a-z]))?"
+                       r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$")
+_NS_RE = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?$")
+_ANONYMOUS = {"/healthz", "/livez", "/readyz", "/version", "/version/"}
+_JSON_TYPES = ("application/json", "application/yaml", "application/merge-patch+json",
+               "application/strategic-merge-patch+json", "application/json-patch+json", "")
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json",
+                "application/json-patch+json")
 
 
-class APIError(HubfleetError):
-    """An error answered as a Kubernetes ``Status`` object."""
+class LogSource(Protocol):
+    """What the kubelet offers `pods/log`: the file a container logs to, and whether it is still running."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+    def log_path(self, pod: dict, container: str, previous: bool) -> Path | None: ...
 
-    def status(self) -> dict:
-        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": self.code,
-                "reason": self.reason, "message": self.message, "details": self.details}
+    def running(self, pod: dict, container: str) -> bool: ...
 
 
-def not_found(plural: str, name: str) -> APIError:
-    return APIError(404, "NotFound", f'{plural} "{name}" not found', {"name": name, "kind": plural})
+def _json(data: Any, status: int = 200, headers: dict | None = None) -> aiohttp.web.Response:
+    return aiohttp.web.Response(body=json.dumps(data).encode(), status=status, headers=headers,
+                                content_type="application/json")
 
 
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class DevClusterAPI:
+    """The HTTP handler over a `Store` (see the module docstring)."""
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what ``application/merge-patch+json`` means): maps merge, ``null`` deletes,
-    everything else replaces. Returns a new value."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-# --- selectors ------------------------------------------------------------------------------------------------------
-
-def parse_selector(text: str | None, *, kind: str) -> list[tuple[str, str, Any]]:
-    """Parse a label or field selector into (key, op, value) requirements.
-
-    Supports equality-based requirements (``a=b``, ``a==b``, ``a!=b``), existence (``a``, ``!a``) and, for labels,
-    set-based ``a in (x,y)`` / ``a notin (x,y)``. Anything else is a 400, as on a real API server."""
-    reqs: list[tuple[str, str, Any]] = []
-    if not text:
-        return reqs
-    # split on commas that are not inside parentheses
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    for part in (p.strip() for p in parts):
-        if not part:
-            continue
-        m = re.match(r"^([A-Za-z0-9_./-]+)\s+(in|notin)\s+\((.*)\)$", part)
-        if m and kind == "label":
-            reqs.append((m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}))
-            continue
-        m = re.match(r"^([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_./:-]*)$", part)
-        if m:
-            reqs.append((m.group(1), "!=" if m.group(2) == "!=" else "=", m.group(3)))
-            continue
-        m = re.match(r"^(!?)([A-Za-z0-9_./-]+)$", part)
-        if m and kind == "label":
-            reqs.append((m.group(2), "!" if m.group(1) else "exists", None))
-            continue
-        raise APIError(400, "BadRequest", f"unable to parse requirement: {part!r} in {kind} selector {text!r}")
-    return reqs
-
-
-def _field_value(obj: dict, path: str) -> str:
-    cur: Any = obj
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return ""
-        cur = cur.get(part)
-    return "" if cur is None else str(cur)
-
-
-def matches(obj: dict, labels: list, fields: list) -> bool:
-    obj_labels = (obj.get("metadata") or {}).get("labels") or {}
-    for key, op, value in labels:
-        have = obj_labels.get(key)
-        if op == "=" and have != value:
-            return False
-        if op == "!=" and have == value:
-            return False
-        if op == "exists" and have is None:
-            return False
-        if op == "!" and have is not None:
-            return False
-        if op == "in" and have not in value:
-            return False
-        if op == "notin" and have in value:
-            return False
-    for key, op, value in fields:
-        have = _field_value(obj, key)
-        if (op == "=") != (have == value):
-            return False
-    return True
-
-
-# --- the store ------------------------------------------------------------------------------------------------------
-
-@dataclass(eq=False)
-class Watcher:
-    plural: str
-    namespace: str | None
-    labels: list
-    fields: list
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-
-    def wants(self, plural: str, obj: dict) -> bool:
-        if plural != self.plural:
-            return False
-        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
-            return False
-        return matches(obj, self.labels, self.fields)
-
-
-class Store:
-    """Objects by (plural, namespace, name), a global resourceVersion and a bounded event log.
-
-    Every method is synchronous, so each one is atomic on the event loop (no lock needed): a list and the
-    registration of a watcher see the same resourceVersion.
-    """
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str | None, str], dict] = {}
-        self.rv = 1
-        self.log: collections.deque[tuple[int, str, dict]] = collections.deque(maxlen=EVENT_LOG_SIZE)
-        self.watchers: set[Watcher] = set()
-        self.listeners: list[Callable[[str, str, dict], None]] = []  # in-process controllers
-        self.closed = False
-
-    def close(self) -> None:
-        """End every watch stream (server shutdown)."""
-        self.closed = True
-        for w in self.watchers:
-            w.queue.put_nowait(None)
-
-    # events
-    def _emit(self, type_: str, plural: str, obj: dict) -> None:
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        event = {"type": type_, "object": obj}
-        self.log.append((self.rv, plural, event))
-        for w in list(self.watchers):
-            if w.wants(plural, obj):
-                w.queue.put_nowait(copy.deepcopy(event))
-        for listener in self.listeners:
-            listener(type_, plural, obj)
-
-    # reads
-    def get(self, plural: str, namespace: str | None, name: str) -> dict:
-        obj = self.objects.get((plural, namespace, name))
-        if obj is None:
-            raise not_found(plural, name)
-        return obj
-
-    def find(self, plural: str, namespace: str | None, name: str) -> dict | None:
-        return self.objects.get((plural, namespace, name))
-
-    def list(self, plural: str, namespace: str | None = None, labels: list = (), fields: list = ()) -> list[dict]:
-        return [o for (p, ns, _), o in self.objects.items()
-                if p == plural and (namespace is None or ns == namespace) and matches(o, labels, fields)]
-
-    def restore(self, plural: str, obj: dict) -> None:
-        """Put back an object saved by a previous run (uid and timestamps kept; a new resourceVersion)."""
-        meta = obj["metadata"]
-        key = (plural, meta.get("namespace") if CORE_RESOURCES[plural][1] else None, meta["name"])
-        if key not in self.objects:
-            self.objects[key] = obj
-            self._emit("ADDED", plural, obj)
-
-    # writes
-    def create(self, plural: str, namespace: str | None, obj: dict) -> dict:
-        kind, namespaced = CORE_RESOURCES[plural]
-        if not isinstance(obj, dict):
-            raise APIError(400, "BadRequest", f"the body of a {kind} must be a JSON object")
-        obj = copy.deepcopy(obj)
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise APIError(400, "BadRequest", "metadata must be an object")
-        name = meta.get("name")
-        if not name and meta.get("generateName"):
-            name = meta["generateName"] + uuid.uuid4().hex[:5]
-            meta["name"] = name
-        if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name) or len(name) > 253:
-            raise APIError(422, "Invalid", f'{kind} "{name}" is invalid: metadata.name: Invalid value: {name!r}: '
-                           "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                           "'-' or '.'")
-        if namespaced:
-            body_ns = meta.get("namespace")
-            if namespace and body_ns and body_ns != namespace:
-                raise APIError(400, "BadRequest", f"the namespace of the provided object ({body_ns}) does not "
-                               f"match the namespace sent on the request ({namespace})")
-            namespace = namespace or body_ns or "default"
-            if ("namespaces", None, namespace) not in self.objects:
-                raise not_found("namespaces", namespace)
-            meta["namespace"] = namespace
-        else:
-            namespace = None
-            meta.pop("namespace", None)
-        key = (plural, namespace, name)
-        if key in self.objects:
-            raise APIError(409, "AlreadyExists", f'{plural} "{name}" already exists',
-                           {"name": name, "kind": plural})
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_iso()
-        meta.pop("deletionTimestamp", None)
-        obj["apiVersion"], obj["kind"] = "v1", kind
-        if plural == "pods":
-            _validate_pod(name, obj)
-            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
-        elif plural == "persistentvolumeclaims":
-            obj["status"] = {"phase": "Bound"}  # the kubelet provisions a directory on first use
-        elif plural == "namespaces":
-            obj["status"] = {"phase": "Active"}
-        self.objects[key] = obj
-        self._emit("ADDED", plural, obj)
-        return obj
-
-    def patch(self, plural: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
-              ) -> dict:
-        obj = self.get(plural, namespace, name)
-        if not isinstance(patch, dict):
-            raise APIError(400, "BadRequest", "a merge patch must be a JSON object")
-        if subresource == "status":
-            patch = {"status": patch.get("status")} if "status" in patch else {}
-        elif subresource is None and plural == "pods":
-            patch = {k: v for k, v in patch.items() if k != "status"}  # status only through /status
-        new = merge_patch(obj, patch)
-        new["metadata"]["uid"] = obj["metadata"]["uid"]
-        new["metadata"]["name"], new["metadata"]["namespace"] = name, obj["metadata"].get("namespace")
-        if namespace is None:
-            new["metadata"].pop("namespace", None)
-        self.objects[(plural, namespace, name)] = new
-        self._emit("MODIFIED", plural, new)
-        return new
-
-    def replace(self, plural: str, namespace: str | None, name: str, body: dict, subresource: str | None = None
-                ) -> dict:
-        obj = self.get(plural, namespace, name)
-        want_rv = (body.get("metadata") or {}).get("resourceVersion")
-        if want_rv and want_rv != obj["metadata"]["resourceVersion"]:
-            raise APIError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has '
-                           "been modified; please apply your changes to the latest version and try again")
-        if subresource == "status":
-            new = copy.deepcopy(obj)
-            new["status"] = copy.deepcopy(body.get("status") or {})
-        else:
-            new = copy.deepcopy(body)
-            new.setdefault("metadata", {})
-            for k in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"):
-                if k in obj["metadata"]:
-                    new["metadata"][k] = obj["metadata"][k]
-            if "status" in obj:
-                new["status"] = obj["status"]
-        self.objects[(plural, namespace, name)] = new
-        self._emit("MODIFIED", plural, new)
-        return new
-
-    def delete(self, plural: str, namespace: str | None, name: str, grace: int | None = None) -> dict:
-        """Delete an object. A pod running on a node is only marked (deletionTimestamp); the kubelet stops its
-        process and then calls `remove`, as on a real cluster."""
-        obj = self.get(plural, namespace, name)
-        if plural == "pods" and obj.get("spec", {}).get("nodeName") and grace != 0:
-            if obj["metadata"].get("deletionTimestamp"):
-                return obj
-            if grace is None:
-                grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
-            new = copy.deepcopy(obj)
-            new["metadata"]["deletionTimestamp"] = now_iso()
-            new["metadata"]["deletionGracePeriodSeconds"] = int(grace)
-            self.objects[(plural, namespace, name)] = new
-            self._emit("MODIFIED", plural, new)
-            return new
-        if plural == "namespaces":
-            for key in [k for k in self.objects if k[1] == name]:
-                self.remove(key[0], key[1], key[2])
-        return self.remove(plural, namespace, name)
-
-    def remove(self, plural: str, namespace: str | None, name: str) -> dict:
-        obj = self.objects.pop((plural, namespace, name), None)
-        if obj is None:
-            raise not_found(plural, name)
-        obj = copy.deepcopy(obj)
-        self._emit("DELETED", plural, obj)
-        return obj
-
-
-def _validate_pod(name: str, pod: dict) -> None:
-    """The checks a real API server makes that a malformed pod would otherwise trip over later (422 Invalid)."""
-    from ..quantity import QuantityError, parse_quantity  # local: quantity is pure and tiny
-
-    def invalid(path: str, value: Any, why: str) -> APIError:
-        return APIError(422, "Invalid", f'Pod "{name}" is invalid: {path}: Invalid value: {value!r}: {why}')
-
-    spec = pod.get("spec")
-    if not isinstance(spec, dict):
-        raise invalid("spec", spec, "must be an object")
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        raise invalid("spec.containers", containers, "must be a non-empty list")
-    for i, c in enumerate(containers):
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c.get("name"):
-            raise invalid(f"spec.containers[{i}]", c, "must be an object with a name")
-        if not isinstance(c.get("image"), str) or not c["image"]:
-            raise invalid(f"spec.containers[{i}].image", c.get("image"), "an image is required")
-        resources = c.get("resources") or {}
-        for kind in ("requests", "limits"):
-            for res, q in ((resources.get(kind) or {}) if isinstance(resources, dict) else {}).items():
-                try:
-                    parse_quantity(q, field=f"spec.containers[{i}].resources.{kind}.{res}")
-                except QuantityError:
-                    raise invalid(f"spec.containers[{i}].resources.{kind}.{res}", q,
-                                  "must be a quantity such as 2, '500m' or '4Gi'") from None
-
-
-def _qos_class(pod: dict) -> str:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    if not containers:
-        return "BestEffort"
-    if not any((c.get("resources") or {}).get("requests") or (c.get("resources") or {}).get("limits")
-               for c in containers):
-        return "BestEffort"
-    guaranteed = all(
-        (c.get("resources") or {}).get("limits", {}).get(r) is not None
-        and (c.get("resources") or {}).get("requests", {}).get(r, c["resources"]["limits"][r])
-        == c["resources"]["limits"][r]
-        for c in containers for r in ("cpu", "memory"))
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
-# --- faults ---------------------------------------------------------------------------------------------------------
-
-@dataclass
-class Faults:
-    """Fault knobs for tests: a fraction of resource requests answers an error, or answers slowly."""
-    error_rate: float = 0.0
-    error_codes: tuple[int, ...] = (429, 500)
-    delay_rate: float = 0.0
-    delay: float = 0.0
-    seed: int | None = None
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-    def update(self, data: dict) -> None:
-        """Validate every value first, then apply them all (a bad request changes nothing)."""
-        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed")
-        if not isinstance(data, dict):
-            raise APIError(400, "BadRequest", f"faults: expected a JSON object with some of {', '.join(known)}, "
-                           f"got {data!r}")
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise APIError(400, "BadRequest", f"faults: unknown field(s) {unknown}; allowed: {', '.join(known)}")
-        new: dict[str, Any] = {}
-        for key in ("error_rate", "delay_rate", "delay"):
-            if key in data:
-                try:
-                    value = float(data[key])
-                except (TypeError, ValueError) as e:
-                    raise APIError(400, "BadRequest", f"faults.{key}: {data[key]!r} is not a number") from e
-                if not 0 <= value <= (1 if key.endswith("rate") else float("inf")):
-                    raise APIError(400, "BadRequest", f"faults.{key}: {value} out of range"
-                                   + (" (0 to 1)" if key.endswith("rate") else " (must be >= 0)"))
-                new[key] = value
-        if "error_codes" in data:
-            try:
-                codes = tuple(int(c) for c in data["error_codes"])
-            except (TypeError, ValueError) as e:
-                raise APIError(400, "BadRequest", f"faults.error_codes: {data['error_codes']!r} is not a list of "
-                               "HTTP status codes") from e
-            if not codes or any(c not in (429, 500, 503, 504) for c in codes):
-                raise APIError(400, "BadRequest", f"faults.error_codes: {codes} must be among 429, 500, 503, 504")
-            new["error_codes"] = codes
-        if data.get("seed") is not None:
-            try:
-                new["seed"] = int(data["seed"])
-            except (TypeError, ValueError) as e:
-                raise APIError(400, "BadRequest", f"faults.seed: {data['seed']!r} is not an integer") from e
-        for key, value in new.items():
-            setattr(self, key, value)
-        if "seed" in new:
-            self.rng.seed(self.seed)
-
-    def as_dict(self) -> dict:
-        return {"error_rate": self.error_rate, "error_codes": list(self.error_codes), "delay_rate": self.delay_rate,
-                "delay": self.delay, "seed": self.seed}
-
-
-# --- the HTTP handler -----------------------------------------------------------------------------------------------
-
-@attrs.define(kw_only=True)
-class DevClusterAPI(kmock.KubernetesEmulator):
-    """kmock's emulator serving the devcluster's store (see the module docstring for what is covered and why)."""
-
-    store: Store = attrs.field(factory=Store)
-    faults: Faults = attrs.field(factory=Faults)
-    stats: collections.Counter = attrs.field(factory=collections.Counter)
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        for plural, (kind, namespaced) in CORE_RESOURCES.items():
-            self.resources[f"v1/{plural}"] = {"kind": kind, "namespaced": namespaced,
-                                              "verbs": ["get", "list", "watch", "create", "update", "patch",
-                                                        "delete"],
-                                              "subresources": ["status"] if plural in ("pods", "nodes") else []}
-        for ns in ("default", "kube-system"):
+    def __init__(self, store: Store | None = None, *, token: str | None = None) -> None:
+        self.store = store if store is not None else Store()
+        self.faults = Faults()
+        self.stats: collections.Counter = collections.Counter()
+        self.token = token
+        self.logs: LogSource | None = None
+        self.server_url = ""
+        for ns in ("default", "kube-system", "kube-public"):
             self.store.create("namespaces", None, {"metadata": {"name": ns}})
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        path = raw.path
         try:
-            if path.startswith("/devcluster/"):
-                return await self._serve_control(raw)
-            route = self._route(raw)
-            if route is None:
-                return await super().__call__(raw)  # discovery, /version: kmock's scaffold
-            return await self._serve_resource(raw, *route)
+            if raw.path not in _ANONYMOUS and not self._authenticated(raw):
+                raise APIError(401, "Unauthorized", "Unauthorized")
+            return await self._dispatch(raw)
         except APIError as e:
-            return aiohttp.web.json_response(e.status(), status=e.code,
-                                             headers={"Retry-After": "1"} if e.code == 429 else None)
+            return _json(e.status(), e.code, {"Retry-After": "1"} if e.code in (429, 504) else None)
+
+    def _authenticated(self, raw: aiohttp.web.BaseRequest) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, value = raw.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
+
+    async def _dispatch(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        path = raw.path
+        if path.startswith("/devcluster/"):
+            return await self._serve_control(raw)
+        if path in ("/healthz", "/livez", "/readyz"):
+            return aiohttp.web.Response(text="ok")
+        if path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return aiohttp.web.Response(text="ok")
+        if path.rstrip("/") == "/version":
+            return _json(discovery.KUBE_VERSION)
+        if path.rstrip("/") == "/api":
+            return _json(discovery.api_versions(raw.host))
+        if path.rstrip("/") == "/api/v1":
+            return _json(discovery.resource_list("v1"))
+        if path.rstrip("/") == "/apis":
+            return _json(discovery.api_group_list())
+        if path.startswith("/openapi/"):
+            return self._serve_openapi(raw)
+        m = re.match(r"^/apis/([a-z0-9.]+)/?$", path)
+        if m:
+            group = discovery.api_group(m.group(1))
+            if group is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(group)
+        m = re.match(r"^/apis/([a-z0-9.]+)/(v[a-z0-9]+)/?$", path)
+        if m:
+            listing = discovery.resource_list(f"{m.group(1)}/{m.group(2)}")
+            if listing is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(listing)
+        m = re.match(r"^/apis/([a-z0-9.]+)/v1/([a-z]+)/?$", path)
+        if m and (m.group(1), m.group(2)) in REVIEWS and raw.method == "POST":
+            try:
+                body = await self._body(raw)
+            except APIError as e:  # a protobuf review: the answer does not depend on its spec
+                if e.code != 415:
+                    raise
+                body = {}
+            self.stats[f"create {m.group(2)}"] += 1
+            return _json(discovery.review(REVIEWS[(m.group(1), m.group(2))], m.group(1), body), 201)
+        route = self._route(path)
+        if route is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return await self._serve_resource(raw, *route)
 
     @staticmethod
-    def _route(raw: aiohttp.web.BaseRequest) -> tuple[str, str | None, str | None, str | None] | None:
-        m = _NS_PATH_RE.match(raw.path)
+    def _route(path: str) -> tuple[ResourceType, str | None, str | None, str | None] | None:
+        m = _NS_RE.match(path)
         if m:
-            return "namespaces", None, m.group("name"), m.group("sub")
-        m = _PATH_RE.match(raw.path)
+            return RESOURCES["namespaces"], None, m.group("name"), m.group("sub")
+        m = _CORE_RE.match(path)
+        group, version = "", "v1"
         if not m:
-            return None
-        plural = m.group("plural")
-        if plural not in CORE_RESOURCES:
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({plural})")
-        namespaced = CORE_RESOURCES[plural][1]
+            m = _GROUP_RE.match(path)
+            if not m:
+                return None
+            group, version = m.group("group"), m.group("version")
+        r = resource_for(group, version, m.group("plural"))
+        if r is None:
+            raise APIError(404, "NotFound", f"the server could not find the requested resource "
+                           f"({m.group('plural')})")
         ns = m.group("ns")
-        if ns and not namespaced:
-            raise APIError(404, "NotFound", f"{plural} is not a namespaced resource")
-        return plural, ns, m.group("name"), m.group("sub")
+        if ns and not r.namespaced:
+            raise APIError(404, "NotFound", f"the server could not find the requested resource: {r.plural} is not "
+                           "a namespaced resource")
+        return r, ns, m.group("name"), m.group("sub")
 
-    # control endpoints: /devcluster/stats, /devcluster/faults, /devcluster/compact, /devcluster/healthz
+    # --- content --------------------------------------------------------------------------------------------------
+
+    async def _body(self, raw: aiohttp.web.BaseRequest) -> Any:
+        # no Content-Type means JSON to kube-apiserver (aiohttp would call it application/octet-stream)
+        ctype = raw.content_type if raw.can_read_body and raw.headers.get("Content-Type") else ""
+        if ctype not in _JSON_TYPES and ctype != PROTOBUF:
+            raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format "
+                           f"({ctype}) - accepted media types include: application/json, application/yaml, "
+                           "application/json-patch+json, application/merge-patch+json, "
+                           "application/strategic-merge-patch+json")
+        chunks, size = [], 0
+        while True:
+            chunk = await raw.content.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > validation.MAX_BODY:
+                raise APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is "
+                               f"{validation.MAX_BODY}")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if not data:
+            return None
+        if ctype == PROTOBUF:
+            try:
+                return protobuf.decode(data)
+            except (protobuf.ProtobufError, KeyError, UnicodeDecodeError, IndexError) as e:
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request could not be decoded as "
+                               f"{PROTOBUF}: {e}") from e
+        try:
+            return yaml.safe_load(data) if ctype == "application/yaml" else json.loads(data)
+        except (ValueError, yaml.YAMLError) as e:
+            raise APIError(400, "BadRequest", f"the request body is not valid {ctype or 'JSON'}: {e}") from e
+
+    @staticmethod
+    def _table_wanted(raw: aiohttp.web.BaseRequest) -> bool:
+        return "as=Table" in raw.headers.get("Accept", "")
+
+    # --- control endpoints: /devcluster/stats, /devcluster/faults, /devcluster/compact, /devcluster/healthz ---------
+
     async def _serve_control(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw.path == "/devcluster/healthz":
-            return aiohttp.web.json_response({"ok": True, "resourceVersion": str(self.store.rv)})
+            return _json({"ok": True, "resourceVersion": str(self.store.rv)})
         if raw.path == "/devcluster/compact" and raw.method == "POST":
             # what etcd compaction does on a real cluster: a watch from an older resourceVersion gets 410 Gone
             self.store.log.clear()
-            return aiohttp.web.json_response({"compactedTo": str(self.store.rv)})
+            return _json({"compactedTo": str(self.store.rv)})
         if raw.path == "/devcluster/stats":
             if raw.method == "DELETE":
                 self.stats.clear()
-            return aiohttp.web.json_response({"requests": dict(sorted(self.stats.items()))})
+            return _json({"requests": dict(sorted(self.stats.items()))})
         if raw.path == "/devcluster/faults":
             if raw.method in ("POST", "PUT", "PATCH"):
                 try:
-                    data = await raw.json()
+                    data = json.loads(await raw.read() or b"null")
                 except ValueError as e:
                     raise APIError(400, "BadRequest", f"faults: body is not JSON: {e}") from e
                 self.faults.update(data)
-            return aiohttp.web.json_response(self.faults.as_dict())
+            return _json(self.faults.as_dict())
         raise APIError(404, "NotFound", f"no devcluster endpoint {raw.path}")
 
     async def _inject_faults(self) -> None:
@@ -534,72 +227,250 @@ class DevClusterAPI(kmock.KubernetesEmulator):
                       504: "Timeout"}[code]
             raise APIError(code, reason, f"devcluster fault injection: {reason} (set by /devcluster/faults)")
 
-    async def _serve_resource(self, raw: aiohttp.web.BaseRequest, plural: str, ns: str | None, name: str | None,
-                              sub: str | None) -> aiohttp.web.StreamResponse:
-        q = raw.query
-        method = raw.method
+    def _serve_openapi(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        path = raw.path.rstrip("/")
+        if path == "/openapi/v2":
+            if "json" not in raw.headers.get("Accept", "application/json") and "*/*" not in raw.headers.get(
+                    "Accept", ""):
+                raise APIError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            return aiohttp.web.Response(body=discovery.openapi_v2(), content_type="application/json")
+        if path == "/openapi/v3":
+            return aiohttp.web.Response(body=discovery.openapi_v3_root(), content_type="application/json")
+        m = re.match(r"^/openapi/v3/apis?/(.+)$", path)
+        doc = discovery.openapi_v3(m.group(1)) if m else None
+        if doc is None:
+            raise APIError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return aiohttp.web.Response(body=doc, content_type="application/json",
+                                    headers={"Cache-Control": "public, immutable"})
+
+    # --- resources ------------------------------------------------------------------------------------------------
+
+    async def _serve_resource(self, raw: aiohttp.web.BaseRequest, r: ResourceType, ns: str | None,
+                              name: str | None, sub: str | None) -> aiohttp.web.StreamResponse:
+        q, method = raw.query, raw.method
         watching = method == "GET" and q.get("watch", "").lower() in ("true", "1")
         verb = ("watch" if watching else "get" if method == "GET" and name else "list" if method == "GET"
                 else "create" if method == "POST" else "patch" if method == "PATCH"
                 else "update" if method == "PUT" else "delete" if method == "DELETE" else method.lower())
-        self.stats[f"{verb} {plural}{'/' + sub if sub else ''}"] += 1
+        self.stats[f"{verb} {r.plural}{'/' + sub if sub else ''}"] += 1
         await self._inject_faults()
-        store = self.store
-        if sub not in (None, "status"):
-            raise APIError(404, "NotFound", f"the server could not find the requested resource ({plural}/{sub})")
+        if sub is not None and (name is None or sub not in r.subresources):
+            raise APIError(404, "NotFound", f"the server could not find the requested resource ({r.plural}/{sub})")
+        if sub == "log":
+            return await self._serve_log(raw, ns, name)
         if watching:
-            return await self._serve_watch_stream(raw, plural, ns, name)
-        body: Any = None
-        if method in ("POST", "PATCH", "PUT"):
-            try:
-                body = json.loads(await raw.read() or b"null")
-            except ValueError as e:
-                raise APIError(400, "BadRequest", f"the request body is not valid JSON: {e}") from e
-            if method == "PATCH" and raw.content_type == "application/json-patch+json":
-                raise APIError(415, "UnsupportedMediaType", "devcluster supports merge patches "
-                               "(application/merge-patch+json or strategic-merge-patch+json), not JSON patch")
+            return await self._serve_watch(raw, r, ns, name)
+        dry_run = q.get("dryRun") == "All"
+        if q.get("dryRun") not in (None, "", "All"):
+            raise APIError(400, "BadRequest", f"dryRun: Unsupported value: {q.get('dryRun')!r}: supported values: "
+                           '"All"')
         if method == "GET" and name:
-            return aiohttp.web.json_response(store.get(plural, ns, name))
+            obj = self.store.get(r.plural, ns, name)
+            if self._table_wanted(raw):
+                return _json(table(r.plural, [obj], obj["metadata"]["resourceVersion"], q.get("includeObject", "")))
+            return _json(obj)
         if method == "GET":
-            items = store.list(plural, ns, parse_selector(q.get("labelSelector"), kind="label"),
-                               parse_selector(q.get("fieldSelector"), kind="field"))
-            return aiohttp.web.json_response({
-                "apiVersion": "v1", "kind": CORE_RESOURCES[plural][0] + "List",
-                "metadata": {"resourceVersion": str(store.rv)}, "items": items})
+            return self._serve_list(raw, r, ns)
+        if method == "POST" and sub == "binding":
+            body = await self._body(raw) or {}
+            node = (body.get("target") or {}).get("name")
+            if not node:
+                raise APIError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
+            self.store.patch("pods", ns, name, {"spec": {"nodeName": node}})
+            return _json({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}, 201)
         if method == "POST" and not name:
-            if plural == "namespaces":
-                ns = None
-            obj = store.create(plural, ns, body)
-            return aiohttp.web.json_response(obj, status=201)
-        if method == "PATCH" and name:
-            return aiohttp.web.json_response(store.patch(plural, ns, name, body, sub))
-        if method == "PUT" and name:
-            if not isinstance(body, dict):
-                raise APIError(400, "BadRequest", "the body must be a JSON object")
-            return aiohttp.web.json_response(store.replace(plural, ns, name, body, sub))
+            obj, warnings = validation.decode(r, await self._body(raw), q.get("fieldValidation", ""))
+            validation.check_url_match(r, obj, None, ns)
+            validation.validate(r, obj)
+            created = self.store.create(r.plural, None if not r.namespaced else ns, obj, dry_run=dry_run)
+            return _json(created, 201, self._warnings(warnings))
+        if method in ("PUT", "PATCH") and name:
+            return await self._serve_update(raw, r, ns, name, sub, dry_run)
         if method == "DELETE" and name:
             grace = q.get("gracePeriodSeconds")
-            try:
-                body = json.loads(await raw.read() or b"{}")
-            except ValueError:
-                body = {}
+            body = await self._body(raw) if raw.can_read_body else None
             if grace is None and isinstance(body, dict):
                 grace = body.get("gracePeriodSeconds")
+                dry_run = dry_run or "All" in (body.get("dryRun") or [])
             try:
                 grace_int = None if grace is None else int(grace)
             except (TypeError, ValueError) as e:
                 raise APIError(400, "BadRequest", f"gracePeriodSeconds: {grace!r} is not an integer") from e
-            return aiohttp.web.json_response(store.delete(plural, ns, name, grace_int))
+            return _json(self.store.delete(r.plural, ns, name, grace_int, dry_run=dry_run))
         if method == "DELETE":
-            items = store.list(plural, ns, parse_selector(q.get("labelSelector"), kind="label"),
-                               parse_selector(q.get("fieldSelector"), kind="field"))
-            for o in items:
-                store.delete(plural, o["metadata"].get("namespace"), o["metadata"]["name"])
-            return aiohttp.web.json_response({"kind": "Status", "status": "Success"})
-        raise APIError(405, "MethodNotAllowed", f"{method} is not supported on {raw.path}")
+            for o in self._select(raw, r, ns):
+                self.store.delete(r.plural, o["metadata"].get("namespace"), o["metadata"]["name"], dry_run=dry_run)
+            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+        raise APIError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource "
+                       f"({method} {raw.path})")
 
-    async def _serve_watch_stream(self, raw: aiohttp.web.BaseRequest, plural: str, ns: str | None,
-                                  name: str | None) -> aiohttp.web.StreamResponse:
+    @staticmethod
+    def _warnings(warnings: list[str]) -> dict | None:
+        if not warnings:
+            return None
+        return {"Warning": ", ".join('299 - ' + json.dumps(w) for w in warnings)}
+
+    def _select(self, raw: aiohttp.web.BaseRequest, r: ResourceType, ns: str | None) -> list[dict]:
+        return self.store.list(r.plural, ns, parse_selector(raw.query.get("labelSelector"), kind="label"),
+                               parse_selector(raw.query.get("fieldSelector"), kind="field"))
+
+    def _serve_list(self, raw: aiohttp.web.BaseRequest, r: ResourceType, ns: str | None) -> aiohttp.web.Response:
+        q = raw.query
+        rv, match = q.get("resourceVersion", ""), q.get("resourceVersionMatch", "")
+        if match:
+            if match not in ("Exact", "NotOlderThan"):
+                raise APIError(422, "Invalid", f'resourceVersionMatch: Unsupported value: "{match}": supported '
+                               'values: "Exact", "NotOlderThan"')
+            if not rv:
+                raise APIError(400, "BadRequest", "resourceVersionMatch is forbidden unless resourceVersion is "
+                               "provided")
+        if rv and rv != "0":
+            try:
+                want = int(rv)
+            except ValueError as e:
+                raise APIError(400, "BadRequest", f"resourceVersion: Invalid value: {rv!r}: must be an integer") \
+                    from e
+            if want > self.store.rv:
+                raise APIError(504, "Timeout", f"Too large resource version: {want}, current: {self.store.rv}",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}], "retryAfterSeconds": 1})
+            if match == "Exact" and want != self.store.rv:
+                raise APIError(410, "Expired", f"too old resource version: {want} ({self.store.rv})")
+        items = self._select(raw, r, ns)
+        start = 0
+        if q.get("continue"):
+            try:
+                token = json.loads(base64.urlsafe_b64decode(q["continue"].encode()))
+                after = (token["ns"], token["name"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise APIError(400, "BadRequest", f"continue key is not valid: {e}") from e
+            start = next((i + 1 for i, o in enumerate(items)
+                          if (o["metadata"].get("namespace") or "", o["metadata"]["name"]) == after), None)
+            if start is None:
+                raise APIError(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                               "list result. You can start a new list without the continue parameter.")
+        limit = q.get("limit")
+        try:
+            limit_n = int(limit) if limit else 0
+        except ValueError as e:
+            raise APIError(400, "BadRequest", f"limit: {limit!r} is not an integer") from e
+        page = items[start:start + limit_n] if limit_n > 0 else items[start:]
+        meta: dict = {"resourceVersion": str(self.store.rv)}
+        rest = len(items) - start - len(page)
+        if limit_n > 0 and rest > 0:
+            last = page[-1]["metadata"]
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"rv": self.store.rv, "ns": last.get("namespace") or "", "name": last["name"]}).encode()).decode()
+            meta["remainingItemCount"] = rest
+        if self._table_wanted(raw):
+            return _json(table(r.plural, page, meta["resourceVersion"], q.get("includeObject", ""),
+                               meta.get("continue")))
+        return _json({"apiVersion": r.group_version, "kind": r.kind + "List", "metadata": meta, "items": page})
+
+    async def _serve_update(self, raw: aiohttp.web.BaseRequest, r: ResourceType, ns: str | None, name: str,
+                            sub: str | None, dry_run: bool) -> aiohttp.web.Response:
+        q = raw.query
+        current = self.store.get(r.plural, ns, name)
+        body = await self._body(raw)
+        if raw.method == "PUT":
+            new = body
+        else:
+            ctype = raw.content_type if raw.headers.get("Content-Type") else ""
+            if ctype == "application/apply-patch+yaml":
+                raise APIError(415, "UnsupportedMediaType", "server-side apply is not supported by the devcluster; "
+                               "use client-side `kubectl apply` (the default)")
+            if ctype not in _PATCH_TYPES:
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                               f"accepted media types include: {', '.join(_PATCH_TYPES)}")
+            if ctype == "application/json-patch+json":
+                new = json_patch(current, body)
+            else:
+                if not isinstance(body, dict):
+                    raise APIError(400, "BadRequest", "a merge patch must be a JSON object")
+                validation.check_resource_version(r, body, current, name)
+                new = merge_patch(current, body) if ctype == "application/merge-patch+json" else \
+                    strategic_merge_patch(current, body, definition(r.definition))
+        new, warnings = validation.decode(r, copy.deepcopy(new), q.get("fieldValidation", ""))
+        validation.check_url_match(r, new, name, ns)
+        validation.check_resource_version(r, new, current, name)
+        if sub == "status":
+            merged = copy.deepcopy(current)
+            merged["status"] = new.get("status") or {}
+            new = merged
+        elif "status" in r.subresources:
+            new = {k: v for k, v in new.items() if k != "status"}
+            if "status" in current:
+                new["status"] = copy.deepcopy(current["status"])
+        validation.validate(r, new, current)
+        return _json(self.store.put(r.plural, ns, name, new, dry_run=dry_run), 200, self._warnings(warnings))
+
+    # --- pods/log -------------------------------------------------------------------------------------------------
+
+    async def _serve_log(self, raw: aiohttp.web.BaseRequest, ns: str | None, name: str) -> aiohttp.web.StreamResponse:
+        q = raw.query
+        pod = self.store.get("pods", ns, name)
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []] + \
+                     [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        main = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = q.get("container") or (main[0] if len(main) == 1 else None)
+        if container is None:
+            raise APIError(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: "
+                           f"[{' '.join(main)}]")
+        if container not in containers:
+            raise APIError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        previous = q.get("previous", "").lower() in ("true", "1")
+        path = self.logs.log_path(pod, container, previous) if self.logs is not None else None
+        if path is None or not path.exists():
+            if previous:
+                raise APIError(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" '
+                               "not found")
+            raise APIError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: '
+                           "ContainerCreating")
+        try:
+            tail = int(q["tailLines"]) if q.get("tailLines") else None
+            limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        except ValueError as e:
+            raise APIError(400, "BadRequest", f"tailLines/limitBytes must be integers: {e}") from e
+        data = path.read_bytes()
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-tail:]) if tail > 0 else b""
+        if limit is not None:
+            data = data[:limit]
+        follow = q.get("follow", "").lower() in ("true", "1") and not previous
+        if not follow:
+            return aiohttp.web.Response(body=data, content_type="text/plain")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw)
+        await response.write(data)
+        offset = path.stat().st_size
+        uid = pod["metadata"]["uid"]
+        try:
+            while not self.store.closed:
+                size = path.stat().st_size if path.exists() else offset
+                if size > offset:
+                    with path.open("rb") as f:
+                        f.seek(offset)
+                        await response.write(f.read(size - offset))
+                    offset = size
+                    continue
+                current = self.store.find("pods", ns, name)
+                if current is None or current["metadata"]["uid"] != uid or not self.logs.running(current,
+                                                                                                 container):
+                    break
+                await asyncio.sleep(0.2)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        try:
+            await response.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    # --- watch ----------------------------------------------------------------------------------------------------
+
+    async def _serve_watch(self, raw: aiohttp.web.BaseRequest, r: ResourceType, ns: str | None,
+                           name: str | None) -> aiohttp.web.StreamResponse:
         q = raw.query
         labels = parse_selector(q.get("labelSelector"), kind="label")
         fields = parse_selector(q.get("fieldSelector"), kind="field")
@@ -609,15 +480,22 @@ class DevClusterAPI(kmock.KubernetesEmulator):
             timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         except ValueError as e:
             raise APIError(400, "BadRequest", f"timeoutSeconds: {q['timeoutSeconds']!r} is not a number") from e
-        watcher = Watcher(plural, ns, labels, fields)
+        send_initial = q.get("sendInitialEvents", "").lower() == "true"
+        bookmarks = q.get("allowWatchBookmarks", "").lower() == "true"
+        if send_initial and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
+            raise APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: "
+                           "sendInitialEvents is allowed with watch=true, allowWatchBookmarks=true and "
+                           "resourceVersionMatch=NotOlderThan")
+        as_table = self._table_wanted(raw)
+        watcher = Watcher(r.plural, ns, labels, fields)
         store = self.store
         since = q.get("resourceVersion") or "0"
         # Everything up to the registration below is synchronous, so no event can slip between the snapshot (or
         # the replay from the log) and the live stream.
         initial: list[dict] = []
         gone: str | None = None
-        if since == "0":
-            initial = [{"type": "ADDED", "object": copy.deepcopy(o)} for o in store.list(plural, ns, labels, fields)]
+        if since == "0" or send_initial:
+            initial = [{"type": "ADDED", "object": copy.deepcopy(o)} for o in store.list(r.plural, ns, labels, fields)]
         else:
             try:
                 since_rv = int(since)
@@ -627,9 +505,24 @@ class DevClusterAPI(kmock.KubernetesEmulator):
             if since_rv < oldest - 1 and since_rv < store.rv:
                 gone = f"too old resource version: {since_rv} ({oldest - 1})"
             else:
-                initial = [copy.deepcopy(ev) for rv, p, ev in store.log if rv > since_rv and watcher.wants(p, ev["object"])]
+                initial = [copy.deepcopy(ev) for rv, p, ev in store.log
+                           if rv > since_rv and watcher.wants(p, ev["object"])]
+        if send_initial:
+            initial.append({"type": "BOOKMARK", "object": {
+                "kind": r.kind, "apiVersion": r.group_version,
+                "metadata": {"resourceVersion": str(store.rv),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}}})
         store.watchers.add(watcher)
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json",
+                                                       "Transfer-Encoding": "chunked"})
+
+        def encode(ev: dict) -> bytes:
+            if as_table and ev["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                obj = ev["object"]
+                ev = {"type": ev["type"], "object": table(r.plural, [obj], obj["metadata"]["resourceVersion"],
+                                                          q.get("includeObject", ""))}
+            return json.dumps(ev).encode() + b"\n"
+
         try:
             await response.prepare(raw)
             if gone:
@@ -637,7 +530,7 @@ class DevClusterAPI(kmock.KubernetesEmulator):
                 await response.write(json.dumps({"type": "ERROR", "object": err}).encode() + b"\n")
                 return response
             for ev in initial:
-                await response.write(json.dumps(ev).encode() + b"\n")
+                await response.write(encode(ev))
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
             while not store.closed:
@@ -651,7 +544,7 @@ class DevClusterAPI(kmock.KubernetesEmulator):
                     break
                 if ev is None:  # the store is closing
                     break
-                await response.write(json.dumps(ev).encode() + b"\n")
+                await response.write(encode(ev))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -663,12 +556,18 @@ class DevClusterAPI(kmock.KubernetesEmulator):
         return response
 
 
-async def serve(api: DevClusterAPI, host: str = "127.0.0.1", port: int = 0) -> tuple[aiohttp.web.AppRunner, int]:
+async def serve(api: DevClusterAPI, host: str = "127.0.0.1", port: int = 0, ssl_context=None
+                ) -> tuple[aiohttp.web.AppRunner, int]:
     """Serve `api` over HTTP; returns the runner (for cleanup) and the bound port."""
     server = aiohttp.web.Server(api)
     runner = aiohttp.web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = aiohttp.web.TCPSite(runner, host, port, reuse_address=True)
+    site = aiohttp.web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    api.server_url = f"{'https' if ssl_context else 'http'}://{host}:{bound}"
     return runner, bound
+
+
+__all__ = ["APIError", "DevClusterAPI", "Store", "matches", "merge_patch", "not_found", "now_iso",
+           "parse_selector", "serve"]

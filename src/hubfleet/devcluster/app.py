@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
+import secrets
 import signal
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from .api import DevClusterAPI, serve
 from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
 from .nodes import NodeSpec, default_nodes
 from .scheduler import ExtenderConfig, Scheduler
+from .schemas import definitions
+from .tls import ensure_certificates, server_context, write_private
 
 log = logging.getLogger("hubfleet.devcluster")
 
@@ -53,14 +57,27 @@ class Persistence:
         os.replace(tmp, self.path)
 
 
-def kubeconfig_text(url: str, namespace: str = "default") -> str:
+def kubeconfig_text(url: str, token: str, ca_pem: bytes, namespace: str = "default") -> str:
     return yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "devcluster",
-        "clusters": [{"name": "devcluster", "cluster": {"server": url}}],
-        "users": [{"name": "devcluster", "user": {"token": "devcluster"}}],
+        "clusters": [{"name": "devcluster", "cluster": {"server": url, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": "devcluster", "user": {"token": token}}],
         "contexts": [{"name": "devcluster",
                       "context": {"cluster": "devcluster", "user": "devcluster", "namespace": namespace}}],
     }, sort_keys=False)
+
+
+def _load_token(path: Path) -> str:
+    """The API's bearer token: kept in STATE/token (mode 0600) so kubeconfigs stay valid across restarts."""
+    try:
+        token = path.read_text().strip()
+        if len(token) >= 32:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    write_private(path, token + "\n")
+    return token
 
 
 class DevCluster:
@@ -68,42 +85,53 @@ class DevCluster:
 
     def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  nodes: list[NodeSpec] | None = None, extenders: dict[str, ExtenderConfig] | None = None,
-                 images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None):
+                 images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None,
+                 restart_backoff: float = 10.0):
         self.state_dir = Path(state_dir).resolve()
         self.host, self.port = host, port
         self.nodes = nodes if nodes is not None else default_nodes()
-        self.api = DevClusterAPI()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.token = _load_token(self.state_dir / "token")
+        self.api = DevClusterAPI(token=self.token)
         if faults:
             self.api.faults.update(faults)
         self.scheduler = Scheduler(self.api.store, extenders)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images)
+        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff)
+        self.api.logs = self.kubelet
         self.persistence = Persistence(self.api.store, self.state_dir / "objects.json")
         self._runner = None
         self._tasks: list[asyncio.Task] = []
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def kubeconfig_path(self) -> Path:
         return self.state_dir / "kubeconfig"
 
     async def start(self) -> None:
+        definitions()  # the schemas every write is decoded with (~1 s to parse on a busy machine): before serving
         restored = self.persistence.load()
         if restored:
             log.info("restored %d objects (volumes claims, secrets, ...) from %s", restored, self.persistence.path)
         self.persistence.attach()
         for spec in self.nodes:
             self.api.store.create("nodes", None, spec.to_object())
-        self._runner, self.port = await serve(self.api, self.host, self.port)
-        self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run())]
-        tmp = self.kubeconfig_path.with_suffix(".tmp")
-        tmp.write_text(kubeconfig_text(self.url))
-        os.replace(tmp, self.kubeconfig_path)
-        (self.state_dir / "devcluster.json").write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+        ca, crt, key = ensure_certificates(self.state_dir / "pki", self.host)
+        self._runner, self.port = await serve(self.api, self.host, self.port, server_context(crt, key))
+        self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run()),
+                       asyncio.ensure_future(self._sweep())]
+        write_private(self.kubeconfig_path, kubeconfig_text(self.url, self.token, ca.read_bytes()))
+        (self.state_dir / "devcluster.json").write_text(json.dumps({"url": self.url, "pid": os.getpid(),
+                                                                  "ca": str(ca)}))
         log.info("devcluster API at %s, %d nodes, kubeconfig %s", self.url, len(self.nodes), self.kubeconfig_path)
+
+    async def _sweep(self) -> None:
+        """Expire what has a TTL (events an hour after their pod), once a minute."""
+        while True:
+            await asyncio.sleep(60)
+            self.api.store.sweep_expired()
 
     async def stop(self) -> None:
         await self.kubelet.shutdown()

@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of API requests answering 429/500")
     p.add_argument("--fault-delay", type=float, default=0.0, help="seconds of delay on a fraction of requests")
     p.add_argument("--fault-delay-rate", type=float, default=0.0)
+    p.add_argument("--restart-backoff", type=float, default=10.0,
+                   help="seconds before a crashed container's first restart, doubled per restart up to 300 "
+                        "(kubelet: 10)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -84,7 +87,8 @@ def run(args) -> int:
         cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes,
                              extenders=dict(args.extender), images=images,
                              faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
-                                     "delay_rate": args.fault_delay_rate})
+                                     "delay_rate": args.fault_delay_rate},
+                             restart_backoff=args.restart_backoff)
     except APIError as e:
         print(f"hubfleet devcluster: invalid fault option: {e.message}", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
+import time
 
-from .api import Store, now_iso
+from .store import Store
+from .status import now_iso
 
 
 def record_event(store: Store, pod: dict, type_: str, reason: str, message: str, component: str) -> dict | None:
@@ -19,7 +20,7 @@ def record_event(store: Store, pod: dict, type_: str, reason: str, message: str,
                                {"count": int(ev.get("count", 1)) + 1, "lastTimestamp": now_iso()})
     ts = now_iso()
     return store.create("events", ns, {
-        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+        "metadata": {"name": _event_name(store, ns, meta["name"]), "namespace": ns},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": ns,
                            "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")},
         "type": type_, "reason": reason, "message": message, "count": 1,
@@ -28,9 +29,17 @@ def record_event(store: Store, pod: dict, type_: str, reason: str, message: str,
     })
 
 
+def _event_name(store: Store, ns: str, pod_name: str) -> str:
+    """kube's event names, `<pod>.<hex nanoseconds>`: a list (in name order) shows a pod's events as they came."""
+    stamp = time.time_ns()
+    while store.find("events", ns, f"{pod_name}.{stamp:x}") is not None:
+        stamp += 1
+    return f"{pod_name}.{stamp:x}"
+
+
 def forget_events(store: Store, pod: dict) -> None:
-    """Drop the events of a pod that is gone (a real cluster lets them expire after an hour; dropping them at once
-    keeps a re-created pod of the same name from showing its predecessor's history)."""
+    """A pod is gone: its events expire an hour later (kube-apiserver's default event TTL), so the evidence of a
+    failed spawn is still there to read."""
     meta = pod["metadata"]
     for ev in store.list("events", meta.get("namespace"), fields=[("involvedObject.uid", "=", meta["uid"])]):
-        store.remove("events", ev["metadata"]["namespace"], ev["metadata"]["name"])
+        store.expire_later("events", ev["metadata"]["namespace"], ev["metadata"]["name"])

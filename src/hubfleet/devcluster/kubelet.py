@@ -1,83 +1,74 @@
-"""The process kubelet: runs each bound pod's first container as a local process.
+"""The process kubelet: runs each bound pod's containers as local processes.
 
-Each pod gets its own loopback address 127.0.X.Y (loopback is a whole /8), and its server listens there on the
-container's declared port, so KubeSpawner's normal pod-IP URL works unchanged. What a container would see of its
-own network namespace is translated: ``0.0.0.0`` in its env and args becomes the pod IP. Mounted paths are
-translated too: a PersistentVolumeClaim is a directory under the state dir (kept across stop/start and devcluster
-restarts), an emptyDir a directory of the pod's, configMap and secret volumes are written out as files. Any path in
-the container's env, args or workingDir under a mount path is rewritten to the directory behind it.
+Each pod gets its own loopback address 127.0.X.Y (loopback is a whole /8), and its servers listen there on the
+containers' declared ports, so KubeSpawner's normal pod-IP URL works unchanged (``0.0.0.0`` in env and args becomes
+the pod IP). Init containers run one by one to completion, then every container (sidecars too), each restarted as
+``restartPolicy`` says with kubelet's back-off, each with its own log for ``pods/log``.
 
-Images are not pulled: an image maps to a local "image" entry (command, args, home directory, env) by a glob
-pattern; an image with no mapping fails the pod with ``ErrImagePull`` and a message saying how to add one.
+Volumes: a PersistentVolumeClaim is a directory under the state dir (kept across stop/start and devcluster
+restarts), an emptyDir a directory of the pod's, configMap and secret volumes are written out as files. As root the
+container runs in its own mount namespace where they appear at their mountPaths, as its user, under cgroup limits
+(`sandbox.py`); otherwise paths in env, args and workingDir under a mount path are rewritten to the directories.
 
-Limits: processes run as the devcluster's own user (the pod's runAsUser is recorded, not applied); cpu/memory limits
-are not enforced; a container that exits is not restarted (the pod goes Succeeded/Failed).
+Images are not pulled (`images.py`): an image with no mapping fails the pod with ``ErrImagePull``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import ipaddress
 import json
 import logging
 import os
+import random
 import re
+import shutil
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import Store, now_iso
+from .status import now_iso
+from .store import Store
 from .events import forget_events, record_event
+from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_image  # noqa: F401
+from .sandbox import Cgroup, Sandbox, identity, limits, prepare_volume
 
 log = logging.getLogger("hubfleet.devcluster.kubelet")
 COMPONENT = "kubelet"
 
 
-@dataclass(frozen=True)
-class ImageMapping:
-    """What an image means locally: Docker's ENTRYPOINT (`command`) and CMD (`args`), HOME and extra env."""
-    pattern: str
-    command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    home: str | None = None
-    env: dict = field(default_factory=dict)
-
-
-# Images of the Jupyter stacks and z2jh run the local jupyterhub-singleuser (CMD of those images).
-DEFAULT_IMAGES = (
-    ImageMapping("quay.io/jupyterhub/k8s-singleuser-sample*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("jupyterhub/k8s-singleuser-sample*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("quay.io/jupyter/*", args=("start-notebook.py",), home="/home/jovyan"),
-    ImageMapping("jupyter/*", args=("start-notebook.py",), home="/home/jovyan"),
-    ImageMapping("quay.io/jupyterhub/singleuser*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("jupyterhub/singleuser*", args=("jupyterhub-singleuser",), home="/home/jovyan"),
-    ImageMapping("busybox*", args=("sh",)),
-    ImageMapping("python*", args=("python3",)),
-)
-# Executables an image would have on its PATH, provided by the devcluster's environment.
-_COMMAND_ALIASES = {"start-notebook.py": "jupyterhub-singleuser", "start-notebook.sh": "jupyterhub-singleuser",
-                    "start-singleuser.sh": "jupyterhub-singleuser", "start-singleuser.py": "jupyterhub-singleuser"}
-
-
-def resolve_image(image: str, mappings: tuple[ImageMapping, ...]) -> ImageMapping | None:
-    for m in mappings:
-        if fnmatch.fnmatchcase(image, m.pattern):
-            return m
-    return None
-
-
 class AddressPool:
-    """Loopback addresses for pods: 127.0.1.1 .. 127.0.254.254 (127.0.0.x is left to the host's servers)."""
+    """Loopback addresses for pods: 127.0.1.1 .. 127.0.254.254 (127.0.0.x is left to the host's servers).
+
+    Several devclusters may run on one machine (parallel test runs): each starts at its own place in the range, and
+    an address where one of the pod's ports is already taken is skipped, so a pod never answers for another's."""
 
     def __init__(self) -> None:
-        self._free = (str(ipaddress.IPv4Address(f"127.0.{a}.{b}")) for a in range(1, 255) for b in range(1, 255))
+        start = random.randrange(254 * 254)
+        order = [(a, b) for a in range(1, 255) for b in range(1, 255)]
+        self._free = iter([str(ipaddress.IPv4Address(f"127.0.{a}.{b}")) for a, b in order[start:] + order[:start]])
         self._released: list[str] = []
 
-    def take(self) -> str:
-        return self._released.pop(0) if self._released else next(self._free)
+    def take(self, ports: tuple[int, ...] = ()) -> str:
+        while True:
+            ip = self._released.pop(0) if self._released else next(self._free)
+            if all(_port_free(ip, p) for p in ports):
+                return ip
+
+    def give_back(self, ip: str) -> None:
+        self._released.append(ip)
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((ip, port))
+            return True
+        except OSError:
+            return False
 
     def give_back(self, ip: str) -> None:
         self._released.append(ip)
@@ -95,19 +86,23 @@ class RunningPod:
     namespace: str
     name: str
     ip: str | None = None
-    proc: asyncio.subprocess.Process | None = None
+    procs: dict = field(default_factory=dict)  # container name -> asyncio.subprocess.Process
     task: asyncio.Task | None = None
+    tasks: list = field(default_factory=list)  # one per running container
     stopping: bool = False
-    container: str = "container"  # the name of the container that runs (for the events)
 
 
 class ProcessKubelet:
     def __init__(self, store: Store, state_dir: Path, images: tuple[ImageMapping, ...] = DEFAULT_IMAGES,
-                 ready_timeout: float = 300.0):
+                 ready_timeout: float = 300.0, backoff: float = 10.0):
         self.store = store
         self.state_dir = Path(state_dir)
         self.images = tuple(images)
         self.ready_timeout = ready_timeout
+        self.backoff = backoff  # kubelet's first crash back-off (10 s), doubled per restart up to 300 s
+        self.sandbox = Sandbox(self.state_dir)
+        if self.sandbox.missing:
+            log.warning("pods run as plain processes; NOT enforced here: %s", "; ".join(self.sandbox.missing))
         self.pods: dict[str, RunningPod] = {}
         self.addresses = AddressPool()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -125,6 +120,17 @@ class ProcessKubelet:
             (cfg / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"allow_root": True}}))
             env["JUPYTER_CONFIG_PATH"] = str(cfg)
         return env
+
+    # --- what pods/log reads ---------------------------------------------------------------------------------------
+
+    def log_path(self, pod: dict, container: str, previous: bool) -> Path | None:
+        meta = pod["metadata"]
+        d = self.state_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        return d / (f"{container}.previous.log" if previous else f"{container}.log")
+
+    def running(self, pod: dict, container: str) -> bool:
+        rp = self.pods.get(pod["metadata"]["uid"])
+        return rp is not None and container in rp.procs and rp.procs[container].returncode is None
 
     # --- main loop ------------------------------------------------------------------------------------------------
 
@@ -157,9 +163,7 @@ class ProcessKubelet:
             return
         if running is None and (pod.get("spec") or {}).get("nodeName") and \
                 (pod.get("status") or {}).get("phase", "Pending") == "Pending":
-            containers = (pod.get("spec") or {}).get("containers") or [{}]
-            running = RunningPod(uid=uid, namespace=meta["namespace"], name=meta["name"],
-                                 container=containers[0].get("name") or "container")
+            running = RunningPod(uid=uid, namespace=meta["namespace"], name=meta["name"])
             self.pods[uid] = running
             running.task = asyncio.ensure_future(self._run_pod(running))
 
@@ -185,91 +189,279 @@ class ProcessKubelet:
     # --- running a pod ----------------------------------------------------------------------------------------------
 
     async def _run_pod(self, rp: RunningPod) -> None:
+        """Init containers one by one to completion, then every container (sidecars too), each restarted as the
+        pod's restartPolicy says, with kubelet's back-off."""
         pod = self._current(rp)
         if pod is None:
             return
-        containers = (pod.get("spec") or {}).get("containers") or []
-        cname = containers[0].get("name", "container") if containers else "container"
+        spec = pod.get("spec") or {}
+        containers = spec.get("containers") or []
+        first = containers[0].get("name", "container") if containers else "container"
         try:
             if not containers:
                 raise PodFailure("NoContainers", "the pod has no containers")
-            container = containers[0]
-            image = container.get("image") or ""
-            self._event(rp, "Normal", "Pulling", f'Pulling image "{image}"')
-            mapping = resolve_image(image, self.images)
-            if mapping is None:
-                raise PodFailure("ErrImagePull",
-                                 f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
-                                 "one with `hubfleet devcluster --images FILE`, FILE a YAML list such as "
-                                 f'[{{pattern: "{image}", command: [...], args: [...]}}]')
-            self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
-            argv = self._argv(container, mapping)
-            rp.ip = self.addresses.take()
-            mounts = await self._prepare_volumes(rp, pod, container)
-            env = self._env(rp, pod, container, mapping, mounts)
-            argv = [_translate(a, rp.ip, mounts) for a in argv]
-            argv[0] = _COMMAND_ALIASES.get(argv[0], argv[0])
-            workdir = container.get("workingDir") or mapping.home
-            cwd = _translate_path(workdir, mounts) if workdir else None
-            if cwd is None or not Path(cwd).is_dir():
-                cwd = env.get("HOME") if Path(env.get("HOME", "/nonexistent")).is_dir() else str(self._pod_dir(rp))
-            self._event(rp, "Normal", "Created", f"Created container {cname}")
-            logfile = open(self._pod_dir(rp) / f"{cname}.log", "ab")
-            try:
-                rp.proc = await asyncio.create_subprocess_exec(
-                    *argv, env=env, cwd=cwd, stdout=logfile, stderr=asyncio.subprocess.STDOUT,
-                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
-            except (FileNotFoundError, PermissionError) as e:
-                raise PodFailure("StartError", f"failed to start container {cname}: {argv[0]!r}: {e.strerror}")
-            finally:
-                logfile.close()
-            if rp.stopping:  # deleted while the process was being created: _kill saw no process to stop
-                _signal_group(rp.proc.pid, signal.SIGKILL)
-                await rp.proc.wait()
-                return
-            started_at = now_iso()
-            self._event(rp, "Normal", "Started", f"Started container {cname}")
+            rp.ip = self.addresses.take(tuple(p.get("containerPort") for c in containers for p in c.get("ports") or []
+                                              if isinstance(p.get("containerPort"), int)))
+            volumes = await self._prepare_volumes(rp, pod)
             self._status(rp, {"podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": "127.0.0.1",
-                              "startTime": started_at})
-            ports = [p.get("containerPort") for p in container.get("ports") or [] if p.get("containerPort")]
-            exited = asyncio.ensure_future(rp.proc.wait())
-            if ports:
-                ready = await self._wait_ready(rp, ports[0], exited)
-            else:
-                ready = not exited.done()
-            if ready and not rp.stopping:
-                self._status(rp, {
-                    "phase": "Running",
-                    "conditions": [{"type": t, "status": "True", "lastTransitionTime": now_iso()}
-                                   for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
-                    "containerStatuses": [{"name": cname, "image": image, "imageID": f"local://{image}",
-                                           "ready": True, "started": True, "restartCount": 0,
-                                           "state": {"running": {"startedAt": started_at}}}]})
-            code = await exited
-            if not rp.stopping:
-                reason = "Completed" if code == 0 else "Error"
-                if code < 0:
-                    code, reason = 128 - code, "Error"
-                self._status(rp, {
-                    "phase": "Succeeded" if code == 0 else "Failed",
-                    "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}],
-                    "containerStatuses": [{"name": cname, "image": image, "ready": False, "restartCount": 0,
-                                           "state": {"terminated": {"exitCode": code, "reason": reason,
-                                                                    "startedAt": started_at,
-                                                                    "finishedAt": now_iso()}}}]})
+                              "startTime": now_iso()})
+            policy = spec.get("restartPolicy", "Always")
+            for i, init in enumerate(spec.get("initContainers") or []):
+                if init.get("restartPolicy") == "Always":  # a sidecar: started, and kept running
+                    rp.tasks.append(asyncio.ensure_future(self._keep_running(rp, pod, init, volumes, "Always",
+                                                                            init=True)))
+                    continue
+                code = await self._keep_running(rp, pod, init, volumes, "OnFailure" if policy != "Never"
+                                                else "Never", init=True)
+                if rp.stopping:
+                    return
                 if code != 0:
-                    self._event(rp, "Warning", "BackOff", f"Container {cname} exited with code {code} ({reason}); "
-                                f"its log is {self._pod_dir(rp) / (cname + '.log')}")
+                    self._status(rp, {"phase": "Failed", "reason": "InitContainerFailed",
+                                      "message": f"init container {init.get('name')} exited with {code}"})
+                    return
+            mains = [asyncio.ensure_future(self._keep_running(rp, pod, c, volumes, policy)) for c in containers]
+            rp.tasks += mains
+            codes = await asyncio.gather(*mains)
+            if not rp.stopping:
+                failed = any(c != 0 for c in codes)
+                self._status(rp, {"phase": "Failed" if failed else "Succeeded",
+                                  "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}]})
         except PodFailure as e:
             self._event(rp, "Warning", "Failed", e.message)
             self._status(rp, {"phase": "Failed", "reason": e.reason, "message": e.message,
-                              "containerStatuses": [{"name": cname, "ready": False, "restartCount": 0,
+                              "containerStatuses": [{"name": first, "ready": False, "restartCount": 0,
                                                      "state": {"waiting": {"reason": e.reason,
                                                                            "message": e.message}}}]})
         finally:
+            for t in rp.tasks:
+                t.cancel()
             if rp.ip and not rp.stopping:
                 self.addresses.give_back(rp.ip)
                 rp.ip = None
+
+    def _container_status(self, rp: RunningPod, pod: dict, name: str, status: dict, init: bool) -> None:
+        """Post one container's status, and the pod's phase and conditions that follow from all of them."""
+        current = self._current(rp)
+        if current is None:
+            return
+        key = "initContainerStatuses" if init else "containerStatuses"
+        st = current.get("status") or {}
+        statuses = [s for s in st.get(key) or [] if s.get("name") != name] + [status]
+        order = [c.get("name") for c in (pod["spec"].get("initContainers" if init else "containers") or [])]
+        statuses.sort(key=lambda s: order.index(s["name"]) if s["name"] in order else 99)
+        patch: dict = {key: statuses}
+        if not init:
+            mains = pod["spec"].get("containers") or []
+            ready = len(statuses) == len(mains) and all(s.get("ready") for s in statuses)
+            started = any((s.get("state") or {}).get("running") for s in statuses)
+            now = now_iso()
+            patch["conditions"] = [{"type": t, "status": "True" if ok else "False", "lastTransitionTime": now}
+                                   for t, ok in (("PodScheduled", True), ("Initialized", True),
+                                                 ("ContainersReady", ready), ("Ready", ready))]
+            if st.get("phase") in (None, "Pending") and (ready or (started and st.get("phase") == "Running")):
+                patch["phase"] = "Running"
+            elif ready:
+                patch["phase"] = "Running"
+        self._status(rp, patch)
+
+    async def _keep_running(self, rp: RunningPod, pod: dict, container: dict, volumes: dict[str, Path],
+                            policy: str, init: bool = False) -> int:
+        """Run `container` until the restart policy lets it rest; returns its last exit code."""
+        name = container.get("name", "container")
+        image = container.get("image") or ""
+        restarts, last_state = 0, None
+        while True:
+            code, reason, started_at = await self._run_container(rp, pod, container, volumes, restarts,
+                                                                 last_state, init)
+            if rp.stopping:
+                return code
+            terminated = {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": now_iso()}
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                self._container_status(rp, pod, name, {
+                    "name": name, "image": image, "imageID": f"local://{image}", "ready": False, "started": False,
+                    "restartCount": restarts, "state": {"terminated": terminated},
+                    **({"lastState": last_state} if last_state else {})}, init)
+                if code != 0:
+                    self._event(rp, "Warning", "BackOff", f"Container {name} exited with code {code} ({reason}); "
+                                f"see `kubectl logs {rp.name} -c {name}`")
+                return code
+            delay = min(self.backoff * 2 ** restarts, 300.0)
+            last_state = {"terminated": terminated}
+            message = f"back-off {delay:g}s restarting failed container={name} pod={rp.name}_{rp.namespace}" \
+                      f"({rp.uid})"
+            self._container_status(rp, pod, name, {
+                "name": name, "image": image, "imageID": f"local://{image}", "ready": False, "started": False,
+                "restartCount": restarts, "lastState": last_state,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": message}}}, init)
+            self._event(rp, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                        f"{rp.name}_{rp.namespace}({rp.uid})")
+            await asyncio.sleep(delay)
+            if rp.stopping:
+                return code
+            restarts += 1
+            log_file = self._pod_dir(rp) / f"{name}.log"
+            if log_file.exists():
+                os.replace(log_file, self._pod_dir(rp) / f"{name}.previous.log")
+
+    async def _run_container(self, rp: RunningPod, pod: dict, container: dict, volumes: dict[str, Path],
+                             restarts: int, last_state: dict | None, init: bool) -> tuple[int, str, str]:
+        name = container.get("name", "container")
+        image = container.get("image") or ""
+        self._event(rp, "Normal", "Pulling", f'Pulling image "{image}"')
+        mapping = resolve_image(image, self.images)
+        if mapping is None:
+            raise PodFailure("ErrImagePull",
+                             f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
+                             "one with `hubfleet devcluster --images FILE`, FILE a YAML list such as "
+                             f'[{{pattern: "{image}", command: [...], args: [...]}}]')
+        self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
+        argv = self._argv(container, mapping)
+        who = identity(pod, container)
+        psc, csc = (pod["spec"].get("securityContext") or {}), (container.get("securityContext") or {})
+        if self.sandbox.isolating and (who.uid in (None, 0)) and csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            raise PodFailure("CreateContainerConfigError", "Error: container has runAsNonRoot and image will run "
+                             "as root (set runAsUser)")
+        isolated = self.sandbox.isolating
+        mounts = self._mounts(container, volumes)
+        env = self._env(rp, pod, container, mapping, [] if isolated else [(m, h) for m, h, _ in mounts], isolated)
+        home = env.get("HOME") or "/root"
+        workdir = container.get("workingDir") or mapping.home or home
+        if isolated:
+            scratch = self._pod_dir(rp) / "containers" / name
+            scratch.mkdir(parents=True, exist_ok=True)
+            if not any(home == m or home.startswith(m + "/") for m, _, _ in mounts):
+                (scratch / "home").mkdir(exist_ok=True)
+                if who.uid is not None:
+                    os.chown(scratch / "home", who.uid, who.gid or 0)
+                mounts.append((home, scratch / "home", False))
+            if not any(workdir == m or workdir.startswith(m + "/") for m, _, _ in mounts):
+                workdir = home
+            if who.uid in (None, 0) and os.geteuid() == 0:
+                cfg = self.state_dir / "node-jupyter-config"
+                mounts.append((str(cfg), cfg, True))
+            argv = [a.replace("0.0.0.0", rp.ip) for a in argv]
+            argv[0] = _COMMAND_ALIASES.get(argv[0], argv[0])
+            if "/" not in argv[0]:
+                found = shutil.which(argv[0], path=env.get("PATH"))
+                argv[0] = found or argv[0]
+            full = self.sandbox.argv(argv, mounts, workdir, who)
+            cwd = None
+        else:
+            argv = [_translate(a, rp.ip, [(m, h) for m, h, _ in mounts]) for a in argv]
+            argv[0] = _COMMAND_ALIASES.get(argv[0], argv[0])
+            cwd = _translate_path(workdir, [(m, h) for m, h, _ in mounts])
+            if not Path(cwd).is_dir():
+                cwd = env.get("HOME") if Path(env.get("HOME", "/nonexistent")).is_dir() else str(self._pod_dir(rp))
+            full = argv
+        memory, cpu = limits(container)
+        cgroup = Cgroup(f"{rp.uid[:8]}-{name}-{restarts}", memory, cpu) \
+            if self.sandbox.limiting and (memory or cpu) else None
+        self._event(rp, "Normal", "Created", f"Created container {name}")
+        logfile = open(self._pod_dir(rp) / f"{name}.log", "ab")
+
+        def in_child() -> None:
+            if cgroup is not None:
+                cgroup.join()
+
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *full, env=env, cwd=cwd, stdout=logfile, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True, preexec_fn=in_child)
+        except (FileNotFoundError, PermissionError) as e:
+            if cgroup is not None:
+                cgroup.remove()
+            raise PodFailure("StartError", f"failed to start container {name}: {full[0]!r}: {e.strerror}") from e
+        finally:
+            logfile.close()
+        rp.procs[name] = proc
+        try:
+            if rp.stopping:  # deleted while the process was being created: _kill saw no process to stop
+                _signal_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                return -9, "Error", now_iso()
+            started_at = now_iso()
+            self._event(rp, "Normal", "Started", f"Started container {name}")
+            running = {"name": name, "image": image, "imageID": f"local://{image}", "started": True,
+                       "restartCount": restarts, "state": {"running": {"startedAt": started_at}},
+                       **({"lastState": last_state} if last_state else {})}
+            exited = asyncio.ensure_future(proc.wait())
+            ports = [p.get("containerPort") for p in container.get("ports") or [] if p.get("containerPort")]
+            if not init:
+                ready = await self._wait_ready(rp, ports[0], exited) if ports else not exited.done()
+                if ready and not rp.stopping:
+                    self._container_status(rp, pod, name, dict(running, ready=True), init)
+            code = await exited
+            reason = "Completed" if code == 0 else "Error"
+            if code < 0:
+                code = 128 - code
+            if cgroup is not None and cgroup.oom_killed():
+                code, reason = 137, "OOMKilled"
+            return code, reason, started_at
+        finally:
+            rp.procs.pop(name, None)
+            if cgroup is not None:
+                cgroup.remove()
+
+    def _mounts(self, container: dict, volumes: dict[str, Path]) -> list[tuple[str, Path, bool]]:
+        """(mountPath, host directory, readOnly) for the container's volumeMounts; a subPath stays inside its
+        volume (the API refuses `..`; a symlink out of the volume is refused here)."""
+        out = []
+        for m in container.get("volumeMounts") or []:
+            host = volumes.get(m.get("name"))
+            if host is None:
+                raise PodFailure("CreateContainerConfigError", f'volumeMount "{m.get("name")}" names no volume')
+            if m.get("subPath"):
+                target = (host / m["subPath"]).resolve()
+                if not target.is_relative_to(host.resolve()):
+                    raise PodFailure("CreateContainerConfigError", f'subPath "{m["subPath"]}" leaves volume '
+                                     f'"{m.get("name")}"')
+                target.mkdir(parents=True, exist_ok=True)
+                host = target
+            out.append((m["mountPath"].rstrip("/") or "/", host, bool(m.get("readOnly"))))
+        out.sort(key=lambda mp: len(mp[0]), reverse=True)
+        return out
+
+    async def _prepare_volumes(self, rp: RunningPod, pod: dict) -> dict[str, Path]:
+        """Back each volume with a directory: a PVC's under STATE/volumes (kept), the others the pod's own."""
+        ns = rp.namespace
+        dirs: dict[str, Path] = {}
+        who = identity(pod, {})
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            name = vol.get("name")
+            if "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"].get("claimName")
+                for _ in range(100):  # the claim may be created just after the pod
+                    if self.store.find("persistentvolumeclaims", ns, claim) is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise PodFailure("FailedMount", f'persistentvolumeclaim "{claim}" not found')
+                d = self.state_dir / "volumes" / ns / claim
+                d.mkdir(parents=True, exist_ok=True)
+                prepare_volume(d, who)
+            elif "configMap" in vol or "secret" in vol:
+                d = self._pod_dir(rp) / "volumes" / name
+                d.mkdir(parents=True, exist_ok=True)
+                if "configMap" in vol:
+                    src = self.store.find("configmaps", ns, vol["configMap"].get("name"))
+                    data = {k: v.encode() for k, v in ((src or {}).get("data") or {}).items()}
+                else:
+                    src = self.store.find("secrets", ns, vol["secret"].get("secretName"))
+                    data = {k: base64.b64decode(v) for k, v in ((src or {}).get("data") or {}).items()}
+                    data.update({k: v.encode() for k, v in ((src or {}).get("stringData") or {}).items()})
+                if src is None and not (vol.get("configMap") or vol.get("secret") or {}).get("optional"):
+                    raise PodFailure("FailedMount", f'volume "{name}": its source does not exist')
+                for k, v in data.items():
+                    target = (d / k).resolve()
+                    if not target.is_relative_to(d.resolve()) or "/" in k:  # the API refuses such keys too
+                        raise PodFailure("FailedMount", f'volume "{name}": key {k!r} is not a file name')
+                    target.write_bytes(v)
+            else:  # emptyDir and other types: an empty directory anyone in the pod may write
+                d = self._pod_dir(rp) / "volumes" / name
+                d.mkdir(parents=True, exist_ok=True)
+                d.chmod(0o777)
+            dirs[name] = d
+        return dirs
 
     async def _wait_ready(self, rp: RunningPod, port: int, exited: asyncio.Future) -> bool:
         loop = asyncio.get_running_loop()
@@ -303,55 +495,8 @@ class ProcessKubelet:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    async def _prepare_volumes(self, rp: RunningPod, pod: dict, container: dict) -> list[tuple[str, Path]]:
-        """Back each volume with a directory and return (mountPath, host dir) pairs, longest mount path first."""
-        ns = rp.namespace
-        dirs: dict[str, Path] = {}
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            name = vol.get("name")
-            if "persistentVolumeClaim" in vol:
-                claim = vol["persistentVolumeClaim"].get("claimName")
-                for _ in range(100):  # the claim may be created just after the pod
-                    if self.store.find("persistentvolumeclaims", ns, claim) is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise PodFailure("FailedMount", f'persistentvolumeclaim "{claim}" not found')
-                d = self.state_dir / "volumes" / ns / claim
-            elif "emptyDir" in vol:
-                d = self._pod_dir(rp) / "volumes" / name
-            elif "configMap" in vol or "secret" in vol:
-                d = self._pod_dir(rp) / "volumes" / name
-                d.mkdir(parents=True, exist_ok=True)
-                if "configMap" in vol:
-                    src = self.store.find("configmaps", ns, vol["configMap"].get("name"))
-                    data = {k: v.encode() for k, v in ((src or {}).get("data") or {}).items()}
-                else:
-                    src = self.store.find("secrets", ns, vol["secret"].get("secretName"))
-                    data = {k: base64.b64decode(v) for k, v in ((src or {}).get("data") or {}).items()}
-                    data.update({k: v.encode() for k, v in ((src or {}).get("stringData") or {}).items()})
-                if src is None and not (vol.get("configMap") or vol.get("secret") or {}).get("optional"):
-                    raise PodFailure("FailedMount", f'volume "{name}": its source does not exist')
-                for k, v in data.items():
-                    (d / k).write_bytes(v)
-            else:
-                d = self._pod_dir(rp) / "volumes" / name  # other volume types: an empty directory stands in
-            d.mkdir(parents=True, exist_ok=True)
-            dirs[name] = d
-        mounts = []
-        for m in container.get("volumeMounts") or []:
-            host = dirs.get(m.get("name"))
-            if host is None:
-                raise PodFailure("CreateContainerConfigError", f'volumeMount "{m.get("name")}" names no volume')
-            if m.get("subPath"):
-                host = host / m["subPath"]
-                host.mkdir(parents=True, exist_ok=True)
-            mounts.append((m["mountPath"].rstrip("/") or "/", host))
-        mounts.sort(key=lambda mp: len(mp[0]), reverse=True)
-        return mounts
-
     def _env(self, rp: RunningPod, pod: dict, container: dict, mapping: ImageMapping,
-             mounts: list[tuple[str, Path]]) -> dict[str, str]:
+             mounts: list[tuple[str, Path]], isolated: bool = False) -> dict[str, str]:
         ns = rp.namespace
         env = dict(self._base_env)
         env["HOSTNAME"] = rp.name
@@ -377,7 +522,10 @@ class ProcessKubelet:
         env = {k: _expand(v, env) for k, v in env.items()}
         out = {k: _translate(v, rp.ip or "127.0.0.1", mounts) for k, v in env.items()}
         home = out.get("HOME")
-        if not home or not Path(home).is_dir():  # an unmounted home: the pod's own scratch directory
+        if isolated:
+            out.setdefault("HOME", "/root" if identity(pod, container).uid in (None, 0) else "/home/user")
+            out.pop("JUPYTER_CONFIG_PATH", None) if identity(pod, container).uid not in (None, 0) else None
+        elif not home or not Path(home).is_dir():  # an unmounted home: the pod's own scratch directory
             out["HOME"] = str(self._pod_dir(rp) / "home")
             Path(out["HOME"]).mkdir(exist_ok=True)
         return out
@@ -416,20 +564,22 @@ class ProcessKubelet:
     # --- stopping -----------------------------------------------------------------------------------------------------
 
     async def _kill(self, rp: RunningPod, grace: int, remove: bool) -> None:
-        if rp.proc is not None and rp.proc.returncode is None:
-            self._event(rp, "Normal", "Killing", f"Stopping container {rp.container}")
-            _signal_group(rp.proc.pid, signal.SIGTERM)
+        procs = {n: p for n, p in rp.procs.items() if p.returncode is None}
+        for name, proc in procs.items():
+            self._event(rp, "Normal", "Killing", f"Stopping container {name}")
+            _signal_group(proc.pid, signal.SIGTERM)
+        if procs:
+            await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs.values()],
+                               timeout=max(grace, 0) or 0.01)
+        for proc in procs.values():
+            _signal_group(proc.pid, signal.SIGKILL)
             try:
-                await asyncio.wait_for(rp.proc.wait(), max(grace, 0) or 0.01)
+                await asyncio.wait_for(proc.wait(), 5)
             except asyncio.TimeoutError:
-                pass
-            _signal_group(rp.proc.pid, signal.SIGKILL)
-            try:
-                await asyncio.wait_for(rp.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                log.error("pod %s/%s: process %s survived SIGKILL", rp.namespace, rp.name, rp.proc.pid)
-        if rp.task is not None and not rp.task.done():
-            rp.task.cancel()
+                log.error("pod %s/%s: process %s survived SIGKILL", rp.namespace, rp.name, proc.pid)
+        for t in [rp.task, *rp.tasks]:
+            if t is not None and not t.done():
+                t.cancel()
         self.pods.pop(rp.uid, None)
         if rp.ip:
             self.addresses.give_back(rp.ip)
@@ -440,8 +590,8 @@ class ProcessKubelet:
                 self.store.remove("pods", rp.namespace, rp.name)
 
     async def shutdown(self, grace: float = 5.0) -> None:
-        """Stop every pod's process (devcluster exit): SIGTERM, then SIGKILL after `grace` seconds."""
-        procs = [rp.proc for rp in self.pods.values() if rp.proc is not None and rp.proc.returncode is None]
+        """Stop every pod's processes (devcluster exit): SIGTERM, then SIGKILL after `grace` seconds."""
+        procs = [p for rp in self.pods.values() for p in rp.procs.values() if p.returncode is None]
         for p in procs:
             _signal_group(p.pid, signal.SIGTERM)
         if procs:
@@ -449,11 +599,28 @@ class ProcessKubelet:
         for p in procs:
             _signal_group(p.pid, signal.SIGKILL)
         for rp in self.pods.values():
-            if rp.task is not None:
-                rp.task.cancel()
+            for t in [rp.task, *rp.tasks]:
+                if t is not None:
+                    t.cancel()
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal a container's process group. SIGTERM spares the group's leader when it is bwrap (which would exit
+    at once and take the container with it): the container's own processes get the signal, as in a runtime."""
+    if sig == signal.SIGTERM:
+        try:
+            leader = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            leader = ""
+        if leader == "bwrap":
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and int(entry) != pid:
+                    try:
+                        if os.getpgid(int(entry)) == pid:
+                            os.kill(int(entry), sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            return
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -59,12 +59,31 @@ class NodeSpec:
             "status": {
                 "capacity": dict(self.raw_allocatable),
                 "allocatable": dict(self.raw_allocatable),
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                "message": "devcluster process kubelet is posting ready status"}],
-                "nodeInfo": {"kubeletVersion": "v1.31.0-devcluster", "operatingSystem": "linux",
-                             "architecture": "amd64", "containerRuntimeVersion": "process://local"},
+                "conditions": _conditions(),
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {"kubeletVersion": "v1.37.0-devcluster", "kubeProxyVersion": "v1.37.0-devcluster",
+                             "operatingSystem": "linux", "architecture": "amd64", "osImage": "devcluster",
+                             "kernelVersion": _kernel(), "containerRuntimeVersion": "process://local",
+                             "machineID": self.name, "systemUUID": self.name, "bootID": self.name},
             },
         }
+
+
+def _conditions() -> list[dict]:
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ok = {"MemoryPressure": ("False", "KubeletHasSufficientMemory"), "DiskPressure": ("False", "KubeletHasNoDiskPressure"),
+          "PIDPressure": ("False", "KubeletHasSufficientPID"), "Ready": ("True", "KubeletReady")}
+    return [{"type": t, "status": st, "reason": reason, "message": f"devcluster process kubelet: {reason}",
+             "lastHeartbeatTime": now, "lastTransitionTime": now} for t, (st, reason) in ok.items()]
+
+
+def _kernel() -> str:
+    import platform
+
+    return platform.release()
 
 
 def _taint_dict(t: Taint) -> dict:

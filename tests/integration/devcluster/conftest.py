@@ -57,9 +57,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def pod_body(name: str, **kw) -> dict:
-    """A Pod for these tests: `tests.k8s_objects.pod` with a 1 s termination grace period."""
-    return pod(name, grace=1, **kw)
+def pod_body(name: str, restart: str = "Never", **kw) -> dict:
+    """A Pod for these tests: `tests.k8s_objects.pod` with a 1 s termination grace period and, unless asked
+    otherwise, restartPolicy Never (so an exit is a final phase)."""
+    body = pod(name, grace=1, **kw)
+    body["spec"]["restartPolicy"] = restart
+    return body
 
 
 def create_pod(cluster: DevClusterHandle, body: dict, namespace: str = "default") -> dict:

@@ -1,0 +1,63 @@
+"""Fault knobs for tests (`/devcluster/faults`): a fraction of resource requests answers an error, or answers late."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .status import APIError
+
+
+@dataclass
+class Faults:
+    """Fault knobs for tests: a fraction of resource requests answers an error, or answers slowly."""
+    error_rate: float = 0.0
+    error_codes: tuple[int, ...] = (429, 500)
+    delay_rate: float = 0.0
+    delay: float = 0.0
+    seed: int | None = None
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def update(self, data: dict) -> None:
+        """Validate every value first, then apply them all (a bad request changes nothing)."""
+        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed")
+        if not isinstance(data, dict):
+            raise APIError(400, "BadRequest", f"faults: expected a JSON object with some of {', '.join(known)}, "
+                           f"got {data!r}")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise APIError(400, "BadRequest", f"faults: unknown field(s) {unknown}; allowed: {', '.join(known)}")
+        new: dict[str, Any] = {}
+        for key in ("error_rate", "delay_rate", "delay"):
+            if key in data:
+                try:
+                    value = float(data[key])
+                except (TypeError, ValueError) as e:
+                    raise APIError(400, "BadRequest", f"faults.{key}: {data[key]!r} is not a number") from e
+                if not 0 <= value <= (1 if key.endswith("rate") else float("inf")):
+                    raise APIError(400, "BadRequest", f"faults.{key}: {value} out of range"
+                                   + (" (0 to 1)" if key.endswith("rate") else " (must be >= 0)"))
+                new[key] = value
+        if "error_codes" in data:
+            try:
+                codes = tuple(int(c) for c in data["error_codes"])
+            except (TypeError, ValueError) as e:
+                raise APIError(400, "BadRequest", f"faults.error_codes: {data['error_codes']!r} is not a list of "
+                               "HTTP status codes") from e
+            if not codes or any(c not in (429, 500, 503, 504) for c in codes):
+                raise APIError(400, "BadRequest", f"faults.error_codes: {codes} must be among 429, 500, 503, 504")
+            new["error_codes"] = codes
+        if data.get("seed") is not None:
+            try:
+                new["seed"] = int(data["seed"])
+            except (TypeError, ValueError) as e:
+                raise APIError(400, "BadRequest", f"faults.seed: {data['seed']!r} is not an integer") from e
+        for key, value in new.items():
+            setattr(self, key, value)
+        if "seed" in new:
+            self.rng.seed(self.seed)
+
+    def as_dict(self) -> dict:
+        return {"error_rate": self.error_rate, "error_codes": list(self.error_codes), "delay_rate": self.delay_rate,
+                "delay": self.delay, "seed": self.seed}
