@@ -84,7 +84,10 @@ def test_servers_survive_a_hub_restart_with_no_orphans(start_hub, devcluster):
 
 
 def test_spawns_under_ten_percent_api_failures_succeed_or_fail_clearly_without_orphans(start_hub, devcluster):
+    """ProfileSpawner (stock KubeSpawner gives up on the first 429/500 when creating the PVC or pod: with the seeded
+    faults 4-5 of 6 spawns failed that way) retries transient API answers within KubeSpawner's back-off."""
     hub = start_hub("""
+        c.JupyterHub.spawner_class = "hubfleet"
         c.KubeSpawner.start_timeout = 45
         c.KubeSpawner.k8s_api_request_retry_timeout = 20
     """)
@@ -114,7 +117,7 @@ def test_spawns_under_ten_percent_api_failures_succeed_or_fail_clearly_without_o
     for u, status, body in results:
         # an immediate refusal carries a message, never a bare 500 with no text
         assert status in (201, 202) or (isinstance(body, dict) and body.get("message")), (u, status, body)
-    assert len(ready) >= len(users) // 2, f"most spawns should survive 10% API errors: {ready}"
+    assert len(ready) >= len(users) - 1, f"spawns should survive 10% API errors (retried): {ready}"
     # no orphans: once settled, exactly the ready servers have pods
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -47,6 +47,7 @@ from .profiles import (
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
 from .profiles.model import GROUPS_ANNOTATION, USER_LABEL, USERNAME_ANNOTATION
+from .retry import TransientRetry
 from .storage import StorageSafety
 
 
@@ -63,7 +64,7 @@ def _escape_template(value: str) -> str:
     return value.replace("{", "{{").replace("}", "}}")
 
 
-class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, KubeSpawner):
+class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
