@@ -134,10 +134,11 @@ class CullerApp(Application):
     ).tag(config=True)
 
     hub_latency_target = Float(
-        0.02,
-        help="""Seconds: while stops are in flight the culler samples the hub's `GET /hub/api/` answer time every
-        0.1 s, halves its stops in flight when a sample is slower than this and adds one when a sample is under
-        half of it, so that the hub stays responsive for its users during a sweep. 0: always `concurrency`.""",
+        0.025,
+        help="""Seconds: during a sweep the culler samples the hub's `GET /hub/api/` answer time every 0.1 s,
+        halves its stops in flight when the median of the last 5 samples is slower than this and adds one when it
+        is under three quarters of it (never over `concurrency`), so that the hub stays responsive for its users.
+        0: always `concurrency` stops in flight.""",
     ).tag(config=True)
 
     dry_run = Bool(
@@ -269,7 +270,11 @@ class CullerApp(Application):
         from ...yamlfile import load_yaml  # noqa: PLC0415
 
         try:
-            return tuple(parse_catalog(load_yaml(self.profiles_file, what="--profiles-file")).profiles)
+            doc = load_yaml(self.profiles_file, what="--profiles-file")
+        except HubfleetError as e:
+            raise CullConfigError(str(e)) from e
+        try:
+            return tuple(parse_catalog(doc).profiles)
         except HubfleetError as e:
             raise CullConfigError(f"--profiles-file {self.profiles_file}: {e}") from e
 

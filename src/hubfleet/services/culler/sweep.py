@@ -79,10 +79,11 @@ class Gate:
     def __init__(self, limit: AdaptiveLimit):
         self.limit = limit
         self.in_flight = 0
+        self.held = False  # no one enters while held (the probe measures the hub's floor first)
         self._waiters: collections.deque = collections.deque()
 
     async def __aenter__(self):
-        while self.in_flight >= self.limit.limit:
+        while self.held or self.in_flight >= self.limit.limit:
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             await fut
@@ -93,7 +94,7 @@ class Gate:
         self.wake()
 
     def wake(self) -> None:
-        free = self.limit.limit - self.in_flight
+        free = 0 if self.held else self.limit.limit - self.in_flight
         while free > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
@@ -126,7 +127,7 @@ class Sweeper:
         self.kernels, self.gpu, self.profiles = kernels, gpu, tuple(profiles)
         self.dry_run, self.out, self.public_url = dry_run, out, public_url.rstrip("/")
         self.probe_interval = probe_interval
-        target = getattr(cfg, "hub_latency_target", 0.02)
+        target = getattr(cfg, "hub_latency_target", 0.025)
         self.limit = AdaptiveLimit(maximum=cfg.concurrency, target=target or 1e9,
                                    limit=cfg.concurrency if not target else 0)
         self.gate = Gate(self.limit)
@@ -154,12 +155,14 @@ class Sweeper:
         gpu_idle = await self._gpu_idle()
         seen: set = set()
         probe_stop = asyncio.Event()
+        self.gate.held = self.limit.target < 1e9
         probe = asyncio.ensure_future(self._probe(probe_stop, result))
         try:
             await asyncio.gather(*(self._isolated(user, now, result, gpu_idle, seen) for user in users))
         finally:
             probe_stop.set()
             await asyncio.gather(probe, return_exceptions=True)
+            self.gate.held = False
         for key in [k for k in self.warned if k not in seen]:  # server gone (stopped by its user, or culled)
             del self.warned[key]
         result.seconds = time.monotonic() - t0
@@ -174,6 +177,15 @@ class Sweeper:
         result.max_limit = self.limit.limit
         if self.limit.target >= 1e9:
             return
+        calibration = []
+        for _ in range(5):  # the floor: the hub's answer time before our stops add to it
+            try:
+                calibration.append(await self.api.ping())
+            except Exception:  # noqa: BLE001
+                break
+        self.limit.calibrate(calibration)
+        self.gate.held = False
+        self.gate.wake()
         while not stop.is_set():
             try:
                 latency = await self.api.ping()
