@@ -100,7 +100,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
 """
         env = {"BENCH_CULLER_DUMMY_URL": f"http://127.0.0.1:{self.dummy.server_address[1]}",
                "BENCH_CULLER_CONTROL": str(self.control), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
-        self.hub = HubHandle("hub", state, config, env, self.chp, admin_token, "x", hub_port).start()
+        self.hub = HubHandle("hub", state, config, env, self.chp, admin_token, "x", hub_port).start(timeout=600)
         self.api_url = f"http://127.0.0.1:{hub_port}/hub/api"
         self.users = [f"u{i:05d}" for i in range(N_USERS)]
         self.with_server = self.users[:N_SERVERS]
