@@ -51,6 +51,8 @@ ANCHOR = "idle-culler 2.0.0"
 OURS = "hubfleet culler"
 KERNELS = "hubfleet + kernels"
 SWEEP_CAP = 400.0
+WITH_ANCHOR = os.environ.get("BENCH_CULLER_ANCHOR", "1") != "0"  # 0: only hubfleet's rows (compare saved results)
+EXTRA_TARGETS = [float(t) for t in os.environ.get("BENCH_CULLER_TARGETS", "").split(",") if t.strip()]
 
 
 class _Dummy(BaseHTTPRequestHandler):
@@ -146,10 +148,12 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
     def sweep(self, label: str, argv: list[str], delay: float, restart: bool = True) -> dict:
         self.control.write_text(str(delay))
         self.api("POST", "/test/backdate", json={"users": self.idle, "seconds": 3600})
+        # the others active now: rows run minutes apart, and a server started at set-up would pass the 600 s timeout
+        self.api("POST", "/test/backdate", json={"users": self.with_server[N_IDLE:], "seconds": 0})
         load = os.getloadavg()[0]
         probe = LatencyProbe(f"{self.api_url}/", timeout=30).start()
         t0 = time.monotonic()
-        proc = Proc(label.split()[0], argv, self.tmp / "logs",
+        proc = Proc(label.replace(" ", "-").replace("+", ""), argv, self.tmp / "logs",
                     env={"JUPYTERHUB_API_URL": self.api_url, "JUPYTERHUB_API_TOKEN": self.hub.admin_token})
         try:
             t_end = self.wait_ready_count(N_SERVERS - N_IDLE, timeout=SWEEP_CAP)
@@ -182,8 +186,8 @@ def format_table(results: dict) -> str:
               f"{'api p99':>8} {'api max':>8} {'speed-up':>9}")
     lines = [header, "-" * len(header)]
     for (delay, label), r in results.items():
-        anchor = results[(delay, ANCHOR)]
-        ratio = anchor["wall_s"] / r["wall_s"]
+        anchor = results.get((delay, ANCHOR))
+        ratio = anchor["wall_s"] / r["wall_s"] if anchor else float("nan")
         lines.append(f"{f'{delay * 1000:.0f} ms':<12} {label:<18} {r['culled']:>6} {r['wall_s']:>7.2f}s "
                      f"{r['culls_per_s']:>8.1f} {r['api_p50_ms']:>6.1f}ms {r['api_p99_ms']:>6.1f}ms "
                      f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x")
@@ -211,13 +215,20 @@ def main() -> None:
             policies.write_text("default: {spare_busy_kernels: true}\n")
             ours = [sys.executable, "-m", "hubfleet.services.culler", *common, "--once"]
             for delay in STOP_DELAYS:
-                results[(delay, ANCHOR)] = bench.sweep(
-                    ANCHOR, [sys.executable, "-m", "jupyterhub_idle_culler", *common, "--cull-every=3600"], delay)
+                if WITH_ANCHOR:
+                    results[(delay, ANCHOR)] = bench.sweep(
+                        ANCHOR, [sys.executable, "-m", "jupyterhub_idle_culler", *common, "--cull-every=3600"], delay)
                 bench.dummy_requests()
                 results[(delay, OURS)] = bench.sweep(OURS, ours, delay)
+
             results[(STOP_DELAYS[-1], KERNELS)] = bench.sweep(
                 KERNELS, [*ours, f"--policies-file={policies}", f"--server-url={bench.chp.public_url}"],
-                STOP_DELAYS[-1], restart=False)
+                STOP_DELAYS[-1], restart=bool(EXTRA_TARGETS))
+            for i, target in enumerate(EXTRA_TARGETS):  # the same culler, another --hub-latency-target (0: fixed)
+                label = f"hubfleet {target * 1000:.0f}ms" if target else "hubfleet fixed"
+                results[(STOP_DELAYS[-1], label)] = bench.sweep(
+                    label, [*ours, f"--hub-latency-target={target}"], STOP_DELAYS[-1],
+                    restart=i < len(EXTRA_TARGETS) - 1)
         finally:
             bench.close()
     print()
