@@ -156,7 +156,7 @@ async def test_stops_in_flight_shrink_when_the_hub_slows_down_under_them(fake_hu
 async def test_sweep_pages_culls_idle_in_parallel_and_keeps_active(fake_hub):
     hub = FakeHub(make_users(12, 5), page_size=4, stop_delay=0.3)
     url = await fake_hub(hub)
-    app, api = app_for(url, "--concurrency=6", "--hub-latency-target=0")  # fixed width: see the next test
+    app, api = app_for(url, "--concurrency=6", "--hub-latency-target=0", "--api-page-size=4")  # fixed width: see the next test
     t0 = time.monotonic()
     result = await app.sweep(api)
     wall = time.monotonic() - t0
@@ -188,7 +188,7 @@ async def test_gives_up_after_retries_with_a_clear_error(fake_hub):
     url = await fake_hub(hub)
     app, api = app_for(url)
     hub.fail = [500] * 10
-    with pytest.raises(HubAPIError, match=r"GET /users\?state=ready: 500 try later"):
+    with pytest.raises(HubAPIError, match=r"GET /users\?state=ready&limit=50: 500 try later"):
         await app.sweep(api)
     api.close()
     assert api.requests == 4  # 1 + 3 retries

@@ -177,7 +177,8 @@ class CullerApp(Application):
         -1: the port of $JUPYTERHUB_SERVICE_URL when the hub gives the service a URL, else none; 0: none.""",
     ).tag(config=True)
 
-    api_page_size = Int(0, help="Users per page of `GET /users`; 0: the hub's default page size.").tag(config=True)
+    api_page_size = Int(0, help="""Users per page of `GET /users`; 0: 50 (the hub builds each page in one go on its
+        event loop, so small pages keep its answers to everyone else short).""").tag(config=True)
     request_timeout = Float(60.0, help="Seconds before one hub API request is given up (then retried).").tag(
         config=True)
     retries = Int(4, help="Retries of a hub API request answered 429, 5xx or not at all, with exponential backoff.").tag(
