@@ -1,18 +1,23 @@
 """hubfleet's culler vs jupyterhub-idle-culler 2.0.0: one sweep each against the same real hub.
 
-One JupyterHub (real configurable-http-proxy, sqlite) with 2,000 users (``allowed_users``, created at start-up) and 400 ready no-op servers
-(bench/culler_noop_spawner.py: no pods; ``stop`` optionally waits, standing in for KubeSpawner waiting for a pod to go).
-For each row, 200 of the servers are back-dated 1 h idle (inside the hub: tests/integration/culler/backdate.py) and
-one culler process is started with ``--timeout=600 --concurrency=10`` and the hub's admin token:
+At the anchor's scale: one JupyterHub (real configurable-http-proxy, sqlite) with 10,000 users (``allowed_users``,
+created at start-up) and 2,000 ready no-op servers (bench/culler_noop_spawner.py: no pods; ``stop`` optionally
+waits, standing in for KubeSpawner waiting for a pod to go; the servers' URL is a small HTTP server that answers
+``/api/status`` with one kernel and ``/api/kernels`` with an idle one). For each row, 1,000 of the servers are
+back-dated 1 h idle (inside the hub: tests/integration/culler/backdate.py) and one culler process is started with
+``--timeout=600 --concurrency=10`` and the hub's admin token:
 
 - anchor: ``python -m jupyterhub_idle_culler --timeout=600 --cull-every=3600 --concurrency=10`` (it has no
-  run-once mode: it is killed once its first sweep has culled all 200);
-- hubfleet: ``python -m hubfleet.services.culler --once --timeout=600 --concurrency=10``.
+  run-once mode: it is killed once its first sweep has culled all 1,000);
+- hubfleet: ``python -m hubfleet.services.culler --once --timeout=600 --concurrency=10`` (the stops in flight adapt
+  to the hub's answer time, ``--hub-latency-target``, at most 10);
+- hubfleet with busy-kernel checks: the same with ``spare_busy_kernels`` for every server (``--server-url`` = the
+  proxy): each server it would cull is asked ``/api/status`` and ``/api/kernels`` through the proxy first.
 
-Sweep wall time runs from the process launch (both pay the interpreter start) until the hub lists exactly the 200
+Sweep wall time runs from the process launch (both pay the interpreter start) until the hub lists exactly the 1,000
 active servers as ready (``GET /users?state=ready`` polled every 50 ms). Meanwhile ``GET /hub/api/`` is polled every
 20 ms for the hub's latency. Between rows the culled servers are started again. Rows: stops that return at once, and
-stops that take 100 ms. Results also go to test-artifacts/bench_culler.json.
+stops that take 100 ms. Results also go to test-artifacts/bench_culler.json. Not a test: it takes minutes.
 """
 
 from __future__ import annotations
@@ -34,25 +39,42 @@ from tests.conftest import BASE_HUB_CONFIG, HubHandle, start_chp
 from tests.integration.culler.backdate import hub_config as backdate_config
 from tests.procs import REPO, Proc, free_port
 
-N_USERS = 2000
-N_SERVERS = 400
-N_IDLE = 200
+# the anchor's scale; BENCH_CULLER_SCALE=0.1 gives a quick smoke run of the bench itself
+_SCALE = float(os.environ.get("BENCH_CULLER_SCALE", "1"))
+N_USERS = int(10000 * _SCALE)
+N_SERVERS = int(2000 * _SCALE)
+N_IDLE = int(1000 * _SCALE)
 CONCURRENCY = 10
-STOP_DELAYS = [0.0, 0.1]
+# BENCH_CULLER_DELAYS=0.1 runs the 100 ms rows only (each row culls 1,000 servers and starts them again: minutes)
+STOP_DELAYS = [float(d) for d in os.environ.get("BENCH_CULLER_DELAYS", "0,0.1").split(",")]
 ANCHOR = "idle-culler 2.0.0"
 OURS = "hubfleet culler"
-SWEEP_CAP = 90.0
+KERNELS = "hubfleet + kernels"
+SWEEP_CAP = 400.0
+WITH_ANCHOR = os.environ.get("BENCH_CULLER_ANCHOR", "1") != "0"  # 0: only hubfleet's rows (compare saved results)
+EXTRA_TARGETS = [float(t) for t in os.environ.get("BENCH_CULLER_TARGETS", "").split(",") if t.strip()]
 
 
 class _Dummy(BaseHTTPRequestHandler):
+    """Every no-op server: one kernel, idle (the busy-kernel check's worst case: both requests are needed)."""
+
     def do_GET(self):
+        if self.path.endswith("/api/status"):
+            body = b'{"kernels": 1, "connections": 0, "last_activity": "2026-01-01T00:00:00Z"}'
+        elif self.path.endswith("/api/kernels"):
+            body = b'[{"id": "k0", "name": "python3", "execution_state": "idle"}]'
+        else:
+            body = b"{}"
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(body)
+
+    count = 0
 
     def log_message(self, *args):
-        pass
+        _Dummy.count += 1
 
 
 class Bench:
@@ -81,7 +103,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
 """
         env = {"BENCH_CULLER_DUMMY_URL": f"http://127.0.0.1:{self.dummy.server_address[1]}",
                "BENCH_CULLER_CONTROL": str(self.control), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
-        self.hub = HubHandle("hub", state, config, env, self.chp, admin_token, "x", hub_port).start()
+        self.hub = HubHandle("hub", state, config, env, self.chp, admin_token, "x", hub_port).start(timeout=600)
         self.api_url = f"http://127.0.0.1:{hub_port}/hub/api"
         self.users = [f"u{i:05d}" for i in range(N_USERS)]
         self.with_server = self.users[:N_SERVERS]
@@ -102,7 +124,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         t0 = time.monotonic()
         with ThreadPoolExecutor(20) as pool:
             list(pool.map(lambda u: self.api("POST", f"/users/{u}/server"), users))
-        self.wait_ready_count(N_SERVERS, timeout=120)
+        self.wait_ready_count(N_SERVERS, timeout=600)
         print(f"  {len(users)} servers started in {time.monotonic() - t0:.1f}s", flush=True)
 
     def ready_count(self) -> int:
@@ -126,10 +148,12 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
     def sweep(self, label: str, argv: list[str], delay: float, restart: bool = True) -> dict:
         self.control.write_text(str(delay))
         self.api("POST", "/test/backdate", json={"users": self.idle, "seconds": 3600})
+        # the others active now: rows run minutes apart, and a server started at set-up would pass the 600 s timeout
+        self.api("POST", "/test/backdate", json={"users": self.with_server[N_IDLE:], "seconds": 0})
         load = os.getloadavg()[0]
         probe = LatencyProbe(f"{self.api_url}/", timeout=30).start()
         t0 = time.monotonic()
-        proc = Proc(label.split()[0], argv, self.tmp / "logs",
+        proc = Proc(label.replace(" ", "-").replace("+", ""), argv, self.tmp / "logs",
                     env={"JUPYTERHUB_API_URL": self.api_url, "JUPYTERHUB_API_TOKEN": self.hub.admin_token})
         try:
             t_end = self.wait_ready_count(N_SERVERS - N_IDLE, timeout=SWEEP_CAP)
@@ -140,11 +164,16 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         culled = N_SERVERS - self.ready_count()
         print(f"  {label:<18} stop {delay * 1000:>3.0f} ms: {culled} culled in {wall:.2f}s "
               f"(machine load before: {load:.1f}; culler log: {proc.log_tail(1).strip()[:110]})", flush=True)
+        server_requests = self.dummy_requests()
         if restart:
             self.start_servers(self.idle)
         return {"culled": culled, "wall_s": wall, "culls_per_s": culled / wall, "api_p50_ms": pct(lat, .5) * 1e3,
                 "api_p99_ms": pct(lat, .99) * 1e3, "api_max_ms": max(lat) * 1e3, "api_samples": len(lat),
-                "load_before": load}
+                "load_before": load, "server_requests": server_requests}
+
+    def dummy_requests(self) -> int:
+        n, _Dummy.count = _Dummy.count, 0
+        return n
 
     def close(self) -> None:
         self.hub.stop()
@@ -156,14 +185,17 @@ def format_table(results: dict) -> str:
     header = (f"{'server stop':<12} {'culler':<18} {'culls':>6} {'sweep':>8} {'culls/s':>8} {'api p50':>8} "
               f"{'api p99':>8} {'api max':>8} {'speed-up':>9}")
     lines = [header, "-" * len(header)]
-    for delay in STOP_DELAYS:
-        anchor = results[(delay, ANCHOR)]
-        for label in (ANCHOR, OURS):
-            r = results[(delay, label)]
-            ratio = anchor["wall_s"] / r["wall_s"]
-            lines.append(f"{f'{delay * 1000:.0f} ms':<12} {label:<18} {r['culled']:>6} {r['wall_s']:>7.2f}s "
-                         f"{r['culls_per_s']:>8.1f} {r['api_p50_ms']:>6.1f}ms {r['api_p99_ms']:>6.1f}ms "
-                         f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x")
+    for (delay, label), r in results.items():
+        anchor = results.get((delay, ANCHOR))
+        ratio = anchor["wall_s"] / r["wall_s"] if anchor else float("nan")
+        lines.append(f"{f'{delay * 1000:.0f} ms':<12} {label:<18} {r['culled']:>6} {r['wall_s']:>7.2f}s "
+                     f"{r['culls_per_s']:>8.1f} {r['api_p50_ms']:>6.1f}ms {r['api_p99_ms']:>6.1f}ms "
+                     f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x")
+    last = STOP_DELAYS[-1]
+    if (last, KERNELS) in results:
+        cost = results[(last, KERNELS)]["wall_s"] / results[(last, OURS)]["wall_s"]
+        lines.append(f"busy-kernel checks: sweep {cost:.2f}x the sweep without them "
+                     f"({results[(last, KERNELS)]['server_requests']} requests to the servers)")
     lines += ["",
               f"{N_USERS} users, {N_SERVERS} ready servers, {N_IDLE} back-dated 1 h idle; --timeout=600 "
               f"--concurrency={CONCURRENCY} for both; one sweep each, from process launch until the hub lists",
@@ -179,12 +211,24 @@ def main() -> None:
         try:
             bench.setup()
             common = ["--timeout=600", f"--concurrency={CONCURRENCY}"]
+            policies = Path(tmpdir) / "kernels.yaml"
+            policies.write_text("default: {spare_busy_kernels: true}\n")
+            ours = [sys.executable, "-m", "hubfleet.services.culler", *common, "--once"]
             for delay in STOP_DELAYS:
-                results[(delay, ANCHOR)] = bench.sweep(
-                    ANCHOR, [sys.executable, "-m", "jupyterhub_idle_culler", *common, "--cull-every=3600"], delay)
-                results[(delay, OURS)] = bench.sweep(
-                    OURS, [sys.executable, "-m", "hubfleet.services.culler", *common, "--once"], delay,
-                    restart=delay != STOP_DELAYS[-1])
+                if WITH_ANCHOR:
+                    results[(delay, ANCHOR)] = bench.sweep(
+                        ANCHOR, [sys.executable, "-m", "jupyterhub_idle_culler", *common, "--cull-every=3600"], delay)
+                bench.dummy_requests()
+                results[(delay, OURS)] = bench.sweep(OURS, ours, delay)
+
+            results[(STOP_DELAYS[-1], KERNELS)] = bench.sweep(
+                KERNELS, [*ours, f"--policies-file={policies}", f"--server-url={bench.chp.public_url}"],
+                STOP_DELAYS[-1], restart=bool(EXTRA_TARGETS))
+            for i, target in enumerate(EXTRA_TARGETS):  # the same culler, another --hub-latency-target (0: fixed)
+                label = f"hubfleet {target * 1000:.0f}ms" if target else "hubfleet fixed"
+                results[(STOP_DELAYS[-1], label)] = bench.sweep(
+                    label, [*ours, f"--hub-latency-target={target}"], STOP_DELAYS[-1],
+                    restart=i < len(EXTRA_TARGETS) - 1)
         finally:
             bench.close()
     print()

@@ -134,11 +134,11 @@ def test_most_lenient_culls_no_sooner_than_any():
 # --- the limiter --------------------------------------------------------------------------------------------------
 
 def test_limit_halves_when_the_hub_is_slow_and_creeps_up_when_it_is_fast():
-    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.25)
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.25, window=1)
     assert lim.limit == 4
     assert lim.observe(0.005, now=1.0) == 5
     assert lim.observe(0.005, now=1.1) == 5      # cooldown
-    assert lim.observe(0.015, now=2.0) == 5      # between half the target and the target: hold
+    assert lim.observe(0.018, now=2.0) == 5      # between 3/4 of the target and the target: hold
     assert lim.observe(0.080, now=3.0) == 2
     assert lim.observe(0.080, now=4.0) == 1
     assert lim.observe(0.080, now=5.0) == 1      # never under the minimum
@@ -147,3 +147,27 @@ def test_limit_halves_when_the_hub_is_slow_and_creeps_up_when_it_is_fast():
     assert lim.limit == 10                       # never over --concurrency
     with pytest.raises(ValueError):
         AdaptiveLimit(maximum=0)
+
+
+def test_one_slow_sample_is_noise_a_slow_median_is_the_queue():
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, window=5)
+    for t, latency in enumerate([0.005, 0.005, 0.300, 0.005, 0.005]):
+        lim.observe(latency, now=float(t))
+    assert lim.limit == 9  # rose on every sample: the 300 ms spike did not halve it
+    for t, latency in enumerate([0.05, 0.05, 0.05], start=10):
+        lim.observe(latency, now=float(t))
+    assert lim.limit < 9
+
+
+def test_a_busy_machine_raises_the_bar_to_twice_the_floor():
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, window=3)
+    lim.calibrate([0.030, 0.035, 0.040])  # before any stop: the machine alone makes answers take 30-40 ms
+    assert lim.bar == pytest.approx(0.07)
+    for t in range(10):
+        lim.observe(0.040, now=float(t))
+    assert lim.limit == 10
+    for t in range(10, 16):  # the queue the culler causes: 4x the floor
+        lim.observe(0.140, now=float(t))
+    assert lim.limit == 1
+    lim.calibrate([0.002])
+    assert lim.bar == 0.02

@@ -37,6 +37,7 @@ class FakeHub:
         self.list_requests: list[str] = []
         self.auth_seen: set[str] = set()
         self.garbage = 0  # this many user lists answer HTML instead of JSON
+        self.root_delay_per_stop = 0.0
 
     def app(self):
         hub = self
@@ -51,7 +52,9 @@ class FakeHub:
                     self.finish(json.dumps({"message": "try later"}))
 
         class Root(Base):
-            def get(self):
+            async def get(self):
+                if hub.root_delay_per_stop:  # a hub that slows down with every stop in flight
+                    await asyncio.sleep(hub.root_delay_per_stop * hub.in_flight)
                 self.write({"version": "6.1.1"})
 
         class Users(Base):
@@ -135,10 +138,25 @@ def app_for(url: str, *args: str) -> tuple[CullerApp, HubAPI]:
     return app, HubAPI(url, TOKEN, max_clients=app.concurrency + 2, backoff=0.01, retries=3)
 
 
+async def test_stops_in_flight_shrink_when_the_hub_slows_down_under_them(fake_hub):
+    hub = FakeHub(make_users(40, 0), page_size=50, stop_delay=0.3)
+    hub.root_delay_per_stop = 0.03  # 30 ms more per stop in flight: over the 25 ms target with 1 in flight
+    url = await fake_hub(hub)
+    app, api = app_for(url, "--concurrency=10")
+    sweeper = app.make_sweeper(api)
+    result = await sweeper.sweep()
+    api.close()
+    assert result.culled == 40
+    assert sweeper.limit.limit == 1, sweeper.limit.history
+    limits = [lim for _, lim in sweeper.limit.history]
+    assert 1 in limits and limits[-1] == 1, limits  # halved down to one stop at a time, and kept there
+    assert hub.max_in_flight <= 5
+
+
 async def test_sweep_pages_culls_idle_in_parallel_and_keeps_active(fake_hub):
     hub = FakeHub(make_users(12, 5), page_size=4, stop_delay=0.3)
     url = await fake_hub(hub)
-    app, api = app_for(url, "--concurrency=6")
+    app, api = app_for(url, "--concurrency=6", "--hub-latency-target=0", "--api-page-size=4")  # fixed width: see the next test
     t0 = time.monotonic()
     result = await app.sweep(api)
     wall = time.monotonic() - t0
@@ -170,7 +188,7 @@ async def test_gives_up_after_retries_with_a_clear_error(fake_hub):
     url = await fake_hub(hub)
     app, api = app_for(url)
     hub.fail = [500] * 10
-    with pytest.raises(HubAPIError, match=r"GET /users\?state=ready: 500 try later"):
+    with pytest.raises(HubAPIError, match=r"GET /users\?state=ready&limit=50: 500 try later"):
         await app.sweep(api)
     api.close()
     assert api.requests == 4  # 1 + 3 retries

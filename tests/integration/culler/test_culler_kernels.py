@@ -95,11 +95,12 @@ def spawn(hub, users: dict) -> None:
         hub.wait_ready(user, timeout=120)
         for _ in range(3):
             # another devcluster on this machine may already serve the pod address the kubelet picked (pod IPs are
-            # handed out from 127.0.1.1 on by every devcluster): then this pod's server cannot listen, and a
-            # restarted pod gets the next address
-            r = requests.get(f"{hub.url}/user/{user}/api/status", timeout=10,
-                             headers={"Authorization": f"token {hub.admin_token}"})
-            if r.status_code == 200 and "last_activity" in r.json():
+            # handed out from 127.0.1.1 on by every devcluster): the hub then sees "ready" before this pod's server
+            # is up, or this pod's server cannot listen at all and a restarted pod may get another address
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not own_server_answers(hub, user):
+                time.sleep(0.5)
+            if own_server_answers(hub, user):
                 break
             assert hub.api("DELETE", f"/users/{user}/server")[0] in (202, 204)
             hub.wait_stopped(user, timeout=60)
@@ -107,6 +108,15 @@ def spawn(hub, users: dict) -> None:
             hub.wait_ready(user, timeout=120)
         else:
             raise AssertionError(f"{user}'s server never answered its own /api/status")
+
+
+def own_server_answers(hub, user: str) -> bool:
+    r = requests.get(f"{hub.url}/user/{user}/api/status", timeout=10,
+                     headers={"Authorization": f"token {hub.admin_token}"})
+    try:
+        return r.status_code == 200 and "last_activity" in r.json()
+    except ValueError:
+        return False
 
 
 def server_api(hub, user: str, method: str, path: str, **kw):

@@ -191,7 +191,7 @@ async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, t
         proc.wait(timeout=20)
     log = log_path.read_text()
     assert log.count("sweep failed") == 3, log
-    assert "sweep failed: GET /users?state=ready: 500 try later; retrying in 1s" in log
+    assert "sweep failed: GET /users?state=ready&limit=50: 500 try later; retrying in 1s" in log
     assert 'hubfleet_culler_culls_total{profile="gpu",reason="idle"} 4.0' in text
     assert "hubfleet_culler_sweep_failures_total 3.0" in text
     assert 'hubfleet_culler_hub_api_errors_total{request="list"} 2.0' in text

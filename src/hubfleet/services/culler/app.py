@@ -134,10 +134,11 @@ class CullerApp(Application):
     ).tag(config=True)
 
     hub_latency_target = Float(
-        0.02,
-        help="""Seconds: while stops are in flight the culler samples the hub's `GET /hub/api/` answer time every
-        0.1 s, halves its stops in flight when a sample is slower than this and adds one when a sample is under
-        half of it, so that the hub stays responsive for its users during a sweep. 0: always `concurrency`.""",
+        0.025,
+        help="""Seconds: during a sweep the culler samples the hub's `GET /hub/api/` answer time every 0.1 s,
+        halves its stops in flight when the median of the last 5 samples is slower than this and adds one when it
+        is under three quarters of it (never over `concurrency`), so that the hub stays responsive for its users.
+        0: always `concurrency` stops in flight.""",
     ).tag(config=True)
 
     dry_run = Bool(
@@ -176,7 +177,8 @@ class CullerApp(Application):
         -1: the port of $JUPYTERHUB_SERVICE_URL when the hub gives the service a URL, else none; 0: none.""",
     ).tag(config=True)
 
-    api_page_size = Int(0, help="Users per page of `GET /users`; 0: the hub's default page size.").tag(config=True)
+    api_page_size = Int(0, help="""Users per page of `GET /users`; 0: 50 (the hub builds each page in one go on its
+        event loop, so small pages keep its answers to everyone else short).""").tag(config=True)
     request_timeout = Float(60.0, help="Seconds before one hub API request is given up (then retried).").tag(
         config=True)
     retries = Int(4, help="Retries of a hub API request answered 429, 5xx or not at all, with exponential backoff.").tag(
@@ -269,7 +271,11 @@ class CullerApp(Application):
         from ...yamlfile import load_yaml  # noqa: PLC0415
 
         try:
-            return tuple(parse_catalog(load_yaml(self.profiles_file, what="--profiles-file")).profiles)
+            doc = load_yaml(self.profiles_file, what="--profiles-file")
+        except HubfleetError as e:
+            raise CullConfigError(str(e)) from e
+        try:
+            return tuple(parse_catalog(doc).profiles)
         except HubfleetError as e:
             raise CullConfigError(f"--profiles-file {self.profiles_file}: {e}") from e
 
@@ -320,10 +326,18 @@ class CullerApp(Application):
         periods = [p.timeout for p in every if not p.never] + [p.warn_before for p in every if p.warn_before]
         return min(max(min(periods, default=1200) / 2, 1.0), 600.0)
 
-    def initialize(self, argv=None):
+    def initialize(self, argv=None, load: bool = True):
+        """Parse the options; with ``load`` also read the profiles and policies files (:meth:`load_all`)."""
         super().initialize(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
+        if load:
+            self.load_all()
+
+    def load_all(self) -> None:
+        """Read the profiles and policies files and check the notifiers; raises CullConfigError. (Slow on the
+        stock hub image: jsonschema's format checkers take seconds to import there, so :func:`main` serves
+        metrics first — the hub gives a managed service with a URL 10 s to answer.)"""
         self.profiles = self.load_profiles()
         self.policies, self.default_policy = self.load_policies()
         self._check_sources(self.policies, self.default_policy)
@@ -385,17 +399,25 @@ class CullerApp(Application):
         log.info("metrics on http://%s:%d/metrics (and %smetrics)", host, port, prefix)
         return server
 
-    async def run(self) -> int:
+    async def run(self, load: bool = False) -> int:
         from .metrics import Metrics  # noqa: PLC0415
 
+        metrics = Metrics()
+        metrics_server = self._serve_metrics(metrics)
+        if load:
+            try:
+                await asyncio.to_thread(self.load_all)
+            except HubfleetError as e:
+                print(f"hubfleet-culler: {e}", file=sys.stderr)
+                if metrics_server is not None:
+                    metrics_server.stop()
+                return 2
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         api = self.make_api()
-        metrics = Metrics()
         sweeper = self.make_sweeper(api, metrics)
-        metrics_server = self._serve_metrics(metrics)
         every = self.effective_cull_every()
         log.info("culling every %.0fs, up to %d stops at a time%s; policies: %s", every, self.concurrency,
                  " (dry run: nothing is stopped)" if self.dry_run else "", self._describe_policies())
@@ -444,14 +466,14 @@ class CullerApp(Application):
                 loop.remove_signal_handler(sig)
         return 1 if failed and self.once else 0
 
-    def start(self) -> int:
-        return asyncio.run(self.run())
+    def start(self, load: bool = False) -> int:
+        return asyncio.run(self.run(load=load))
 
 
 def main(argv: list[str] | None = None) -> int:
     app = CullerApp()
     try:
-        app.initialize(argv)
+        app.initialize(argv, load=False)
         if not app.url:
             raise CullConfigError("--url: the hub API URL is not set; give --url or set JUPYTERHUB_API_URL "
                                   "(e.g. http://hub:8081/hub/api)")
@@ -465,4 +487,4 @@ def main(argv: list[str] | None = None) -> int:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(app.log_format))
         logging.getLogger("hubfleet").addHandler(handler)
-    return app.start()
+    return app.start(load=True)

@@ -8,8 +8,9 @@
    or cull and the policy spares busy kernels — the server's kernels, then the decision again;
 4. warnings go to every configured notifier; a failed delivery is logged, counted and retried at the next sweep,
    and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
-5. stops run through a :class:`Gate` whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time,
-   sampled every ``probe_interval`` while the sweep runs (never more than ``--concurrency``).
+5. stops and kernel checks (the user's server asks the hub about the culler's token) run through a :class:`Gate`
+   whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled every ``probe_interval``
+   while the sweep runs (never more than ``--concurrency``).
 
 With ``dry_run`` nothing is stopped, deleted or sent: each would-be warning and cull is printed with its reason.
 """
@@ -42,6 +43,10 @@ from .limiter import AdaptiveLimit
 from .notify import Notice, NotifyError
 
 log = logging.getLogger("hubfleet.culler")
+
+# users per page when --api-page-size is 0: the hub builds a page in one go on its event loop, and a page of 200
+# users with servers held it for a few hundred ms in bench_culler (10,000 users), the hub's p99 for everyone
+PAGE_SIZE = 50
 
 
 @dataclass
@@ -79,10 +84,11 @@ class Gate:
     def __init__(self, limit: AdaptiveLimit):
         self.limit = limit
         self.in_flight = 0
+        self.held = False  # no one enters while held (the probe measures the hub's floor first)
         self._waiters: collections.deque = collections.deque()
 
     async def __aenter__(self):
-        while self.in_flight >= self.limit.limit:
+        while self.held or self.in_flight >= self.limit.limit:
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             await fut
@@ -93,7 +99,7 @@ class Gate:
         self.wake()
 
     def wake(self) -> None:
-        free = self.limit.limit - self.in_flight
+        free = 0 if self.held else self.limit.limit - self.in_flight
         while free > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
@@ -126,7 +132,7 @@ class Sweeper:
         self.kernels, self.gpu, self.profiles = kernels, gpu, tuple(profiles)
         self.dry_run, self.out, self.public_url = dry_run, out, public_url.rstrip("/")
         self.probe_interval = probe_interval
-        target = getattr(cfg, "hub_latency_target", 0.02)
+        target = getattr(cfg, "hub_latency_target", 0.025)
         self.limit = AdaptiveLimit(maximum=cfg.concurrency, target=target or 1e9,
                                    limit=cfg.concurrency if not target else 0)
         self.gate = Gate(self.limit)
@@ -145,7 +151,7 @@ class Sweeper:
         states = ["ready", "inactive"] if self._user_culling_possible() else ["ready"]
         for state in states:
             try:
-                async for user in self.api.iter_users(state=state, page_size=cfg.api_page_size):
+                async for user in self.api.iter_users(state=state, page_size=cfg.api_page_size or PAGE_SIZE):
                     users.append(user)
             except HubAPIError:
                 self.metrics.hub_api_errors.labels("list").inc()
@@ -154,12 +160,14 @@ class Sweeper:
         gpu_idle = await self._gpu_idle()
         seen: set = set()
         probe_stop = asyncio.Event()
+        self.gate.held = self.limit.target < 1e9
         probe = asyncio.ensure_future(self._probe(probe_stop, result))
         try:
             await asyncio.gather(*(self._isolated(user, now, result, gpu_idle, seen) for user in users))
         finally:
             probe_stop.set()
             await asyncio.gather(probe, return_exceptions=True)
+            self.gate.held = False
         for key in [k for k in self.warned if k not in seen]:  # server gone (stopped by its user, or culled)
             del self.warned[key]
         result.seconds = time.monotonic() - t0
@@ -174,6 +182,15 @@ class Sweeper:
         result.max_limit = self.limit.limit
         if self.limit.target >= 1e9:
             return
+        calibration = []
+        for _ in range(5):  # the floor: the hub's answer time before our stops add to it
+            try:
+                calibration.append(await self.api.ping())
+            except Exception:  # noqa: BLE001
+                break
+        self.limit.calibrate(calibration)
+        self.gate.held = False
+        self.gate.wake()
         while not stop.is_set():
             try:
                 latency = await self.api.ping()
@@ -257,7 +274,8 @@ class Sweeper:
         decision = cull_decision(activity=activity, **kwargs)
         if decision.action != "keep" and policy.spare_busy_kernels and self.kernels is not None:
             try:
-                busy = await self.kernels.busy_kernels(server.get("url") or "")
+                async with self.gate:  # the server checks the culler's token with the hub: the hub's load too
+                    busy = await self.kernels.busy_kernels(server.get("url") or "")
             except SourceError as e:
                 self.metrics.source_errors.labels("kernels").inc()
                 log.warning("server %s: kernels unknown (%s); judged by its last activity", _label(name, server), e)
