@@ -3,9 +3,9 @@ says of each ready server's last activity, and when that knowledge is too old to
 
 A pod is matched to its hub server (``preemption.server_key``) by the annotations KubeSpawner writes, unescaped:
 ``hub.jupyter.org/username`` (falling back to hubfleet's ``hubfleet.io/username``) and ``hub.jupyter.org/servername``
-(absent for the default server, ""). The label ``hub.jupyter.org/username`` is not used: it is an escaped slug. A server's activity is the
-later of its ``last_activity`` and ``started`` (a server started a minute ago is active, whatever its database row
-remembers from before), the user's ``last_activity`` when the server has neither. Only servers the hub reports
+(absent for the default server, ""). The label ``hub.jupyter.org/username`` is not used: it is an escaped slug. A
+server's activity is the later of its ``last_activity`` and ``started`` (a server started a minute ago is active,
+whatever its database row remembers from before), the user's ``last_activity`` when the server has neither. Only servers the hub reports
 ``ready`` and not ``pending`` count: a server still starting (or stopping) is never a victim.
 
 Fail closed: the pod annotation ``hubfleet.io/last-activity`` wins when present; otherwise a server the hub does not
