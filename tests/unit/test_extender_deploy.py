@@ -118,3 +118,16 @@ def test_priority_classes_order_user_servers():
 def test_rbac_binds_the_scheduler_roles():
     bound = sorted(o["roleRef"]["name"] for _, o in OBJECTS if o["kind"] == "ClusterRoleBinding")
     assert bound == ["system:kube-scheduler", "system:volume-scheduler"]
+
+
+def test_the_hub_token_comes_from_a_secret_never_the_command_line():
+    ext = _one("Deployment")["spec"]["template"]["spec"]["containers"][1]
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(ext["command"][1:])
+    assert args.hub_api_url == "http://hub:8081/hub/api" and args.hub_activity_interval == 60
+    env = {e["name"]: e for e in ext["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hubfleet-scheduler-hub-token",
+                                                                        "key": "token"}
+    assert not any("token" in a.lower() for a in ext["command"])

@@ -38,6 +38,7 @@ PURE = [
     "hubfleet.scheduler_plugin.scoring",
     "hubfleet.scheduler_plugin.wire",
     "hubfleet.scheduler_plugin.preemption",
+    "hubfleet.scheduler_plugin.activity",
     "hubfleet.scheduler_plugin.tables",
     "hubfleet.devcluster.scheduling",
     "hubfleet.config.migrate",

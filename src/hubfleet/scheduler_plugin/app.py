@@ -22,6 +22,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from . import wire
+from .activity import HubActivity
 from .cache import ClusterCache
 from .metrics import Metrics
 from .preemption import narrow, victim_info
@@ -45,12 +46,13 @@ class Extender:
     response bytes."""
 
     def __init__(self, policy: Policy, cache: ClusterCache, *, node_info_cache_size: int = 20_000,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, hub_activity: HubActivity | None = None):
         self.policy = policy
         self.cache = cache
         self.clock = clock
+        self.hub_activity = hub_activity  # the preempt verb's second activity source (--hub-api-url)
         self.tables = Tables(policy)
-        self.metrics = Metrics(cache)
+        self.metrics = Metrics(cache, hub_activity=hub_activity, clock=clock)
         self._node_infos: dict[tuple[str, str], NodeInfo] = {}
         self._node_info_cache_size = node_info_cache_size
 
@@ -179,8 +181,11 @@ class Extender:
                 return {}
             pods = {uid: rec.victim for uid in {u for uids in proposed.values() for u in uids}
                     if (rec := self.cache.pods.get(uid)) is not None}
+        now = self.clock()
+        if self.hub_activity is not None:  # the annotation wins; else the hub's (if fresh); else unknown
+            pods = {uid: self.hub_activity.resolve(v, now) for uid, v in pods.items()}
         decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
-                          now=self.clock(), protect_active=self.policy.protect_active)
+                          now=now, protect_active=self.policy.protect_active)
         meta = args.pod.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -368,8 +373,10 @@ async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 5) -
 
 
 async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | None,
-                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, stop: asyncio.Event | None = None) -> None:
-    """Run the cache watch and the HTTP server until `stop` is set (or SIGTERM/SIGINT)."""
+                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, stop: asyncio.Event | None = None,
+                hub_poller=None) -> None:
+    """Run the cache watch (and `hub_poller`, a ``hubpoll.HubPoller``) and the HTTP server until `stop` is set (or
+    SIGTERM/SIGINT)."""
     import signal
 
     from .cache import CacheWatcher, make_api_client
@@ -384,11 +391,12 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
     api_client = await make_api_client(kubeconfig)
     runner = web.AppRunner(build_app(extender, max_body_bytes=max_body_bytes), access_log=None)
     await runner.setup()
-    watch_task = refresh_task = None
+    watch_task = refresh_task = hub_task = None
     try:
         await web.TCPSite(runner, host, port).start()  # bind first: a busy port fails before any watch starts
         watch_task = asyncio.create_task(CacheWatcher(extender.cache, api_client).run(), name="cache-watch")
         refresh_task = asyncio.create_task(_refresh(extender), name="score-refresh")
+        hub_task = asyncio.create_task(hub_poller.run(), name="hub-activity") if hub_poller else None
         log.info("scheduler extender listening on http://%s:%s (gpu resource %s, gpu-node label %r, weights %s)",
                  host, port, extender.policy.gpu_resource, extender.policy.gpu_node_label, extender.policy.weights)
         await stop.wait()
@@ -397,7 +405,9 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
         if watch_task is not None:
             watch_task.cancel()
             refresh_task.cancel()
-            await asyncio.gather(watch_task, refresh_task, return_exceptions=True)
+            if hub_task is not None:
+                hub_task.cancel()
+            await asyncio.gather(watch_task, refresh_task, *([hub_task] if hub_task else []), return_exceptions=True)
         await runner.cleanup()
         await api_client.close()
 

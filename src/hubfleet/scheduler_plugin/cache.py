@@ -9,7 +9,8 @@ restarted extender lists again and carries on (it keeps no state of its own).
 
 Objects are read as raw JSON (``_preload_content=False``; kubernetes_asyncio's model classes would cost ~10x more
 per pod) and only the fields the policy needs are kept: node, requests (one shared dict per distinct requests),
-profile, creation time, and for the preempt verb the user label and the ``hubfleet.io/last-activity`` annotation.
+profile, creation time, and for the preempt verb the user label, the ``hubfleet.io/last-activity`` annotation and
+the hub server (``hub.jupyter.org/username`` and ``/servername`` annotations).
 Pods that end teach ``Lifetimes`` how long pods of their profile stay.
 """
 
@@ -51,10 +52,11 @@ class PodRecord:
     name: str
     user: str | None
     last_activity: float | None
+    server: tuple[str, str] | None = None
 
     @property
     def victim(self) -> VictimInfo:
-        return VictimInfo(self.uid, self.name, self.requests, self.user, self.last_activity)
+        return VictimInfo(self.uid, self.name, self.requests, self.user, self.last_activity, self.server)
 
 
 _SHARED: dict[tuple, Resources] = {}
@@ -148,7 +150,7 @@ class ClusterCache:
         v = victim_info(pod, requests)
         return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
                          created=created if created is not None else time.time(), uid=v.uid, name=v.name,
-                         user=v.user, last_activity=v.last_activity)
+                         user=v.user, last_activity=v.last_activity, server=v.server)
 
     def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)

@@ -61,7 +61,14 @@ def add_parser(subparsers) -> None:
                    help="score weights, e.g. cpu=1,memory=1,gpu=3,lifetime=2,zone=2 (the default)")
     p.add_argument("--protect-active", type=_duration, default=900.0,
                    help="the preempt verb never chooses a user server active within this window (default: 15m); "
-                        "activity is read from the pod annotation hubfleet.io/last-activity")
+                        "activity is read from the pod annotation hubfleet.io/last-activity, else from the hub "
+                        "(--hub-api-url)")
+    p.add_argument("--hub-api-url", help="JupyterHub REST API (e.g. http://hub:8081/hub/api) to read each ready "
+                                         "server's last activity from, with the token in $JUPYTERHUB_API_TOKEN "
+                                         "(scopes list:users, read:users:activity, read:servers)")
+    p.add_argument("--hub-activity-interval", type=_duration, default=60.0,
+                   help="how often to read the hub's activity (default: 60s); a list older than 3x this is "
+                        "treated as unknown (no victims)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
                    help="largest request body accepted (default: 64 MiB; larger ones are answered 413)")
     p.add_argument("--log-level", default="INFO")
@@ -83,10 +90,27 @@ def run(args) -> int:
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         print(f"hubfleet scheduler-extender: --kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
         return 2
-    extender = Extender(policy, ClusterCache())
+    hub_activity = poller = None
+    if args.hub_api_url:
+        from .activity import HubActivity
+        from .hubpoll import HubPoller
+
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        if not token:
+            print("hubfleet scheduler-extender: --hub-api-url needs the hub API token in $JUPYTERHUB_API_TOKEN",
+                  file=sys.stderr)
+            return 2
+        if not args.hub_api_url.startswith(("http://", "https://")) or args.hub_activity_interval <= 0:
+            print("hubfleet scheduler-extender: --hub-api-url must be an http(s) URL and --hub-activity-interval "
+                  "positive", file=sys.stderr)
+            return 2
+        hub_activity = HubActivity(max_age=3 * args.hub_activity_interval)
+        poller = HubPoller(args.hub_api_url, token, hub_activity, interval=args.hub_activity_interval,
+                           timeout=min(10.0, max(1.0, args.hub_activity_interval)))
+    extender = Extender(policy, ClusterCache(), hub_activity=hub_activity)
     try:
         asyncio.run(serve(extender, host=args.host, port=args.port, kubeconfig=args.kubeconfig,
-                          max_body_bytes=args.max_body_bytes))
+                          max_body_bytes=args.max_body_bytes, hub_poller=poller))
     except OSError as e:
         print(f"hubfleet scheduler-extender: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1

@@ -13,11 +13,12 @@ LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.025, 0
 class Metrics:
     """``hubfleet_extender_requests_total{verb,code}``, ``hubfleet_extender_request_duration_seconds{verb}``,
     ``hubfleet_extender_decisions_total{verb,outcome}``, ``hubfleet_extender_preemption_victims_total``,
-    ``hubfleet_extender_cache_age_seconds{kind}`` (since the last list or watch event), and cache gauges."""
+    ``hubfleet_extender_cache_age_seconds{kind}`` (since the last list or watch event), cache gauges, and with a hub
+    activity source ``hubfleet_extender_hub_activity_age_seconds`` (since the last successful poll; NaN before)."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, cache) -> None:
+    def __init__(self, cache, *, hub_activity=None, clock=time.time) -> None:
         self.registry = r = CollectorRegistry()
         self.requests = Counter("hubfleet_extender_requests", "Extender requests by verb and HTTP status code.",
                                 ["verb", "code"], registry=r)
@@ -40,6 +41,11 @@ class Metrics:
             lambda: len(cache.nodes))
         Gauge("hubfleet_extender_cache_relists", "Re-lists after a failed list or watch (a counter).",
               registry=r).set_function(lambda: cache.relists)
+        if hub_activity is not None:
+            Gauge("hubfleet_extender_hub_activity_age_seconds",
+                  "Seconds since the hub's server activity was last read (NaN: never); older than 3x the poll "
+                  "interval means activity unknown, no victims.", registry=r).set_function(
+                lambda: a if (a := hub_activity.age(clock())) is not None else float("nan"))
         self._children: dict = {}
 
     def observe(self, verb: str, code: int, seconds: float) -> None:

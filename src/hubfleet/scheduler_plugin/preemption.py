@@ -6,8 +6,10 @@ kube-scheduler proposes, per candidate node, a minimal set of lower-priority vic
 most recently active victim has been idle the longest, with the fewest of its proposed victims that still make room
 (idlest first). Victims must be user servers (label ``hubfleet.io/user``) whose last activity (annotation
 ``hubfleet.io/last-activity``, RFC 3339, written by the culler, which already reads it from the hub) is known and
-older than the protection window: a pod without it is never chosen (fail closed). No node answered means no
-preemption: the pod stays Pending and kube-scheduler retries it later.
+older than the protection window: a pod without it is never chosen (fail closed). With ``--hub-api-url`` the
+activity of a pod without the annotation comes from the hub's REST API (``activity.py``), matched by the hub's pod
+annotations (``server_key``). No node answered means no preemption: the pod stays Pending and kube-scheduler retries
+it later.
 """
 
 from __future__ import annotations
@@ -19,6 +21,23 @@ from typing import Mapping
 from ..resources import Resources, add_usage, fits
 from .scoring import LAST_ACTIVITY_ANNOTATION, USER_LABEL, NodeInfo
 
+HUB_USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, unescaped (its label is an escaped slug)
+HUB_SERVERNAME_ANNOTATION = "hub.jupyter.org/servername"  # absent for the default server
+HUBFLEET_USERNAME_ANNOTATION = "hubfleet.io/username"  # = spawners.profiles.model.USERNAME_ANNOTATION
+
+ServerKey = tuple[str, str]  # (username, servername); "" is the default server
+
+
+def server_key(annotations: object) -> ServerKey | None:
+    """(username, servername) of a pod from its annotations; None when it carries no hub username."""
+    if not isinstance(annotations, Mapping):
+        return None
+    user = annotations.get(HUB_USERNAME_ANNOTATION) or annotations.get(HUBFLEET_USERNAME_ANNOTATION)
+    if not isinstance(user, str) or not user:
+        return None
+    server = annotations.get(HUB_SERVERNAME_ANNOTATION)
+    return user, server if isinstance(server, str) else ""
+
 
 @dataclass(frozen=True)
 class VictimInfo:
@@ -27,6 +46,7 @@ class VictimInfo:
     requests: Resources
     user: str | None = None
     last_activity: float | None = None  # seconds since the epoch
+    server: ServerKey | None = None  # the hub server it is, from its annotations
 
 
 def parse_time(text: object) -> float | None:
@@ -48,8 +68,12 @@ def victim_info(pod: Mapping, requests: Resources) -> VictimInfo:
     labels, annotations = meta.get("labels"), meta.get("annotations")
     user = labels.get(USER_LABEL) if isinstance(labels, Mapping) else None
     activity = annotations.get(LAST_ACTIVITY_ANNOTATION) if isinstance(annotations, Mapping) else None
+    server = server_key(annotations)
+    if not user and server is not None:  # a server KubeSpawner started without hubfleet's ProfileSpawner
+        user = server[0]
     return VictimInfo(uid=str(meta.get("uid") or ""), name=f"{meta.get('namespace')}/{meta.get('name')}",
-                      requests=requests, user=str(user) if user else None, last_activity=parse_time(activity))
+                      requests=requests, user=str(user) if user else None, last_activity=parse_time(activity),
+                      server=server)
 
 
 @dataclass(frozen=True)
@@ -108,4 +132,4 @@ def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Map
     return Decision({best: uids}, refused)
 
 
-__all__ = ["Decision", "VictimInfo", "narrow", "parse_time", "victim_info"]
+__all__ = ["Decision", "ServerKey", "VictimInfo", "narrow", "parse_time", "server_key", "victim_info"]
