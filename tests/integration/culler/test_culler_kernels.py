@@ -198,9 +198,6 @@ def test_default_profile_spawn_is_culled_under_its_profiles_policy(env):
     assert re.match(r"inactive for 00:1\d:\d\d >= 00:05:00 \(profile gpu", culls(hub)["d-rest"]), culls(hub)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the spawner branch: ProfileSpawner records the resolved profile in "
-                                       "user_options['profile'] for every spawn (issue 12 item 4); until then the "
-                                       "culler resolves it from --profiles-file (label: the user's default)")
 def test_default_profile_spawn_records_the_profile_the_culler_keys_on(env):
     hub, *_ = env
     spawn(hub, {"d-record": {}})
