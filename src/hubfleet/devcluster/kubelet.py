@@ -229,7 +229,11 @@ class ProcessKubelet:
         except PodFailure as e:
             self._event(rp, "Warning", "Failed", e.message)
             self._status(rp, {"phase": "Failed", "reason": e.reason, "message": e.message,
+                              # image and imageID ("" until pulled) are always there on a real kubelet:
+                              # the Python clients' models refuse a status without them
                               "containerStatuses": [{"name": first, "ready": False, "restartCount": 0,
+                                                     "image": (containers[0].get("image") or "") if containers
+                                                     else "", "imageID": "",
                                                      "state": {"waiting": {"reason": e.reason,
                                                                            "message": e.message}}}]})
         finally:
