@@ -64,6 +64,11 @@ _ALL = (
     ResourceType("rolebindings", "RoleBinding", True, "rbac.authorization.k8s.io"),
     ResourceType("clusterroles", "ClusterRole", False, "rbac.authorization.k8s.io"),
     ResourceType("clusterrolebindings", "ClusterRoleBinding", False, "rbac.authorization.k8s.io"),
+    # stored and served (deploy/scheduler-extender/ applies them); nothing acts on them: no eviction API, and the
+    # scheduler takes a pod's priority from spec.priority, as kube-scheduler does after admission
+    ResourceType("poddisruptionbudgets", "PodDisruptionBudget", True, "policy", short_names=("pdb",),
+                 subresources=("status",)),
+    ResourceType("priorityclasses", "PriorityClass", False, "scheduling.k8s.io", short_names=("pc",)),
 )
 RESOURCES: dict[str, ResourceType] = {r.plural: r for r in _ALL}
 GROUPS: dict[str, list[ResourceType]] = {}
