@@ -6,6 +6,7 @@ leaves a stray slapd, hub or devcluster behind (../shared/RECIPES.md, "Test hygi
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from hubfleet.devcluster.procs import Proc, free_port, port_open
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CHP_BIN = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
-ARTIFACTS = REPO / "test-artifacts"
+# screenshots, logs and figures; `make test` gives each stack its own folder (the two run side by side)
+ARTIFACTS = Path(os.environ.get("HUBFLEET_ARTIFACTS") or REPO / "test-artifacts")
 
 __all__ = ["Proc", "free_port", "port_open", "wait_for", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
 

@@ -56,10 +56,17 @@ def test_pip_install_hubfleet_keeps_every_pin_of_the_stock_hub_image(tmp_path):
     # pycurl and psycopg2 are in the image prebuilt; building them here needs libcurl/libpq headers
     reqs = tmp_path / "image.txt"
     reqs.write_text("".join(f"{n}=={v}\n" for n, v in pins.items() if n not in ("pycurl", "psycopg2")))
+    # a copy of the sources: pip prepares metadata in the tree it is given, and the repo's src/ is on the path of
+    # the suites running beside this one
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     report = tmp_path / "report.json"
     out = subprocess.run(
         [_python312(), "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
-         "-r", str(reqs), str(REPO)],
+         "-r", str(reqs), str(source)],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"pip could not install hubfleet beside the image's pins:\n{out.stderr[-3000:]}"
     chosen = {_norm(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
