@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 HUB_VENV := .venv-hub
 HUB_PY := $(HUB_VENV)/bin/python
 HUB_STAMP := $(HUB_VENV)/.hubfleet-installed
-Z2JH_DIR ?= $(firstword $(wildcard $(HUBFLEET_Z2JH_DIR) $(CURDIR)/../shared/z2jh-4.4.0))
+Z2JH_DIR ?= $(firstword $(wildcard $(HUBFLEET_Z2JH_DIR) $(CURDIR)/../shared/z2jh-4.4.0 $(CURDIR)/../../shared/z2jh-4.4.0))
 HUB_REQUIREMENTS := $(Z2JH_DIR)/hub-image-requirements.txt
 PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(shell command -v python3.12))
 
