@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# the same on every Python stack (Helm, Traefik, pip resolution): `make test` runs it with the first stack only
+pytestmark = pytest.mark.stack_independent
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -21,6 +21,9 @@ from hubfleet.config.values import check_values, combine, helm_merge, load_value
 from tests.integration.platform.conftest import ALL_STACKS, CHART, CHART_VALUES, find, stack_id, traefik_files
 from tests.procs import REPO, VENV_BIN
 
+# the same on every Python stack (Helm, Traefik, pip resolution): `make test` runs it with the first stack only
+pytestmark = pytest.mark.stack_independent
+
 AUTOHTTPS = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml")
 WITH_HTTPS = [s for s in ALL_STACKS if "autohttps-hardened.yaml" in s]
 

@@ -14,6 +14,9 @@ from tests.integration.platform.acme import start_pebble, start_traefik, wait_fo
 from tests.integration.platform.conftest import CHART, CHART_VALUES, traefik_files
 from tests.procs import VENV_BIN, Proc, free_port, wait_for
 
+# the same on every Python stack (Helm, Traefik, pip resolution): `make test` runs it with the first stack only
+pytestmark = pytest.mark.stack_independent
+
 STACK = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml")
 HOST = "hub.example.org"  # the overlay's proxy.https.hosts
 
