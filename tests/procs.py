@@ -17,6 +17,7 @@ VENV_BIN = Path(sys.executable).parent
 CHP_BIN = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 # screenshots, logs and figures; `make test` gives each stack its own folder (the two run side by side)
 ARTIFACTS = Path(os.environ.get("HUBFLEET_ARTIFACTS") or REPO / "test-artifacts")
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 __all__ = ["Proc", "free_port", "port_open", "wait_for", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
 
