@@ -117,9 +117,11 @@ def test_grace_period_then_sigkill(cluster):
     """A process that ignores SIGTERM is killed once the grace period is over, not before."""
     name = unique("stubborn")
     marker = f"stubborn-{name}"
-    create_pod(cluster, pod_body(name, command=["sh", "-c", f"trap '' TERM; sleep 60; echo {marker}"]))
+    nap = f"60.{int(time.time() * 1000) % 100000:05d}"  # a unique sleep: it runs only once the trap is set
+    create_pod(cluster, pod_body(name, command=["sh", "-c", f"trap '' TERM; sleep {nap}; echo {marker}"]))
     wait_pod(cluster, name, _ready, "Running and Ready")
     wait_for("the pod's process", lambda: _pgrep(marker))
+    wait_for("the pod's shell to ignore SIGTERM (its sleep started)", lambda: _pgrep(f"sleep {nap}"))
     started = time.monotonic()
     r = cluster.request("DELETE", f"/api/v1/namespaces/default/pods/{name}", json={"gracePeriodSeconds": 2})
     assert r.status_code == 200, r.text
