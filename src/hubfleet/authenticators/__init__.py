@@ -14,7 +14,7 @@ Every name is imported lazily, so that ``import hubfleet.authenticators`` stays 
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 _LAZY = {
     "BackendResult": ".base",
@@ -30,14 +30,4 @@ _LAZY = {
     "HubfleetOIDCAuthenticator": ".oidc",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

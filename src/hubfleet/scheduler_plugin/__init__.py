@@ -16,7 +16,7 @@ Deploy it beside a kube-scheduler as ``deploy/scheduler-extender/`` shows; see d
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
 # free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
@@ -25,14 +25,4 @@ _LAZY = {
     "Weights": ".scoring",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

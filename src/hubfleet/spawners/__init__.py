@@ -10,7 +10,7 @@ Public API:
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
 # free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).
@@ -22,14 +22,4 @@ _LAZY = {
     "parse_profiles": ".profiles",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
