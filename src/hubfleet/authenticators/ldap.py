@@ -1,6 +1,6 @@
 """LDAP / Active Directory backend (ldap3), never blocking the hub's event loop.
 
-- Servers: one or more URLs tried in order (failover); a server that failed is skipped for
+- Servers: one or more URLs tried in order (failover); a server that failed is tried last for
   `server_retry_interval` seconds. StartTLS by default, LDAPS, or an explicit ``insecure`` mode; certificates are
   validated against `tls_ca_file` (or the system store).
 - Users: bound by DN template(s) (``uid={username},ou=people,...``; the name is escaped with ``escape_rdn``) or
@@ -58,7 +58,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         e.g. ``["ldap://ldap1.example.org", "ldap://ldap2.example.org"]``.
 
         Use ``ldap://`` with `tls_strategy` ``starttls`` (default) or ``insecure``, and ``ldaps://`` with ``ldaps``.
-        A port may be given (``ldap://ldap1:3890``). A server that fails is skipped for `server_retry_interval`.
+        A port may be given (``ldap://ldap1:3890``). A server that fails is tried last for `server_retry_interval`.
         """,
     )
 
@@ -104,7 +104,10 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     server_retry_interval = Float(
         30.0,
         config=True,
-        help="""After a server fails to connect, skip it for this many seconds (unless every server has failed).""",
+        help="""After a server fails to connect, try it only after the other servers for this many seconds.
+
+        The servers that have not failed recently are tried first, in the order of `server_urls`; the skipped ones
+        follow, so a login is never refused while some server could answer it.""",
     )
 
     bind_dn_templates = List(
@@ -333,7 +336,10 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     def _open(self, user: str | None = None, password: str | None = None) -> ldap3.Connection:
         """Open a connection to the first working server (failover), TLS started, optionally bound."""
         now = time.monotonic()
-        candidates = [s for s in self._servers if self._down_until.get(s.name, 0) <= now] or list(self._servers)
+        # a server skipped after a failure is tried after the others, not never: when the one whose skip ran out is
+        # still dead, a server that has come back must answer rather than the login being refused
+        up = [s for s in self._servers if self._down_until.get(s.name, 0) <= now]
+        candidates = up + [s for s in self._servers if s not in up]
         failures = []
         for server in candidates:
             conn = ldap3.Connection(

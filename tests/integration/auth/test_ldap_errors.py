@@ -6,6 +6,7 @@ outage."""
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 
 import pytest
@@ -76,3 +77,27 @@ def test_result_53_on_a_user_bind_is_a_refusal(restricted_slapd, tmp_path, caplo
                                                             f"uid={{username}},{S.PEOPLE}"],
              user_search_base="", search_bind_dn="", search_bind_password="")
     assert asyncio.run(b.authenticate_password("alice", "alice-pw")).subject == S.user_dn("alice").lower()
+
+
+def test_a_server_back_from_an_outage_answers_before_its_skip_runs_out(slapd, tmp_path):
+    """Two servers, the first dead: after the second's outage ends, the next login reaches it, even though the
+    dead one's skip has run out first and the recovered one is still inside its ``server_retry_interval``."""
+    proxy = S.TcpProxy("127.0.0.1", slapd.port)
+    dead = f"ldap://localhost:{S.free_port()}"
+    interval = 4.0
+    a = make(slapd, tmp_path, server_urls=[dead, f"ldap://localhost:{proxy.port}"],
+             server_retry_interval=interval, connect_timeout=1, operation_timeout=1)
+    try:
+        t0 = time.monotonic()
+        assert login_page(a, "alice", "alice-pw")["name"] == "alice"  # the dead one fails over, and is skipped now
+        time.sleep(interval / 2)
+        proxy.set_mode("refuse")  # the outage: both servers fail, the proxied one is skipped from now on
+        with pytest.raises(web.HTTPError) as e:
+            login_page(a, "alice", "alice-pw")
+        assert e.value.status_code == 503
+        proxy.set_mode("forward")  # the directory is back
+        time.sleep(max(0.0, t0 + interval + 0.3 - time.monotonic()))  # the dead one's skip has run out, not the other's
+        assert time.monotonic() < t0 + interval * 1.5, "the machine was too slow to reach the state under test"
+        assert login_page(a, "alice", "alice-pw")["name"] == "alice"
+    finally:
+        proxy.stop()
