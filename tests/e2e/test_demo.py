@@ -5,10 +5,13 @@ import json
 import os
 import subprocess
 
+import pytest
 import requests
 
 from tests.conftest import devcluster_token
 from tests.e2e.demo_driver import Demo, login, spawn_and_open_lab
+
+pytestmark = pytest.mark.stack_independent  # `make demo` runs on the current stack only; the hub stack has its own e2e
 
 
 def _processes_mentioning(text: str) -> list[str]:

@@ -9,6 +9,8 @@ from playwright.sync_api import sync_playwright
 
 from tests.e2e.demo_driver import Demo
 
+pytestmark = pytest.mark.stack_independent  # `make demo` runs on the current stack only; the hub stack has its own e2e
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]

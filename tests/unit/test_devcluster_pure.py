@@ -20,6 +20,8 @@ from hubfleet.devcluster.scheduling import (
     choose_node, failed_scheduling_message, fit_reasons, matches_node_selector, pod_requests, untolerated_taint,
 )
 
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
+
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
 
 

@@ -15,6 +15,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .conftest import ensure_namespace, pod_body, unique
 
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
+
 INERT = "nobody-scheduler"  # a schedulerName no scheduler serves: the pod stays Pending and runs nothing
 
 

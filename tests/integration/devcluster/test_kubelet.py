@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
 import requests
 
 from tests.procs import port_open
 
 from .conftest import create_pod, get_pod, pod_body, phase_is, reasons_of, unique, wait_for, wait_pod
+
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
 
 HTTP_SERVER = ["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
 

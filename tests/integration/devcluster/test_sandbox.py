@@ -11,7 +11,8 @@ from tests.conftest import start_devcluster
 
 from .conftest import create_pod, pod_body, unique, wait_pod
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="enforcement needs root (CI runs as root)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="enforcement needs root (CI runs as root)"),
+              pytest.mark.stack_independent]  # the devcluster never runs in the hub image: one stack runs it
 USER = {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100, "runAsNonRoot": True}
 
 

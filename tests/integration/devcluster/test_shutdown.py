@@ -8,9 +8,13 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from tests.conftest import start_devcluster
 
 from .conftest import create_pod, pod_body, wait_pod
+
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
 
 
 def _pgrep(pattern: str) -> list[str]:

@@ -7,6 +7,8 @@ import pytest
 
 from .conftest import pod_body, unique
 
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
+
 INERT = "nobody-scheduler"
 PODS = "/api/v1/namespaces/default/pods"
 

@@ -14,6 +14,8 @@ import requests
 from tests.conftest import start_devcluster
 from tests.procs import REPO, VENV_BIN
 
+pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
+
 KUBECTL = VENV_BIN / "kubectl"
 
 
