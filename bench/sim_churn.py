@@ -37,6 +37,8 @@ from hubfleet.resources import Resources, add_usage, insufficient, least_allocat
 from hubfleet.scheduler_plugin.scoring import (Lifetimes, NodeInfo, PodInfo, Policy, View, filter_nodes, node_info,
                                                prioritize)
 
+from bench.sim_bound import BOOT, TAIL, run_bound, trace_bound
+
 GPU = "nvidia.com/gpu"
 PROFILES: dict[str, Resources] = {
     "small": parse_resources({"cpu": "500m", "memory": "2Gi"}, "small"),
@@ -63,7 +65,7 @@ POOLS = (
          min_nodes=0, taints=({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},)),
 )
 UNTAINTED_POOLS = (POOLS[0], Pool(**{**POOLS[1].__dict__, "taints": ()}))
-SCAN_INTERVAL, PENDING_BEFORE_SCALE_UP, BOOT_SECONDS, EMPTY_BEFORE_SCALE_DOWN = 10, 30, 90, 600
+SCAN_INTERVAL, PENDING_BEFORE_SCALE_UP, BOOT_SECONDS, EMPTY_BEFORE_SCALE_DOWN = 10, 30, BOOT, TAIL
 EXTENDER_WEIGHT = 5
 MAX_EXTENDER_PRIORITY, MAX_NODE_SCORE = 10, 100
 BUILTIN_MOST = (("cpu", 1.0), ("memory", 1.0), (GPU, 3.0))
@@ -122,6 +124,11 @@ class SimPod:
     bound_at: float | None = None
     ended_at: float | None = None
     fragmented: bool = False
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds from binding to the end: the user works `duration`, then the culler stops the idle server."""
+        return self.arrival.duration + CULLER_TIMEOUT[self.arrival.profile]
 
     @property
     def wants_gpu(self) -> bool:
@@ -186,8 +193,35 @@ def place_hubfleet(policy: Policy = Policy()):
     return place
 
 
+def place_oracle(quantum: float = 1800.0):
+    """Offline reference, not a placement a scheduler can run: it knows when every session ends (the trace's
+    duration plus the culler's timeout). A CPU pod goes where it extends the node's drain time (the end of its last
+    pod) least, counted in `quantum`-second steps; among nodes it does not extend, the one that drains soonest after
+    it (again in steps); then MostAllocated; an empty node last. GPU pods are placed as hubfleet places them (its GPU
+    rule, which keeps them from fragmenting). The gap between hubfleet and this row is what knowing the future would
+    be worth; the gap between this row and the bound is what a smarter offline packer might still find."""
+    hubfleet = place_hubfleet()
+
+    def place(pod: SimPod, nodes: list[SimNode], usage, sim) -> str | None:
+        if pod.wants_gpu:
+            return hubfleet(pod, nodes, usage, sim)
+        end = sim.now + pod.lifetime
+
+        def key(n: SimNode):
+            most = most_allocated(pod.requests, usage.get(n.name, {}), n.info.allocatable, DEFAULT_RESOURCES)
+            if not n.pods:
+                return (-1, 0.0, 0.0, most)
+            drain = max(sim.pods[i].bound_at + sim.pods[i].lifetime for i in n.pods)
+            extend = max(0.0, end - drain)
+            return (0, -(extend // quantum), -((drain - end) // quantum) if not extend else 0.0, most)
+        return _best(((key(n), [-ord(c) for c in n.name]), n.name)
+                     for n in nodes if builtin_feasible(pod, n, usage) and not n.pool.taints and not
+                     n.info.allocatable.get(GPU, Decimal(0)))
+    return place
+
+
 PLACEMENTS = {"LeastAllocated": place_builtin("LeastAllocated"), "MostAllocated": place_builtin("MostAllocated"),
-              "hubfleet": place_hubfleet()}
+              "hubfleet": place_hubfleet(), "oracle": place_oracle()}
 
 
 class Simulation:
@@ -253,7 +287,7 @@ class Simulation:
         node.empty_since = None
         self.usage[name] = add_usage(self.usage.get(name, {}), pod.requests)
         pod.node, pod.bound_at = name, self.now
-        self._push(self.now + pod.arrival.duration + CULLER_TIMEOUT[pod.arrival.profile], "end", pod.id)
+        self._push(self.now + pod.lifetime, "end", pod.id)
         return True
 
     def _retry_pending(self) -> None:
@@ -338,7 +372,27 @@ class Simulation:
                 "fragmentation_pendings": sum(1 for p in self.pods if p.fragmented),
                 "pending_p95_s": waits[int(0.95 * (len(waits) - 1))] if waits else 0.0,
                 "pending_max_s": waits[-1] if waits else 0.0, "never_bound": sum(1 for p in self.pods if p.node is None),
-                "preemptions": 0}
+                "preemptions": 0,
+                "bound_own_node_hours": run_bound(self, pool_capacities(self.pools), GPU) if separate(self.pools)
+                else None}
+
+
+def separate(pools: tuple[Pool, ...]) -> bool:
+    """CPU pods cannot use GPU nodes (the bound's first assumption holds for every placement)."""
+    return all(p.taints for p in pools if GPU in p.allocatable)
+
+
+def pool_capacities(pools: tuple[Pool, ...]) -> list:
+    return [(pool, parse_resources(pool.allocatable, pool.name)) for pool in pools]
+
+
+def lower_bound(trace: list[Arrival], pools: tuple[Pool, ...] = POOLS) -> float | None:
+    """Node-hours no placement can beat on `trace` (bench/sim_bound.py: pods bound on arrival, fluid packing,
+    the autoscaler's boot and empty-node tail), or None when CPU pods may use GPU nodes."""
+    if not separate(pools):
+        return None
+    return trace_bound(trace, pool_capacities(pools), PROFILES, lambda a: a.duration + CULLER_TIMEOUT[a.profile],
+                       GPU)
 
 
 def simulate(trace: list[Arrival], placement: str, pools: tuple[Pool, ...] = POOLS) -> dict:
