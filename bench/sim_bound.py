@@ -74,21 +74,21 @@ def node_seconds_bound(intervals, capacity: dict[str, Decimal], min_nodes: int =
     return total
 
 
-def trace_bound(trace, pools, profiles, lifetime_of, gpu: str) -> float:
-    """Node-hours of the bound with every pod bound on arrival (the placement-independent row)."""
+def trace_bound(trace, pools, profiles, lifetime_of, gpu: str) -> dict[str, float]:
+    """Node-hours of the bound per pool with every pod bound on arrival (the placement-independent row)."""
     return _pools_bound([(a.time, a.time + lifetime_of(a), profiles[a.profile]) for a in trace], pools, gpu)
 
 
-def _pools_bound(intervals, pools, gpu: str) -> float:
+def _pools_bound(intervals, pools, gpu: str) -> dict[str, float]:
     horizon = max((end for _, end, _ in intervals), default=0.0)  # every run lasts until its last pod ends
-    total = 0.0
+    out = {}
     for pool, capacity in pools:
         wants = [(start, end, {**requests, "pods": ONE}) for start, end, requests in intervals
                  if (requests.get(gpu, Decimal(0)) > 0) == (capacity.get(gpu, Decimal(0)) > 0)]
-        total += node_seconds_bound(wants, capacity, pool.min_nodes, horizon)
-    return total / 3600
+        out[pool.name] = node_seconds_bound(wants, capacity, pool.min_nodes, horizon) / 3600
+    return out
 
 
-def run_bound(sim, pools, gpu: str) -> float:
-    """Node-hours of the bound for a finished simulation's own bind times (checked to be below that run)."""
+def run_bound(sim, pools, gpu: str) -> dict[str, float]:
+    """Node-hours per pool of the bound for a finished simulation's own bind times (checked to be below that run)."""
     return _pools_bound([(p.bound_at, p.ended_at, p.requests) for p in sim.pods if p.ended_at is not None], pools, gpu)

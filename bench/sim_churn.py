@@ -360,8 +360,10 @@ class Simulation:
 
     def results(self) -> dict:
         end = self.now
-        node_seconds = sum((n.removed_at if n.removed_at is not None else end) - n.added_at
-                           for n in self.nodes.values())
+        pool_seconds = {pool.name: sum((n.removed_at if n.removed_at is not None else end) - n.added_at
+                                       for n in self.nodes.values() if n.pool is pool) for pool in self.pools}
+        node_seconds = sum(pool_seconds.values())
+        own = run_bound(self, pool_capacities(self.pools), GPU) if separate(self.pools) else None
         gpu_nodes = {n.name for n in self.nodes.values() if n.info.allocatable.get(GPU, Decimal(0)) > 0}
         cpu_on_gpu = sum((p.ended_at or end) - p.bound_at for p in self.pods
                          if p.node in gpu_nodes and not p.wants_gpu)
@@ -373,8 +375,8 @@ class Simulation:
                 "pending_p95_s": waits[int(0.95 * (len(waits) - 1))] if waits else 0.0,
                 "pending_max_s": waits[-1] if waits else 0.0, "never_bound": sum(1 for p in self.pods if p.node is None),
                 "preemptions": 0,
-                "bound_own_node_hours": run_bound(self, pool_capacities(self.pools), GPU) if separate(self.pools)
-                else None}
+                "pool_node_hours": {name: seconds / 3600 for name, seconds in pool_seconds.items()},
+                "bound_own_node_hours": sum(own.values()) if own is not None else None}
 
 
 def separate(pools: tuple[Pool, ...]) -> bool:
@@ -389,6 +391,11 @@ def pool_capacities(pools: tuple[Pool, ...]) -> list:
 def lower_bound(trace: list[Arrival], pools: tuple[Pool, ...] = POOLS) -> float | None:
     """Node-hours no placement can beat on `trace` (bench/sim_bound.py: pods bound on arrival, fluid packing,
     the autoscaler's boot and empty-node tail), or None when CPU pods may use GPU nodes."""
+    by_pool = lower_bound_by_pool(trace, pools)
+    return None if by_pool is None else sum(by_pool.values())
+
+
+def lower_bound_by_pool(trace: list[Arrival], pools: tuple[Pool, ...] = POOLS) -> dict[str, float] | None:
     if not separate(pools):
         return None
     return trace_bound(trace, pool_capacities(pools), PROFILES, lambda a: a.duration + CULLER_TIMEOUT[a.profile],

@@ -17,9 +17,10 @@ the one resource model of the project.
     pod scores 1, one that would drain sooner scores ``drain_in / stay``, an empty node 0. Pods that will leave
     together share nodes, so nodes empty out and the autoscaler can remove them. A GPU pod is scored by its GPUs
     alone (``gpu_fit_score``): keep nodes able to take the largest GPU request (``Policy.gpu_block``), then best
-    fit.
+    fit, so that no GPU pod waits while enough GPUs are free in total but scattered.
   - ``spread``: the free share (LeastAllocated) plus a zone-balance term over ``topology.kubernetes.io/zone`` (the
-    fewer pods of the same profile in the node's zone, the higher).
+    fewer pods of the same profile in the node's zone, the higher); a GPU pod adds a best-fit term
+    ``1 / (1 + GPUs left free after placing it)``.
 
   A pod requesting no GPU scores 0 on a GPU node; a node marked ``DeletionCandidateOfClusterAutoscaler`` scores 0.
 - **preempt**: of the victims kube-scheduler proposes, keep per node the idlest user servers (annotation
@@ -306,15 +307,21 @@ def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[st
         return MIN_PRIORITY
     w = policy.weights
     strategy = pod.strategy if pod is not None else "pack"
+    if wants_gpu and w.gpu > 0 and strategy == "pack":
+        return gpu_fit_score(requests[gpu], node_gpus - used.get(gpu, _ZERO), policy.gpu_block)
     resources = (("cpu", w.cpu), ("memory", w.memory))
     weight = sum(wt for res, wt in resources if wt > 0 and node.allocatable.get(res, _ZERO) > 0)
     if strategy == "spread":
         total = least_allocated(requests, used, node.allocatable, resources) / 100 * weight
     else:
         total = most_allocated(requests, used, node.allocatable, resources) / 100 * weight
-    if wants_gpu and w.gpu > 0:
-        return gpu_fit_score(requests[gpu], node_gpus - used.get(gpu, _ZERO), policy.gpu_block)
-    if pod is not None and strategy == "pack" and w.lifetime > 0 and not wants_gpu:  # GPU pods: exact fit first
+    if wants_gpu and w.gpu > 0:  # spread: a best-fit term beside the free share and the zones
+        free_after = node_gpus - used.get(gpu, _ZERO) - requests[gpu]
+        if free_after < 0:
+            return MIN_PRIORITY
+        total += w.gpu / (1.0 + float(free_after))
+        weight += w.gpu
+    if pod is not None and strategy == "pack" and w.lifetime > 0 and not wants_gpu:
         drain = view.drain_at.get(node.name)
         if drain is not None and used.get("pods", _ZERO) > 0:
             stay = max(1.0, view.expected_stay(pod.profile))
