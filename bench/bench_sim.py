@@ -39,7 +39,8 @@ def main(paths: list[str] | None = None) -> None:
                               "sessions": len(trace), "seconds": time.perf_counter() - t, **r})
                 own = r["bound_own_node_hours"]
                 if own is not None and own > r["node_hours"]:
-                    raise AssertionError(f"{path.stem}/{placement}: bound {own:.1f} above the run {r['node_hours']:.1f}")
+                    raise AssertionError(f"{path.stem}/{placement}: bound {own:.1f} above the run "
+                                         f"{r['node_hours']:.1f}")
             bound = lower_bound_by_pool(trace, pools)
             if bound is not None:
                 group.append({"cluster": pools_name, "trace": path.stem, "placement": "bound",
@@ -78,9 +79,13 @@ def seeds(n: int) -> None:
     for seed in range(100, 100 + n):
         for generate in (gen_traces.school_day, gen_traces.research_day):
             trace = parse_trace("\n".join(json.dumps(r) for r in generate(random.Random(seed))))
-            bound += sum(lower_bound_by_pool(trace).values())
+            here = sum(lower_bound_by_pool(trace).values())
+            bound += here
             for placement, total in totals.items():
                 r = simulate(trace, placement)
+                if r["node_hours"] < here or r["bound_own_node_hours"] > r["node_hours"]:
+                    print(f"  seed {seed} {generate.__name__} {placement}: {r['node_hours']:.1f} node-h, below the "
+                          f"bound {here:.1f} or its own {r['bound_own_node_hours']:.1f}")
                 total["node_hours"] += r["node_hours"]
                 total["fragmentation_pendings"] += r["fragmentation_pendings"]
                 total["traces_fragmented"] += r["fragmentation_pendings"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from decimal import Decimal
 
@@ -173,9 +174,14 @@ def test_gpu_pods_keep_nodes_able_to_take_a_gpu_block(request_gpus, order):
     assert score_node(req(gpus=request_gpus), node("gpu-0", gpus=4), {GPU: D(4)}, POLICY) == 0
 
 
-def test_gpu_block_is_validated():
-    with pytest.raises(ScoringError, match="gpu_block must be a positive number of GPUs, not 0"):
-        Policy(gpu_block=0)
+def test_gpu_block_zero_is_plain_best_fit_and_is_validated():
+    scores = {free: score_node(req("1", "1Gi", gpus=1), node(f"gpu-{free}", "8", "32Gi", gpus=4),
+                               {GPU: D(4 - free), "pods": D(4 - free)}, Policy(gpu_block=0)) for free in (1, 2, 3, 4)}
+    assert scores[1] > scores[2] > scores[3] > scores[4], scores
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ScoringError, match=re.escape(f"gpu_block must be a number of GPUs (0: plain best fit), "
+                                                         f"not {bad!r}")):
+            Policy(gpu_block=bad)
 
 
 def test_non_gpu_pod_scores_lowest_on_gpu_nodes():

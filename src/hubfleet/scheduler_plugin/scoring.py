@@ -100,8 +100,9 @@ class Weights:
 class Policy:
     """What the extender enforces. `gpu_node_label` is ``key=value`` (or ``key`` for "label present"); nodes carrying
     it are kept for pods requesting `gpu_resource`; empty disables that rule. `protect_active`: seconds during which
-    a server that was active is never preempted. `gpu_block`: the largest GPU request of a profile; GPU pods are placed so
-    that as many nodes as possible keep room for one (``gpu_fit_score``)."""
+    a server that was active is never preempted. `gpu_block`: the largest GPU request of a profile; GPU pods are
+    placed so that as many nodes as possible keep room for one (``gpu_fit_score``; 0: plain best fit, fewer
+    GPU-node-hours but GPU pods may wait while enough GPUs are free on several nodes)."""
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     gpu_node_label: str = DEFAULT_GPU_NODE_LABEL
     weights: Weights = field(default_factory=Weights)
@@ -111,8 +112,8 @@ class Policy:
     def __post_init__(self):
         key, sep, value = self.gpu_node_label.partition("=")
         object.__setattr__(self, "_label", (key, value if sep else None))
-        if isinstance(self.gpu_block, bool) or not isinstance(self.gpu_block, int) or self.gpu_block < 1:
-            raise ScoringError(f"gpu_block must be a positive number of GPUs, not {self.gpu_block!r}")
+        if isinstance(self.gpu_block, bool) or not isinstance(self.gpu_block, int) or self.gpu_block < 0:
+            raise ScoringError(f"gpu_block must be a number of GPUs (0: plain best fit), not {self.gpu_block!r}")
         if not isinstance(self.protect_active, (int, float)) or self.protect_active < 0:
             raise ScoringError(f"protect_active must be a non-negative number of seconds, not {self.protect_active!r}")
 
