@@ -13,7 +13,9 @@ Placements (the same cluster, the same trace):
 - ``hubfleet``: kube-scheduler with hubfleet's profile and extender, i.e. ``scheduler_plugin.scoring``'s
   ``filter_nodes`` and ``prioritize`` (the very functions the webhook runs) weighted as in
   ``deploy/scheduler-extender/configmap.yaml`` (extender weight 5, MaxExtenderPriority 10 -> x50), plus the
-  profile's built-in MostAllocated (cpu:1 memory:1 nvidia.com/gpu:3) that breaks ties.
+  profile's built-in MostAllocated (cpu:1 memory:1 nvidia.com/gpu:3) that breaks ties;
+- ``oracle``: an offline reference that knows when every session ends (:func:`place_oracle`); and, not a placement,
+  :func:`lower_bound` (bench/sim_bound.py), which no placement can beat.
 
 The GPU node pool carries no taint that CPU pods lack (one user node pool with a GPU pool beside it, as many z2jh
 deployments run it): only a placement keeps CPU pods off GPU nodes.
