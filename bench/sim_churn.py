@@ -13,7 +13,9 @@ Placements (the same cluster, the same trace):
 - ``hubfleet``: kube-scheduler with hubfleet's profile and extender, i.e. ``scheduler_plugin.scoring``'s
   ``filter_nodes`` and ``prioritize`` (the very functions the webhook runs) weighted as in
   ``deploy/scheduler-extender/configmap.yaml`` (extender weight 5, MaxExtenderPriority 10 -> x50), plus the
-  profile's built-in MostAllocated (cpu:1 memory:1 nvidia.com/gpu:3) that breaks ties.
+  profile's built-in MostAllocated (cpu:1 memory:1 nvidia.com/gpu:3) that breaks ties;
+- ``oracle``: an offline reference that knows when every session ends (:func:`place_oracle`); and, not a placement,
+  :func:`lower_bound` (bench/sim_bound.py), which no placement can beat.
 
 The GPU node pool carries no taint that CPU pods lack (one user node pool with a GPU pool beside it, as many z2jh
 deployments run it): only a placement keeps CPU pods off GPU nodes.
@@ -36,6 +38,8 @@ from hubfleet.errors import HubfleetError
 from hubfleet.resources import Resources, add_usage, insufficient, least_allocated, most_allocated, parse_resources
 from hubfleet.scheduler_plugin.scoring import (Lifetimes, NodeInfo, PodInfo, Policy, View, filter_nodes, node_info,
                                                prioritize)
+
+from bench.sim_bound import BOOT, TAIL, run_bound, trace_bound
 
 GPU = "nvidia.com/gpu"
 PROFILES: dict[str, Resources] = {
@@ -63,7 +67,7 @@ POOLS = (
          min_nodes=0, taints=({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},)),
 )
 UNTAINTED_POOLS = (POOLS[0], Pool(**{**POOLS[1].__dict__, "taints": ()}))
-SCAN_INTERVAL, PENDING_BEFORE_SCALE_UP, BOOT_SECONDS, EMPTY_BEFORE_SCALE_DOWN = 10, 30, 90, 600
+SCAN_INTERVAL, PENDING_BEFORE_SCALE_UP, BOOT_SECONDS, EMPTY_BEFORE_SCALE_DOWN = 10, 30, BOOT, TAIL
 EXTENDER_WEIGHT = 5
 MAX_EXTENDER_PRIORITY, MAX_NODE_SCORE = 10, 100
 BUILTIN_MOST = (("cpu", 1.0), ("memory", 1.0), (GPU, 3.0))
@@ -122,6 +126,11 @@ class SimPod:
     bound_at: float | None = None
     ended_at: float | None = None
     fragmented: bool = False
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds from binding to the end: the user works `duration`, then the culler stops the idle server."""
+        return self.arrival.duration + CULLER_TIMEOUT[self.arrival.profile]
 
     @property
     def wants_gpu(self) -> bool:
@@ -186,8 +195,35 @@ def place_hubfleet(policy: Policy = Policy()):
     return place
 
 
+def place_oracle(quantum: float = 1800.0):
+    """Offline reference, not a placement a scheduler can run: it knows when every session ends (the trace's
+    duration plus the culler's timeout). A CPU pod goes where it extends the node's drain time (the end of its last
+    pod) least, counted in `quantum`-second steps; among nodes it does not extend, the one that drains soonest after
+    it (again in steps); then MostAllocated; an empty node last. GPU pods are placed as hubfleet places them (its GPU
+    rule, which keeps them from fragmenting). The gap between hubfleet and this row is what knowing the future would
+    be worth; the gap between this row and the bound is what a smarter offline packer might still find."""
+    hubfleet = place_hubfleet()
+
+    def place(pod: SimPod, nodes: list[SimNode], usage, sim) -> str | None:
+        if pod.wants_gpu:
+            return hubfleet(pod, nodes, usage, sim)
+        end = sim.now + pod.lifetime
+
+        def key(n: SimNode):
+            most = most_allocated(pod.requests, usage.get(n.name, {}), n.info.allocatable, DEFAULT_RESOURCES)
+            if not n.pods:
+                return (-1, 0.0, 0.0, most)
+            drain = max(sim.pods[i].bound_at + sim.pods[i].lifetime for i in n.pods)
+            extend = max(0.0, end - drain)
+            return (0, -(extend // quantum), -((drain - end) // quantum) if not extend else 0.0, most)
+        return _best(((key(n), [-ord(c) for c in n.name]), n.name)
+                     for n in nodes if builtin_feasible(pod, n, usage) and not n.pool.taints and not
+                     n.info.allocatable.get(GPU, Decimal(0)))
+    return place
+
+
 PLACEMENTS = {"LeastAllocated": place_builtin("LeastAllocated"), "MostAllocated": place_builtin("MostAllocated"),
-              "hubfleet": place_hubfleet()}
+              "hubfleet": place_hubfleet(), "oracle": place_oracle()}
 
 
 class Simulation:
@@ -253,7 +289,7 @@ class Simulation:
         node.empty_since = None
         self.usage[name] = add_usage(self.usage.get(name, {}), pod.requests)
         pod.node, pod.bound_at = name, self.now
-        self._push(self.now + pod.arrival.duration + CULLER_TIMEOUT[pod.arrival.profile], "end", pod.id)
+        self._push(self.now + pod.lifetime, "end", pod.id)
         return True
 
     def _retry_pending(self) -> None:
@@ -326,8 +362,10 @@ class Simulation:
 
     def results(self) -> dict:
         end = self.now
-        node_seconds = sum((n.removed_at if n.removed_at is not None else end) - n.added_at
-                           for n in self.nodes.values())
+        pool_seconds = {pool.name: sum((n.removed_at if n.removed_at is not None else end) - n.added_at
+                                       for n in self.nodes.values() if n.pool is pool) for pool in self.pools}
+        node_seconds = sum(pool_seconds.values())
+        own = run_bound(self, pool_capacities(self.pools), GPU) if separate(self.pools) else None
         gpu_nodes = {n.name for n in self.nodes.values() if n.info.allocatable.get(GPU, Decimal(0)) > 0}
         cpu_on_gpu = sum((p.ended_at or end) - p.bound_at for p in self.pods
                          if p.node in gpu_nodes and not p.wants_gpu)
@@ -338,7 +376,32 @@ class Simulation:
                 "fragmentation_pendings": sum(1 for p in self.pods if p.fragmented),
                 "pending_p95_s": waits[int(0.95 * (len(waits) - 1))] if waits else 0.0,
                 "pending_max_s": waits[-1] if waits else 0.0, "never_bound": sum(1 for p in self.pods if p.node is None),
-                "preemptions": 0}
+                "preemptions": 0,
+                "pool_node_hours": {name: seconds / 3600 for name, seconds in pool_seconds.items()},
+                "bound_own_node_hours": sum(own.values()) if own is not None else None}
+
+
+def separate(pools: tuple[Pool, ...]) -> bool:
+    """CPU pods cannot use GPU nodes (the bound's first assumption holds for every placement)."""
+    return all(p.taints for p in pools if GPU in p.allocatable)
+
+
+def pool_capacities(pools: tuple[Pool, ...]) -> list:
+    return [(pool, parse_resources(pool.allocatable, pool.name)) for pool in pools]
+
+
+def lower_bound(trace: list[Arrival], pools: tuple[Pool, ...] = POOLS) -> float | None:
+    """Node-hours no placement can beat on `trace` (bench/sim_bound.py: pods bound on arrival, fluid packing,
+    the autoscaler's boot and empty-node tail), or None when CPU pods may use GPU nodes."""
+    by_pool = lower_bound_by_pool(trace, pools)
+    return None if by_pool is None else sum(by_pool.values())
+
+
+def lower_bound_by_pool(trace: list[Arrival], pools: tuple[Pool, ...] = POOLS) -> dict[str, float] | None:
+    if not separate(pools):
+        return None
+    return trace_bound(trace, pool_capacities(pools), PROFILES, lambda a: a.duration + CULLER_TIMEOUT[a.profile],
+                       GPU)
 
 
 def simulate(trace: list[Arrival], placement: str, pools: tuple[Pool, ...] = POOLS) -> dict:

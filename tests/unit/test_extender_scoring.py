@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from decimal import Decimal
 
@@ -151,12 +152,36 @@ def test_weights_shape_the_score(weights, expected):
 
 
 def test_gpu_pod_prefers_best_fit_gpu_node():
-    nodes = [node("gpu-a", "8", "32Gi", gpus=2), node("gpu-b", "8", "32Gi", gpus=4), node("gpu-c", "8", "32Gi",
-                                                                                          gpus=2)]
-    usage = {"gpu-c": {GPU: D(1), "cpu": D(1), "memory": D(2 ** 30), "pods": D(1)}}
+    nodes = [node("gpu-a", "8", "32Gi", gpus=4), node("gpu-b", "8", "32Gi", gpus=4), node("gpu-c", "8", "32Gi",
+                                                                                          gpus=4)]
+    one = {GPU: D(1), "cpu": D(1), "memory": D(2 ** 30), "pods": D(1)}
+    usage = {"gpu-a": add_usage(one, one), "gpu-c": add_usage(add_usage(one, one), one)}
     scores = dict(prioritize(req("1", "1Gi", gpus=1), nodes, usage, POLICY))
-    # gpu-c is left with 0 free GPUs, gpu-a with 1, gpu-b with 3
-    assert scores["gpu-c"] > scores["gpu-a"] > scores["gpu-b"], scores
+    # gpu-c is left with 0 free GPUs, gpu-b with 3 (and still room for a 2-GPU pod), gpu-a with 1 (no room for one)
+    assert scores["gpu-c"] > scores["gpu-b"] > scores["gpu-a"], scores
+
+
+@pytest.mark.parametrize("request_gpus, order", [
+    (1, [1, 3, 4, 2]),  # fill a lone free GPU, then a node with 3 (leaves a pair); split a free pair last
+    (2, [4, 2, 3]),  # half of an empty node before an exact pair: the pair stays for the next 2-GPU pod
+])
+def test_gpu_pods_keep_nodes_able_to_take_a_gpu_block(request_gpus, order):
+    """The order of nodes (by free GPUs) a GPU pod prefers on 4-GPU nodes with the default gpu_block of 2."""
+    scores = {free: score_node(req("1", "1Gi", gpus=request_gpus), node(f"gpu-{free}", "8", "32Gi", gpus=4),
+                               {GPU: D(4 - free), "pods": D(4 - free)}, POLICY) for free in order}
+    assert sorted(order, key=lambda free: -scores[free]) == order, scores
+    assert len(set(scores.values())) == len(order), scores  # strict: kube-scheduler sums scores of integer steps
+    assert score_node(req(gpus=request_gpus), node("gpu-0", gpus=4), {GPU: D(4)}, POLICY) == 0
+
+
+def test_gpu_block_zero_is_plain_best_fit_and_is_validated():
+    scores = {free: score_node(req("1", "1Gi", gpus=1), node(f"gpu-{free}", "8", "32Gi", gpus=4),
+                               {GPU: D(4 - free), "pods": D(4 - free)}, Policy(gpu_block=0)) for free in (1, 2, 3, 4)}
+    assert scores[1] > scores[2] > scores[3] > scores[4], scores
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ScoringError, match=re.escape(f"gpu_block must be a number of GPUs (0: plain best fit), "
+                                                         f"not {bad!r}")):
+            Policy(gpu_block=bad)
 
 
 def test_non_gpu_pod_scores_lowest_on_gpu_nodes():

@@ -2,7 +2,7 @@
 
 - ``wire.py``       kube-scheduler's extender wire types (Go field names, decoded case-insensitively),
 - ``scoring.py``    the pure policy: resource/GPU-reservation/autoscaler filter, pack (MostAllocated + lifetime +
-                    GPU best fit) or spread (LeastAllocated + zones) scores 0..10,
+                    GPU fit keeping free pairs) or spread (LeastAllocated + zones) scores 0..10,
 - ``preemption.py`` the pure preempt policy: the idlest user servers among kube-scheduler's proposed victims,
 - ``tables.py``     verdicts and scores kept per request shape, answers per candidate list,
 - ``cache.py``      what is bound where, from paged pods and nodes lists + watches,

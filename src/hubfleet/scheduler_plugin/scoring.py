@@ -15,10 +15,12 @@ the one resource model of the project.
   - ``pack`` (default): the weighted share of cpu and memory allocated after placing the pod (NodeResourcesFit's
     *MostAllocated*), plus a **lifetime** term: a node whose pods are expected to stay at least as long as the new
     pod scores 1, one that would drain sooner scores ``drain_in / stay``, an empty node 0. Pods that will leave
-    together share nodes, so nodes empty out and the autoscaler can remove them. A GPU pod adds a GPU *best-fit*
-    term, ``1 / (1 + GPUs left free after placing it)``.
+    together share nodes, so nodes empty out and the autoscaler can remove them. A GPU pod is scored by its GPUs
+    alone (``gpu_fit_score``): keep nodes able to take the largest GPU request (``Policy.gpu_block``), then best
+    fit, so that no GPU pod waits while enough GPUs are free in total but scattered.
   - ``spread``: the free share (LeastAllocated) plus a zone-balance term over ``topology.kubernetes.io/zone`` (the
-    fewer pods of the same profile in the node's zone, the higher).
+    fewer pods of the same profile in the node's zone, the higher); a GPU pod adds a best-fit term
+    ``1 / (1 + GPUs left free after placing it)``.
 
   A pod requesting no GPU scores 0 on a GPU node; a node marked ``DeletionCandidateOfClusterAutoscaler`` scores 0.
 - **preempt**: of the victims kube-scheduler proposes, keep per node the idlest user servers (annotation
@@ -98,15 +100,20 @@ class Weights:
 class Policy:
     """What the extender enforces. `gpu_node_label` is ``key=value`` (or ``key`` for "label present"); nodes carrying
     it are kept for pods requesting `gpu_resource`; empty disables that rule. `protect_active`: seconds during which
-    a server that was active is never preempted."""
+    a server that was active is never preempted. `gpu_block`: the largest GPU request of a profile; GPU pods are
+    placed so that as many nodes as possible keep room for one (``gpu_fit_score``; 0: plain best fit, fewer
+    GPU-node-hours but GPU pods may wait while enough GPUs are free on several nodes)."""
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     gpu_node_label: str = DEFAULT_GPU_NODE_LABEL
     weights: Weights = field(default_factory=Weights)
     protect_active: float = 900.0
+    gpu_block: int = 2
 
     def __post_init__(self):
         key, sep, value = self.gpu_node_label.partition("=")
         object.__setattr__(self, "_label", (key, value if sep else None))
+        if isinstance(self.gpu_block, bool) or not isinstance(self.gpu_block, int) or self.gpu_block < 0:
+            raise ScoringError(f"gpu_block must be a number of GPUs (0: plain best fit), not {self.gpu_block!r}")
         if not isinstance(self.protect_active, (int, float)) or self.protect_active < 0:
             raise ScoringError(f"protect_active must be a non-negative number of seconds, not {self.protect_active!r}")
 
@@ -277,6 +284,20 @@ def filter_nodes(requests: Mapping[str, Decimal], nodes: Iterable[NodeInfo],
     return FilterOutcome(feasible, failed, unresolvable)
 
 
+def gpu_fit_score(request: Decimal, free: Decimal, block: int) -> int:
+    """Score 0..10 of taking `request` GPUs from a node with `free` GPUs: first keep every node that can take a GPU
+    *block* (the largest GPU request, ``Policy.gpu_block``) able to take one (placing must not turn a node with
+    >= block free into one with < block free: -6), then best fit (-1 per GPU left free, at most -4). A 1-GPU pod
+    thus fills a node with 1 free, then 3 free, then 4, and splits a free pair last; a 2-GPU pod takes half of an
+    empty node before an exact pair, so free pairs stay for the next 2-GPU pod instead of being spent while lone
+    free GPUs pile up (a GPU pod Pending while enough GPUs are free in total)."""
+    after = free - request
+    if after < 0:
+        return MIN_PRIORITY
+    lost = free >= block > after
+    return MAX_PRIORITY - 6 * lost - min(4, int(after))
+
+
 def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[str, Decimal], policy: Policy, *,
                pod: PodInfo | None = None, view: View = EMPTY_VIEW) -> int:
     """Score 0..10 of placing a pod with `requests` on `node` (see the module docstring)."""
@@ -287,19 +308,21 @@ def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[st
         return MIN_PRIORITY
     w = policy.weights
     strategy = pod.strategy if pod is not None else "pack"
+    if wants_gpu and w.gpu > 0 and strategy == "pack":
+        return gpu_fit_score(requests[gpu], node_gpus - used.get(gpu, _ZERO), policy.gpu_block)
     resources = (("cpu", w.cpu), ("memory", w.memory))
     weight = sum(wt for res, wt in resources if wt > 0 and node.allocatable.get(res, _ZERO) > 0)
     if strategy == "spread":
         total = least_allocated(requests, used, node.allocatable, resources) / 100 * weight
     else:
         total = most_allocated(requests, used, node.allocatable, resources) / 100 * weight
-    if wants_gpu and w.gpu > 0:
+    if wants_gpu and w.gpu > 0:  # spread: a best-fit term beside the free share and the zones
         free_after = node_gpus - used.get(gpu, _ZERO) - requests[gpu]
         if free_after < 0:
             return MIN_PRIORITY
         total += w.gpu / (1.0 + float(free_after))
         weight += w.gpu
-    if pod is not None and strategy == "pack" and w.lifetime > 0 and not wants_gpu:  # GPU pods: exact fit first
+    if pod is not None and strategy == "pack" and w.lifetime > 0 and not wants_gpu:
         drain = view.drain_at.get(node.name)
         if drain is not None and used.get("pods", _ZERO) > 0:
             stay = max(1.0, view.expected_stay(pod.profile))
@@ -347,5 +370,6 @@ def parse_weights(text: str) -> Weights:
 
 
 __all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError", "View",
-           "Weights", "add_usage", "filter_nodes", "node_failure", "node_info", "parse_quantity", "parse_weights",
+           "Weights", "add_usage", "filter_nodes", "gpu_fit_score", "node_failure", "node_info", "parse_quantity",
+           "parse_weights",
            "pod_info", "pod_requests", "prioritize", "score_node"]
