@@ -202,15 +202,15 @@ class Extender:
         return decision.victims
 
     def _seen_list(self, verb: str, body: bytes) -> bytes | None:
-        """The answer when `body`'s NodeNames are byte for byte a list answered before (kube-scheduler sends the
-        same list for pod after pod): the body is decoded without the ~60 KB array, which is then compared as
-        bytes. Anything unusual (no such array, a changed list, a Pod that is not pack) returns None: the full path.
+        """The answer from the shape's table when `body`'s NodeNames is the top-level array kube-scheduler puts last:
+        the body is decoded without the ~60 KB array, which is first compared as bytes with the lists answered before
+        (kube-scheduler sends the same list for pod after pod), else decoded on its own. Anything unusual (no such
+        array, a name with a ``]``, a Pod that is not pack) returns None: the full path.
         """
         span = _names_span(body)
         if span is None or not self.cache.pods_synced or not self.cache.nodes_synced:
             return None
         start, end = span
-        segment = body[start:end]
         try:
             args = wire.ExtenderArgs.from_json(wire.loads(body[:start] + b"[]" + body[end:]))
         except wire.WireError:
@@ -221,9 +221,16 @@ class Extender:
         table = self._table(args, pod)
         if table is None:
             return None
+        segment = body[start:end]
         out = table.respond_segment(verb, segment)
-        if out is not None:
-            self.metrics.decide(verb, "table")
+        if out is None:
+            try:
+                names = wire.loads(segment)
+                "".join(names)  # all strings (C speed)
+            except (wire.WireError, TypeError):
+                return None
+            out = table.respond(verb, names, segment)
+        self.metrics.decide(verb, "table")
         return out
 
     def filter_body(self, body: bytes) -> bytes:

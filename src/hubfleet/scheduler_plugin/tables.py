@@ -2,13 +2,15 @@
 
 Pods come in a few shapes (one per profile: requests, strategy, profile). For a ``pack`` shape, the verdict of every
 node (``scoring.node_failure``) and its score (``scoring.score_node``) are computed once and then only for the nodes
-the cache lists as changed since (a pod bound or gone, a node updated); a re-list rebuilds the table.
+the cache lists as changed since (a pod bound or gone, a node updated); a re-list rebuilds the table. Each verdict
+and score is kept as the JSON fragments it contributes to an answer (``"n1",`` in NodeNames, ``"n1":"why",`` in
+FailedNodes, ``{"Host":"n1","Score":7}``), so answering any candidate list is a C-speed ``join(map(...))`` over the
+names, not a computation per node.
 
 kube-scheduler sends the same candidate list again and again (every node that passed its own filters; then the
-nodes this filter kept). So each table also keeps the answers for the last few candidate lists as JSON fragments,
-one per position: a call whose list equals a kept one (a C-speed list comparison) patches the positions of the
-nodes whose verdict or score changed since and joins the fragments. A call then costs about the JSON decode of its
-body, not a lookup per name.
+nodes this filter kept). So each table also keeps the answers for the last few candidate lists (``Prepared``): a
+call whose list equals a kept one (compared as bytes, or as a list) gets the kept answer bytes; the positions of
+nodes changed since are patched and only their blocks of ``BLOCK`` positions re-joined.
 
 The lifetime term moves with the clock (a node's expected drain comes closer): ``refresh_some`` recomputes the
 longest-unrefreshed nodes with pods a few at a time (the server calls it between requests). ``spread`` shapes are
@@ -24,73 +26,113 @@ from .scoring import NodeInfo, PodInfo, Policy, View, node_failure, score_node
 
 MAX_TABLES = 64
 MAX_PREPARED = 4  # candidate lists kept per table and verb
-_NOT_CACHED = ("node {} is not (yet) in the extender's node cache", False)
+BLOCK = 128  # positions per re-joined block of a kept answer
+NOT_CACHED = "node {} is not (yet) in the extender's node cache"
+FILTER_PARTS = ("ok", "failed", "unresolvable")
+
+
+class _Fragments(dict):
+    """name -> JSON fragment; a name not in the table gets `missing(name)` (not stored: unknown names are whatever a
+    client sends)."""
+
+    def __init__(self, missing):
+        super().__init__()
+        self.missing = missing
+
+    def __missing__(self, name: str) -> bytes:
+        return self.missing(name)
+
+
+def _unknown_failed(name: str) -> bytes:
+    return wire.dumps(name) + b":" + wire.dumps(NOT_CACHED.format(name)) + b","
+
+
+def _unknown_score(name: str) -> bytes:
+    return wire.dumps({"Host": name, "Score": 0}) + b","
+
+
+def _nothing(name: str) -> bytes:
+    return b""
 
 
 class Prepared:
-    """The answer to one candidate list, as fragments per position (``b'"n1",'`` or ``b''``...)."""
+    """The answer to one candidate list: per part (filter: NodeNames, FailedNodes, FailedAndUnresolvableNodes;
+    prioritize: the HostPriorityList) the fragment of every position (each ending in a comma), joined per block of
+    BLOCK positions, and the whole answer's bytes until a position changes."""
 
     def __init__(self, table: "ShapeTable", names: list[str], verb: str, segment: bytes | None = None):
         self.names, self.verb, self.segment = names, verb, segment
-        self.index = {n: i for i, n in enumerate(names)}
+        self.index: dict[str, int] | None = None  # name -> position, built on the first patch
         self.log_pos = len(table.log)
-        self.generation = table.generation
-        if verb == "filter":
-            self.ok = [b""] * len(names)
-            self.failed = [b""] * len(names)
-            self.unresolvable = [b""] * len(names)
-        else:
-            self.scores = [b""] * len(names)
-        for i, name in enumerate(names):
-            self._set(table, i, name)
-
-    def _set(self, table: "ShapeTable", i: int, name: str) -> None:
-        if self.verb == "prioritize":
-            self.scores[i] = table.answer.get(name) or wire.dumps({"Host": name, "Score": 0})
-            return
-        why = table.verdict.get(name, _NOT_CACHED)
-        quoted = wire.dumps(name)
-        if why is None:
-            self.ok[i], self.failed[i], self.unresolvable[i] = quoted + b",", b"", b""
-            return
-        reason = why[0].format(name) if why is _NOT_CACHED else why[0]
-        part = quoted + b":" + wire.dumps(reason) + b","
-        self.ok[i] = b""
-        self.failed[i], self.unresolvable[i] = (b"", part) if why[1] else (part, b"")
+        self.parts = [list(map(frags.__getitem__, names)) for frags in table.parts(verb)]
+        self.blocks = [[b"".join(p[k:k + BLOCK]) for k in range(0, len(p), BLOCK)] for p in self.parts]
+        self.out: bytes | None = None
 
     def update(self, table: "ShapeTable") -> None:
-        for name in set(table.log[self.log_pos:]):
-            i = self.index.get(name)
-            if i is not None:
-                self._set(table, i, name)
+        """Patch the positions of the nodes whose fragments changed since the last call."""
+        if self.log_pos == len(table.log):
+            return
+        changed = set(table.log[self.log_pos:])
         self.log_pos = len(table.log)
+        if self.index is None:
+            self.index = {n: i for i, n in enumerate(self.names)}
+        index, dirty = self.index, set()
+        all_frags = table.parts(self.verb)
+        for name in changed:
+            i = index.get(name)
+            if i is not None:
+                for part, frags in zip(self.parts, all_frags):
+                    part[i] = frags[name]
+                dirty.add(i // BLOCK)
+        for k in dirty:
+            for part, blocks in zip(self.parts, self.blocks):
+                blocks[k] = b"".join(part[k * BLOCK:(k + 1) * BLOCK])
+        if dirty:
+            self.out = None
 
     def render(self) -> bytes:
-        if self.verb == "prioritize":
-            return b"[" + b",".join(self.scores) + b"]"
-        return (b'{"Nodes":null,"NodeNames":[' + b"".join(self.ok).rstrip(b",") + b'],"FailedNodes":{'
-                + b"".join(self.failed).rstrip(b",") + b'},"FailedAndUnresolvableNodes":{'
-                + b"".join(self.unresolvable).rstrip(b",") + b'},"Error":""}')
+        if self.out is None:
+            joined = [b"".join(blocks)[:-1] for blocks in self.blocks]  # [:-1]: the last fragment's comma
+            if self.verb == "prioritize":
+                self.out = b"[" + joined[0] + b"]"
+            else:
+                ok, failed, unresolvable = joined
+                self.out = b"".join((b'{"Nodes":null,"NodeNames":[', ok, b'],"FailedNodes":{', failed,
+                                     b'},"FailedAndUnresolvableNodes":{', unresolvable, b'},"Error":""}'))
+        return self.out
 
 
 class ShapeTable:
     def __init__(self, pod: PodInfo, policy: Policy):
         self.pod, self.policy = pod, policy
         self.verdict: dict[str, tuple[str, bool] | None] = {}
-        self.answer: dict[str, bytes] = {}  # node -> b'{"Host":"...","Score":N}'
+        self.score: dict[str, int] = {}
         self.epoch = -1
         self.pos = 0
         self.stale: OrderedDict[str, None] = OrderedDict()  # nodes with pods, least recently refreshed first
-        self.log: list[str] = []  # nodes whose verdict or answer changed (for the Prepared answers)
-        self.generation = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.verdict, self.score, self.stale = {}, {}, OrderedDict()
+        self.log: list[str] = []  # nodes whose verdict or score changed (for the Prepared answers)
+        # the answers' fragments per node (see the module docstring)
+        self.ok, self.failed = _Fragments(_nothing), _Fragments(_unknown_failed)
+        self.unresolvable, self.answer = _Fragments(_nothing), _Fragments(_unknown_score)
         self.prepared: dict[str, list[Prepared]] = {"filter": [], "prioritize": []}
+
+    def parts(self, verb: str) -> tuple[_Fragments, ...]:
+        return (self.answer,) if verb == "prioritize" else (self.ok, self.failed, self.unresolvable)
+
+    def _forget(self, name: str) -> None:
+        if name in self.verdict:
+            del self.verdict[name], self.score[name], self.ok[name], self.failed[name], self.unresolvable[name], \
+                self.answer[name]
+        self.stale.pop(name, None)
+        self.log.append(name)
 
     def _compute(self, name: str, node: NodeInfo | None, cache, now: float, memo: dict) -> None:
         if node is None:
-            self.verdict.pop(name, None)
-            self.answer.pop(name, None)
-            self.stale.pop(name, None)
-            self.log.append(name)
+            self._forget(name)
             return
         used = cache.usage.get(name)
         if not used:  # empty nodes of one pool share their verdict and score
@@ -109,17 +151,23 @@ class ShapeTable:
             score = score_node(self.pod.requests, node, used, self.policy, pod=self.pod, view=view)
             self.stale.pop(name, None)
             self.stale[name] = None
-        answer = wire.dumps({"Host": name, "Score": score})
-        if name not in self.verdict or self.verdict[name] != why or self.answer.get(name) != answer:
-            self.verdict[name] = why
-            self.answer[name] = answer
-            self.log.append(name)
+        if name in self.verdict and self.verdict[name] == why and self.score[name] == score:
+            return
+        self.verdict[name], self.score[name] = why, score
+        quoted = wire.dumps(name)
+        self.answer[name] = b'{"Host":' + quoted + b',"Score":' + str(score).encode() + b"},"
+        if why is None:
+            self.ok[name], self.failed[name], self.unresolvable[name] = quoted + b",", b"", b""
+        else:
+            part = quoted + b":" + wire.dumps(why[0]) + b","
+            self.ok[name] = b""
+            self.failed[name], self.unresolvable[name] = (b"", part) if why[1] else (part, b"")
+        self.log.append(name)
 
     def sync(self, cache, now: float) -> None:
         memo: dict = {}
         if self.epoch != cache.epoch:
-            self.verdict, self.answer, self.stale, self.log = {}, {}, OrderedDict(), []
-            self.generation += 1
+            self._reset()
             for name, node in cache.nodes.items():
                 self._compute(name, node, cache, now, memo)
             self.epoch, self.pos = cache.epoch, len(cache.changes)
@@ -131,7 +179,7 @@ class ShapeTable:
             self.pos = len(changes)
         if len(self.log) > 100_000:  # compact: the prepared answers are rebuilt on their next use
             self.log = []
-            self.generation += 1
+            self.prepared = {"filter": [], "prioritize": []}
 
     def refresh_some(self, cache, now: float, batch: int) -> int:
         done = 0
@@ -146,8 +194,7 @@ class ShapeTable:
         HostPriorityList) for the candidate list `names` (whose JSON bytes are `segment`, when known)."""
         kept = self.prepared[verb]
         for i, prepared in enumerate(kept):
-            if prepared.generation == self.generation and len(prepared.names) == len(names) \
-                    and prepared.names == names:
+            if len(prepared.names) == len(names) and prepared.names == names:
                 prepared.update(self)
                 if segment is not None and prepared.segment is None:
                     prepared.segment = segment
@@ -159,12 +206,11 @@ class ShapeTable:
         del kept[MAX_PREPARED:]
         return prepared.render()
 
-
     def respond_segment(self, verb: str, segment: bytes) -> bytes | None:
         """The answer for a candidate list known by its JSON bytes, if one was answered before; else None."""
         for prepared in self.prepared[verb]:
-            if prepared.generation == self.generation and prepared.segment is not None \
-                    and len(prepared.segment) == len(segment) and prepared.segment == segment:
+            if prepared.segment is not None and len(prepared.segment) == len(segment) \
+                    and prepared.segment == segment:
                 prepared.update(self)
                 return prepared.render()
         return None
