@@ -15,6 +15,7 @@ per request shape (``tables.py``), so a call costs a lookup per node name.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Awaitable, Callable
@@ -284,6 +285,10 @@ def _segment(body: bytes, names: list[str]) -> bytes | None:
         return None
 
 
+def _loop_name() -> str:
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]  # "asyncio" or "uvloop"
+
+
 def _wire_error(e: ScoringError) -> wire.WireError:
     field, _, message = str(e).partition(": ")
     return wire.WireError(field, message)
@@ -348,7 +353,8 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     async def healthz(request: web.Request) -> web.Response:
         cache = extender.cache
         body = {"ok": cache.synced, "cache_synced": cache.synced, "pods": len(cache.pods),
-                "nodes": len(cache.nodes), "last_error": cache.last_error, "json": wire.JSON_BACKEND}
+                "nodes": len(cache.nodes), "last_error": cache.last_error, "json": wire.JSON_BACKEND,
+                "event_loop": _loop_name()}
         return _json_response(200 if cache.synced else 503, body)
 
     async def metrics_handler(request: web.Request) -> web.Response:
@@ -368,15 +374,21 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     return app
 
 
-async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 5) -> None:
-    """Keep the tables' time-dependent (lifetime) scores fresh, a few nodes at a time between requests (5 nodes per
-    50 ms: 100 nodes/s, each pause well under a request's time)."""
+async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 8) -> None:
+    """Keep the tables up to date between requests, in slices of `batch` nodes per table (each well under a request's
+    time): changed nodes first, every millisecond while a burst of watch events is being caught up with (so that a
+    request finds little left to do), else the lifetime scores of the longest-unrefreshed nodes every `interval`."""
+    behind = False
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(0.001 if behind else interval)
         try:
-            extender.tables.refresh_some(extender.cache, extender.clock(), batch)
+            behind = extender.tables.refresh_some(extender.cache, extender.clock(), batch)
         except Exception:  # noqa: BLE001 - a bug here must not stop the server; the next sync rebuilds
+            behind = False
             log.exception("refreshing score tables failed")
+
+
+GC_THRESHOLD0 = 20_000  # allocations between young collections (CPython's default 700): fewer pauses per request
 
 
 async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | None,
@@ -399,13 +411,17 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
     runner = web.AppRunner(build_app(extender, max_body_bytes=max_body_bytes), access_log=None)
     await runner.setup()
     watch_task = refresh_task = hub_task = None
+    untrack_gc = extender.metrics.track_gc()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD0, *thresholds[1:])
     try:
         await web.TCPSite(runner, host, port).start()  # bind first: a busy port fails before any watch starts
         watch_task = asyncio.create_task(CacheWatcher(extender.cache, api_client).run(), name="cache-watch")
         refresh_task = asyncio.create_task(_refresh(extender), name="score-refresh")
         hub_task = asyncio.create_task(hub_poller.run(), name="hub-activity") if hub_poller else None
-        log.info("scheduler extender listening on http://%s:%s (gpu resource %s, gpu-node label %r, weights %s)",
-                 host, port, extender.policy.gpu_resource, extender.policy.gpu_node_label, extender.policy.weights)
+        log.info("scheduler extender listening on http://%s:%s (gpu resource %s, gpu-node label %r, weights %s, "
+                 "event loop %s)", host, port, extender.policy.gpu_resource, extender.policy.gpu_node_label,
+                 extender.policy.weights, _loop_name())
         await stop.wait()
         log.info("scheduler extender stopping")
     finally:
@@ -417,6 +433,8 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
             await asyncio.gather(watch_task, refresh_task, *([hub_task] if hub_task else []), return_exceptions=True)
         await runner.cleanup()
         await api_client.close()
+        untrack_gc()
+        gc.set_threshold(*thresholds)
 
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "serve"]

@@ -34,6 +34,7 @@ log = logging.getLogger("hubfleet.scheduler_plugin")
 WATCH_TIMEOUT_SECONDS = 300
 LIST_PAGE = 500
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 30.0
+YIELD_EVERY = 20  # list items or watch events handled between two turns of the event loop
 
 
 class WatchError(HubfleetError):
@@ -265,6 +266,8 @@ class CacheWatcher:
             for item in data.get("items") or []:
                 getattr(fresh, add)("ADDED", item)
                 count += 1
+                if count % YIELD_EVERY == 0:  # a page of 500 is ~20 ms of work: requests are answered in between
+                    await asyncio.sleep(0)
             meta = data.get("metadata") or {}
             rv = meta.get("resourceVersion") or rv
             token = meta.get("continue")
@@ -308,12 +311,13 @@ class CacheWatcher:
             buf = b""
             started, events = time.monotonic(), 0
             async for chunk in resp.content.iter_any():
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                *lines, buf = (buf + chunk).split(b"\n")
+                for line in lines:
                     if line.strip():
                         rv = self._event(what, line, rv, apply)
                         events += 1
+                        if events % YIELD_EVERY == 0:  # a burst of events: let waiting requests in between
+                            await asyncio.sleep(0)
             if not events and time.monotonic() - started < 1:  # a server ending watches at once: back off, re-list
                 raise WatchError(f"watch of {what} ended at once without events")
             return rv

@@ -164,22 +164,26 @@ class ShapeTable:
             self.failed[name], self.unresolvable[name] = (b"", part) if why[1] else (part, b"")
         self.log.append(name)
 
-    def sync(self, cache, now: float) -> None:
+    def sync(self, cache, now: float, limit: int | None = None) -> bool:
+        """Recompute the nodes changed since the last sync (at most `limit` changes, oldest first: the refresh task
+        catches up in short slices); True when some are left."""
         memo: dict = {}
         if self.epoch != cache.epoch:
             self._reset()
             for name, node in cache.nodes.items():
                 self._compute(name, node, cache, now, memo)
             self.epoch, self.pos = cache.epoch, len(cache.changes)
-            return
+            return False
         changes = cache.changes
-        if self.pos < len(changes):
-            for name in set(changes[self.pos:]):
+        end = len(changes) if limit is None else min(len(changes), self.pos + limit)
+        if self.pos < end:
+            for name in set(changes[self.pos:end]):
                 self._compute(name, cache.nodes.get(name), cache, now, memo)
-            self.pos = len(changes)
+            self.pos = end
         if len(self.log) > 100_000:  # compact: the prepared answers are rebuilt on their next use
             self.log = []
             self.prepared = {"filter": [], "prioritize": []}
+        return self.pos < len(changes)
 
     def refresh_some(self, cache, now: float, batch: int) -> int:
         done = 0
@@ -234,13 +238,17 @@ class Tables:
         table.sync(cache, now)
         return table
 
-    def refresh_some(self, cache, now: float, batch: int = 50) -> int:
-        done = 0
+    def refresh_some(self, cache, now: float, batch: int = 50) -> bool:
+        """Between requests: catch up with at most `batch` changed nodes per table, else refresh the `batch`
+        longest-unrefreshed nodes (the lifetime term moves with the clock). True while changes are left."""
+        behind = False
         for table in list(self.tables.values()):
             if table.epoch == cache.epoch:
-                table.sync(cache, now)
-                done += table.refresh_some(cache, now, batch)
-        return done
+                if table.sync(cache, now, limit=batch):
+                    behind = True
+                else:
+                    table.refresh_some(cache, now, batch)
+        return behind
 
 
 __all__ = ["Prepared", "ShapeTable", "Tables"]
