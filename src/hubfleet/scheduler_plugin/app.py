@@ -27,8 +27,8 @@ from .activity import HubActivity
 from .cache import ClusterCache
 from .metrics import Metrics
 from .preemption import narrow, victim_info
-from .scoring import (NodeInfo, PodInfo, Policy, ScoringError, View, filter_nodes, node_info, pod_info, pod_requests,
-                      prioritize)
+from .scoring import (PROFILE_LABEL, STRATEGY_LABEL, NodeInfo, PodInfo, Policy, ScoringError, View, filter_nodes,
+                      node_info, pod_info, pod_requests, prioritize)
 from .tables import Tables
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
@@ -55,6 +55,7 @@ class Extender:
         self.tables = Tables(policy)
         self.metrics = Metrics(cache, hub_activity=hub_activity, clock=clock)
         self._node_infos: dict[tuple[str, str], NodeInfo] = {}
+        self._pod_infos: dict[bytes, PodInfo] = {}
         self._node_info_cache_size = node_info_cache_size
 
     def _nodes_of(self, args: wire.ExtenderArgs) -> tuple[list[NodeInfo], dict[str, str]]:
@@ -89,12 +90,21 @@ class Extender:
                 infos.append(info)
         return infos, unknown
 
-    @staticmethod
-    def _pod(args) -> PodInfo:
-        try:
-            return pod_info(args.pod, where="Pod")
-        except ScoringError as e:
-            raise _wire_error(e) from e
+    def _pod(self, args) -> PodInfo:
+        """The PodInfo of the Pod, memoised by what it is computed from (the labels and resources of its shape), so
+        that pod after pod of one profile costs no quantity parsing."""
+        key = _shape_key(args.pod)
+        info = self._pod_infos.get(key) if key is not None else None
+        if info is None:
+            try:
+                info = pod_info(args.pod, where="Pod")
+            except ScoringError as e:
+                raise _wire_error(e) from e
+            if key is not None:
+                if len(self._pod_infos) >= 1024:
+                    self._pod_infos.clear()
+                self._pod_infos[key] = info
+        return info
 
     def _view(self, pod: PodInfo, names) -> View:
         now = self.clock()
@@ -261,8 +271,9 @@ EXPECTED = {"filter": "ExtenderArgs {Pod, Nodes | NodeNames}", "prioritize": "Ex
 def _names_span(body: bytes) -> tuple[int, int] | None:
     """Where the top-level NodeNames array is in `body` when it is the object's last member, as kube-scheduler
     encodes ExtenderArgs (``{"Pod":...,"Nodes":null,"NodeNames":[...]}``): only then is the span surely the
-    top-level array (one closing brace follows it)."""
-    start = body.rfind(b'"NodeNames":[')
+    top-level array (one closing brace follows it). The first such key is looked for (from the front: the Pod is a
+    few KB, the names tens of KB); if it is not that array, None."""
+    start = body.find(b'"NodeNames":[')
     if start < 0:
         return None
     start += len(b'"NodeNames":')
@@ -282,6 +293,26 @@ def _segment(body: bytes, names: list[str]) -> bytes | None:
     try:
         return segment if wire.loads(segment) == names else None
     except wire.WireError:
+        return None
+
+
+def _shape_key(pod: dict) -> bytes | None:
+    """Everything ``scoring.pod_info`` reads of a Pod (the strategy and profile labels; the resources of containers
+    and init containers; spec.overhead) as bytes, or None when the Pod is unusual (then pod_info says what is
+    wrong)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec")
+    labels = meta.get("labels") or {} if isinstance(meta, dict) else None
+    if not isinstance(labels, dict) or not isinstance(spec, dict):
+        return None
+    parts = [labels.get(STRATEGY_LABEL), labels.get(PROFILE_LABEL), spec.get("overhead")]
+    for field in ("containers", "initContainers"):
+        items = spec.get(field) or []
+        if not isinstance(items, list) or not all(isinstance(c, dict) for c in items):
+            return None
+        parts.append([c.get("resources") for c in items])
+    try:
+        return wire.dumps(parts)
+    except TypeError:
         return None
 
 
