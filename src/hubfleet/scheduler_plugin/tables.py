@@ -28,44 +28,39 @@ MAX_TABLES = 64
 MAX_PREPARED = 4  # candidate lists kept per table and verb
 BLOCK = 128  # positions per re-joined block of a kept answer
 NOT_CACHED = "node {} is not (yet) in the extender's node cache"
-FILTER_PARTS = ("ok", "failed", "unresolvable")
 
 
-class _Fragments(dict):
-    """name -> JSON fragment; a name not in the table gets `missing(name)` (not stored: unknown names are whatever a
-    client sends)."""
-
-    def __init__(self, missing):
-        super().__init__()
-        self.missing = missing
-
-    def __missing__(self, name: str) -> bytes:
-        return self.missing(name)
+def _unknown(name: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """The fragments of a name not in the table (not stored: unknown names are whatever a client sends)."""
+    quoted = wire.dumps(name)
+    return (b"", quoted + b":" + wire.dumps(NOT_CACHED.format(name)) + b",", b"", b'{"Host":' + quoted + b',"Score":0},')
 
 
-def _unknown_failed(name: str) -> bytes:
-    return wire.dumps(name) + b":" + wire.dumps(NOT_CACHED.format(name)) + b","
-
-
-def _unknown_score(name: str) -> bytes:
-    return wire.dumps({"Host": name, "Score": 0}) + b","
-
-
-def _nothing(name: str) -> bytes:
-    return b""
+def _rows(frags: dict, names: list[str]) -> list[tuple[bytes, bytes, bytes, bytes]]:
+    rows = list(map(frags.get, names))  # C speed
+    if not all(rows):  # a missing name (tuples are true; faster than "None in rows")
+        rows = [_unknown(n) if r is None else r for r, n in zip(rows, names)]
+    return rows
 
 
 class Prepared:
     """The answer to one candidate list: per part (filter: NodeNames, FailedNodes, FailedAndUnresolvableNodes;
-    prioritize: the HostPriorityList) the fragment of every position (each ending in a comma), joined per block of
-    BLOCK positions, and the whole answer's bytes until a position changes."""
+    prioritize: the HostPriorityList) the fragment of every position; once the list is asked again after a change,
+    also the fragments joined per block of BLOCK positions, so a change re-joins one block; and the whole answer's
+    bytes until a position changes."""
 
     def __init__(self, table: "ShapeTable", names: list[str], verb: str, segment: bytes | None = None):
         self.names, self.verb, self.segment = names, verb, segment
         self.index: dict[str, int] | None = None  # name -> position, built on the first patch
         self.log_pos = len(table.log)
-        self.parts = [list(map(frags.__getitem__, names)) for frags in table.parts(verb)]
-        self.blocks = [[b"".join(p[k:k + BLOCK]) for k in range(0, len(p), BLOCK)] for p in self.parts]
+        rows = _rows(table.frags, names)
+        if verb == "prioritize":
+            self.columns: tuple[int, ...] = (3,)
+            self.parts = [[r[3] for r in rows]]
+        else:
+            self.columns = (0, 1, 2)
+            self.parts = [list(c) for c in zip(*rows)][:3] if rows else [[], [], []]
+        self.blocks: list[list[bytes]] | None = None
         self.out: bytes | None = None
 
     def update(self, table: "ShapeTable") -> None:
@@ -76,23 +71,28 @@ class Prepared:
         self.log_pos = len(table.log)
         if self.index is None:
             self.index = {n: i for i, n in enumerate(self.names)}
-        index, dirty = self.index, set()
-        all_frags = table.parts(self.verb)
+        index, frags, dirty = self.index, table.frags, set()
         for name in changed:
             i = index.get(name)
             if i is not None:
-                for part, frags in zip(self.parts, all_frags):
-                    part[i] = frags[name]
+                row = frags.get(name) or _unknown(name)
+                for part, column in zip(self.parts, self.columns):
+                    part[i] = row[column]
                 dirty.add(i // BLOCK)
-        for k in dirty:
-            for part, blocks in zip(self.parts, self.blocks):
-                blocks[k] = b"".join(part[k * BLOCK:(k + 1) * BLOCK])
-        if dirty:
-            self.out = None
+        if not dirty:
+            return
+        if self.blocks is None:
+            self.blocks = [[b"".join(p[k:k + BLOCK]) for k in range(0, len(p), BLOCK)] for p in self.parts]
+        else:
+            for k in dirty:
+                for part, blocks in zip(self.parts, self.blocks):
+                    blocks[k] = b"".join(part[k * BLOCK:(k + 1) * BLOCK])
+        self.out = None
 
     def render(self) -> bytes:
         if self.out is None:
-            joined = [b"".join(blocks)[:-1] for blocks in self.blocks]  # [:-1]: the last fragment's comma
+            pieces = self.parts if self.blocks is None else self.blocks
+            joined = [b"".join(p)[:-1] for p in pieces]  # [:-1]: the last fragment's comma
             if self.verb == "prioritize":
                 self.out = b"[" + joined[0] + b"]"
             else:
@@ -115,18 +115,14 @@ class ShapeTable:
     def _reset(self) -> None:
         self.verdict, self.score, self.stale = {}, {}, OrderedDict()
         self.log: list[str] = []  # nodes whose verdict or score changed (for the Prepared answers)
-        # the answers' fragments per node (see the module docstring)
-        self.ok, self.failed = _Fragments(_nothing), _Fragments(_unknown_failed)
-        self.unresolvable, self.answer = _Fragments(_nothing), _Fragments(_unknown_score)
+        # node -> its fragments in (NodeNames, FailedNodes, FailedAndUnresolvableNodes, HostPriorityList), each
+        # ending in a comma or empty (see the module docstring)
+        self.frags: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
         self.prepared: dict[str, list[Prepared]] = {"filter": [], "prioritize": []}
-
-    def parts(self, verb: str) -> tuple[_Fragments, ...]:
-        return (self.answer,) if verb == "prioritize" else (self.ok, self.failed, self.unresolvable)
 
     def _forget(self, name: str) -> None:
         if name in self.verdict:
-            del self.verdict[name], self.score[name], self.ok[name], self.failed[name], self.unresolvable[name], \
-                self.answer[name]
+            del self.verdict[name], self.score[name], self.frags[name]
         self.stale.pop(name, None)
         self.log.append(name)
 
@@ -155,13 +151,12 @@ class ShapeTable:
             return
         self.verdict[name], self.score[name] = why, score
         quoted = wire.dumps(name)
-        self.answer[name] = b'{"Host":' + quoted + b',"Score":' + str(score).encode() + b"},"
+        answer = b'{"Host":' + quoted + b',"Score":' + str(score).encode() + b"},"
         if why is None:
-            self.ok[name], self.failed[name], self.unresolvable[name] = quoted + b",", b"", b""
+            self.frags[name] = (quoted + b",", b"", b"", answer)
         else:
             part = quoted + b":" + wire.dumps(why[0]) + b","
-            self.ok[name] = b""
-            self.failed[name], self.unresolvable[name] = (b"", part) if why[1] else (part, b"")
+            self.frags[name] = (b"", b"", part, answer) if why[1] else (b"", part, b"", answer)
         self.log.append(name)
 
     def sync(self, cache, now: float, limit: int | None = None) -> bool:
