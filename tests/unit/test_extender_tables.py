@@ -145,3 +145,13 @@ def test_event_loop_choice(monkeypatch):
     monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
     assert loop_factory("auto") is asyncio.new_event_loop
     assert "uvloop is not installed" in loop_factory("uvloop")
+
+
+def test_a_status_update_of_a_bound_pod_changes_no_score_but_its_activity_is_kept():
+    ext = extender([node("a"), node("b")], [pod("x", node_name="a", cpu="2", idle_minutes=60)])
+    before = len(ext.cache.changes)
+    ext.cache.apply_pod("MODIFIED", pod("x", node_name="a", cpu="2", idle_minutes=5))
+    assert len(ext.cache.changes) == before  # nothing for the score tables to recompute
+    assert ext.cache.pods["x"].last_activity == (NOW.timestamp() - 5 * 60)
+    ext.cache.apply_pod("MODIFIED", pod("x", node_name="a", cpu="3", idle_minutes=5))  # (resized in place)
+    assert ext.cache.usage["a"]["cpu"] == 3 and len(ext.cache.changes) > before

@@ -176,6 +176,11 @@ class ClusterCache:
         self.last_event["pods"] = time.monotonic()
         key = self._pod_key(pod)
         placed = None if event_type == "DELETED" else self._placement(pod)
+        old = self.pods.get(key)
+        if placed is not None and old is not None and (old.node, old.requests, old.profile, old.created) == (
+                placed.node, placed.requests, placed.profile, placed.created):
+            self.pods[key] = placed  # a status or annotation update: usage and scores unchanged
+            return
         self._forget_pod(key, ended=placed is None)
         if placed is not None:
             self.pods[key] = placed
