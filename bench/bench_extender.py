@@ -1,16 +1,23 @@
 """The scheduler extender over real HTTP vs the floor any extender pays: bare JSON decode+encode of the same payload.
 
 Setup: a devcluster with 5,000 nodes (16 cpu / 64Gi; every 10th a 4-GPU node) and 200 pods bound across them, and
-the real ``hubfleet scheduler-extender`` process watching it. A client on keep-alive (http.client, as light as
-kube-scheduler's Go client is) posts what kube-scheduler posts for one pod: ``filter`` then ``prioritize`` (the
-prioritize call carries the nodes the filter kept):
+the real ``hubfleet scheduler-extender`` process watching it (with uvloop installed, a second one on asyncio's
+loop; with ``BENCH_EXTENDER_BASELINE=<src dir of another checkout>``, that code too, for a before/after in one run).
+A client on keep-alive posts what kube-scheduler posts for one pod: ``filter`` then ``prioritize`` (the prioritize
+call carries the nodes the filter kept). The client is as lean as kube-scheduler's Go client (one write per
+request, the answer read by its Content-Length; http.client is shown for contrast), runs with Python's GC off while
+timing, and the variants take turns in blocks of 50 rounds so that each sees the same machine load:
 
-- ``NodeNames x 5,000`` (``nodeCacheCapable: true``, the deployed setting): latency p50/p99 of filter+prioritize,
-  and pods/s (filter+prioritize pairs per second) with 1 and 4 clients;
+- ``NodeNames x 5,000`` (``nodeCacheCapable: true``, the deployed setting, percentageOfNodesToScore 100): latency
+  p50/p99 of filter+prioritize, the extender's CPU time per pod (noise-proof), and pods/s (filter+prioritize pairs
+  per second) with 1 and 4 clients; also with client and extender pinned to different cores;
+- ``NodeNames 500, new``: kube-scheduler's default percentageOfNodesToScore at 5,000 nodes (10 %): 500 names from a
+  moving start, a list not seen before for every pod;
 - ``NodeList x 1,000`` (``nodeCacheCapable: false``: full Node objects as the devcluster serves them), for contrast.
 
 Floor: decoding and re-encoding the same request bodies (both calls) with ``orjson`` (and stdlib ``json``) in this
-process, measured in the same run. Also shown: the verbs run in-process (no HTTP). Then the extender's memory with
+process, measured in the same run. Also shown: the verbs run in-process (no HTTP), the load average before/after,
+the devcluster's CPU share and the extender's GC pauses during the timed loop. Then the extender's memory with
 5,000 nodes and 50,000 pods (a child process builds the cache from list bodies as the watch does, plus score
 tables for three profiles; VmHWM = peak RSS). Results go to stdout and test-artifacts/bench_extender.json.
 """
