@@ -155,3 +155,30 @@ def test_a_status_update_of_a_bound_pod_changes_no_score_but_its_activity_is_kep
     assert ext.cache.pods["x"].last_activity == (NOW.timestamp() - 5 * 60)
     ext.cache.apply_pod("MODIFIED", pod("x", node_name="a", cpu="3", idle_minutes=5))  # (resized in place)
     assert ext.cache.usage["a"]["cpu"] == 3 and len(ext.cache.changes) > before
+
+
+def test_after_a_relist_tables_are_rebuilt_aside_in_slices_and_a_request_finishes_the_rebuild():
+    nodes = _nodes()
+    pods = [pod(f"b{i}", node_name=f"n{i * 3:03d}", cpu="1") for i in range(30)]
+    ext = extender(nodes, pods)
+    names = [n["metadata"]["name"] for n in nodes]
+    new_pod = pod("new", cpu="3")
+    _check(ext, nodes, names, new_pod)
+    [table] = ext.tables.tables.values()
+    ext.cache.replace_pods(pods + [pod("late", node_name="n001", cpu="2")])  # a re-list: a new epoch
+    assert ext.tables.refresh_some(ext.cache, NOW.timestamp(), 8)  # one slice: still building
+    assert table.epoch != ext.cache.epoch and table._next is not None
+    ext.cache.apply_pod("ADDED", pod("during", node_name="n002", cpu="2"))  # a watch event meanwhile
+    for _ in range(3):
+        ext.tables.refresh_some(ext.cache, NOW.timestamp(), 8)
+    f, _ = _check(ext, nodes, names, new_pod)  # the request finishes the rebuild, then syncs the event
+    assert {"n001", "n002"} <= set(f["FailedNodes"])
+    assert table.epoch == ext.cache.epoch and table._next is None
+    while ext.tables.refresh_some(ext.cache, NOW.timestamp(), 8):
+        pass
+    ext.cache.replace_nodes(nodes)  # another re-list, rebuilt entirely by the refresh task
+    slices = 1
+    while ext.tables.refresh_some(ext.cache, NOW.timestamp(), 8):
+        slices += 1
+    assert slices >= len(nodes) // 8 and table.epoch == ext.cache.epoch
+    _check(ext, nodes, names, new_pod)

@@ -281,15 +281,18 @@ class CacheWatcher:
 
     async def _reflect(self, what: str, list_fn, add: str, adopt, apply) -> None:
         backoff = BACKOFF_INITIAL
+        first = True
         while True:
             try:
                 fresh, rv, count = await self._list(what, list_fn, add)
                 adopt(fresh)
                 del fresh
                 # the cache's objects move out of the collector's sight: a full collection over 50,000 pods'
-                # records would otherwise pause a request now and then
-                gc.collect()
+                # records would otherwise pause a request now and then. A full collection first only at start
+                # (imports' garbage); after a re-list, while serving, the young generations only (a few ms)
+                gc.collect() if first else gc.collect(1)
                 gc.freeze()
+                first = False
                 log.info("cache: listed %d %s at resourceVersion %s", count, what, rv)
                 backoff = BACKOFF_INITIAL
                 while True:

@@ -20,6 +20,7 @@ scored per call (their zone term depends on every node).
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import islice
 
 from . import wire
 from .scoring import NodeInfo, PodInfo, Policy, View, node_failure, score_node
@@ -110,6 +111,8 @@ class ShapeTable:
         self.epoch = -1
         self.pos = 0
         self.stale: OrderedDict[str, None] = OrderedDict()  # nodes with pods, least recently refreshed first
+        self._next: ShapeTable | None = None  # the table of a new cache epoch, being built (rebuild_some)
+        self._todo = self._memo = None
         self._reset()
 
     def _reset(self) -> None:
@@ -164,11 +167,14 @@ class ShapeTable:
         catches up in short slices); True when some are left."""
         memo: dict = {}
         if self.epoch != cache.epoch:
-            self._reset()
-            for name, node in cache.nodes.items():
-                self._compute(name, node, cache, now, memo)
-            self.epoch, self.pos = cache.epoch, len(cache.changes)
-            return False
+            if self._next is not None and self._next.epoch == cache.epoch:  # a rebuild under way: finish it
+                self.rebuild_some(cache, now, None)
+            else:
+                self._reset()
+                for name, node in cache.nodes.items():
+                    self._compute(name, node, cache, now, memo)
+                self.epoch, self.pos = cache.epoch, len(cache.changes)
+                return False
         changes = cache.changes
         end = len(changes) if limit is None else min(len(changes), self.pos + limit)
         if self.pos < end:
@@ -179,6 +185,26 @@ class ShapeTable:
             self.log = []
             self.prepared = {"filter": [], "prioritize": []}
         return self.pos < len(changes)
+
+    def rebuild_some(self, cache, now: float, batch: int | None) -> bool:
+        """After a re-list (a new cache epoch): build the new table aside, `batch` nodes at a time (None: all that
+        are left), and take it over once complete; requests meanwhile finish it (``sync``). True while building."""
+        if self.epoch == cache.epoch:
+            return False
+        fresh = self._next
+        if fresh is None or fresh.epoch != cache.epoch:
+            fresh = self._next = ShapeTable(self.pod, self.policy)
+            fresh.epoch, fresh.pos = cache.epoch, len(cache.changes)  # changes from here on: synced after
+            self._todo, self._memo = iter(list(cache.nodes.items())), {}
+        done = 0
+        for name, node in self._todo if batch is None else islice(self._todo, batch):
+            fresh._compute(name, node, cache, now, self._memo)
+            done += 1
+        if batch is not None and done == batch:
+            return True
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in ("pod", "policy")})
+        self._next = self._todo = self._memo = None
+        return False
 
     def refresh_some(self, cache, now: float, batch: int) -> int:
         done = 0
@@ -234,15 +260,17 @@ class Tables:
         return table
 
     def refresh_some(self, cache, now: float, batch: int = 50) -> bool:
-        """Between requests: catch up with at most `batch` changed nodes per table, else refresh the `batch`
-        longest-unrefreshed nodes (the lifetime term moves with the clock). True while changes are left."""
+        """Between requests, `batch` nodes per table: after a re-list, rebuild the table aside; else catch up with
+        the changed nodes; else refresh the longest-unrefreshed ones (the lifetime term moves with the clock). True
+        while rebuilds or changes are left."""
         behind = False
         for table in list(self.tables.values()):
-            if table.epoch == cache.epoch:
-                if table.sync(cache, now, limit=batch):
-                    behind = True
-                else:
-                    table.refresh_some(cache, now, batch)
+            if table.epoch != cache.epoch:  # a re-list: rebuild aside, a slice at a time
+                behind = table.rebuild_some(cache, now, batch) or behind
+            elif table.sync(cache, now, limit=batch):
+                behind = True
+            else:
+                table.refresh_some(cache, now, batch)
         return behind
 
 
