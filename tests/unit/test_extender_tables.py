@@ -182,3 +182,40 @@ def test_after_a_relist_tables_are_rebuilt_aside_in_slices_and_a_request_finishe
         slices += 1
     assert slices >= len(nodes) // 8 and table.epoch == ext.cache.epoch
     _check(ext, nodes, names, new_pod)
+
+
+async def test_the_low_level_server_answers_as_the_application_does():
+    import aiohttp
+    from aiohttp import web
+
+    from hubfleet.scheduler_plugin.app import build_app, build_server
+
+    ext = extender([node("a"), node("b")], [pod("x", node_name="a", cpu="2")])
+    good = wire.dumps({"Pod": pod("p", cpu="1"), "NodeNames": ["a", "b"]})
+    runners, seen = [], []
+    try:
+        for runner in (web.AppRunner(build_app(ext, max_body_bytes=4096)),
+                       web.ServerRunner(build_server(ext, max_body_bytes=4096))):
+            runners.append(runner)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+            answers = []
+            async with aiohttp.ClientSession() as s:
+                for method, path, body in (("POST", "/filter", good), ("POST", "/prioritize", good),
+                                           ("POST", "/filter", b'{"Pod": 7}'), ("POST", "/filter", b"x" * 5000),
+                                           ("GET", "/filter", None), ("GET", "/nowhere", None),
+                                           ("GET", "/healthz", None), ("HEAD", "/healthz", None)):
+                    async with s.request(method, url + path, data=body) as r:
+                        text = await r.read()
+                        answers.append((method, path, r.status, r.content_type,
+                                        json.loads(text) if text and path != "/healthz" else None))
+            seen.append(answers)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+    app_answers, server_answers = seen
+    assert server_answers == app_answers
+    assert [a[2] for a in server_answers] == [200, 200, 400, 413, 405, 404, 200, 200]
+    assert all(a[3] == "application/json" for a in server_answers[:6])

@@ -329,24 +329,69 @@ def _json_response(status: int, payload: object) -> web.Response:
     return web.Response(status=status, body=wire.dumps(payload), content_type="application/json")
 
 
+def _route_error(status: int, request: web.BaseRequest, reason: str = "") -> web.Response:
+    hint = {404: f"no such endpoint {request.path}; the extender serves POST /filter, POST /prioritize, "
+                 "POST /preempt, GET /healthz, GET /metrics, GET /cache",
+            405: f"{request.method} is not allowed on {request.path}"}.get(status, reason)
+    return _json_response(status, {"error": hint, "field": ""})
+
+
 def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               offload_bytes: int = OFFLOAD_BYTES) -> web.Application:
-    metrics = extender.metrics
+    """The endpoints as an aiohttp Application (to mount them elsewhere; `serve` runs `build_server`'s leaner
+    low-level server with the same handlers)."""
 
     @web.middleware
-    async def json_errors(request: web.Request, handler):
+    async def json_errors(request: web.Request, handler):  # the Application's 404s and 405s
         try:
             return await handler(request)
         except web.HTTPException as e:
             if e.status < 400:
                 raise
-            hint = {404: f"no such endpoint {request.path}; the extender serves POST /filter, POST /prioritize, "
-                         "POST /preempt, GET /healthz, GET /metrics, GET /cache",
-                    405: f"{request.method} is not allowed on {request.path}"}.get(e.status, e.reason)
-            return _json_response(e.status, {"error": hint, "field": ""})
+            return _route_error(e.status, request, e.reason)
 
-    def verb_handler(verb: str, compute: Callable[[bytes], bytes]) -> Callable[[web.Request], Awaitable]:
-        async def handle(request: web.Request) -> web.Response:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
+    app[EXTENDER_KEY] = extender
+    for (method, path), handler in _routes(extender, max_body_bytes, offload_bytes).items():
+        if method == "GET":
+            app.router.add_get(path, handler)  # and HEAD
+        else:
+            app.router.add_route(method, path, handler)
+    return app
+
+
+def build_server(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 offload_bytes: int = OFFLOAD_BYTES) -> web.Server:
+    """The endpoints on aiohttp's low-level server (call it in the running loop): a dict lookup per request
+    instead of the Application's router, match info and middleware chain (~15 % of the extender's CPU per pod)."""
+    routes = _routes(extender, max_body_bytes, offload_bytes)
+    loop = asyncio.get_running_loop()
+
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+        handler = routes.get((request.method, request.path))
+        if handler is None and request.method == "HEAD":
+            handler = routes.get(("GET", request.path))
+        if handler is None:
+            allowed = sorted(m for m, path in routes if path == request.path)
+            if allowed:
+                response = _route_error(405, request)
+                response.headers["Allow"] = ",".join(allowed)
+                return response
+            return _route_error(404, request)
+        return await handler(request)
+
+    def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body_bytes)
+
+    return web.Server(dispatch, request_factory=make_request)
+
+
+def _routes(extender: Extender, max_body_bytes: int, offload_bytes: int) -> dict[tuple[str, str], Callable]:
+    """{(method, path): handler} of the extender's endpoints."""
+    metrics = extender.metrics
+
+    def verb_handler(verb: str, compute: Callable[[bytes], bytes]) -> Callable[[web.BaseRequest], Awaitable]:
+        async def handle(request: web.BaseRequest) -> web.Response:
             start = time.perf_counter()
             status = 200
             try:
@@ -381,28 +426,23 @@ def build_app(extender: Extender, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
                 metrics.observe(verb, status, time.perf_counter() - start)
         return handle
 
-    async def healthz(request: web.Request) -> web.Response:
+    async def healthz(request: web.BaseRequest) -> web.Response:
         cache = extender.cache
         body = {"ok": cache.synced, "cache_synced": cache.synced, "pods": len(cache.pods),
                 "nodes": len(cache.nodes), "last_error": cache.last_error, "json": wire.JSON_BACKEND,
                 "event_loop": _loop_name()}
         return _json_response(200 if cache.synced else 503, body)
 
-    async def metrics_handler(request: web.Request) -> web.Response:
+    async def metrics_handler(request: web.BaseRequest) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
-    async def cache_handler(request: web.Request) -> web.Response:
+    async def cache_handler(request: web.BaseRequest) -> web.Response:
         return _json_response(200, extender.cache.snapshot())
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
-    app[EXTENDER_KEY] = extender
-    app.router.add_post("/filter", verb_handler("filter", extender.filter_body))
-    app.router.add_post("/prioritize", verb_handler("prioritize", extender.prioritize_body))
-    app.router.add_post("/preempt", verb_handler("preempt", extender.preempt_body))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/cache", cache_handler)
-    return app
+    return {("POST", "/filter"): verb_handler("filter", extender.filter_body),
+            ("POST", "/prioritize"): verb_handler("prioritize", extender.prioritize_body),
+            ("POST", "/preempt"): verb_handler("preempt", extender.preempt_body),
+            ("GET", "/healthz"): healthz, ("GET", "/metrics"): metrics_handler, ("GET", "/cache"): cache_handler}
 
 
 async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 8) -> None:
@@ -439,7 +479,7 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
         except (NotImplementedError, RuntimeError):
             pass
     api_client = await make_api_client(kubeconfig)
-    runner = web.AppRunner(build_app(extender, max_body_bytes=max_body_bytes), access_log=None)
+    runner = web.ServerRunner(build_server(extender, max_body_bytes=max_body_bytes), access_log=None)
     await runner.setup()
     watch_task = refresh_task = hub_task = None
     untrack_gc = extender.metrics.track_gc()
@@ -468,4 +508,4 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
         gc.set_threshold(*thresholds)
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "build_server", "serve"]
