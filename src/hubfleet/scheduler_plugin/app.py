@@ -232,9 +232,9 @@ class Extender:
         table = self._table(args, pod)
         if table is None:
             return None
-        segment = body[start:end]
-        out = table.respond_segment(verb, segment)
+        out = table.respond_segment(verb, body, start, end)
         if out is None:
+            segment = body[start:end]
             try:
                 names = wire.loads(segment)
                 "".join(names)  # all strings (C speed)

@@ -231,11 +231,12 @@ class ShapeTable:
         del kept[MAX_PREPARED:]
         return prepared.render()
 
-    def respond_segment(self, verb: str, segment: bytes) -> bytes | None:
-        """The answer for a candidate list known by its JSON bytes, if one was answered before; else None."""
+    def respond_segment(self, verb: str, body: bytes, start: int, end: int) -> bytes | None:
+        """The answer for the candidate list whose JSON bytes are ``body[start:end]``, if one was answered before;
+        else None (compared in place: no copy of the ~60 KB)."""
         for prepared in self.prepared[verb]:
-            if prepared.segment is not None and len(prepared.segment) == len(segment) \
-                    and prepared.segment == segment:
+            if prepared.segment is not None and len(prepared.segment) == end - start \
+                    and body.startswith(prepared.segment, start):
                 prepared.update(self)
                 return prepared.render()
         return None
