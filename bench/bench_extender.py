@@ -496,7 +496,8 @@ def main() -> None:
             print(f"{r['payload']:<19}{r['request_kb']:>6}KB{r['both_p50_ms']:>7.2f}ms{r['both_p99_ms']:>7.2f}ms"
                   f"{r['both_max_ms']:>7.2f}ms{r['extender_cpu_ms_per_pod'] or float('nan'):>7.2f}ms"
                   f"{r['in_process_ms']:>7.2f}ms{r['floor_orjson_ms']:>6.2f}ms{r['floor_json_ms']:>6.2f}ms"
-                  f"{r.get('pods_per_s_1_client', float('nan')):>11.0f}{r.get('pods_per_s_4_clients', float('nan')):>11.0f}"
+                  f"{r.get('pods_per_s_1_client', float('nan')):>11.0f}"
+                  f"{r.get('pods_per_s_4_clients', float('nan')):>11.0f}"
                   f"{r['load_before'] + '-' + r['load_after']:>11}")
         r = rows[0]
         print(f"(HTTP alone, two tiny GETs on the same server: p50 {r['http_floor_p50_ms']:.2f} ms, p99 "

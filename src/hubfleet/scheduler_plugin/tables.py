@@ -2,7 +2,8 @@
 
 Pods come in a few shapes (one per profile: requests, strategy, profile). For a ``pack`` shape, the verdict of every
 node (``scoring.node_failure``) and its score (``scoring.score_node``) are computed once and then only for the nodes
-the cache lists as changed since (a pod bound or gone, a node updated); a re-list rebuilds the table. Each verdict
+the cache lists as changed since (a pod bound or gone, a node updated); after a re-list the table is rebuilt aside,
+a slice at a time between requests (``rebuild_some``; a request finishes what is left). Each verdict
 and score is kept as the JSON fragments it contributes to an answer (``"n1",`` in NodeNames, ``"n1":"why",`` in
 FailedNodes, ``{"Host":"n1","Score":7}``), so answering any candidate list is a C-speed ``join(map(...))`` over the
 names, not a computation per node.
@@ -34,7 +35,8 @@ NOT_CACHED = "node {} is not (yet) in the extender's node cache"
 def _unknown(name: str) -> tuple[bytes, bytes, bytes, bytes]:
     """The fragments of a name not in the table (not stored: unknown names are whatever a client sends)."""
     quoted = wire.dumps(name)
-    return (b"", quoted + b":" + wire.dumps(NOT_CACHED.format(name)) + b",", b"", b'{"Host":' + quoted + b',"Score":0},')
+    failed = quoted + b":" + wire.dumps(NOT_CACHED.format(name)) + b","
+    return b"", failed, b"", b'{"Host":' + quoted + b',"Score":0},'
 
 
 def _rows(frags: dict, names: list[str]) -> list[tuple[bytes, bytes, bytes, bytes]]:
