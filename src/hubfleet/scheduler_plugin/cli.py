@@ -71,8 +71,25 @@ def add_parser(subparsers) -> None:
                         "treated as unknown (no victims)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
                    help="largest request body accepted (default: 64 MiB; larger ones are answered 413)")
+    p.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                   help="event loop: uvloop (fewer microseconds per request) when installed with 'auto', the "
+                        "default; asyncio's own otherwise")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
+
+
+def loop_factory(choice: str):
+    """The event loop factory for `choice` ("auto": uvloop's when it is installed, else asyncio's), or a message
+    saying why it cannot be had."""
+    if choice == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            return "--event-loop uvloop: uvloop is not installed (pip install uvloop), or use --event-loop asyncio"
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def run(args) -> int:
@@ -107,10 +124,15 @@ def run(args) -> int:
         hub_activity = HubActivity(max_age=3 * args.hub_activity_interval)
         poller = HubPoller(args.hub_api_url, token, hub_activity, interval=args.hub_activity_interval,
                            timeout=min(10.0, max(1.0, args.hub_activity_interval)))
+    factory = loop_factory(args.event_loop)
+    if isinstance(factory, str):
+        print(f"hubfleet scheduler-extender: {factory}", file=sys.stderr)
+        return 2
     extender = Extender(policy, ClusterCache(), hub_activity=hub_activity)
     try:
-        asyncio.run(serve(extender, host=args.host, port=args.port, kubeconfig=args.kubeconfig,
-                          max_body_bytes=args.max_body_bytes, hub_poller=poller))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(extender, host=args.host, port=args.port, kubeconfig=args.kubeconfig,
+                             max_body_bytes=args.max_body_bytes, hub_poller=poller))
     except OSError as e:
         print(f"hubfleet scheduler-extender: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
     """``hubfleet_extender_requests_total{verb,code}``, ``hubfleet_extender_request_duration_seconds{verb}``,
     ``hubfleet_extender_decisions_total{verb,outcome}``, ``hubfleet_extender_preemption_victims_total``,
-    ``hubfleet_extender_cache_age_seconds{kind}`` (since the last list or watch event), cache gauges, and with a hub
-    activity source ``hubfleet_extender_hub_activity_age_seconds`` (since the last successful poll; NaN before)."""
+    ``hubfleet_extender_cache_age_seconds{kind}`` (since the last list or watch event), cache gauges, with a hub
+    activity source ``hubfleet_extender_hub_activity_age_seconds`` (since the last successful poll; NaN before), and
+    once `track_gc` is called ``hubfleet_extender_gc_pause_seconds{generation}`` (Python's cyclic collector: a pause
+    of the server, requests included)."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -46,7 +50,25 @@ class Metrics:
                   "Seconds since the hub's server activity was last read (NaN: never); older than 3x the poll "
                   "interval means activity unknown, no victims.", registry=r).set_function(
                 lambda: a if (a := hub_activity.age(clock())) is not None else float("nan"))
+        self.gc_pause = Histogram("hubfleet_extender_gc_pause_seconds",
+                                  "Pauses of Python's cyclic garbage collector, by generation.", ["generation"],
+                                  buckets=GC_BUCKETS, registry=r)
         self._children: dict = {}
+
+    def track_gc(self):
+        """Time every collection into ``hubfleet_extender_gc_pause_seconds`` (process-wide: the server calls it once);
+        returns the function that stops it."""
+        children = [self.gc_pause.labels(str(g)) for g in range(3)]
+        started = [0]
+
+        def callback(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter_ns()
+            else:
+                children[info["generation"]].observe((time.perf_counter_ns() - started[0]) / 1e9)
+
+        gc.callbacks.append(callback)
+        return lambda: gc.callbacks.remove(callback)
 
     def observe(self, verb: str, code: int, seconds: float) -> None:
         key = (verb, code)
