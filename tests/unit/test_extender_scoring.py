@@ -282,3 +282,14 @@ def test_batch_verdicts_equal_per_node_verdicts():
             (n.name, score_node(requests, n, usage.get(n.name, {}), POLICY)) for n in nodes]
     assert "d" not in filter_nodes(req("1", "1Gi"), nodes, usage, POLICY).feasible
     assert "b" not in filter_nodes(req("500m", "1Gi"), nodes, usage, POLICY).feasible
+
+
+def test_gpu_block_is_an_extender_option_and_a_bad_one_is_refused(capsys):
+    from hubfleet.cli import build_parser
+    parser = build_parser("scheduler-extender")
+    assert parser.parse_args(["scheduler-extender", "--gpu-block", "4"]).gpu_block == 4
+    assert parser.parse_args(["scheduler-extender"]).gpu_block == 2
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["scheduler-extender", "--gpu-block", "-1"])
+    assert e.value.code == 2
+    assert "--gpu-block: '-1' is not a number of GPUs" in capsys.readouterr().err

@@ -30,6 +30,16 @@ def _duration(text: str) -> float:
     return value
 
 
+def _gpu_block(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--gpu-block: {text!r} is not a number of GPUs (0: plain best fit)")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -59,6 +69,10 @@ def add_parser(subparsers) -> None:
                         f"(default: {DEFAULT_GPU_NODE_LABEL})")
     p.add_argument("--weights", type=_weights, default=Weights(),
                    help="score weights, e.g. cpu=1,memory=1,gpu=3,lifetime=2,zone=2 (the default)")
+    p.add_argument("--gpu-block", type=_gpu_block, default=2,
+                   help="the largest GPU request of a profile: GPU pods are placed so that as many GPU nodes as "
+                        "possible keep room for one, and no GPU pod waits for a scale-up while enough GPUs are free "
+                        "but scattered; 0: plain best fit (fewer GPU-node-hours, some such waits) (default: 2)")
     p.add_argument("--protect-active", type=_duration, default=900.0,
                    help="the preempt verb never chooses a user server active within this window (default: 15m); "
                         "activity is read from the pod annotation hubfleet.io/last-activity, else from the hub "
@@ -100,7 +114,7 @@ def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         policy = Policy(gpu_resource=args.gpu_resource, gpu_node_label=args.gpu_node_label, weights=args.weights,
-                        protect_active=args.protect_active)
+                        protect_active=args.protect_active, gpu_block=args.gpu_block)
     except ScoringError as e:
         print(f"hubfleet scheduler-extender: {e}", file=sys.stderr)
         return 2
