@@ -15,8 +15,11 @@ back-dated 1 h idle (inside the hub: tests/integration/culler/backdate.py) and o
   proxy): each server it would cull is asked ``/api/status`` and ``/api/kernels`` through the proxy first.
 
 Sweep wall time runs from the process launch (both pay the interpreter start) until the hub lists exactly the 1,000
-active servers as ready (``GET /users?state=ready`` polled every 50 ms). Meanwhile ``GET /hub/api/`` is polled every
-20 ms for the hub's latency. Between rows the culled servers are started again. Rows: stops that return at once, and
+active servers as ready. The harness adds as little load as it can, the same for both: the no-op spawner reports
+the end of each stop with one UDP datagram, and ``GET /users?state=ready`` (a count over 10,000 users, ~14 ms of
+the hub's loop each) is polled every 50 ms only once all 1,000 stops have ended (polling it all along took a third
+of the hub's loop). Meanwhile ``GET /hub/api/`` is polled every 20 ms for the hub's latency, and for 20 s before
+the first row with no culler running (the machine's floor: the hub's sqlite commits wait for the shared disk). Between rows the culled servers are started again. Rows: stops that return at once, and
 stops that take 100 ms. Results also go to test-artifacts/bench_culler.json. Not a test: it takes minutes.
 """
 
@@ -213,6 +216,15 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
                 "api_p99_ms": pct(lat, .99) * 1e3, "api_max_ms": max(lat) * 1e3, "api_samples": len(lat),
                 "load_before": load, "server_requests": server_requests}
 
+    def idle_latency(self, seconds: float = 20.0) -> dict:
+        """The hub's ``GET /hub/api/`` answer times with no culler running: the machine's floor for the rows."""
+        load = os.getloadavg()[0]
+        probe = LatencyProbe(f"{self.api_url}/", timeout=30).start()
+        time.sleep(seconds)
+        lat = probe.stop()
+        return {"seconds": seconds, "api_p50_ms": pct(lat, .5) * 1e3, "api_p99_ms": pct(lat, .99) * 1e3,
+                "api_max_ms": max(lat) * 1e3, "api_samples": len(lat), "load_before": load}
+
     def dummy_requests(self) -> int:
         n, _Dummy.count = _Dummy.count, 0
         return n
@@ -253,6 +265,7 @@ def main() -> None:
         bench = Bench(Path(tmpdir))
         try:
             bench.setup()
+            idle = bench.idle_latency()
             common = ["--timeout=600", f"--concurrency={CONCURRENCY}"]
             policies = Path(tmpdir) / "kernels.yaml"
             policies.write_text("default: {spare_busy_kernels: true}\n")
@@ -276,7 +289,10 @@ def main() -> None:
             bench.close()
     print()
     print(format_table(results))
-    save_results("bench_culler", {f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()})
+    print(f"hub with no culler running, {idle['seconds']:.0f} s (load {idle['load_before']:.1f} before): /hub/api/ p50 "
+          f"{idle['api_p50_ms']:.1f} ms, p99 {idle['api_p99_ms']:.1f} ms, max {idle['api_max_ms']:.0f} ms")
+    save_results("bench_culler", {"hub idle": idle,
+                                  **{f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()}})
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def test_limit_halves_when_the_hub_is_slow_and_creeps_up_when_it_is_fast():
 
 
 def test_one_slow_sample_is_noise_slow_answers_at_the_90th_percentile_are_the_queue():
-    lim = AdaptiveLimit(maximum=20, target=0.02, cooldown=0.0, window=20, settle=10)
+    lim = AdaptiveLimit(maximum=20, target=0.02, cooldown=0.0, window=20, settle=10, quantile=0.9)
     for t in range(9):
         lim.observe(0.005, now=float(t))
     assert lim.limit == 4                         # no decision before the window holds `settle` samples
@@ -165,6 +165,16 @@ def test_one_slow_sample_is_noise_slow_answers_at_the_90th_percentile_are_the_qu
     assert lim.limit == raised + 1                # the spike and one slow answer: 2 in 20 are the slow tenth
     lim.observe(0.050, now=21.0)                  # 3 slow answers in 20: the 90th percentile is slow
     assert lim.limit == (raised + 1) // 2
+
+
+def test_by_default_the_median_of_the_last_second_is_the_signal():
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, limit=8)
+    for t, latency in enumerate([0.005, 0.300, 0.005, 0.300, 0.005, 0.005, 0.300, 0.005, 0.005, 0.005]):
+        lim.observe(latency, now=float(t))
+    assert lim.limit == 10                        # 3 slow answers in 10: the median is fast
+    for t in range(10, 16):
+        lim.observe(0.050, now=float(t))
+    assert lim.limit == 5                         # 6 of the last 10 slow: halved
 
 
 def test_a_halving_waits_for_answers_given_after_it_before_halving_again():
