@@ -19,8 +19,8 @@ active servers as ready. The harness adds as little load as it can, the same for
 the end of each stop with one UDP datagram, and ``GET /users?state=ready`` (a count over 10,000 users, ~14 ms of
 the hub's loop each) is polled every 50 ms only once all 1,000 stops have ended (polling it all along took a third
 of the hub's loop). Meanwhile ``GET /hub/api/`` is polled every 20 ms for the hub's latency, and for 20 s before
-the first row with no culler running (the machine's floor: the hub's sqlite commits wait for the shared disk). Between rows the culled servers are started again. Rows: stops that return at once, and
-stops that take 100 ms. Results also go to test-artifacts/bench_culler.json. Not a test: it takes minutes.
+the first row with no culler running (the machine's floor: the hub's sqlite commits wait for the shared disk).
+Between rows the culled servers are started again. Rows: stops that return at once, and stops that take 100 ms. Results also go to test-artifacts/bench_culler.json. Not a test: it takes minutes.
 """
 
 from __future__ import annotations
@@ -200,7 +200,9 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         try:
             # the spawner reports each stop over UDP: the hub is asked for its count only once all have ended, so
             # the harness adds no API load during the sweep (polling GET /users?state=ready every 50 ms did)
-            self.stops.wait(N_IDLE, timeout=SWEEP_CAP)
+            if not self.stops.wait(N_IDLE, timeout=SWEEP_CAP):
+                raise RuntimeError(f"{label}: {self.stops.count} of {N_IDLE} stops ended in {SWEEP_CAP:.0f}s "
+                                   f"(culler log: {proc.log_tail(3).strip()[:300]})")
             t_end = self.wait_ready_count(N_SERVERS - N_IDLE, timeout=max(10.0, SWEEP_CAP - (time.monotonic() - t0)))
         finally:
             lat = probe.stop()
