@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -149,25 +152,117 @@ def test_limit_halves_when_the_hub_is_slow_and_creeps_up_when_it_is_fast():
         AdaptiveLimit(maximum=0)
 
 
-def test_one_slow_sample_is_noise_a_slow_median_is_the_queue():
-    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, window=5)
-    for t, latency in enumerate([0.005, 0.005, 0.300, 0.005, 0.005]):
+def test_one_slow_sample_is_noise_slow_answers_at_the_90th_percentile_are_the_queue():
+    lim = AdaptiveLimit(maximum=20, target=0.02, cooldown=0.0, window=20, settle=10, quantile=0.9)
+    for t in range(9):
+        lim.observe(0.005, now=float(t))
+    assert lim.limit == 4                         # no decision before the window holds `settle` samples
+    for t, latency in enumerate([0.300] + [0.005] * 10, start=9):
         lim.observe(latency, now=float(t))
-    assert lim.limit == 9  # rose on every sample: the 300 ms spike did not halve it
-    for t, latency in enumerate([0.05, 0.05, 0.05], start=10):
+    assert lim.limit > 4                          # one 300 ms spike in the window did not halve it
+    raised = lim.limit
+    lim.observe(0.050, now=20.0)
+    assert lim.limit == raised + 1                # the spike and one slow answer: 2 in 20 are the slow tenth
+    lim.observe(0.050, now=21.0)                  # 3 slow answers in 20: the 90th percentile is slow
+    assert lim.limit == (raised + 1) // 2
+
+
+def test_by_default_the_median_of_the_last_second_is_the_signal():
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, limit=8)
+    for t, latency in enumerate([0.005, 0.300, 0.005, 0.300, 0.005, 0.005, 0.300, 0.005, 0.005, 0.005]):
         lim.observe(latency, now=float(t))
-    assert lim.limit < 9
+    assert lim.limit == 10                        # 3 slow answers in 10: the median is fast
+    for t in range(10, 16):
+        lim.observe(0.050, now=float(t))
+    assert lim.limit == 5                         # 6 of the last 10 slow: halved
+
+
+def test_a_halving_waits_for_answers_given_after_it_before_halving_again():
+    lim = AdaptiveLimit(maximum=16, target=0.02, cooldown=0.0, window=20, settle=10, limit=16)
+    for t in range(10):
+        lim.observe(0.100, now=float(t))
+    assert lim.limit == 8
+    for t in range(10, 19):                       # still slow: the stops started at 16 are still in flight
+        lim.observe(0.100, now=float(t))
+    assert lim.limit == 8                         # the window was emptied by the halving: 9 samples < settle
+    lim.observe(0.100, now=19.0)
+    assert lim.limit == 4
+    assert [n for _, n in lim.history] == [8, 4]  # once per settle period, not once per sample down to 1
 
 
 def test_a_busy_machine_raises_the_bar_to_twice_the_floor():
-    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, window=3)
+    lim = AdaptiveLimit(maximum=10, target=0.02, cooldown=0.0, window=3, settle=3)
     lim.calibrate([0.030, 0.035, 0.040])  # before any stop: the machine alone makes answers take 30-40 ms
     assert lim.bar == pytest.approx(0.07)
     for t in range(10):
         lim.observe(0.040, now=float(t))
     assert lim.limit == 10
-    for t in range(10, 16):  # the queue the culler causes: 4x the floor
+    for t in range(10, 22):  # the queue the culler causes: 4x the floor
         lim.observe(0.140, now=float(t))
     assert lim.limit == 1
     lim.calibrate([0.002])
     assert lim.bar == 0.02
+
+
+def test_starts_are_spread_over_the_time_a_stop_holds_its_slot():
+    lim = AdaptiveLimit(maximum=10, target=0.02, limit=5)
+    assert lim.spacing() == 0                     # nothing measured yet: no spacing
+    lim.held(0.100)
+    assert lim.spacing() == pytest.approx(0.020)  # 5 stops of 100 ms in flight = one start every 20 ms
+    for _ in range(50):
+        lim.held(0.200)
+    assert lim.spacing() == pytest.approx(0.040, rel=0.01)  # the average follows slower stops
+    lim.limit = 10
+    assert lim.spacing() == pytest.approx(0.020, rel=0.01)  # a wider limit: starts closer together
+
+
+class VirtualTime:
+    """A clock that moves only when every task waits: sleeps wake in deadline order, no real time passes."""
+
+    def __init__(self):
+        self.now, self._sleepers, self._seq = 0.0, [], itertools.count()
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), fut))
+        await fut
+
+    async def run(self, coros) -> None:
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        for _ in range(100_000):
+            for _ in range(50):  # let every task run until it waits
+                await asyncio.sleep(0)
+            if all(t.done() for t in tasks):
+                break
+            assert self._sleepers, "tasks wait for something other than the virtual clock"
+            deadline, _, fut = heapq.heappop(self._sleepers)
+            self.now = max(self.now, deadline)
+            fut.set_result(None)
+        await asyncio.gather(*tasks)
+
+
+async def test_the_gate_spreads_starts_evenly_instead_of_in_bursts():
+    """Twenty 100 ms stops through a gate of 5: after the first burst, one start every 20 ms (100 ms / 5), never
+    5 at the same moment; the stops in flight never exceed 5 and the throughput is the same (5 per 100 ms)."""
+    from hubfleet.services.culler.sweep import Gate
+
+    vt = VirtualTime()
+    lim = AdaptiveLimit(maximum=5, target=1e9, limit=5)
+    gate = Gate(lim, clock=lambda: vt.now, sleep=vt.sleep)
+    starts, in_flight = [], [0, 0]
+
+    async def stop():
+        async with gate:
+            starts.append(vt.now)
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+            await vt.sleep(0.100)
+            in_flight[0] -= 1
+
+    await vt.run(stop() for _ in range(20))
+    later = starts[5:]                              # the first 5 know no stop duration yet: a burst
+    gaps = [round(b - a, 6) for a, b in zip(later, later[1:])]
+    assert starts[:5] == [0.0] * 5
+    assert min(gaps) == pytest.approx(0.020) and max(gaps) == pytest.approx(0.020), starts
+    assert in_flight[1] <= 5 and gate.in_flight == 0
+    assert vt.now == pytest.approx(0.100 + 15 * 0.020 + 0.100 - 0.020, abs=0.021)  # 5 per 100 ms, as unpaced

@@ -38,6 +38,7 @@ class FakeHub:
         self.auth_seen: set[str] = set()
         self.garbage = 0  # this many user lists answer HTML instead of JSON
         self.root_delay_per_stop = 0.0
+        self.root_auth: set[str] = set()  # Authorization headers of GET /hub/api/ (the culler's probe)
 
     def app(self):
         hub = self
@@ -53,6 +54,7 @@ class FakeHub:
 
         class Root(Base):
             async def get(self):
+                hub.root_auth.add(self.request.headers.get("Authorization", ""))
                 if hub.root_delay_per_stop:  # a hub that slows down with every stop in flight
                     await asyncio.sleep(hub.root_delay_per_stop * hub.in_flight)
                 self.write({"version": "6.1.1"})
@@ -151,6 +153,9 @@ async def test_stops_in_flight_shrink_when_the_hub_slows_down_under_them(fake_hu
     limits = [lim for _, lim in sweeper.limit.history]
     assert 1 in limits and limits[-1] == 1, limits  # halved down to one stop at a time, and kept there
     assert hub.max_in_flight <= 5
+    # the probe needs no token, and a token from the hub's config costs the hub a 16,384-round hash per request
+    assert hub.root_auth == {""}, hub.root_auth
+    assert f"token {TOKEN}" in hub.auth_seen
 
 
 async def test_sweep_pages_culls_idle_in_parallel_and_keeps_active(fake_hub):

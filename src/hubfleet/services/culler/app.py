@@ -135,10 +135,11 @@ class CullerApp(Application):
 
     hub_latency_target = Float(
         0.025,
-        help="""Seconds: during a sweep the culler samples the hub's `GET /hub/api/` answer time every 0.1 s,
-        halves its stops in flight when the median of the last 5 samples is slower than this and adds one when it
-        is under three quarters of it (never over `concurrency`), so that the hub stays responsive for its users.
-        0: always `concurrency` stops in flight.""",
+        help="""Seconds: during a sweep the culler samples the hub's `GET /hub/api/` answer time every 0.1 s
+        (without its token), halves its stops in flight when the median of the last 1 s of samples is slower
+        than this and adds one when it is under three quarters of it (never over `concurrency`), so that
+        the hub stays responsive for its users. Either way the stops' starts are spread evenly over the time a
+        stop takes, not sent in bursts. 0: always `concurrency` stops in flight.""",
     ).tag(config=True)
 
     dry_run = Bool(

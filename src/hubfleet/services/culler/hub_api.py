@@ -75,10 +75,13 @@ class HubAPI:
             self._probe_client.close()
 
     async def ping(self) -> float:
-        """Seconds the hub takes to answer ``GET /hub/api/`` (its cheapest request), or the timeout."""
+        """Seconds the hub takes to answer ``GET /hub/api/`` (its cheapest request), or the timeout.
+
+        Sent without the token: the request needs none, and a service token from the hub's config costs the hub a
+        16,384-round SHA-512 on every request that carries it (about 1.5 ms of its event loop here)."""
         if self._probe_client is None:
             self._probe_client = AsyncHTTPClient(force_instance=True, max_clients=1)
-        req = HTTPRequest(f"{self.url}/", headers=self._headers, request_timeout=min(self.request_timeout, 10),
+        req = HTTPRequest(f"{self.url}/", request_timeout=min(self.request_timeout, 10),
                           ssl_options=self.ssl_options)
         t0 = time.monotonic()
         await self._probe_client.fetch(req, raise_error=False)

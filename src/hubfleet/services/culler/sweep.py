@@ -10,7 +10,8 @@
    and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
 5. stops and kernel checks (the user's server asks the hub about the culler's token) run through a :class:`Gate`
    whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled every ``probe_interval``
-   while the sweep runs (never more than ``--concurrency``).
+   while the sweep runs (never more than ``--concurrency``), and which spreads their starts evenly over the time a
+   stop takes (never ``limit`` stops at once, whose database commits would then queue up in the hub together).
 
 With ``dry_run`` nothing is stopped, deleted or sent: each would-be warning and cull is printed with its reason.
 """
@@ -79,13 +80,16 @@ class WarnState:
 
 
 class Gate:
-    """An asyncio semaphore whose width is ``limit.limit`` at every moment (it may change while tasks wait)."""
+    """An asyncio semaphore whose width is ``limit.limit`` at every moment (it may change while tasks wait), and
+    whose entries are ``limit.spacing()`` seconds apart (stops spread evenly rather than started in bursts)."""
 
-    def __init__(self, limit: AdaptiveLimit):
-        self.limit = limit
+    def __init__(self, limit: AdaptiveLimit, clock=time.monotonic, sleep=asyncio.sleep):
+        self.limit, self.clock, self._sleep = limit, clock, sleep
         self.in_flight = 0
         self.held = False  # no one enters while held (the probe measures the hub's floor first)
         self._waiters: collections.deque = collections.deque()
+        self._next_start = float("-inf")
+        self._started: dict = {}  # task -> when it entered (its hold time feeds the spacing)
 
     async def __aenter__(self):
         while self.held or self.in_flight >= self.limit.limit:
@@ -93,8 +97,22 @@ class Gate:
             self._waiters.append(fut)
             await fut
         self.in_flight += 1
+        now = self.clock()
+        start = max(now, self._next_start)
+        self._next_start = start + self.limit.spacing()
+        if start > now:
+            try:
+                await self._sleep(start - now)
+            except BaseException:
+                self.in_flight -= 1
+                self.wake()
+                raise
+        self._started[asyncio.current_task()] = self.clock()
 
     async def __aexit__(self, *exc):
+        started = self._started.pop(asyncio.current_task(), None)
+        if started is not None:
+            self.limit.held(self.clock() - started)
         self.in_flight -= 1
         self.wake()
 
@@ -148,6 +166,7 @@ class Sweeper:
         now = utcnow()
         cfg = self.cfg
         users: list = []
+        self.latencies = []
         states = ["ready", "inactive"] if self._user_culling_possible() else ["ready"]
         for state in states:
             try:
@@ -157,6 +176,7 @@ class Sweeper:
                 self.metrics.hub_api_errors.labels("list").inc()
                 raise
         result.users_listed = len(users)
+        log.debug("listed %d users in %.2fs", len(users), time.monotonic() - t0)
         gpu_idle = await self._gpu_idle()
         seen: set = set()
         probe_stop = asyncio.Event()
@@ -172,6 +192,13 @@ class Sweeper:
             del self.warned[key]
         result.seconds = time.monotonic() - t0
         self.metrics.sweep_seconds.observe(result.seconds)
+        if self.latencies and log.isEnabledFor(logging.DEBUG):
+            ordered = sorted(self.latencies)
+            log.debug("hub answer times during the sweep: median %.1f ms, p90 %.1f ms, max %.1f ms (%d samples); "
+                      "stops in flight: %s; %.0f ms between starts at the end", 1e3 * ordered[len(ordered) // 2],
+                      1e3 * ordered[int(0.9 * (len(ordered) - 1))], 1e3 * ordered[-1], len(ordered),
+                      " ".join(f"{t - t0:.1f}s:{n}" for t, n in self.limit.history[-40:]) or self.limit.limit,
+                      1e3 * self.limit.spacing())
         return result
 
     def _user_culling_possible(self) -> bool:
