@@ -1,8 +1,8 @@
 """The scheduler extender over real HTTP vs the floor any extender pays: bare JSON decode+encode of the same payload.
 
 Setup: a devcluster with 5,000 nodes (16 cpu / 64Gi; every 10th a 4-GPU node) and 200 pods bound across them, and
-the real ``hubfleet scheduler-extender`` process watching it (with uvloop installed, a second one on asyncio's
-loop; with ``BENCH_EXTENDER_BASELINE=<src dir of another checkout>``, that code too, for a before/after in one run).
+the real ``hubfleet scheduler-extender`` process watching it (with uvloop installed, a second one on uvloop; with
+``BENCH_EXTENDER_BASELINE=<src dir of another checkout>``, that code too, for a before/after in one run).
 A client on keep-alive posts what kube-scheduler posts for one pod: ``filter`` then ``prioritize`` (the prioritize
 call carries the nodes the filter kept). The client is as lean as kube-scheduler's Go client (one write per
 request, the answer read by its Content-Length; http.client is shown for contrast), runs with Python's GC off while
@@ -403,12 +403,12 @@ def main() -> None:
             r = cluster.request("POST", "/api/v1/namespaces/default/pods", json=_bound_pod(i), timeout=30)
             r.raise_for_status()
         nodes = cluster.get("/api/v1/nodes", timeout=60)["items"]
-        # this tree's extender (its default event loop); with uvloop installed also on asyncio's loop; and with
+        # this tree's extender (its default event loop, asyncio's); with uvloop installed also on uvloop; and with
         # BENCH_EXTENDER_BASELINE=<another checkout's src> that code too, for a before/after in one run
         procs["this"] = _start_extender(tmp, cluster, "this", [])
         try:
             import uvloop  # noqa: F401
-            procs["this, asyncio loop"] = _start_extender(tmp, cluster, "asyncio", ["--event-loop", "asyncio"])
+            procs["this, uvloop loop"] = _start_extender(tmp, cluster, "uvloop", ["--event-loop", "uvloop"])
         except ImportError:
             pass
         baseline = os.environ.get("BENCH_EXTENDER_BASELINE")
