@@ -75,6 +75,8 @@ def test_scheduler_configuration_calls_the_extender_verbs():
     # managedResources would make kube-scheduler skip the extender for every pod requesting no GPU, i.e. no bin
     # packing of CPU pods and no keeping them off GPU nodes
     assert "managedResources" not in ext
+    # packing looks at every feasible node, not kube-scheduler's adaptive sample (~10 % at 5,000 nodes)
+    assert config["percentageOfNodesToScore"] == 100
 
 
 def test_deployment_runs_kube_scheduler_and_the_extender_on_the_configured_port():
