@@ -53,6 +53,7 @@ PURE = [
     "hubfleet.devcluster.discovery",
     "hubfleet.devcluster.protobuf",
     "hubfleet.devcluster.images",
+    "hubfleet.devcluster.podenv",
 ]
 
 PROBE = """

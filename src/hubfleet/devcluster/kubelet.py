@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -34,6 +33,7 @@ from .status import now_iso
 from .store import Store
 from .events import forget_events, record_event
 from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_image  # noqa: F401
+from .podenv import PodFailure, container_env, expand, translate, translate_path
 from .sandbox import Cgroup, Sandbox, identity, limits, prepare_volume
 
 log = logging.getLogger("hubfleet.devcluster.kubelet")
@@ -72,12 +72,6 @@ def _port_free(ip: str, port: int) -> bool:
 
     def give_back(self, ip: str) -> None:
         self._released.append(ip)
-
-
-class PodFailure(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason, self.message = reason, message
 
 
 @dataclass
@@ -351,9 +345,9 @@ class ProcessKubelet:
             full = self.sandbox.argv(argv, mounts, workdir, who)
             cwd = None
         else:
-            argv = [_translate(a, rp.ip, [(m, h) for m, h, _ in mounts]) for a in argv]
+            argv = [translate(a, rp.ip, [(m, h) for m, h, _ in mounts]) for a in argv]
             argv[0] = _COMMAND_ALIASES.get(argv[0], argv[0])
-            cwd = _translate_path(workdir, [(m, h) for m, h, _ in mounts])
+            cwd = translate_path(workdir, [(m, h) for m, h, _ in mounts])
             if not Path(cwd).is_dir():
                 cwd = env.get("HOME") if Path(env.get("HOME", "/nonexistent")).is_dir() else str(self._pod_dir(rp))
             full = argv
@@ -501,30 +495,14 @@ class ProcessKubelet:
 
     def _env(self, rp: RunningPod, pod: dict, container: dict, mapping: ImageMapping,
              mounts: list[tuple[str, Path]], isolated: bool = False) -> dict[str, str]:
-        ns = rp.namespace
         env = dict(self._base_env)
         env["HOSTNAME"] = rp.name
         if mapping.home:
             env["HOME"] = mapping.home
         env.update(mapping.env)
-        for src in container.get("envFrom") or []:
-            prefix = src.get("prefix", "")
-            if "configMapRef" in src:
-                obj = self.store.find("configmaps", ns, src["configMapRef"].get("name")) or {}
-                env.update({prefix + k: str(v) for k, v in (obj.get("data") or {}).items()})
-            if "secretRef" in src:
-                obj = self.store.find("secrets", ns, src["secretRef"].get("name")) or {}
-                env.update({prefix + k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
-        for item in container.get("env") or []:
-            name = item.get("name")
-            if "value" in item:
-                env[name] = str(item["value"])
-            elif "valueFrom" in item:
-                value = self._value_from(rp, pod, item["valueFrom"])
-                if value is not None:
-                    env[name] = value
-        env = {k: _expand(v, env) for k, v in env.items()}
-        out = {k: _translate(v, rp.ip or "127.0.0.1", mounts) for k, v in env.items()}
+        env.update(container_env(self.store, pod, container, ip=rp.ip))
+        env = {k: expand(v, env) for k, v in env.items()}
+        out = {k: translate(v, rp.ip or "127.0.0.1", mounts) for k, v in env.items()}
         home = out.get("HOME")
         if isolated:
             out.setdefault("HOME", "/root" if identity(pod, container).uid in (None, 0) else "/home/user")
@@ -533,37 +511,6 @@ class ProcessKubelet:
             out["HOME"] = str(self._pod_dir(rp) / "home")
             Path(out["HOME"]).mkdir(exist_ok=True)
         return out
-
-    def _value_from(self, rp: RunningPod, pod: dict, src: dict) -> str | None:
-        ns = rp.namespace
-        if "fieldRef" in src:
-            path = src["fieldRef"].get("fieldPath", "")
-            values = {"metadata.name": rp.name, "metadata.namespace": ns, "metadata.uid": rp.uid,
-                      "spec.nodeName": pod["spec"].get("nodeName", ""), "status.podIP": rp.ip or "",
-                      "status.hostIP": "127.0.0.1", "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "")}
-            m = re.match(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-            if m:
-                return (pod["metadata"].get(m.group(1)) or {}).get(m.group(2), "")
-            return values.get(path, "")
-        if "secretKeyRef" in src:
-            ref = src["secretKeyRef"]
-            obj = self.store.find("secrets", ns, ref.get("name"))
-            if obj is None or ref.get("key") not in (obj.get("data") or {}):
-                if ref.get("optional"):
-                    return None
-                raise PodFailure("CreateContainerConfigError", f'secret "{ref.get("name")}" key "{ref.get("key")}"'
-                                 " not found")
-            return base64.b64decode(obj["data"][ref["key"]]).decode()
-        if "configMapKeyRef" in src:
-            ref = src["configMapKeyRef"]
-            obj = self.store.find("configmaps", ns, ref.get("name"))
-            if obj is None or ref.get("key") not in (obj.get("data") or {}):
-                if ref.get("optional"):
-                    return None
-                raise PodFailure("CreateContainerConfigError", f'configmap "{ref.get("name")}" key '
-                                 f'"{ref.get("key")}" not found')
-            return str(obj["data"][ref["key"]])
-        return None
 
     # --- stopping -----------------------------------------------------------------------------------------------------
 
@@ -629,28 +576,3 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-_VAR_RE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion of env values."""
-    return _VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), value)
-
-
-def _translate_path(path: str, mounts: list[tuple[str, Path]]) -> str:
-    for mount_path, host in mounts:
-        if path == mount_path or path.startswith(mount_path + "/"):
-            return str(host) + path[len(mount_path):]
-    return path
-
-
-def _translate(value: str, ip: str, mounts: list[tuple[str, Path]]) -> str:
-    """What a value means inside the pod, made to mean the same outside: 0.0.0.0 -> pod IP, mount paths -> dirs."""
-    value = value.replace("0.0.0.0", ip)
-    for mount_path, host in mounts:
-        if mount_path == "/":
-            continue
-        value = re.sub(rf"(?<![\w/.-]){re.escape(mount_path)}(?=/|$|[\s:;,'\"])", str(host), value)
-    return value
