@@ -65,6 +65,7 @@ def test_admin_users_are_not_deleted_by_default_and_help_says_what_cull_users_de
     ({"concurrency": 0}, "culler_service: concurrency must be an integer >= 1, not 0"),
     ({"max_age": -1}, "culler_service: max_age must be an integer >= 0, not -1"),
     ({"cull_every": "5m"}, "culler_service: cull_every must be an integer >= 0, not '5m'"),
+    ({"metrics_port": 70000}, r"culler_service: metrics_port must be a TCP port \(1-65535\), not 70000"),
 ])
 def test_service_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -266,3 +266,12 @@ async def test_the_gate_spreads_starts_evenly_instead_of_in_bursts():
     assert min(gaps) == pytest.approx(0.020) and max(gaps) == pytest.approx(0.020), starts
     assert in_flight[1] <= 5 and gate.in_flight == 0
     assert vt.now == pytest.approx(0.100 + 15 * 0.020 + 0.100 - 0.020, abs=0.021)  # 5 per 100 ms, as unpaced
+
+
+def test_a_long_running_culler_remembers_a_bounded_number_of_limit_changes():
+    from hubfleet.services.culler.limiter import HISTORY
+    lim = AdaptiveLimit(maximum=8, cooldown=0, settle=1, window=1)
+    for i in range(10 * HISTORY):  # alternating slow and fast answers: a change at every sample
+        lim.observe(1.0 if i % 2 else 0.0, float(i))
+    assert len(lim.history) == HISTORY
+    assert lim.history[-1] == (10 * HISTORY - 1, lim.limit)

@@ -56,18 +56,9 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
     _positive_int("concurrency", concurrency, 1)
     command = [python or sys.executable, "-m", "hubfleet.services.culler", f"--timeout={timeout}",
                f"--concurrency={concurrency}"]
-    if cull_every:
-        command.append(f"--cull-every={cull_every}")
-    if max_age:
-        command.append(f"--max-age={max_age}")
-    if policies_file:
-        command.append(f"--policies-file={policies_file}")
-    if profiles_file:
-        command.append(f"--profiles-file={profiles_file}")
-    if server_url:
-        command.append(f"--server-url={server_url}")
-    if prometheus_url:
-        command.append(f"--prometheus-url={prometheus_url}")
+    command += [f"--{flag}={value}" for flag, value in (
+        ("cull-every", cull_every), ("max-age", max_age), ("policies-file", policies_file),
+        ("profiles-file", profiles_file), ("server-url", server_url), ("prometheus-url", prometheus_url)) if value]
     if cull_users:
         command.append("--cull-users=True")
         if cull_admin_users:
@@ -77,7 +68,8 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
     command.extend(extra_args)
     service = {"name": name, "command": command}
     if metrics_port is not None:
-        _positive_int("metrics_port", metrics_port, 1)
+        if _positive_int("metrics_port", metrics_port, 1) > 65535:
+            raise ValueError(f"culler_service: metrics_port must be a TCP port (1-65535), not {metrics_port!r}")
         service["url"] = f"http://127.0.0.1:{metrics_port}"
     if api_token:
         service["api_token"] = api_token

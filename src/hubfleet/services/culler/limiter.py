@@ -33,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
 
+HISTORY = 256  # limit changes remembered (for the sweep's debug log and the tests)
 
 @dataclass
 class AdaptiveLimit:
@@ -50,7 +51,8 @@ class AdaptiveLimit:
     _changed_at: float = field(default=float("-inf"), repr=False)
     _samples: deque = field(default_factory=deque, repr=False)
     _held: float = field(default=0.0, repr=False)
-    history: list = field(default_factory=list, repr=False)  # (t, limit) at every change
+    # (t, limit) at the latest changes: the service keeps one limiter for its lifetime, so the record is bounded
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY), repr=False)
 
     def __post_init__(self):
         if self.maximum < 1 or self.minimum < 1 or self.minimum > self.maximum:

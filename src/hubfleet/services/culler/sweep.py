@@ -197,7 +197,7 @@ class Sweeper:
             log.debug("hub answer times during the sweep: median %.1f ms, p90 %.1f ms, max %.1f ms (%d samples); "
                       "stops in flight: %s; %.0f ms between starts at the end", 1e3 * ordered[len(ordered) // 2],
                       1e3 * ordered[int(0.9 * (len(ordered) - 1))], 1e3 * ordered[-1], len(ordered),
-                      " ".join(f"{t - t0:.1f}s:{n}" for t, n in self.limit.history[-40:]) or self.limit.limit,
+                      " ".join(f"{t - t0:.1f}s:{n}" for t, n in list(self.limit.history)[-40:]) or self.limit.limit,
                       1e3 * self.limit.spacing())
         return result
 
