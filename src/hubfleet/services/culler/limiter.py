@@ -35,6 +35,11 @@ from statistics import median
 
 HISTORY = 256  # limit changes remembered (for the sweep's debug log and the tests)
 
+def nearest_rank(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile (0 < q <= 1) of sorted samples by nearest rank; 0 for no samples."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
+
+
 @dataclass
 class AdaptiveLimit:
     maximum: int
@@ -74,10 +79,7 @@ class AdaptiveLimit:
     @property
     def signal(self) -> float:
         """The ``quantile`` of the window's samples (nearest rank); 0 before the first sample."""
-        if not self._samples:
-            return 0.0
-        ordered = sorted(self._samples)
-        return ordered[max(0, math.ceil(self.quantile * len(ordered)) - 1)]
+        return nearest_rank(sorted(self._samples), self.quantile)
 
     def observe(self, latency: float, now: float) -> int:
         """Feed one answer time (seconds) taken at ``now`` (monotonic seconds); returns the new limit."""
@@ -107,4 +109,4 @@ class AdaptiveLimit:
         return self._held / self.limit
 
 
-__all__ = ["AdaptiveLimit"]
+__all__ = ["AdaptiveLimit", "nearest_rank"]

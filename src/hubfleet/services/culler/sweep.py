@@ -40,7 +40,7 @@ from .arbiter import (
     user_cull_decision,
 )
 from .hub_api import HubAPI, HubAPIError
-from .limiter import AdaptiveLimit
+from .limiter import AdaptiveLimit, nearest_rank
 from .notify import Notice, NotifyError
 
 log = logging.getLogger("hubfleet.culler")
@@ -195,8 +195,8 @@ class Sweeper:
         if self.latencies and log.isEnabledFor(logging.DEBUG):
             ordered = sorted(self.latencies)
             log.debug("hub answer times during the sweep: median %.1f ms, p90 %.1f ms, max %.1f ms (%d samples); "
-                      "stops in flight: %s; %.0f ms between starts at the end", 1e3 * ordered[len(ordered) // 2],
-                      1e3 * ordered[int(0.9 * (len(ordered) - 1))], 1e3 * ordered[-1], len(ordered),
+                      "stops in flight: %s; %.0f ms between starts at the end", 1e3 * nearest_rank(ordered, 0.5),
+                      1e3 * nearest_rank(ordered, 0.9), 1e3 * ordered[-1], len(ordered),
                       " ".join(f"{t - t0:.1f}s:{n}" for t, n in list(self.limit.history)[-40:]) or self.limit.limit,
                       1e3 * self.limit.spacing())
         return result
