@@ -57,6 +57,18 @@ def _pod(stack, name):
     return r.json() if r.status_code == 200 else None
 
 
+def assert_nobody_preempted(stack, servers: tuple[str, ...]) -> None:
+    """vip does not fit, kube-scheduler proposes victims, the extender keeps none: every server stays, vip waits."""
+    messages = wait_for("FailedScheduling for vip", lambda: failed_scheduling(stack.cluster, "vip"))
+    assert messages[0] == "0/2 nodes are available: 2 Insufficient cpu.", messages
+    wait_for("the extender to refuse the victims", lambda: "preempt pod:default/vip: no victims" in
+             stack.extender.log_tail(50), seen=lambda: stack.extender.log_tail(20))
+    for name in servers:
+        pod = _pod(stack, name)
+        assert pod is not None and not pod["metadata"].get("deletionTimestamp"), name
+    assert not _pod(stack, "vip")["spec"].get("nodeName")
+
+
 def test_preemption_takes_the_idlest_user_server_and_keeps_its_files(preempt_stack):
     stack = preempt_stack
     r = stack.cluster.request("POST", "/api/v1/namespaces/default/persistentvolumeclaims", json={
@@ -113,11 +125,4 @@ def test_no_preemption_of_servers_active_within_the_window(preempt_stack):
     vip = pod_body("vip", cpu="1")
     vip["spec"]["priority"] = 1000
     create_pod(stack.cluster, vip)
-    messages = wait_for("FailedScheduling for vip", lambda: failed_scheduling(stack.cluster, "vip"))
-    assert messages[0] == "0/2 nodes are available: 2 Insufficient cpu.", messages
-    wait_for("the extender to refuse the victims", lambda: "preempt pod:default/vip: no victims" in
-             stack.extender.log_tail(50), seen=lambda: stack.extender.log_tail(20))
-    for name in ("srv-alice", "srv-bob", "srv-carol", "srv-erin"):
-        pod = _pod(stack, name)
-        assert pod is not None and not pod["metadata"].get("deletionTimestamp"), name
-    assert not _pod(stack, "vip")["spec"].get("nodeName")
+    assert_nobody_preempted(stack, ("srv-alice", "srv-bob", "srv-carol", "srv-erin"))
