@@ -432,6 +432,7 @@ class DevClusterAPI:
         except ValueError as e:
             raise APIError(400, "BadRequest", f"tailLines/limitBytes must be integers: {e}") from e
         data = path.read_bytes()
+        offset = len(data)  # a follow goes on from what was read: nothing written meanwhile is lost
         if tail is not None:
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-tail:]) if tail > 0 else b""
@@ -443,7 +444,6 @@ class DevClusterAPI:
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(raw)
         await response.write(data)
-        offset = path.stat().st_size
         uid = pod["metadata"]["uid"]
         try:
             while not self.store.closed:
