@@ -123,8 +123,11 @@ class DevCluster:
         self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run()),
                        asyncio.ensure_future(self._sweep())]
         write_private(self.kubeconfig_path, kubeconfig_text(self.url, self.token, ca.read_bytes()))
-        (self.state_dir / "devcluster.json").write_text(json.dumps({"url": self.url, "pid": os.getpid(),
-                                                                  "ca": str(ca)}))
+        # whole or not at all: whoever waits for the file (make demo, the tests) must never read it half-written
+        info = self.state_dir / "devcluster.json"
+        partial = info.with_suffix(".json.partial")
+        partial.write_text(json.dumps({"url": self.url, "pid": os.getpid(), "ca": str(ca)}))
+        os.replace(partial, info)
         log.info("devcluster API at %s, %d nodes, kubeconfig %s", self.url, len(self.nodes), self.kubeconfig_path)
 
     async def _sweep(self) -> None:
