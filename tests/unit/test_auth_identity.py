@@ -6,7 +6,6 @@ tests/integration/auth/."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from tornado import web

@@ -539,7 +539,8 @@ class HubfleetBaseAuthenticator(Authenticator):
             self.log.warning("user:%s is not found by %s; login required", user.name, self.backend_label)
             return False
         backend = result.backend or self.backend_name
-        if not await self.bindings.check(user.name, backend, result.subject, login=False):
+        if not await self.bindings.check(user.name, backend, result.subject, login=False,
+                                         previous_subject=result.attributes.get("hubfleet_previous_subject", "")):
             return False
         self._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
