@@ -26,7 +26,6 @@ from hubfleet.authenticators.policy import Binding
 from hubfleet.db import Component, Database, migrate, table
 from hubfleet.db.schema import schema_versions
 
-pytestmark = pytest.mark.stack_independent
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
