@@ -34,7 +34,6 @@ import asyncio
 import html
 import importlib
 import importlib.resources
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,8 +47,6 @@ from traitlets import Any, Bool, Dict, Float, Integer, Set, Unicode, default, va
 
 from . import policy
 from .binding import BindingStore, BindingStoreError
-from ..db import shared as shared_database
-from ..db.url import HUB_DEFAULT_URL
 from ..errors import HubfleetError
 
 
@@ -308,7 +305,7 @@ class HubfleetBaseAuthenticator(Authenticator):
         self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
         self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
         self.check_config()
-        self.bindings = self.policy_owner.bindings if self.policy_owner is not None else self._binding_store()
+        self.bindings = self.policy_owner.bindings if self.policy_owner is not None else BindingStore.of(self)
 
     # ---- configuration checks --------------------------------------------------------------------------
     def check_config(self) -> None:
@@ -343,18 +340,6 @@ class HubfleetBaseAuthenticator(Authenticator):
     @property
     def owner(self) -> HubfleetBaseAuthenticator:
         return self.policy_owner or self
-
-    def _binding_store(self) -> BindingStore:
-        """The bindings in `db_url`, else the hub's database (the JupyterHub application is this one's parent)."""
-        app = self.parent
-        url = self.db_url or getattr(app, "db_url", "") or HUB_DEFAULT_URL
-        kwargs = None if self.db_url else getattr(app, "db_kwargs", None)
-        try:
-            db = shared_database(url, timeout=self.db_timeout, engine_kwargs=kwargs)
-        except HubfleetError as e:
-            raise ConfigError(f"{type(self).__name__}.db_url: {e}") from e
-        return BindingStore(db, import_file=os.path.abspath(self.subject_store_file) if self.subject_store_file
-                            else None, log=self.log)
 
     async def get_authenticated_user(self, handler, data):
         model = await super().get_authenticated_user(handler, data)

@@ -28,8 +28,9 @@ from tornado import web
 
 from . import policy
 from .policy import Binding
-from ..db import Component, Database, DatabaseUnavailable, insert_ignore, migrate, table
+from ..db import Component, Database, DatabaseUnavailable, insert_ignore, migrate, shared, table
 from ..db.schema import utcnow
+from ..db.url import HUB_DEFAULT_URL
 from ..errors import HubfleetError
 
 #: Shown on the login page when the database cannot be reached (nobody signs in without the binding check).
@@ -145,6 +146,20 @@ class BindingStore:
         self.log = log or logging.getLogger("hubfleet.authenticators")
         self._prepared = False
         self._prepare_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, authenticator) -> BindingStore:
+        """The store of the authenticator the hub runs: its `db_url`, else the hub's own database (``db_url`` and
+        ``db_kwargs`` of the JupyterHub application, the authenticator's parent). Opens no connection yet."""
+        app = authenticator.parent
+        url = authenticator.db_url or getattr(app, "db_url", "") or HUB_DEFAULT_URL
+        kwargs = None if authenticator.db_url else getattr(app, "db_kwargs", None)
+        try:
+            db = shared(url, timeout=authenticator.db_timeout, engine_kwargs=kwargs)
+        except HubfleetError as e:
+            raise BindingStoreError(f"{type(authenticator).__name__}.db_url: {e}") from e
+        path = authenticator.subject_store_file
+        return cls(db, import_file=os.path.abspath(path) if path else None, log=authenticator.log)
 
     # -- blocking ----------------------------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -234,6 +234,6 @@ def test_hubfleet_users_bindings_and_unbind_work_on_the_database(db_url, capsys)
     assert store.get("alice") is None and store.get("bob") == Binding("keycloak", "sub-b")
     code, out, err = _cli(capsys, "unbind", "alice", "--db-url", db_url)
     assert code == 0 and "alice is not bound" in out
-    code, out, err = _cli(capsys, "bindings", "--db-url", "postgresql+psycopg2://hub@127.0.0.1:1/nothing",
-                          "--db-timeout", "2")
-    assert code == 1 and err.startswith("error: database postgresql+psycopg2://hub@127.0.0.1:1/nothing"), err
+    nowhere = "postgresql+psycopg2://hub@127.0.0.1:1/nothing"
+    code, out, err = _cli(capsys, "bindings", "--db-url", nowhere, "--db-timeout", "2")
+    assert code == 1 and err.startswith(f"error: database {nowhere}"), err
