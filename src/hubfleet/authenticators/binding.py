@@ -190,8 +190,9 @@ class BindingStore:
             self.log.info("bindings: imported user:%s -> %s %s from %s", name, found[name].backend,
                           found[name].subject, path)
         self.log.warning("bindings: imported %d of %d bindings from %s into the database %s (%d already bound "
-                         "there were kept: %s); the file is left as it is and not imported again", len(done["imported"]),
-                         len(found), path, self.db.display_url, len(done["kept"]), ", ".join(done["kept"]) or "-")
+                         "there were kept: %s); the file is left as it is and not imported again",
+                         len(done["imported"]), len(found), path, self.db.display_url, len(done["kept"]),
+                         ", ".join(done["kept"]) or "-")
 
     def _run(self, fn, *args, write: bool = False):
         try:
