@@ -2,9 +2,9 @@
 
 Blocking SQLAlchemy calls run on the database's own small thread pool (:meth:`Database.call`), never on the hub's
 event loop; connecting, waiting for a lock and each statement are bounded by ``timeout`` (psycopg2
-``connect_timeout``, PostgreSQL ``statement_timeout``/``lock_timeout``, SQLite's busy timeout), and the awaiting
-coroutine gives up after ``timeout`` too. Every SQLAlchemy error becomes :class:`DatabaseUnavailable`, so a caller
-has one error to fail closed on.
+``connect_timeout``, PostgreSQL ``statement_timeout``/``lock_timeout`` set per transaction with ``SET LOCAL``,
+SQLite's busy timeout), and the awaiting coroutine gives up after ``timeout`` too. Every SQLAlchemy error becomes
+:class:`DatabaseUnavailable`, so a caller has one error to fail closed on.
 
 On SQLite, a transaction opened with ``write=True`` starts with ``BEGIN IMMEDIATE`` (it takes the write lock
 first, so a read-then-insert cannot interleave with another process's), other transactions with a plain
@@ -52,8 +52,6 @@ def _engine(url: str, timeout: float, engine_kwargs: dict | None) -> Engine:
             kwargs.setdefault("poolclass", StaticPool)  # one in-memory database for the whole process
     elif backend == "postgresql":
         connect_args.setdefault("connect_timeout", max(2, math.ceil(timeout)))  # libpq's minimum is 2 s
-        ms = int(timeout * 1000)
-        connect_args.setdefault("options", f"-c statement_timeout={ms} -c lock_timeout={ms}")
     kwargs.setdefault("pool_pre_ping", True)
     if not memory:
         kwargs.setdefault("pool_timeout", timeout)
@@ -67,6 +65,12 @@ def _engine(url: str, timeout: float, engine_kwargs: dict | None) -> Engine:
         def _begin(conn):
             write = conn.get_execution_options().get("hubfleet_write")
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    elif backend == "postgresql":
+        ms = int(timeout * 1000)
+
+        @event.listens_for(engine, "begin")
+        def _bounded(conn):  # SET LOCAL, not startup options: also works behind PgBouncer's transaction pooling
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}")
     return engine
 
 

@@ -20,11 +20,11 @@ from sqlalchemy import Column, Integer, func, select
 from tornado import web
 
 from hubfleet.authenticators import HubfleetAuthenticator, cli
-from hubfleet.authenticators.binding import BINDINGS, BindingStore, bindings_table
+from hubfleet.authenticators.binding import BINDINGS, BindingStore, BindingStoreError, bindings_table
 from hubfleet.authenticators.local import hash_password, write_users_file
 from hubfleet.authenticators.policy import Binding
 from hubfleet.db import Component, Database, migrate, table
-from hubfleet.db.schema import schema_versions
+from hubfleet.db.schema import schema_versions, utcnow
 
 
 
@@ -214,6 +214,24 @@ def test_sign_in_is_refused_while_the_database_is_unreachable(where, tmp_path, h
     assert took < 10, f"the refusal took {took:.1f}s with db_timeout=2"
     user = type("U", (), {"name": "ann"})()
     assert asyncio.run(a.refresh_user(user)) is False
+
+
+def test_a_database_that_does_not_answer_in_time_is_unavailable(db_url):
+    """Another connection holds the lock a first binding needs: the bind gives up after the timeout (PostgreSQL's
+    lock_timeout, SQLite's busy timeout) with the error a login fails closed on, instead of waiting."""
+    holder = Database(db_url, timeout=30)
+    BindingStore(holder).prepare()
+    with holder.engine.connect() as conn:
+        conn.execution_options(hubfleet_write=True)
+        with conn.begin():
+            conn.execute(bindings_table.insert().values(username="x", backend="b", subject="s", bound_at=utcnow()))
+            store = BindingStore(Database(db_url, timeout=1))
+            t0 = time.monotonic()
+            with pytest.raises(BindingStoreError, match="lock|timeout"):
+                store.bind("x", "other", "s2")
+            took = time.monotonic() - t0
+    assert took < 5, f"gave up after {took:.1f}s with a 1 s timeout"
+    assert store.get("x") == Binding("b", "s")
 
 
 # ---- hubfleet users ---------------------------------------------------------------------------------------------------
