@@ -9,8 +9,9 @@ STAMP := $(VENV)/.hubfleet-installed
 PYTEST_ARGS ?=
 # The second stack: the stock z2jh 4.4.0 hub image (quay.io/jupyterhub/k8s-hub:4.4.0) is Python 3.12 with the frozen
 # requirements in ../shared/z2jh-4.4.0 (JupyterHub 5.5.0, kubespawner 7.0.0, jupyterhub-idle-culler 1.4.0). pycurl and
-# psycopg2 need libcurl/libpq headers and are left out. The test extras are installed *constrained* by those pins, so
-# the stack under test is the image's, not what pip would pick.
+# psycopg2 need libcurl/libpq headers and are left out (psycopg2-binary of the image's psycopg2 version stands in).
+# The test extras are installed *constrained* by those pins, so the stack under test is the image's, not what pip
+# would pick.
 HUB_VENV := .venv-hub
 HUB_PY := $(HUB_VENV)/bin/python
 HUB_STAMP := $(HUB_VENV)/.hubfleet-installed
@@ -37,6 +38,7 @@ $(HUB_STAMP): pyproject.toml $(HUB_REQUIREMENTS)
 	@[ -f "$(HUB_REQUIREMENTS)" ] || { echo "$(HUB_REQUIREMENTS) not found: set HUBFLEET_Z2JH_DIR to the z2jh-4.4.0 chart data folder"; exit 2; }
 	[ -x $(HUB_PY) ] || { $(PYTHON312) -m venv $(HUB_VENV) && $(HUB_VENV)/bin/pip install --quiet --upgrade pip; }
 	grep -vE '^(pycurl|psycopg2)==' $(HUB_REQUIREMENTS) > $(HUB_VENV)/hub-image-requirements.txt
+	sed -nE 's/^psycopg2==/psycopg2-binary==/p' $(HUB_REQUIREMENTS) >> $(HUB_VENV)/hub-image-requirements.txt
 	$(HUB_VENV)/bin/pip install --quiet -r $(HUB_VENV)/hub-image-requirements.txt
 	$(HUB_VENV)/bin/pip install --quiet -c $(HUB_VENV)/hub-image-requirements.txt -e '.[test,devcluster]'
 	touch $(HUB_STAMP)
@@ -45,8 +47,8 @@ $(CHP):
 	npm install --no-fund --no-audit --no-save --loglevel=error configurable-http-proxy@5
 
 # slapd/ldap-utils/openssl for the LDAP tests, chromium for the browser tests, pebble (ACME test CA) for autohttps,
-# prometheus for the culler's GPU-activity tests, bubblewrap for the devcluster's pod sandboxes: installed when
-# missing, as root.
+# prometheus for the culler's GPU-activity tests, bubblewrap for the devcluster's pod sandboxes, postgresql (the
+# production hub database) for the database tests: installed when missing, as root.
 .PHONY: system-deps
 system-deps:
 	@missing=""; \
@@ -57,6 +59,7 @@ system-deps:
 	command -v pebble >/dev/null || missing="$$missing pebble"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -123,6 +123,27 @@ def devcluster(tmp_path, request):
     handle.proc.stop()
 
 
+# --- PostgreSQL -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/pg.py); ``postgres.create_database(name)`` per test."""
+    from tests.pg import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres, request):
+    """A fresh, empty PostgreSQL database of its own for this test."""
+    import re
+
+    return postgres.create_database("t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+                                    + f"_{len(postgres.created)}")
+
+
 # --- configurable-http-proxy ------------------------------------------------------------------------------------------
 
 class CHPHandle:

@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS = {
     "demo": ("hubfleet.demo", "run the embedded demo: devcluster + proxy + JupyterHub with hubfleet"),
     "devcluster": ("hubfleet.devcluster.cli", "run the devcluster (Kubernetes API emulator + scheduler + kubelet)"),
-    "users": ("hubfleet.authenticators.cli", "manage the local-accounts file (add, passwd, remove, list)"),
+    "users": ("hubfleet.authenticators.cli", "manage local accounts and identity bindings (add, passwd, list, bindings, unbind)"),
     "profiles": ("hubfleet.spawners.cli", "check a ProfileSpawner profiles file"),
     "scheduler-extender": ("hubfleet.scheduler_plugin.cli", "run the kube-scheduler extender (bin packing, GPU-aware)"),
     "culler": ("hubfleet.services.culler.cli", "run the per-profile idle-culler service (a JupyterHub service)"),

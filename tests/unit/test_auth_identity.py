@@ -6,14 +6,14 @@ tests/integration/auth/."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from tornado import web
 from traitlets.config import Config
 
 from hubfleet.authenticators import ConfigError, HubfleetAuthenticator, cli, policy
-from hubfleet.authenticators.binding import SubjectStore, SubjectStoreError, read_store
+from hubfleet.authenticators.binding import BindingStore, BindingStoreError, read_json_store
+from hubfleet.db import Database
 from hubfleet.authenticators.ldap import bind_outcome, subject_value
 from hubfleet.authenticators.local import HubfleetLocalAuthenticator, hash_password, write_users_file
 from tests.unit.test_auth_local import run_cli
@@ -57,18 +57,18 @@ def test_binding_conflict(bound, backend, subject, refused):
     assert (why is None) if refused is None else (refused in why)
 
 
-def test_subject_store_persists_and_rereads_external_edits(tmp_path):
-    path = tmp_path / "subjects.json"
-    a, b = SubjectStore(path), SubjectStore(path)  # two processes: the hub and `hubfleet users unbind`
+def test_binding_store_persists_across_stores_and_reads_the_json_format(tmp_path):
+    url = f"sqlite:///{tmp_path}/hub.sqlite"
+    a, b = BindingStore(Database(url)), BindingStore(Database(url))  # two processes: the hub and `hubfleet users`
     assert a.get("ann") is None
-    a.bind("ann", B("local", "ann"))
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert a.bind("ann", "local", "ann") == (None, "bound")
     assert b.get("ann") == B("local", "ann")
     assert b.unbind("ann") == B("local", "ann")
     assert a.get("ann") is None
+    path = tmp_path / "subjects.json"
     path.write_text("{broken")
-    with pytest.raises(SubjectStoreError, match="not valid JSON"):
-        read_store(path)
+    with pytest.raises(BindingStoreError, match="not valid JSON"):
+        read_json_store(path)
 
 
 def _local(tmp_path, name="ann", groups=("staff",)):
@@ -82,24 +82,24 @@ def login(a, name, pw="pw"):
 
 
 def test_a_second_backend_offering_the_same_name_is_refused_until_relinked(tmp_path, capsys):
-    store = str(tmp_path / "subjects.json")
+    store = f"sqlite:///{tmp_path}/hub.sqlite"
     one = HubfleetAuthenticator(backends=[{"kind": "local", "name": "first", "users_file": _local(tmp_path)}],
-                                allowed_groups={"staff"}, subject_store_file=store)
+                                allowed_groups={"staff"}, db_url=store)
     assert login(one, "ann")["name"] == "ann"
-    assert json.loads(open(store).read())["users"]["ann"]["backend"] == "first"
+    assert one.bindings.get("ann") == B("first", "ann")
     # the site adds another backend listed first, which also has an "ann"
     other = tmp_path / "other"
     other.mkdir()
     two = HubfleetAuthenticator(backends=[{"kind": "local", "name": "second", "users_file": _local(other)},
                                           {"kind": "local", "name": "first", "users_file": _local(tmp_path)}],
-                                allowed_groups={"staff"}, subject_store_file=store)
+                                allowed_groups={"staff"}, db_url=store)
     with pytest.raises(web.HTTPError) as e:
         login(two, "ann")
     assert e.value.status_code == 403
     assert "belongs to the 'first' sign-in, not 'second'" in e.value.log_message
     assert "hubfleet users unbind" in e.value.log_message
     # the documented re-link: unbind, the next login binds again
-    assert cli.main(["users", "unbind", "ann", "--store", store]) == 0
+    assert cli.main(["users", "unbind", "ann", "--db-url", store]) == 0
     assert "unbound ann (was first: ann)" in capsys.readouterr().out
     assert login(two, "ann")["auth_state"]["hubfleet_backend"] == "second"
 
@@ -113,7 +113,7 @@ def test_per_backend_policy_applies_to_that_backends_users(tmp_path):
     ]
     c.HubfleetAuthenticator.allowed_groups = {"hub-admins"}
     c.HubfleetAuthenticator.admin_groups = {"hub-admins"}
-    c.HubfleetAuthenticator.subject_store_file = str(tmp_path / "s.json")
+    c.HubfleetAuthenticator.db_url = f"sqlite:///{tmp_path}/hub.sqlite"
     a = HubfleetAuthenticator(config=c)
     eve = login(a, "eve")  # the idp's "hub-admins" becomes idp-hub-admins: not the directory's admin group
     assert eve["groups"] == ["idp-hub-admins", "idp-staff"] and eve["admin"] is not True
@@ -171,7 +171,7 @@ def test_cli_refuses_passwords_over_72_bytes(tmp_path, capsys):
 
 def test_long_password_login_is_refused_clearly(tmp_path):
     a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_groups={"staff"},
-                                   subject_store_file=str(tmp_path / "s.json"))
+                                   db_url=f"sqlite:///{tmp_path}/hub.sqlite")
     with pytest.raises(web.HTTPError) as e:
         login(a, "ann", "x" * 73)
     assert e.value.status_code == 403 and "at most 72 bytes" in e.value.log_message
@@ -182,12 +182,19 @@ def test_dummy_hash_uses_bcrypt_rounds(tmp_path):
     assert a._dummy_hash.startswith(b"$2b$05$")
 
 
-def test_a_broken_subject_store_fails_closed(tmp_path):
+@pytest.mark.parametrize("broken", ["json", "database"])
+def test_unusable_bindings_fail_closed(tmp_path, broken):
+    """A JSON store that cannot be imported, or a database that cannot be opened: no login, no refresh."""
     store = tmp_path / "s.json"
-    store.write_text("{not json")
-    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_groups={"staff"}, subject_store_file=str(store))
+    if broken == "json":
+        store.write_text("{not json")
+        url = f"sqlite:///{tmp_path}/hub.sqlite"
+    else:
+        url = f"sqlite:///{tmp_path}/no-such-dir/hub.sqlite"
+    a = HubfleetLocalAuthenticator(users_file=_local(tmp_path), allowed_groups={"staff"},
+                                   subject_store_file=str(store), db_url=url)
     with pytest.raises(web.HTTPError) as e:
         login(a, "ann")
-    assert e.value.status_code == 503 and "subject store" in e.value.log_message
+    assert e.value.status_code == 503 and "Sign-in is unavailable" in e.value.log_message
     user = type("U", (), {"name": "ann"})()
     assert asyncio.run(a.refresh_user(user)) is False

@@ -128,7 +128,7 @@ def test_backend_through_policy(tmp_path):
                                    "root": {"password_hash": H, "admin": True}}})
     a = HubfleetLocalAuthenticator(users_file=str(f), allowed_groups={"staff"}, group_prefix="local-",
                                    group_mapping={"staff": "users"},
-                                   subject_store_file=str(tmp_path / "subjects.json"))
+                                   db_url=f"sqlite:///{tmp_path}/hub.sqlite")
 
     async def login(name, pw):
         return await a.get_authenticated_user(None, {"username": name, "password": pw})

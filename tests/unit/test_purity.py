@@ -20,6 +20,8 @@ FORBIDDEN = ("tornado", "aiohttp", "ldap3", "kubernetes", "kubernetes_asyncio", 
 PURE = [
     "hubfleet.errors",
     "hubfleet.lazy",
+    "hubfleet.db",
+    "hubfleet.db.url",
     "hubfleet.quantity",
     "hubfleet.resources",
     "hubfleet.yamlfile",

@@ -14,17 +14,18 @@ turn (the first that authenticates wins) and every OIDC backend gets its own "Si
 runs (the composite, or a backend used on its own) is the one applied; a ``backends[]`` entry may set the
 per-backend policy options in :data:`PER_BACKEND_POLICY` for its own users (see ``composite.py``).
 
-Identity binding (issue 8): each hub user is bound to the ``(backend, subject)`` of their first login — the
-backend's name and its stable identifier for the account (:attr:`BackendResult.subject`: the LDAP entry DN or
-`subject_attribute`, the OIDC ``sub``, the local account name). A later login whose backend or subject differs is
-refused on the login page; an admin re-links with ``hubfleet users unbind NAME --store F`` (the next login binds
-again). The bindings live in the subject store (``binding.py``, `subject_store_file`), with or without auth_state.
+Identity binding: each hub user is bound to the ``(backend, subject)`` of their first login — the backend's name
+and its stable identifier for the account (:attr:`BackendResult.subject`: the LDAP entry DN or `subject_attribute`,
+the OIDC ``sub``, the local account name). A later login whose backend or subject differs is refused on the login
+page; an admin re-links with ``hubfleet users unbind NAME`` (the next login binds again). The authenticator the hub
+runs owns the bindings, ``self.bindings`` (a :class:`~.binding.BindingStore` in the hub's database, `db_url`);
+the backends of a composite share their owner's.
 
-The hook a backend that overrides ``authenticate`` (OIDC) uses is small: put the subject in the
-:class:`BackendResult` and build the model with ``self.owner.auth_model(result, auth_state)``. The owner's
-``get_authenticated_user`` then checks and records the binding for every login path (it reads ``hubfleet_backend``
-/ ``hubfleet_subject`` from the model's auth_state, which :meth:`auth_model` fills). At refresh, a backend checks
-with ``await self.owner.bind_subject(user.name, backend, subject, login=False)`` (False: log the user out).
+A backend that overrides ``authenticate`` (OIDC) puts the subject in the :class:`BackendResult` and builds the
+model with ``self.owner.auth_model(result, auth_state)``. The owner's ``get_authenticated_user`` then checks and
+records the binding for every login path, once (it reads ``hubfleet_backend`` / ``hubfleet_subject`` from the
+model's auth_state, which :meth:`auth_model` fills). At refresh, a backend checks with
+``await self.owner.bindings.check(user.name, backend, subject, login=False)`` (False: log the user out).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from tornado import web
 from traitlets import Any, Bool, Dict, Float, Integer, Set, Unicode, default, validate
 
 from . import policy
-from .binding import IdentityBinding, SubjectStoreError
+from .binding import BindingStore, BindingStoreError
 from ..errors import HubfleetError
 
 
@@ -107,7 +108,7 @@ def _template(name: str) -> str:
     return importlib.resources.files("hubfleet.authenticators").joinpath("templates", name).read_text()
 
 
-class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
+class HubfleetBaseAuthenticator(Authenticator):
     """Policy shared by every hubfleet backend: normalisation, allow/block/admin, group mapping and sync."""
 
     #: Shown in messages: "The login service (LDAP) is unavailable ...".
@@ -260,6 +261,33 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
     def _default_executor(self):
         return ThreadPoolExecutor(self.executor_threads, thread_name_prefix=f"hubfleet-{self.backend_label.lower()}")
 
+    # ---- identity bindings (binding.py) -------------------------------------------------------------------
+    db_url = Unicode(
+        "",
+        config=True,
+        help="""The database holding hubfleet's tables (the identity bindings), as a SQLAlchemy URL like
+        `JupyterHub.db_url`. Empty (default): the hub's own database — `JupyterHub.db_url`, with
+        `JupyterHub.db_kwargs` — where hubfleet keeps its own ``hubfleet_*`` tables beside JupyterHub's.
+        """,
+    )
+
+    db_timeout = Float(
+        5.0,
+        config=True,
+        help="""Upper bound (seconds) on connecting to the database and on each of hubfleet's statements there.
+        When the database does not answer in time, the login is refused ("Sign-in is unavailable"): nobody
+        signs in without the binding check.""",
+    )
+
+    subject_store_file = Unicode(
+        "hubfleet-subjects.json",
+        config=True,
+        help="""A JSON subject store written by an earlier hubfleet, imported into the database once (names
+        already bound in the database keep their binding; the file is left in place and read only at the first
+        login after each hub start). Relative paths are in the hub's working directory. Empty: import nothing.
+        """,
+    )
+
     policy_owner = Any(
         None,
         help="The authenticator whose policy applies (the composite when this backend is composed, else itself).",
@@ -277,6 +305,7 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
         self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
         self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
         self.check_config()
+        self.bindings = self.policy_owner.bindings if self.policy_owner is not None else BindingStore.of(self)
 
     # ---- configuration checks --------------------------------------------------------------------------
     def check_config(self) -> None:
@@ -294,8 +323,8 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
             raise ConfigError(f"{cls}.login_timeout must be positive, not {self.login_timeout}.")
         if self.refresh_outage_grace < 0:
             raise ConfigError(f"{cls}.refresh_outage_grace must be >= 0, not {self.refresh_outage_grace}.")
-        if not self.subject_store_file:
-            raise ConfigError(f"{cls}.subject_store_file is empty; give a path (default hubfleet-subjects.json).")
+        if self.db_timeout <= 0:
+            raise ConfigError(f"{cls}.db_timeout must be positive, not {self.db_timeout}.")
         if (self.allowed_groups or self.admin_groups) and not self.manage_groups:
             raise ConfigError(
                 f"{cls}.allowed_groups/admin_groups need {cls}.manage_groups = True "
@@ -311,6 +340,15 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
     @property
     def owner(self) -> HubfleetBaseAuthenticator:
         return self.policy_owner or self
+
+    async def get_authenticated_user(self, handler, data):
+        model = await super().get_authenticated_user(handler, data)
+        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
+            state = model.get("auth_state") or {}
+            await self.bindings.check(model["name"], state.get("hubfleet_backend") or self.backend_name,
+                                      state.get("hubfleet_subject") or "", login=True,
+                                      previous_subject=state.get("hubfleet_previous_subject") or "")
+        return model
 
     # ---- normalisation ------------------------------------------------------------------------------------
     def canonical_username(self, raw: str) -> str | None:
@@ -478,15 +516,16 @@ class HubfleetBaseAuthenticator(IdentityBinding, Authenticator):
             result = await self.lookup_user(user.name)
         except (BackendUnavailable, BackendMisconfigured) as e:
             return self._outage(user.name, e)
-        except (SubjectStoreError, OSError) as e:
-            self.log.error("user:%s refresh: subject store unusable (%s); login required", user.name, e)
+        except BindingStoreError as e:
+            self.log.error("user:%s refresh: bindings unusable (%s); login required", user.name, e)
             return False
         if result is None:
             # after a restart nothing is remembered in memory: a user no backend finds is logged out
             self.log.warning("user:%s is not found by %s; login required", user.name, self.backend_label)
             return False
         backend = result.backend or self.backend_name
-        if not await self.bind_subject(user.name, backend, result.subject, login=False):
+        if not await self.bindings.check(user.name, backend, result.subject, login=False,
+                                         previous_subject=result.attributes.get("hubfleet_previous_subject", "")):
             return False
         self._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
@@ -528,10 +567,10 @@ class HubfleetLogoutHandler(LogoutHandler):
             return
         owner = self.authenticator
         backend_name = getattr(owner, "_origin", {}).get(user.name)
-        if backend_name is None and hasattr(owner, "binding_of"):
+        if backend_name is None and hasattr(owner, "bindings"):
             try:
-                bound = await owner.binding_of(user.name)
-            except (HubfleetAuthError, SubjectStoreError, OSError):
+                bound = await owner.bindings.lookup(user.name)
+            except BindingStoreError:
                 bound = None
             backend_name = bound.backend if bound else None
         backend = owner.backend_by_name(backend_name) if hasattr(owner, "backend_by_name") else owner

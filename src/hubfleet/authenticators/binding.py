@@ -1,186 +1,257 @@
-"""The subject store: which (backend, subject) each hub user is bound to, persisted across hub restarts.
+"""Identity bindings: the (backend, subject) each hub user is bound to, kept in the hub's database.
 
-One small JSON file (mode 0600, replaced atomically) owned by the authenticator, in the hub's data directory by
-default (``hubfleet-subjects.json`` next to ``jupyterhub.sqlite``; in z2jh that is ``/srv/jupyterhub`` on the hub's
-volume). It is the same with and without ``enable_auth_state`` (auth_state is lost when an admin deletes a user and
-is not readable before the user object exists), and ``hubfleet users unbind NAME --store F`` edits it while the hub
-runs: the hub re-reads the file when its modification time or size changes.
+The authenticator the hub runs owns one :class:`BindingStore` (``self.bindings``, base.py) on hubfleet's own engine
+(``hubfleet.db``) for the hub's ``db_url``, so the bindings live as long as the hub's users do — also with
+PostgreSQL, where the hub's working directory is empty at every start. Tables (component ``bindings``):
 
-Format::
+- ``hubfleet_bindings``: ``username`` (primary key), ``backend``, ``subject``, ``bound_at``;
+- ``hubfleet_binding_imports``: which ``hubfleet-subjects.json`` contents (by SHA-256) were imported.
 
-    {"version": 1, "users": {"alice": {"backend": "ldap", "subject": "uid=alice,ou=people,dc=example,dc=org"}}}
-
-Every read and write is blocking file I/O: call them from the authenticator's executor.
-:class:`IdentityBinding` is the part of the authenticator base (``base.py``) that checks and records bindings.
+Binding is insert-or-fail on the primary key: of two first logins for one name at once (two backends, two hub
+processes), exactly one binds and the other is checked against it. A JSON subject store from an earlier hubfleet is
+imported once, at first use (names already bound in the database keep their binding; the file is left in place).
+When the database cannot be reached, :class:`BindingStoreError` is raised and the login is refused (fail closed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-import tempfile
 import threading
-import time
 from pathlib import Path
 
+from sqlalchemy import Column, DateTime, Index, Integer, Text, Unicode, select
+from sqlalchemy.engine import Connection
 from tornado import web
-from traitlets import Unicode
-from traitlets.config import LoggingConfigurable
 
 from . import policy
 from .policy import Binding
+from ..db import Component, Database, DatabaseUnavailable, insert_ignore, migrate, shared, table
+from ..db.schema import utcnow
+from ..db.url import HUB_DEFAULT_URL
 from ..errors import HubfleetError
 
+#: Shown on the login page when the database cannot be reached (nobody signs in without the binding check).
+UNAVAILABLE = "Sign-in is unavailable right now: the hub's database cannot be reached. Try again in a minute."
 
-class SubjectStoreError(HubfleetError, ValueError):
-    """The subject store file cannot be read or has the wrong shape."""
+bindings_table = table(
+    "hubfleet_bindings",
+    Column("username", Unicode(255), primary_key=True),
+    Column("backend", Unicode(255), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("bound_at", DateTime(timezone=True), nullable=False),
+    Index("ix_hubfleet_bindings_backend_subject", "backend", "subject"),
+)
+
+imports_table = table(
+    "hubfleet_binding_imports",
+    Column("digest", Unicode(64), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
 
 
-def read_store(path: str | os.PathLike) -> dict[str, dict]:
-    """The ``users`` mapping of the store at ``path`` ({} when the file does not exist)."""
-    p = Path(path)
+def _create_tables(conn: Connection) -> None:
+    bindings_table.create(conn, checkfirst=True)
+    imports_table.create(conn, checkfirst=True)
+
+
+BINDINGS = Component("bindings", (_create_tables,))
+
+
+class BindingStoreError(HubfleetError):
+    """The bindings cannot be read or written (database unreachable, or a broken file to import)."""
+
+
+# ---- SQL, one transaction each (blocking; run through Database.run / .call) -----------------------------------------
+def _get(conn: Connection, name: str) -> Binding | None:
+    row = conn.execute(select(bindings_table.c.backend, bindings_table.c.subject)
+                       .where(bindings_table.c.username == name)).first()
+    return Binding(row.backend, row.subject) if row else None
+
+
+def _bind(conn: Connection, name: str, backend: str, subject: str, previous: str) -> tuple[Binding | None, str]:
+    """Bind ``name`` when it is unbound, or move its binding from ``previous`` to ``subject`` (same backend).
+    Returns (the binding before this call, what was done: "bound", "upgraded" or "")."""
+    bound = _get(conn, name)
+    if bound is None and subject:
+        if insert_ignore(conn, bindings_table, {"username": name, "backend": backend, "subject": subject,
+                                                "bound_at": utcnow()}):
+            return None, "bound"
+        bound = _get(conn, name)  # another login bound it first: check against theirs
+    if bound is not None and previous and subject and bound == Binding(backend, previous):
+        t = bindings_table.c
+        moved = conn.execute(bindings_table.update()
+                             .where(t.username == name, t.backend == backend, t.subject == previous)
+                             .values(subject=subject, bound_at=utcnow())).rowcount
+        if moved == 1:
+            return bound, "upgraded"
+        bound = _get(conn, name)
+    return bound, ""
+
+
+def _unbind(conn: Connection, name: str) -> Binding | None:
+    bound = _get(conn, name)
+    if bound is not None:
+        conn.execute(bindings_table.delete().where(bindings_table.c.username == name))
+    return bound
+
+
+def _all(conn: Connection) -> dict[str, Binding]:
+    t = bindings_table.c
+    rows = conn.execute(select(t.username, t.backend, t.subject).order_by(t.username))
+    return {r.username: Binding(r.backend, r.subject) for r in rows}
+
+
+def read_json_store(path: Path) -> dict[str, Binding]:
+    """The bindings in a ``hubfleet-subjects.json`` written by an earlier hubfleet."""
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        return {}
-    try:
-        doc = json.loads(text) if text.strip() else {}
+        doc = json.loads(path.read_text() or "{}")
     except json.JSONDecodeError as e:
-        raise SubjectStoreError(f"{p}: not valid JSON (line {e.lineno}): {e.msg}",
-                                fix="restore it from a backup or remove the broken entry") from e
+        raise BindingStoreError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}",
+                                fix="restore it from a backup, or remove it if its bindings are not needed") from e
     users = doc.get("users", {}) if isinstance(doc, dict) else None
     if not isinstance(users, dict) or not all(
         isinstance(v, dict) and isinstance(v.get("backend"), str) and isinstance(v.get("subject"), str)
         for v in users.values()
     ):
-        raise SubjectStoreError(f"{p}: expected {{\"users\": {{NAME: {{\"backend\": ..., \"subject\": ...}}}}}}")
-    return users
+        raise BindingStoreError(f"{path}: expected {{\"users\": {{NAME: {{\"backend\": ..., \"subject\": ...}}}}}}")
+    return {name: Binding(v["backend"], v["subject"]) for name, v in users.items()}
 
 
-def write_private(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
+def _import(conn: Connection, source: str, digest: str, found: dict[str, Binding]) -> dict | None:
+    if conn.execute(select(imports_table.c.digest).where(imports_table.c.digest == digest)).first():
+        return None
+    imported, kept = [], []
+    for name, b in sorted(found.items()):
+        row = {"username": name, "backend": b.backend, "subject": b.subject, "bound_at": utcnow()}
+        (imported if b.subject and insert_ignore(conn, bindings_table, row) else kept).append(name)
+    conn.execute(imports_table.insert().values(digest=digest, source=source, count=len(imported),
+                                               imported_at=utcnow()))
+    return {"imported": imported, "kept": kept}
+
+
+# ---- the store ----------------------------------------------------------------------------------------------------
+class BindingStore:
+    """Checks and records bindings. Blocking methods (``get``, ``unbind``, ``all``, ``bind``) for the CLI; the
+    hub awaits :meth:`check` and :meth:`lookup`, which run on the database's threads with its timeout."""
+
+    def __init__(self, db: Database, *, import_file: str | os.PathLike | None = None,
+                 log: logging.Logger | logging.LoggerAdapter | None = None):
+        self.db = db
+        self.import_file = Path(import_file) if import_file else None
+        self.log = log or logging.getLogger("hubfleet.authenticators")
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, authenticator) -> BindingStore:
+        """The store of the authenticator the hub runs: its `db_url`, else the hub's own database (``db_url`` and
+        ``db_kwargs`` of the JupyterHub application, the authenticator's parent). Opens no connection yet."""
+        app = authenticator.parent
+        url = authenticator.db_url or getattr(app, "db_url", "") or HUB_DEFAULT_URL
+        kwargs = None if authenticator.db_url else getattr(app, "db_kwargs", None)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            db = shared(url, timeout=authenticator.db_timeout, engine_kwargs=kwargs)
+        except HubfleetError as e:
+            raise BindingStoreError(f"{type(authenticator).__name__}.db_url: {e}") from e
+        path = authenticator.subject_store_file
+        return cls(db, import_file=os.path.abspath(path) if path else None, log=authenticator.log)
 
+    # -- blocking ----------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create or migrate the tables and import the JSON store, once per process (blocking)."""
+        if self._prepared:
+            return
+        with self._prepare_lock:
+            if self._prepared:
+                return
+            migrate(self.db, BINDINGS, logger=self.log)
+            if self.import_file is not None:
+                self._import_json(self.import_file)
+            self._prepared = True
 
-def write_store(path: str | os.PathLike, users: dict[str, dict]) -> None:
-    """Write the store atomically, mode 0600."""
-    write_private(path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True))
-
-
-class SubjectStore:
-    """Thread-safe access to the store file, re-read when it changes on disk."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple | None = None
-        self._users: dict[str, dict] = {}
-
-    def _reload(self) -> None:
+    def _import_json(self, path: Path) -> None:
         try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            raw = path.read_bytes()
         except FileNotFoundError:
-            stamp = None
-        if stamp != self._stamp:
-            self._users = read_store(self.path) if stamp else {}
-            self._stamp = stamp
+            return
+        except OSError as e:
+            raise BindingStoreError(f"{path}: cannot be read: {e.strerror or e}") from e
+        found = read_json_store(path)
+        done = self.db.run(_import, str(path), hashlib.sha256(raw).hexdigest(), found, write=True)
+        if done is None:
+            self.log.debug("bindings: %s was imported before; not again", path)
+            return
+        for name in done["imported"]:
+            self.log.info("bindings: imported user:%s -> %s %s from %s", name, found[name].backend,
+                          found[name].subject, path)
+        self.log.warning("bindings: imported %d of %d bindings from %s into the database %s (%d already bound "
+                         "there were kept: %s); the file is left as it is and not imported again",
+                         len(done["imported"]), len(found), path, self.db.display_url, len(done["kept"]),
+                         ", ".join(done["kept"]) or "-")
+
+    def _run(self, fn, *args, write: bool = False):
+        try:
+            self.prepare()
+            return self.db.run(fn, *args, write=write)
+        except DatabaseUnavailable as e:
+            raise BindingStoreError(str(e)) from e
 
     def get(self, name: str) -> Binding | None:
-        with self._lock:
-            self._reload()
-            entry = self._users.get(name)
-        return Binding(entry["backend"], entry["subject"]) if entry else None
+        return self._run(_get, name)
 
-    def bind(self, name: str, binding: Binding) -> None:
-        with self._lock:
-            self._reload()
-            users = dict(self._users)
-            users[name] = {"backend": binding.backend, "subject": binding.subject, "since": int(time.time())}
-            write_store(self.path, users)
-            self._users, self._stamp = users, None
+    def bind(self, name: str, backend: str, subject: str, previous_subject: str = "") -> tuple[Binding | None, str]:
+        """Bind atomically (see :func:`_bind`): ``(binding before, "bound" | "upgraded" | "")``."""
+        return self._run(_bind, name, backend, subject, previous_subject, write=True)
 
     def unbind(self, name: str) -> Binding | None:
-        with self._lock:
-            self._reload()
-            users = dict(self._users)
-            entry = users.pop(name, None)
-            if entry is not None:
-                write_store(self.path, users)
-            self._users, self._stamp = users, None
-        return Binding(entry["backend"], entry["subject"]) if entry else None
+        return self._run(_unbind, name, write=True)
 
+    def all(self) -> dict[str, Binding]:
+        return self._run(_all)
 
-class IdentityBinding(LoggingConfigurable):
-    """Mixed into the authenticator base: binds each hub user to (backend, subject) and refuses other accounts.
-
-    Expects the authenticator's ``owner`` (the composite when composed), ``policy_owner``, ``backend_name``,
-    ``run_blocking`` and ``misconfigured_message`` (base.py).
-    """
-
-    subject_store_file = Unicode(
-        "hubfleet-subjects.json",
-        config=True,
-        help="""The file binding each hub user to the backend and subject (LDAP DN, OIDC ``sub``, local account
-        name) of their first login; a later login with another backend or subject is refused.
-
-        Relative paths are in the hub's working (data) directory — in z2jh ``/srv/jupyterhub``, on the hub's
-        volume next to ``jupyterhub.sqlite``: with ``hub.db.type`` other than ``sqlite-pvc`` point it at a
-        persistent path. Used with and without `enable_auth_state`. Re-link a user who legitimately changed
-        account with ``hubfleet users unbind NAME --store FILE`` (the next login binds again).
-        """,
-    )
-
-    _store = None
-
-    async def get_authenticated_user(self, handler, data):
-        model = await super().get_authenticated_user(handler, data)
-        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
-            state = model.get("auth_state") or {}
-            await self.bind_subject(model["name"], state.get("hubfleet_backend") or self.backend_name,
-                                    state.get("hubfleet_subject") or "", login=True)
-        return model
-
-    # ---- identity binding --------------------------------------------------------------------------------
-    @property
-    def subject_store(self) -> SubjectStore:
-        owner = self.owner
-        if owner._store is None:
-            owner._store = SubjectStore(os.path.abspath(owner.subject_store_file))
-        return owner._store
-
-    async def bind_subject(self, name: str, backend: str, subject: str, *, login: bool = True) -> bool:
-        """Check ``name`` against its binding and bind it when it has none. At login a conflict raises
-        HTTPError 403 with the reason (shown on the login page); at refresh (``login=False``) it returns False."""
-        owner = self.owner
-        if owner is not self:
-            return await owner.bind_subject(name, backend, subject, login=login)
+    # -- for the hub's event loop ----------------------------------------------------------------------------------
+    async def _call(self, func, *args):
         try:
-            bound = await self.run_blocking(self.subject_store.get, name)
-            why = policy.binding_conflict(bound, backend, subject)
-            if why is None and bound is None:
-                await self.run_blocking(self.subject_store.bind, name, Binding(backend, subject))
-                self.log.info("user:%s bound to backend %s subject %s", name, backend, subject)
-        except (SubjectStoreError, OSError) as e:
-            self.log.error("subject store %s unusable: %s", self.subject_store.path, e)
+            return await self.db.call_blocking(func, *args)
+        except DatabaseUnavailable as e:
+            raise BindingStoreError(str(e)) from e
+
+    async def lookup(self, name: str) -> Binding | None:
+        """``name``'s binding, or None. Raises :class:`BindingStoreError` when the database cannot tell."""
+        return await self._call(self.get, name)
+
+    async def check(self, name: str, backend: str, subject: str, *, login: bool = True,
+                    previous_subject: str = "") -> bool:
+        """Check ``name`` against its binding, and bind it when it has none — the one call per login.
+
+        ``previous_subject``: the subject this backend gave the same account before (e.g. the LDAP DN, now that it
+        gives ``entryUUID``); a binding to it is moved to ``subject``. At login a conflict raises HTTPError 403
+        with the reason and an unreachable database HTTPError 503 (:data:`UNAVAILABLE`); at refresh
+        (``login=False``) both return False (log the user out).
+        """
+        try:
+            bound = await self._call(self.get, name)
+            action = ""
+            if bound is None or (previous_subject and bound == Binding(backend, previous_subject)):
+                bound, action = await self._call(self.bind, name, backend, subject, previous_subject)
+        except BindingStoreError as e:
+            self.log.error("user:%s %s refused: bindings unusable: %s", name, "login" if login else "refresh", e)
             if not login:
                 return False
-            raise web.HTTPError(503, self.misconfigured_message.format(label="subject store")) from e
+            raise web.HTTPError(503, UNAVAILABLE) from e
+        if action == "bound":
+            self.log.info("user:%s bound to backend %s subject %s", name, backend, subject)
+            return True
+        if action == "upgraded":
+            self.log.info("user:%s binding moved from backend %s subject %s to subject %s", name, backend,
+                          previous_subject, subject)
+            return True
+        why = policy.binding_conflict(bound, backend, subject)
         if why is None:
             return True
         self.log.warning("user:%s %s refused: %s (bound: %s %s, offered: %s %s)", name,
@@ -191,7 +262,3 @@ class IdentityBinding(LoggingConfigurable):
         raise web.HTTPError(
             403, f"Sign-in refused: {why}. If the account changed, ask a hub administrator to re-link "
                  f"'{name}' (hubfleet users unbind).")
-
-    async def binding_of(self, name: str) -> policy.Binding | None:
-        return await self.owner.run_blocking(self.subject_store.get, name)
-

@@ -4,15 +4,16 @@
     hubfleet users passwd NAME --file F [--password-stdin]
     hubfleet users remove NAME --file F
     hubfleet users list --file F
-    hubfleet users unbind NAME [--store F]      # re-link: the next login binds NAME to its backend account again
-    hubfleet users bindings [--store F]
+    hubfleet users unbind NAME [--db-url URL]   # re-link: the next login binds NAME to its backend account again
+    hubfleet users bindings [--db-url URL]
 
 Passwords are read with a hidden prompt (asked twice), or one line from standard input with ``--password-stdin``
 (never from the command line, where other users could see them); at most 72 bytes (bcrypt's limit). ``--rounds``
 is the bcrypt cost, 4..31, default 12 (``HubfleetLocalAuthenticator.bcrypt_rounds``' default: use the same value as
 the hub so that unknown names and wrong passwords cost the same). The file is written atomically, mode 0600.
-The subject store (``--store``, default ``hubfleet-subjects.json`` in the current directory, i.e. the hub's data
-directory when run in the hub pod) is ``HubfleetAuthenticator.subject_store_file``.
+The bindings live in the hub's database: ``--db-url`` (a SQLAlchemy URL, as ``JupyterHub.db_url``) defaults to
+the one the z2jh chart gives the hub (read from its mounted values in the hub pod, with ``hub.db.password``), else
+``sqlite:///jupyterhub.sqlite`` in the current directory (the hub's data directory, ``/srv/jupyterhub``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import getpass
 import sys
 
 from . import policy
-from .binding import SubjectStore, SubjectStoreError
+from ..errors import HubfleetError
+from .binding import BindingStore, BindingStoreError
 from .local import (DEFAULT_ROUNDS, MAX_ROUNDS, MIN_ROUNDS, UsersFileError, hash_password, load_users_file,
                     password_too_long, write_users_file)
-
-DEFAULT_STORE = "hubfleet-subjects.json"
 
 
 def _rounds(text: str) -> int:
@@ -125,23 +125,39 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _store(args) -> BindingStore:
+    import os
+
+    from ..db import Database, z2jh_db_url
+    from ..db.url import HUB_DEFAULT_URL
+
+    url = args.db_url
+    if not url:
+        found = z2jh_db_url()
+        if found:
+            url, env = found
+            os.environ.update(env)  # as the chart's jupyterhub_config.py does for the hub
+        else:
+            url = HUB_DEFAULT_URL
+    return BindingStore(Database(url, timeout=args.db_timeout))
+
+
 def cmd_unbind(args) -> int:
     name = _name(args.name)
     if name is None:
         return 2
-    old = SubjectStore(args.store).unbind(name)
+    store = _store(args)
+    old = store.unbind(name)
     if old is None:
-        print(f"{name} is not bound in {args.store}; nothing to do")
+        print(f"{name} is not bound in {store.db.display_url}; nothing to do")
         return 0
     print(f"unbound {name} (was {old.backend}: {old.subject}); their next login binds them again")
     return 0
 
 
 def cmd_bindings(args) -> int:
-    from .binding import read_store
-
-    for name, entry in sorted(read_store(args.store).items()):
-        print(f"{name}: {entry['backend']}: {entry['subject']}")
+    for name, b in _store(args).all().items():
+        print(f"{name}: {b.backend}: {b.subject}")
     return 0
 
 
@@ -149,11 +165,11 @@ def _guard(func):
     def run(args) -> int:
         try:
             return func(args)
-        except (UsersFileError, SubjectStoreError) as e:
+        except (UsersFileError, BindingStoreError, HubfleetError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         except OSError as e:
-            print(f"error: {getattr(args, 'file', None) or args.store}: {e.strerror or e}", file=sys.stderr)
+            print(f"error: {getattr(args, 'file', None) or '-'}: {e.strerror or e}", file=sys.stderr)
             return 1
 
     return run
@@ -194,8 +210,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=_guard(cmd_list))
 
     def store(p):
-        p.add_argument("--store", default=DEFAULT_STORE,
-                       help=f"the subject store, HubfleetAuthenticator.subject_store_file (default {DEFAULT_STORE})")
+        p.add_argument("--db-url", default="",
+                       help="the hub's database, as JupyterHub.db_url (default: the z2jh hub's, read from the "
+                            "chart's values in the hub pod; else sqlite:///jupyterhub.sqlite)")
+        p.add_argument("--db-timeout", type=float, default=10.0,
+                       help="seconds to wait for the database (default 10)")
 
     p = sub.add_parser("unbind", help="re-link: forget which backend account a hub user is bound to")
     p.add_argument("name")

@@ -1,7 +1,7 @@
 """``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC) under one policy.
 
 The password backends are tried in order at the login form; each OIDC backend has its own button and handlers.
-Refresh asks the backend the user is bound to (the subject store, ``binding.py``), so it works the same after a
+Refresh asks the backend the user is bound to (the bindings, ``binding.py``), so it works the same after a
 hub restart. A ``backends[]`` entry may set the options of :data:`~.base.PER_BACKEND_POLICY` for its own users;
 any other policy option in an entry is refused at start-up.
 """
@@ -15,7 +15,7 @@ from traitlets import Dict, List, Unicode, Union
 
 from .base import (PER_BACKEND_POLICY, BackendMisconfigured, BackendUnavailable, ConfigError,
                    HubfleetBaseAuthenticator, HubfleetLogoutHandler, LoginRefused)
-from .binding import SubjectStoreError
+from .binding import BindingStoreError
 
 BACKEND_KINDS = {
     "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
@@ -179,7 +179,7 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
         return None
 
     async def lookup_user(self, username):
-        bound = await self.binding_of(username)
+        bound = await self.bindings.lookup(username)
         if bound is not None:
             child = self.backend_by_name(bound.backend)
             if child is None:
@@ -199,9 +199,9 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
     async def refresh_user(self, user, handler=None):
         self._prepare_handler_for_refresh(handler)
         try:
-            bound = await self.binding_of(user.name)
-        except (SubjectStoreError, OSError, BackendUnavailable) as e:
-            self.log.error("user:%s refresh: subject store unusable (%s); login required", user.name, e)
+            bound = await self.bindings.lookup(user.name)
+        except BindingStoreError as e:
+            self.log.error("user:%s refresh: bindings unusable (%s); login required", user.name, e)
             return False
         origin = bound.backend if bound else self._origin.get(user.name)
         if origin is None and self.enable_auth_state:

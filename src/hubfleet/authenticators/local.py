@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,6 @@ import bcrypt
 import yaml
 from traitlets import Integer, Unicode
 
-from .binding import write_private
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused
 from ..errors import HubfleetError
 
@@ -33,6 +33,26 @@ MAX_PASSWORD_BYTES = 72
 #: The bcrypt cost of new hashes (``bcrypt_rounds``' default and ``hubfleet users --rounds``' default).
 DEFAULT_ROUNDS = 12
 MIN_ROUNDS, MAX_ROUNDS = 4, 31
+
+
+def write_private(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def password_too_long(password: str) -> str | None:

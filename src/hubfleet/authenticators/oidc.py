@@ -523,7 +523,7 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 or not self.owner.check_allowed(model["name"], model):
             return False
         subject = (model.get("auth_state") or {}).get("hubfleet_subject", "")
-        if not await self.owner.bind_subject(model["name"], self.backend_name, subject, login=False):
+        if not await self.owner.bindings.check(model["name"], self.backend_name, subject, login=False):
             return False
         self.owner._verified[model["name"]] = time.monotonic()
         self._origin[model["name"]] = self.backend_name

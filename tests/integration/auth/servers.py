@@ -390,6 +390,11 @@ class Hub:
         return requests.request(method, f"{self.url}/hub/api{path}",
                                 headers={"Authorization": f"token {self.token}"}, timeout=kw.pop("timeout", 10), **kw)
 
+    @property
+    def db_url(self) -> str:
+        """The hub's database (start_hub's default; a config may point it elsewhere)."""
+        return f"sqlite:///{self.tmp}/jupyterhub.sqlite"
+
     def user(self, name: str) -> dict | None:
         r = self.api("GET", f"/users/{name}")
         return r.json() if r.status_code == 200 else None
@@ -405,8 +410,11 @@ HUB_TOKEN = "hubfleet-test-service-token-0123456789abcdef"
 
 
 def start_hub(tmp: Path, authenticator_config: str, *, name: str = "hub", extra_env: dict | None = None,
-              debug: bool = True) -> Hub:
-    """Start ``jupyterhub`` with ``authenticator_config`` (Python lines using ``c``) behind the real CHP."""
+              debug: bool = True, workdir: Path | None = None) -> Hub:
+    """Start ``jupyterhub`` with ``authenticator_config`` (Python lines using ``c``) behind the real CHP.
+
+    The config, database and cookie secret are in ``tmp``; the hub runs in ``workdir`` (default ``tmp``): a fresh
+    empty one at each start is what z2jh does with ``hub.db.type: postgres`` (no volume at /srv/jupyterhub)."""
     tmp.mkdir(parents=True, exist_ok=True)
     port, hub_port, api_port = free_port(), free_port(), free_port()
     cfg = tmp / "jupyterhub_config.py"
@@ -431,7 +439,8 @@ def start_hub(tmp: Path, authenticator_config: str, *, name: str = "hub", extra_
     )
     env = {"JUPYTERHUB_CRYPT_KEY": "0" * 64, "CONFIGPROXY_AUTH_TOKEN": "proxy-token-for-tests"}
     env.update(extra_env or {})
-    proc = Proc(name, [VENV_BIN / "jupyterhub", "-f", cfg] + (["--debug"] if debug else []), tmp, env=env, cwd=tmp)
+    proc = Proc(name, [VENV_BIN / "jupyterhub", "-f", cfg] + (["--debug"] if debug else []), tmp, env=env,
+                cwd=workdir or tmp)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -109,7 +109,7 @@ def _cli(*args, stdin=""):
 
 def test_another_backend_offering_the_same_name_is_refused_until_relinked(hub):
     """bench19 is an LDAP user; a local account "bench19" (the local backend is tried first) must not become them."""
-    users_file, store = str(hub.extra["users_file"]), str(hub.tmp / "hubfleet-subjects.json")
+    users_file, store = str(hub.extra["users_file"]), hub.db_url
     assert S.form_login(hub.url, "bench19", "bench19-pw").ok
     r = _cli("add", "bench19", "--group", "local-users", "--file", users_file, "--password-stdin", "--rounds", "4",
              stdin="local-impostor-pw\n")
@@ -118,12 +118,12 @@ def test_another_backend_offering_the_same_name_is_refused_until_relinked(hub):
         r = S.form_login(hub.url, "bench19", "local-impostor-pw")
         assert r.status == 403 and S.whoami(r.session, hub.url) is None
         assert "belongs to the 'ldap' sign-in, not 'local'" in r.error
-        assert "ldap: uid=bench19" in _cli("bindings", "--store", store).stdout
+        assert "ldap: uid=bench19" in _cli("bindings", "--db-url", store).stdout
         # the documented re-link: the admin unbinds, the next login binds to the account that logs in
-        r = _cli("unbind", "bench19", "--store", store)
+        r = _cli("unbind", "bench19", "--db-url", store)
         assert r.returncode == 0 and "unbound bench19 (was ldap: uid=bench19" in r.stdout, r.stderr
         r = S.form_login(hub.url, "bench19", "local-impostor-pw")
         assert r.ok and hub.user("bench19")["groups"] == ["local-users"]
     finally:
         _cli("remove", "bench19", "--file", users_file)
-        _cli("unbind", "bench19", "--store", store)
+        _cli("unbind", "bench19", "--db-url", store)

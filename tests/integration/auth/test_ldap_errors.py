@@ -39,7 +39,7 @@ def make(slapd, tmp_path, **kw):
     opts = dict(server_urls=[slapd.url], tls_ca_file=str(slapd.ca_file), user_search_base=S.PEOPLE,
                 search_bind_dn=S.SVC_DN, search_bind_password=S.SVC_PW, group_search_base=S.GROUPS,
                 connect_timeout=2, operation_timeout=2, allowed_groups={"jupyter-users"},
-                subject_store_file=str(tmp_path / "subjects.json"))
+                db_url=f"sqlite:///{tmp_path}/hub.sqlite")
     opts.update(kw)
     return HubfleetLDAPAuthenticator(**opts)
 

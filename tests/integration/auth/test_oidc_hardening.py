@@ -68,7 +68,6 @@ def test_post_logout_url_ignores_a_forged_host_header(hub, oidc_mock):
 
 def test_another_subject_under_the_same_username_is_refused_at_login(hub, bad_idp):
     """A provider account re-created (new ``sub``) with the old username does not take over the hub user."""
-    store = str(hub.tmp / "hubfleet-subjects.json")
     bad_idp.set_mode("good", sub="ivy-1", preferred_username="ivy", email="ivy@example.org")
     try:
         first = S.oidc_login(hub.url, "badidp")
@@ -82,7 +81,7 @@ def test_another_subject_under_the_same_username_is_refused_at_login(hub, bad_id
         assert hub.user("ivy")["auth_state"]["oidc_claims"]["sub"] == "ivy-1"
         # the documented re-link (one procedure for every backend): an admin unbinds, the next login binds again
         out = subprocess.run([sys.executable, "-m", "hubfleet.authenticators.cli", "users", "unbind", "ivy",
-                              "--store", store], capture_output=True, text=True, timeout=60)
+                              "--db-url", hub.db_url], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "unbound ivy (was badidp: ivy-1)" in out.stdout, out.stdout + out.stderr
         third = S.oidc_login(hub.url, "badidp")
     finally:

@@ -5,12 +5,11 @@ Per hub (the composite, LDAP alone, local accounts alone; each with and without 
 in, the hub stops, the directory / accounts file changes (one user deleted, one user out of every allowed group —
 ``allowed_users`` is non-empty, so JupyterHub's ``allow_existing_users`` default would keep them), the hub starts
 again, and each session's next request refreshes: the removed users get 403 on ``/hub/api/user``, the unchanged
-user is still logged in (so the cookie itself survived the restart), and the binding store survived too.
+user is still logged in (so the cookie itself survived the restart), and the bindings survived too.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import textwrap
 import time
@@ -18,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from hubfleet.authenticators.binding import BindingStore
 from hubfleet.authenticators.local import hash_password, write_users_file
+from hubfleet.db import Database
 
 from . import servers as S
 
@@ -155,8 +156,8 @@ def test_removed_users_are_logged_out_after_a_restart(restarted, kind, auth_stat
         raise out
     expected = {name: (200 if "stay" in name else 403) for name in out["users"]}
     assert out["seen"] == expected, f"{kind} auth_state={auth_state}: /hub/api/user after restart\n{out['log']}"
-    store = json.loads((out["tmp"] / "hubfleet-subjects.json").read_text())["users"]
+    store = BindingStore(Database(f"sqlite:///{out['tmp']}/jupyterhub.sqlite")).all()
     stay = [name for name in out["users"] if "stay" in name]
-    assert {name: store[name]["backend"].split()[0] for name in stay} == {
+    assert {name: store[name].backend.split()[0] for name in stay} == {
         name: ("local" if name.startswith("l") else "ldap") for name in stay}, store
     assert not out["gone_login_ok"], "a removed user logged in again"
