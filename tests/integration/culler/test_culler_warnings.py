@@ -135,6 +135,48 @@ async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_h
     assert "cull ann: inactive for 00:00:0" in caplog.text and ", warned 00:00:02 ago" in caplog.text
 
 
+async def test_a_bad_mail_address_skips_that_mail_only_and_adds_no_recipient(fake_hub, tmp_path, smtp, webhook,
+                                                                            caplog):
+    """Addresses come from identity-provider claims and user names: a line break, a list or a display name is
+    refused for that one mail (logged, counted), while the user's other servers and notifiers are handled."""
+    controller, box = smtp
+    hook_url, posts = webhook
+
+    def two_servers(mail):
+        model = server_model(idle=3)
+        model["servers"]["lab"] = {**model["servers"][""], "url": "/user/x/lab/"}
+        return {**model, "auth_state": {"mail": mail}} if mail is not None else model
+
+    users = {"crlf": two_servers("crlf@uni.example\r\nBcc: boss@uni.example"),
+             "lf": two_servers("lf@uni.example\nX-Injected: 1"),
+             "list": two_servers("list@uni.example, boss@uni.example"),
+             "semi": two_servers(["semi@uni.example;boss@uni.example"]),
+             "named": two_servers("Boss <boss@uni.example>"),
+             "ok": two_servers("ok@uni.example"),
+             "co,mma": two_servers(None)}  # no auth state: the `to` template with a name that makes a list
+    hub = FakeHub(users, page_size=10)
+    url = await fake_hub(hub)
+    app, api = make_app(url, tmp_path, "profiles:\n  warned: {timeout: 4, warn_before: 2}\n",
+                        f"--smtp-host={controller.hostname}", f"--SMTPNotifier.port={controller.port}",
+                        "--SMTPNotifier.to_auth_state=mail", "--smtp-to={username}@uni.example",
+                        f"--webhook-url={hook_url}")
+    sweeper = app.make_sweeper(api)
+    result = await sweeper.sweep()
+    api.close()
+    assert result.skipped == 0 and not result.errors, result.summary()
+    assert result.warned == 2 * len(users), result.summary()  # both servers of every user
+    assert [rcpt for rcpt, _ in box.messages] == [["ok@uni.example"], ["ok@uni.example"]]
+    assert all(m["To"] == "ok@uni.example" and "Bcc" not in m and "X-Injected" not in m for _, m in box.messages)
+    assert sorted(p["user"] for p in posts) == sorted(2 * list(users))  # the webhook still got every warning
+    for user in ("crlf", "lf", "list", "semi", "named"):
+        assert f"warn {user}: not delivered: smtp: {user}'s auth state mail is not one address" in caplog.text
+        assert f"warn {user}/lab: not delivered" in caplog.text
+    assert "warn co,mma: not delivered: smtp: the `to` template gives no address for user 'co,mma'" in caplog.text
+    assert "\nBcc" not in caplog.text and "\nX-Injected" not in caplog.text  # quoted in the log, not injected
+    metrics = sweeper.metrics.notify_failures.labels("smtp")._value.get()
+    assert metrics == 2 * (len(users) - 1), metrics
+
+
 async def test_a_bad_record_is_skipped_not_the_sweep(fake_hub, tmp_path, caplog):
     users = make_users(3, 1)
     users["broken"] = {"servers": {"": {"ready": True, "started": "yesterday-ish", "last_activity": "??",

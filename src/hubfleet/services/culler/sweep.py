@@ -380,10 +380,13 @@ class Sweeper:
                 if notifier.scopes() and "auth_state" not in (model or {}):
                     model = await self.api.get_user(user["name"])
                 await notifier.notify(ws.notice, model)
-            except (NotifyError, HubAPIError) as e:
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (a notifier's failure is that warning's, never the user's sweep)
                 self.metrics.notify_failures.labels(notifier.name).inc()
+                why = str(e) if isinstance(e, (NotifyError, HubAPIError)) else f"{type(e).__name__}: {e}"
                 log.warning("warn %s: not delivered: %s; tried again at the next sweep (the cull still waits "
-                            "until %s)", where, e, ws.notice.cull_after)
+                            "until %s)", where, why, ws.notice.cull_after)
             else:
                 ws.pending.discard(notifier.name)
                 log.info("warn %s: sent by %s", where, notifier.name)
