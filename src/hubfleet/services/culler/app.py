@@ -150,8 +150,10 @@ class CullerApp(Application):
     server_url = Unicode(
         "",
         help="""URL through which the culler reaches users' servers for `spare_busy_kernels` (their
-        `/api/status` and `/api/kernels`), e.g. http://proxy-public in z2jh; needs the `access:servers` scope.
-        Required when a policy sets `spare_busy_kernels`.""",
+        `/api/status` and `/api/kernels`), e.g. http://proxy-public in z2jh. The culler's own token is never sent
+        there: for each check the hub mints a token owned by the server's user that reaches only that server and
+        expires within a minute (deleted after the check); this needs the `tokens` scope. Required when a policy
+        sets `spare_busy_kernels`.""",
     ).tag(config=True)
 
     public_url = Unicode(
@@ -365,8 +367,7 @@ class CullerApp(Application):
         from .metrics import Metrics  # noqa: PLC0415
         from .sweep import Sweeper  # noqa: PLC0415
 
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        kernels = KernelProbe(self.server_url, token, timeout=min(self.request_timeout, 10)) if self.server_url \
+        kernels = KernelProbe(self.server_url, api, timeout=min(self.request_timeout, 10)) if self.server_url \
             else None
         gpu = PrometheusGPU(self.prometheus_url, metric=self.gpu_metric, pod_label=self.gpu_pod_label,
                             namespace_label=self.gpu_namespace_label) if self.prometheus_url else None

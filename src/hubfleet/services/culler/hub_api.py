@@ -2,6 +2,9 @@
 
 - ``iter_users``: the paginated ``GET /users?state=...`` (``Accept: application/jupyterhub-pagination+json``),
   following ``_pagination.next``; the next page is requested while the caller works on this one.
+- ``server_token`` / ``delete_token``: ``POST /users/<u>/tokens`` for a token owned by the user and scoped to one
+  of its servers (``access:servers!server=<u>/<name>``), short-lived, for the busy-kernel check
+  (:class:`.activity.KernelProbe`), and its ``DELETE`` after the check;
 - ``stop_server`` / ``delete_user``: ``DELETE /users/<u>/server``, ``/users/<u>/servers/<name>`` (optionally with
   ``{"remove": true}``), ``/users/<u>``.
 - Every request is bounded by ``request_timeout`` and retried with exponential backoff (honouring ``Retry-After``)
@@ -161,6 +164,19 @@ class HubAPI:
         """One user's model (``GET /users/<u>``; with ``admin:auth_state`` it carries the auth state)."""
         resp = await self.call("GET", f"/users/{quote(user, safe='')}")
         return json.loads(resp.body)
+
+    async def server_token(self, user: str, server: str = "", *, expires_in: int = 60) -> tuple[str, str]:
+        """``(token, token id)``: a new token owned by ``user`` that can reach its server ``server`` and nothing
+        else, expiring in ``expires_in`` seconds (needs the ``tokens`` scope). The hub refuses scopes the user does
+        not hold itself, so the token can never do more than the server's owner."""
+        body = {"scopes": [f"access:servers!server={user}/{server}"], "expires_in": int(expires_in),
+                "note": "hubfleet-culler: busy-kernel check"}
+        resp = await self.call("POST", f"/users/{quote(user, safe='')}/tokens", body=body, ok=(200, 201))
+        model = json.loads(resp.body)
+        return model["token"], model["id"]
+
+    async def delete_token(self, user: str, token_id: str) -> None:
+        await self.call("DELETE", f"/users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}", ok=(204, 404))
 
     async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> StopResult:
         if server:
