@@ -22,6 +22,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from jupyterhub_idle_culler import utcnow as real_utcnow
+
+from hubfleet.services.culler import sweep as sweep_module
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
@@ -88,7 +91,7 @@ def make_app(url: str, tmp_path, policies: str, *args: str) -> tuple[CullerApp, 
 
 
 async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_hub, tmp_path, smtp, webhook,
-                                                                          caplog):
+                                                                          caplog, monkeypatch):
     controller, box = smtp
     hook_url, posts = webhook
     users = {"ann": {**server_model(idle=3), "auth_state": {"mail": "ann@uni.example"}},
@@ -105,7 +108,8 @@ async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_h
                         "--public-url=https://hub.example.org")
     HOOK_CALLS.clear()
     sweeper = app.make_sweeper(api)
-    t0 = time.monotonic()
+    skew = timedelta(0)  # the sweep's clock; the notice period passes by moving it, not by waiting
+    monkeypatch.setattr(sweep_module, "utcnow", lambda: real_utcnow() + skew)
 
     r1 = await sweeper.sweep()  # idle 3 s of a 4 s timeout with 2 s warning: warn ann, bob, cy
     assert (r1.warned, r1.culled) == (3, 0), r1.summary()
@@ -127,12 +131,15 @@ async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_h
     assert len(box.messages) == 2 and len(posts) == 3  # a warning is sent once; cy's mail is tried again only
     assert caplog.text.count("warn cy: not delivered") == 2
 
-    await asyncio.sleep(max(0.0, 2.1 - (time.monotonic() - t0)))
+    skew = timedelta(seconds=2.5)  # warn_before (2 s) has passed since the first sweep's warnings
+    hub.users["bob"]["servers"][""]["last_activity"] = iso(0)  # bob is still at work
     r3 = await sweeper.sweep()
     api.close()
     assert sorted(hub.deleted) == ["ann", "cy"], r3.summary()  # cy's undelivered mail lost no cull
     assert hub.users["bob"]["servers"] and hub.users["dee"]["servers"]
-    assert "cull ann: inactive for 00:00:0" in caplog.text and ", warned 00:00:02 ago" in caplog.text
+    cull = re.search(r"cull ann: inactive for 00:00:\d\d >= 00:00:04 \(profile warned\), warned 00:00:(\d\d) ago",
+                     caplog.text)
+    assert cull and int(cull[1]) >= 2, caplog.text  # no sooner than warn_before after the warning
 
 
 async def test_a_bad_mail_address_skips_that_mail_only_and_adds_no_recipient(fake_hub, tmp_path, smtp, webhook,

@@ -8,10 +8,11 @@
    or cull and the policy spares busy kernels — the server's kernels, then the decision again;
 4. warnings go to every configured notifier; a failed delivery is logged, counted and retried at the next sweep,
    and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
-5. stops and kernel checks (the hub mints a token for the one server, the server asks the hub about it) run through a :class:`Gate`
-   whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled every ``probe_interval``
-   while the sweep runs (never more than ``--concurrency``), and which spreads their starts evenly over the time a
-   stop takes (never ``limit`` stops at once, whose database commits would then queue up in the hub together).
+5. stops and kernel checks (the hub mints a token for the one server, the server asks the hub about it) run
+   through a :class:`Gate` whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled
+   every ``probe_interval`` while the sweep runs (never more than ``--concurrency``), and which spreads their starts
+   evenly over the time a stop takes (never ``limit`` stops at once, whose database commits would then queue up
+   in the hub together).
 
 With ``dry_run`` nothing is stopped, deleted or sent: each would-be warning and cull is printed with its reason.
 """
