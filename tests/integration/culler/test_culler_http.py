@@ -47,6 +47,8 @@ class FakeHub:
         self.tokens: dict[str, tuple[str, str, list]] = {}  # live minted tokens: secret -> (user, id, scopes)
         self.tokens_minted = self.tokens_deleted = 0
         self.server_auth: list[str] = []  # Authorization headers users' servers received
+        self.token_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "tokens",
+                             "read:tokens"]  # the culler's token's expanded scopes (GET /hub/api/user)
 
     def app(self):
         hub = self
@@ -104,6 +106,10 @@ class FakeHub:
                 hub.deleted.append(name)
                 self.set_status(204)
 
+        class Me(Base):
+            def get(self):
+                self.write({"kind": "service", "name": "culler", "scopes": hub.token_scopes})
+
         class Tokens(Base):
             def post(self, name):  # as JupyterHub: a token owned by the user, with the scopes asked for
                 if self.request.headers.get("Authorization") != f"token {TOKEN}":
@@ -148,7 +154,7 @@ class FakeHub:
                 else:
                     self.finish(json.dumps([{"id": "k", "execution_state": behaviour}]))
 
-        return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users),
+        return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users), (r"/hub/api/user", Me),
                             (r"/hub/api/users/([^/]+)/server", Server), (r"/hub/api/users/([^/]+)/tokens", Tokens),
                             (r"/hub/api/users/([^/]+)/tokens/([^/]+)", Token), (r"/hub/api/users/([^/]+)", User),
                             (r"/user/([^/]+)/api/(status|kernels)", UserServer)])

@@ -43,3 +43,19 @@ async def test_untrusted_answers_are_unknown_and_the_server_judged_by_its_activi
     assert hub.tokens_minted == len(behaviours) and hub.tokens_deleted == len(behaviours) and not hub.tokens
     assert hub.server_auth and all(a.startswith("token ") and TOKEN not in a for a in hub.server_auth)
     assert TOKEN not in caplog.text
+
+
+async def test_a_role_without_tokens_is_named_at_start_with_the_fix(fake_hub, tmp_path):
+    """A role written for the culler before it minted per-server tokens (``access:servers``, no ``tokens``): every
+    busy-kernel check would fail, so the culler says so once, at start, with the fix."""
+    hub = FakeHub({}, page_size=50)
+    url = await fake_hub(hub)
+    app = CullerApp()
+    app.initialize([f"--url={url}", f"--server-url={url.removesuffix('/hub/api')}"])
+    api = HubAPI(url, TOKEN, backoff=0.01, retries=1)
+    assert await app.missing_scopes(api) == ""
+    hub.token_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
+    missing = await app.missing_scopes(api)
+    api.close()
+    assert "--server-url is set but the culler's token lacks the `tokens` scope" in missing
+    assert "Add `tokens` to the culler's role" in missing

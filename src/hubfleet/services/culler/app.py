@@ -374,6 +374,23 @@ class CullerApp(Application):
         return Sweeper(self, api, metrics=metrics or Metrics(), notifiers=self.notifiers, kernels=kernels, gpu=gpu,
                        profiles=self.profiles, dry_run=self.dry_run, out=out, public_url=self.public_url)
 
+    async def missing_scopes(self, api: HubAPI) -> str:
+        """What the culler's token lacks for the features configured, said with the fix; "" when nothing is
+        missing or the hub cannot tell now (the sweeps then say what fails)."""
+        if not self.server_url:
+            return ""
+        try:
+            scopes = (await api.whoami()).get("scopes") or []
+        except Exception as e:  # noqa: BLE001  (a start-up hint only: the hub may not be up yet)
+            log.debug("could not read the token's scopes: %s", e)
+            return ""
+        if "tokens" in scopes:
+            return ""
+        return ("--server-url is set but the culler's token lacks the `tokens` scope, so the hub will not mint the "
+                "per-server token of a busy-kernel check: every check fails and busy servers are judged by their "
+                "last activity (culled when idle). Add `tokens` to the culler's role (culler_service(server_url=...) "
+                "does); `access:servers` is no longer used")
+
     async def sweep(self, api: HubAPI):
         """One sweep with a fresh sweeper (tests and ``--once``); the service keeps one across sweeps."""
         sweeper = self.make_sweeper(api)
@@ -420,6 +437,9 @@ class CullerApp(Application):
             loop.add_signal_handler(sig, stopping.set)
         api = self.make_api()
         sweeper = self.make_sweeper(api, metrics)
+        missing = await self.missing_scopes(api)
+        if missing:
+            log.error("%s", missing)
         every = self.effective_cull_every()
         log.info("culling every %.0fs, up to %d stops at a time%s; policies: %s", every, self.concurrency,
                  " (dry run: nothing is stopped)" if self.dry_run else "", self._describe_policies())

@@ -160,6 +160,11 @@ class HubAPI:
             if pending is not None:
                 pending.cancel()
 
+    async def whoami(self) -> dict:
+        """The token's own model (``GET /user``), with its expanded ``scopes``."""
+        resp = await self.call("GET", "/user")
+        return json.loads(resp.body)
+
     async def get_user(self, user: str) -> dict:
         """One user's model (``GET /users/<u>``; with ``admin:auth_state`` it carries the auth state)."""
         resp = await self.call("GET", f"/users/{quote(user, safe='')}")
