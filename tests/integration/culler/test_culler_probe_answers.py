@@ -5,7 +5,10 @@ in-process hub of test_culler_http.py, whose users' servers accept only the toke
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
@@ -59,3 +62,21 @@ async def test_a_role_without_tokens_is_named_at_start_with_the_fix(fake_hub, tm
     api.close()
     assert "--server-url is set but the culler's token lacks the `tokens` scope" in missing
     assert "Add `tokens` to the culler's role" in missing
+
+
+async def test_the_service_says_at_start_what_it_cannot_do_and_whom_it_trusts(fake_hub, tmp_path):
+    hub = FakeHub({}, page_size=50)
+    hub.token_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
+    url = await fake_hub(hub)
+    policies = tmp_path / "p.yaml"
+    policies.write_text("profiles:\n  small: {timeout: 8h, spare_busy_kernels: true}\n"
+                        "  capped: {timeout: 8h, spare_busy_kernels: true, max_age: 7d}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hubfleet.services.culler", "--once", f"--policies-file={policies}",
+        f"--server-url={url.removesuffix('/hub/api')}", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "JUPYTERHUB_API_URL": url, "JUPYTERHUB_API_TOKEN": TOKEN})
+    out = (await asyncio.wait_for(proc.communicate(), timeout=60))[0].decode()
+    assert proc.returncode == 0, out
+    assert "the culler's token lacks the `tokens` scope" in out, out
+    assert "policies small spare busy kernels with no max_age: a server whose user makes it answer 'busy' is " \
+           "never culled" in out, out

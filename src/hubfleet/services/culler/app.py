@@ -447,6 +447,11 @@ class CullerApp(Application):
         if warned and not sweeper.notifiers:
             log.warning("profiles %s warn before culling, but no notifier is configured: warnings are only "
                         "logged", ", ".join(warned))
+        trusting = [s for s, p in [*self.policies.items(), ("(default)", self.default_policy)]
+                    if p.spare_busy_kernels and not p.max_age]
+        if trusting:
+            log.warning("policies %s spare busy kernels with no max_age: a server whose user makes it answer "
+                        "'busy' is never culled; give them a max_age", ", ".join(trusting))
         failed, failures = False, 0
         try:
             while not stopping.is_set():
