@@ -298,3 +298,15 @@ async def test_sigterm_mid_sweep_exits_at_once(fake_hub, tmp_path):
     assert text.count("cull idle") == 5  # one line per cull with its reason
     assert "inactive for 01:00:0" in text and ">= 00:01:00 (profile gpu (no policy: default))" in text
     assert TOKEN not in text
+
+
+async def test_a_hub_that_does_not_answer_is_retried_then_named():
+    """Refused connections and timeouts are retried like a 5xx (tornado raises them rather than answering 599),
+    then reported as the culler's own error, so a sweep fails cleanly and the service retries it."""
+    from tests.procs import free_port
+
+    api = HubAPI(f"http://127.0.0.1:{free_port()}/hub/api", TOKEN, retries=2, backoff=0.01, request_timeout=2)
+    with pytest.raises(HubAPIError, match=r"GET /users: 599 no response: ConnectionRefusedError") as e:
+        await api.call("GET", "/users")
+    api.close()
+    assert e.value.status == 599 and api.retried == 2 and api.requests == 3

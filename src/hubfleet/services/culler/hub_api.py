@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ...errors import HubfleetError
 
 log = logging.getLogger("hubfleet.culler")
@@ -107,7 +107,10 @@ class HubAPI:
         attempt = 0
         while True:
             attempt += 1
-            resp = await self.request(method, path, body=body, headers=headers, absolute_url=absolute_url)
+            try:
+                resp = await self.request(method, path, body=body, headers=headers, absolute_url=absolute_url)
+            except (OSError, HTTPClientError) as e:  # refused, reset, timed out: tornado raises these, whatever
+                resp = _NoResponse(e)               # raise_error says; retried like a 5xx
             if resp.code in ok:
                 return resp
             if resp.code in RETRY_STATUS and attempt <= self.retries:
@@ -195,6 +198,15 @@ class HubAPI:
     async def delete_user(self, user: str) -> int:
         resp = await self.call("DELETE", f"/users/{quote(user, safe='')}", ok=(204, 404))
         return resp.code
+
+
+class _NoResponse:
+    """What :meth:`HubAPI.call` makes of a request that got no response: code 599, like tornado's own."""
+
+    code, headers, body, reason = 599, None, b"", ""
+
+    def __init__(self, error: Exception):
+        self.error = f"{type(error).__name__}: {error}"
 
 
 def _status_text(resp) -> str:
