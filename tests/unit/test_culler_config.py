@@ -35,7 +35,7 @@ def test_user_culling_adds_only_user_deletion_scopes():
 
 
 @pytest.mark.parametrize("kwargs, extra", [
-    ({"server_url": "http://proxy-public"}, ["access:servers"]),
+    ({"server_url": "http://proxy-public"}, ["tokens"]),
     ({"prometheus_url": "http://prometheus"}, ["admin:server_state"]),
     ({"profiles_file": "/etc/profiles.yaml"}, ["read:users:groups"]),
     ({"mail_from_auth_state": True}, ["admin:auth_state"]),

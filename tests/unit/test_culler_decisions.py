@@ -20,7 +20,7 @@ from hubfleet.services.culler.arbiter import (
 )
 from hubfleet.services.culler.limiter import AdaptiveLimit
 from hubfleet.spawners.profiles import parse_catalog
-from tests.unit.test_culler_arbiter import DAY, MIN, NOW, USER, server
+from tests.unit.test_culler_arbiter import DAY, HOUR, MIN, NOW, USER, server
 
 POLICIES, DEFAULT = policies_from_config({
     "default": {"timeout": "8h"},
@@ -75,6 +75,28 @@ def test_busy_kernel_spares_an_idle_server_up_to_max_age():
     assert not spared.cull and spared.why == "busy" and "spared: 1 busy kernel(s)" in spared.reason
     old = decide(server("small", idle=9 * 3600, age=8 * DAY), activity=Activity(busy_kernels=2))
     assert old.cull and old.why == "max_age" and "2 busy kernel(s)" in old.reason and "max_age 168:00:00" in old.reason
+
+
+@pytest.mark.parametrize("warn_before", [0, 15 * MIN])
+def test_a_server_that_always_answers_busy_is_culled_at_max_age(warn_before):
+    """A user's server says what it likes about its kernels: "busy" at every sweep must not keep it past max_age
+    (plus the notice period when warnings are on)."""
+    policy = CullPolicy(timeout=HOUR, max_age=DAY, spare_busy_kernels=True, warn_before=warn_before)
+    started, every, warned = NOW - timedelta(seconds=DAY), 5 * MIN, None
+    for sweep in range(1000):
+        now = started + timedelta(seconds=HOUR + sweep * every)
+        srv = {"name": "", "ready": True, "url": "/user/alice/", "user_options": {},
+               "last_activity": started.isoformat(), "started": started.isoformat()}
+        d = cull_decision(server=srv, user=USER, now=now, policies={}, default=policy, policy=policy,
+                          label="default policy", activity=Activity(busy_kernels=1), warned=warned)
+        if d.action == "warn":
+            warned = Warned(now, "max_age" if d.why == "max_age" else "idle")
+        if d.cull:
+            break
+        assert d.action in ("keep", "warn", "wait"), d
+    age = (now - started).total_seconds()
+    assert d.cull and d.why == "max_age", d
+    assert DAY <= age <= DAY + warn_before + every, f"culled at age {age / HOUR:.2f} h: {d.reason}"
 
 
 def test_busy_kernels_do_not_count_without_the_policy():

@@ -11,7 +11,11 @@ The role grants what a sweep uses and nothing more: ``list:users`` (``GET /users
 
 - ``cull_users``: ``read:users`` (the user's ``created``) and ``delete:users`` — not ``admin:users``, which would
   also let the token create users, rename them, make them admins and read their auth state;
-- ``server_url`` (busy kernels): ``access:servers`` (``/user/<name>/api/kernels`` and ``/api/status``);
+- ``server_url`` (busy kernels): ``tokens``, to have the hub mint, for each check, a token owned by the server's
+  user that reaches only that server (``access:servers!server=<name>/<server>``, a minute at most) and to delete it
+  after the check: the culler's own token never goes to a user's server. ``tokens`` lets this token create tokens
+  for any user within that user's own rights, so keep it as secret as the hub's own (a hub-managed service's is in
+  the hub's pod anyway);
 - ``prometheus_url`` (GPU use): ``admin:server_state`` (the pod name KubeSpawner keeps in the server's state);
 - ``profiles_file`` (resolving a server that names no profile): ``read:users:groups``;
 - ``mail_from_auth_state`` (SMTP addresses from LDAP ``mail`` / OIDC ``email``): ``admin:auth_state``.
@@ -23,7 +27,7 @@ import sys
 
 SERVER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 USER_SCOPES = ["read:users", "delete:users"]
-KERNEL_SCOPES = ["access:servers"]
+KERNEL_SCOPES = ["tokens"]
 GPU_SCOPES = ["admin:server_state"]
 PROFILE_SCOPES = ["read:users:groups"]
 AUTH_STATE_SCOPES = ["admin:auth_state"]

@@ -60,9 +60,23 @@ def gpu_server(pod: str, idle: float) -> dict:
                              "state": {"pod_name": pod, "namespace": "default"}}}}
 
 
-def series(prom_url: str) -> set:
-    r = requests.get(f"{prom_url}/api/v1/query", params={"query": "DCGM_FI_DEV_GPU_UTIL"}, timeout=5)
-    return {item["metric"]["pod"] for item in r.json()["data"]["result"]}
+def query(prom_url: str, promql: str) -> dict:
+    """``{pod: value}`` of an instant query."""
+    r = requests.get(f"{prom_url}/api/v1/query", params={"query": promql}, timeout=5)
+    return {item["metric"].get("pod"): float(item["value"][1]) for item in r.json()["data"]["result"]}
+
+
+async def until_prometheus(prom_url: str, promql: str, predicate, what: str, prom, timeout: float = 30) -> None:
+    """Wait until Prometheus's answer to ``promql`` satisfies ``predicate`` (the data the culler will read, not a
+    number of wall-clock seconds); on timeout say what was awaited and what Prometheus last said."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(query, prom_url, promql)
+        if predicate(last):
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; {promql} last gave {last}; "
+                         f"Prometheus log:\n{prom.log_tail(20)}")
 
 
 async def test_gpu_servers_are_judged_by_gpu_use_not_by_the_browser(fake_hub, prometheus, exporter, tmp_path,
@@ -78,14 +92,10 @@ async def test_gpu_servers_are_judged_by_gpu_use_not_by_the_browser(fake_hub, pr
                    "finishing": gpu_server("jupyter-finishing", idle=1),
                    "no-metric": gpu_server("jupyter-no-metric", idle=1)}, page_size=10)
     url = await fake_hub(hub)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # Prometheus has scraped the exporter for a whole window
-        if len(await asyncio.to_thread(series, prom_url)) == 3:
-            break
-        await asyncio.sleep(0.3)
-    else:
-        raise AssertionError(f"Prometheus never showed the 3 GPU series; its log:\n{prom.log_tail(20)}")
-    await asyncio.sleep(TIMEOUT)
+    # Prometheus holds a whole window of each series: its first sample is at least TIMEOUT s old
+    await until_prometheus(prom_url, f"time() - min_over_time(timestamp(DCGM_FI_DEV_GPU_UTIL)[{TIMEOUT * 3}s:1s])",
+                           lambda ages: len(ages) == 3 and min(ages.values()) >= TIMEOUT,
+                           f"{TIMEOUT} s of samples of the 3 GPU series", prom, timeout=60)
     policies = tmp_path / "p.yaml"
     policies.write_text(f"profiles:\n  gpu: {{timeout: {TIMEOUT}, gpu_idle_below: 5}}\n")
     app = CullerApp()
@@ -104,7 +114,9 @@ async def test_gpu_servers_are_judged_by_gpu_use_not_by_the_browser(fake_hub, pr
     assert "cull tab-open: GPU under 5 % for 00:00:06 >= 00:00:06 (profile gpu)" in caplog.text
     assert "no GPU utilisation for pod default/jupyter-no-metric; judged by browser activity" in caplog.text
 
-    await asyncio.sleep(TIMEOUT + 1.5)  # the finishing job's GPU has now been idle for a whole timeout
+    # the finishing job's GPU has now been idle for a whole timeout, in the culler's own query
+    await until_prometheus(prom_url, sweeper.gpu.query_for(TIMEOUT), lambda m: m.get("jupyter-finishing", 99) < 5,
+                           "the finishing job's GPU to be idle for a whole window", prom)
     browser_active("finishing", "no-metric")
     second = await sweeper.sweep()
     api.close()

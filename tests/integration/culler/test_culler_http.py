@@ -1,11 +1,14 @@
 """The culler against an in-process HTTP hub (tornado, real sockets): pagination, concurrent stops, retries on
-429/5xx, and SIGTERM of the real process mid-sweep. The real hub is in test_culler_hub.py."""
+429/5xx, and SIGTERM of the real process mid-sweep. The in-process hub also mints tokens (``POST
+/users/<u>/tokens``) and serves users' servers (``/user/<u>/api/status|kernels``) that accept only such a token, for
+the busy-kernel checks. The real hub is in test_culler_hub.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from tornado.httpserver import HTTPServer
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, HTTPError, RequestHandler
 
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI, HubAPIError
@@ -39,6 +42,13 @@ class FakeHub:
         self.garbage = 0  # this many user lists answer HTML instead of JSON
         self.root_delay_per_stop = 0.0
         self.root_auth: set[str] = set()  # Authorization headers of GET /hub/api/ (the culler's probe)
+        # users' servers behind the same port (/user/<name>/api/...): name -> what the server does
+        self.server_behaviour: dict[str, str] = {}
+        self.tokens: dict[str, tuple[str, str, list]] = {}  # live minted tokens: secret -> (user, id, scopes)
+        self.tokens_minted = self.tokens_deleted = 0
+        self.server_auth: list[str] = []  # Authorization headers users' servers received
+        self.token_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "tokens",
+                             "read:tokens"]  # the culler's token's expanded scopes (GET /hub/api/user)
 
     def app(self):
         hub = self
@@ -96,8 +106,58 @@ class FakeHub:
                 hub.deleted.append(name)
                 self.set_status(204)
 
-        return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users),
-                            (r"/hub/api/users/([^/]+)/server", Server), (r"/hub/api/users/([^/]+)", User)])
+        class Me(Base):
+            def get(self):
+                self.write({"kind": "service", "name": "culler", "scopes": hub.token_scopes})
+
+        class Tokens(Base):
+            def post(self, name):  # as JupyterHub: a token owned by the user, with the scopes asked for
+                if self.request.headers.get("Authorization") != f"token {TOKEN}":
+                    raise HTTPError(403)
+                body = json.loads(self.request.body)
+                hub.tokens_minted += 1
+                secret, token_id = secrets.token_hex(16), f"a{hub.tokens_minted}"
+                hub.tokens[secret] = (name, token_id, body["scopes"])
+                self.set_status(201)
+                self.write({"token": secret, "id": token_id, "scopes": body["scopes"], "note": body.get("note")})
+
+        class Token(Base):
+            def delete(self, name, token_id):
+                for secret, (user, tid, _) in list(hub.tokens.items()):
+                    if (user, tid) == (name, token_id):
+                        del hub.tokens[secret]
+                        hub.tokens_deleted += 1
+                        self.set_status(204)
+                        return
+                self.set_status(404)
+
+        class UserServer(RequestHandler):
+            async def get(self, name, what):
+                auth = self.request.headers.get("Authorization", "")
+                hub.server_auth.append(auth)
+                owner, _, scopes = hub.tokens.get(auth.removeprefix("token "), (None, None, []))
+                if owner != name or scopes != [f"access:servers!server={name}/"]:
+                    raise HTTPError(403)
+                behaviour = hub.server_behaviour.get(name, "idle")
+                if behaviour == "slow":  # never answers within the culler's timeout
+                    await asyncio.sleep(30)
+                elif behaviour == "huge":
+                    self.finish(b"[" + b'{"execution_state": "busy"},' * 80_000 + b"{}]")
+                elif behaviour == "garbage":
+                    self.finish("<html>busy, honestly</html>")
+                elif behaviour == "deep":
+                    self.finish("[" * 100_000)
+                elif behaviour == "reset":
+                    self.request.connection.stream.close()
+                elif what == "status":
+                    self.write({"kernels": 0 if behaviour == "idle" else 1, "last_activity": iso(0)})
+                else:
+                    self.finish(json.dumps([{"id": "k", "execution_state": behaviour}]))
+
+        return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users), (r"/hub/api/user", Me),
+                            (r"/hub/api/users/([^/]+)/server", Server), (r"/hub/api/users/([^/]+)/tokens", Tokens),
+                            (r"/hub/api/users/([^/]+)/tokens/([^/]+)", Token), (r"/hub/api/users/([^/]+)", User),
+                            (r"/user/([^/]+)/api/(status|kernels)", UserServer)])
 
     def model(self, name: str, auth_state: bool) -> dict:
         """The user model the hub would send; auth state only in the single-user model (as JupyterHub)."""
@@ -238,3 +298,15 @@ async def test_sigterm_mid_sweep_exits_at_once(fake_hub, tmp_path):
     assert text.count("cull idle") == 5  # one line per cull with its reason
     assert "inactive for 01:00:0" in text and ">= 00:01:00 (profile gpu (no policy: default))" in text
     assert TOKEN not in text
+
+
+async def test_a_hub_that_does_not_answer_is_retried_then_named():
+    """Refused connections and timeouts are retried like a 5xx (tornado raises them rather than answering 599),
+    then reported as the culler's own error, so a sweep fails cleanly and the service retries it."""
+    from tests.procs import free_port
+
+    api = HubAPI(f"http://127.0.0.1:{free_port()}/hub/api", TOKEN, retries=2, backoff=0.01, request_timeout=2)
+    with pytest.raises(HubAPIError, match=r"GET /users: 599 no response: ConnectionRefusedError") as e:
+        await api.call("GET", "/users")
+    api.close()
+    assert e.value.status == 599 and api.retried == 2 and api.requests == 3

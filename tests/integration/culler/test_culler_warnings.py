@@ -22,6 +22,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from jupyterhub_idle_culler import utcnow as real_utcnow
+
+from hubfleet.services.culler import sweep as sweep_module
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
@@ -88,7 +91,7 @@ def make_app(url: str, tmp_path, policies: str, *args: str) -> tuple[CullerApp, 
 
 
 async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_hub, tmp_path, smtp, webhook,
-                                                                          caplog):
+                                                                          caplog, monkeypatch):
     controller, box = smtp
     hook_url, posts = webhook
     users = {"ann": {**server_model(idle=3), "auth_state": {"mail": "ann@uni.example"}},
@@ -105,7 +108,8 @@ async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_h
                         "--public-url=https://hub.example.org")
     HOOK_CALLS.clear()
     sweeper = app.make_sweeper(api)
-    t0 = time.monotonic()
+    skew = timedelta(0)  # the sweep's clock; the notice period passes by moving it, not by waiting
+    monkeypatch.setattr(sweep_module, "utcnow", lambda: real_utcnow() + skew)
 
     r1 = await sweeper.sweep()  # idle 3 s of a 4 s timeout with 2 s warning: warn ann, bob, cy
     assert (r1.warned, r1.culled) == (3, 0), r1.summary()
@@ -127,12 +131,57 @@ async def test_warned_first_culled_after_warn_before_and_activity_cancels(fake_h
     assert len(box.messages) == 2 and len(posts) == 3  # a warning is sent once; cy's mail is tried again only
     assert caplog.text.count("warn cy: not delivered") == 2
 
-    await asyncio.sleep(max(0.0, 2.1 - (time.monotonic() - t0)))
+    skew = timedelta(seconds=2.5)  # warn_before (2 s) has passed since the first sweep's warnings
+    hub.users["bob"]["servers"][""]["last_activity"] = iso(0)  # bob is still at work
     r3 = await sweeper.sweep()
     api.close()
     assert sorted(hub.deleted) == ["ann", "cy"], r3.summary()  # cy's undelivered mail lost no cull
     assert hub.users["bob"]["servers"] and hub.users["dee"]["servers"]
-    assert "cull ann: inactive for 00:00:0" in caplog.text and ", warned 00:00:02 ago" in caplog.text
+    cull = re.search(r"cull ann: inactive for 00:00:\d\d >= 00:00:04 \(profile warned\), warned 00:00:(\d\d) ago",
+                     caplog.text)
+    assert cull and int(cull[1]) >= 2, caplog.text  # no sooner than warn_before after the warning
+
+
+async def test_a_bad_mail_address_skips_that_mail_only_and_adds_no_recipient(fake_hub, tmp_path, smtp, webhook,
+                                                                            caplog):
+    """Addresses come from identity-provider claims and user names: a line break, a list or a display name is
+    refused for that one mail (logged, counted), while the user's other servers and notifiers are handled."""
+    controller, box = smtp
+    hook_url, posts = webhook
+
+    def two_servers(mail):
+        model = server_model(idle=3)
+        model["servers"]["lab"] = {**model["servers"][""], "url": "/user/x/lab/"}
+        return {**model, "auth_state": {"mail": mail}} if mail is not None else model
+
+    users = {"crlf": two_servers("crlf@uni.example\r\nBcc: boss@uni.example"),
+             "lf": two_servers("lf@uni.example\nX-Injected: 1"),
+             "list": two_servers("list@uni.example, boss@uni.example"),
+             "semi": two_servers(["semi@uni.example;boss@uni.example"]),
+             "named": two_servers("Boss <boss@uni.example>"),
+             "ok": two_servers("ok@uni.example"),
+             "co,mma": two_servers(None)}  # no auth state: the `to` template with a name that makes a list
+    hub = FakeHub(users, page_size=10)
+    url = await fake_hub(hub)
+    app, api = make_app(url, tmp_path, "profiles:\n  warned: {timeout: 4, warn_before: 2}\n",
+                        f"--smtp-host={controller.hostname}", f"--SMTPNotifier.port={controller.port}",
+                        "--SMTPNotifier.to_auth_state=mail", "--smtp-to={username}@uni.example",
+                        f"--webhook-url={hook_url}")
+    sweeper = app.make_sweeper(api)
+    result = await sweeper.sweep()
+    api.close()
+    assert result.skipped == 0 and not result.errors, result.summary()
+    assert result.warned == 2 * len(users), result.summary()  # both servers of every user
+    assert [rcpt for rcpt, _ in box.messages] == [["ok@uni.example"], ["ok@uni.example"]]
+    assert all(m["To"] == "ok@uni.example" and "Bcc" not in m and "X-Injected" not in m for _, m in box.messages)
+    assert sorted(p["user"] for p in posts) == sorted(2 * list(users))  # the webhook still got every warning
+    for user in ("crlf", "lf", "list", "semi", "named"):
+        assert f"warn {user}: not delivered: smtp: {user}'s auth state mail is not one address" in caplog.text
+        assert f"warn {user}/lab: not delivered" in caplog.text
+    assert "warn co,mma: not delivered: smtp: the `to` template gives no address for user 'co,mma'" in caplog.text
+    assert "\nBcc" not in caplog.text and "\nX-Injected" not in caplog.text  # quoted in the log, not injected
+    metrics = sweeper.metrics.notify_failures.labels("smtp")._value.get()
+    assert metrics == 2 * (len(users) - 1), metrics
 
 
 async def test_a_bad_record_is_skipped_not_the_sweep(fake_hub, tmp_path, caplog):

@@ -150,8 +150,10 @@ class CullerApp(Application):
     server_url = Unicode(
         "",
         help="""URL through which the culler reaches users' servers for `spare_busy_kernels` (their
-        `/api/status` and `/api/kernels`), e.g. http://proxy-public in z2jh; needs the `access:servers` scope.
-        Required when a policy sets `spare_busy_kernels`.""",
+        `/api/status` and `/api/kernels`), e.g. http://proxy-public in z2jh. The culler's own token is never sent
+        there: for each check the hub mints a token owned by the server's user that reaches only that server and
+        expires within a minute (deleted after the check); this needs the `tokens` scope. Required when a policy
+        sets `spare_busy_kernels`.""",
     ).tag(config=True)
 
     public_url = Unicode(
@@ -365,13 +367,29 @@ class CullerApp(Application):
         from .metrics import Metrics  # noqa: PLC0415
         from .sweep import Sweeper  # noqa: PLC0415
 
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        kernels = KernelProbe(self.server_url, token, timeout=min(self.request_timeout, 10)) if self.server_url \
+        kernels = KernelProbe(self.server_url, api, timeout=min(self.request_timeout, 10)) if self.server_url \
             else None
         gpu = PrometheusGPU(self.prometheus_url, metric=self.gpu_metric, pod_label=self.gpu_pod_label,
                             namespace_label=self.gpu_namespace_label) if self.prometheus_url else None
         return Sweeper(self, api, metrics=metrics or Metrics(), notifiers=self.notifiers, kernels=kernels, gpu=gpu,
                        profiles=self.profiles, dry_run=self.dry_run, out=out, public_url=self.public_url)
+
+    async def missing_scopes(self, api: HubAPI) -> str:
+        """What the culler's token lacks for the features configured, said with the fix; "" when nothing is
+        missing or the hub cannot tell now (the sweeps then say what fails)."""
+        if not self.server_url:
+            return ""
+        try:
+            scopes = (await api.whoami()).get("scopes") or []
+        except Exception as e:  # noqa: BLE001  (a start-up hint only: the hub may not be up yet)
+            log.debug("could not read the token's scopes: %s", e)
+            return ""
+        if "tokens" in scopes:
+            return ""
+        return ("--server-url is set but the culler's token lacks the `tokens` scope, so the hub will not mint the "
+                "per-server token of a busy-kernel check: every check fails and busy servers are judged by their "
+                "last activity (culled when idle). Add `tokens` to the culler's role (culler_service(server_url=...) "
+                "does); `access:servers` is no longer used")
 
     async def sweep(self, api: HubAPI):
         """One sweep with a fresh sweeper (tests and ``--once``); the service keeps one across sweeps."""
@@ -419,6 +437,9 @@ class CullerApp(Application):
             loop.add_signal_handler(sig, stopping.set)
         api = self.make_api()
         sweeper = self.make_sweeper(api, metrics)
+        missing = await self.missing_scopes(api)
+        if missing:
+            log.error("%s", missing)
         every = self.effective_cull_every()
         log.info("culling every %.0fs, up to %d stops at a time%s; policies: %s", every, self.concurrency,
                  " (dry run: nothing is stopped)" if self.dry_run else "", self._describe_policies())
@@ -426,6 +447,11 @@ class CullerApp(Application):
         if warned and not sweeper.notifiers:
             log.warning("profiles %s warn before culling, but no notifier is configured: warnings are only "
                         "logged", ", ".join(warned))
+        trusting = [s for s, p in [*self.policies.items(), ("(default)", self.default_policy)]
+                    if p.spare_busy_kernels and not p.max_age]
+        if trusting:
+            log.warning("policies %s spare busy kernels with no max_age: a server whose user makes it answer "
+                        "'busy' is never culled; give them a max_age", ", ".join(trusting))
         failed, failures = False, 0
         try:
             while not stopping.is_set():

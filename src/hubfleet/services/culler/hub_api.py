@@ -2,6 +2,9 @@
 
 - ``iter_users``: the paginated ``GET /users?state=...`` (``Accept: application/jupyterhub-pagination+json``),
   following ``_pagination.next``; the next page is requested while the caller works on this one.
+- ``server_token`` / ``delete_token``: ``POST /users/<u>/tokens`` for a token owned by the user and scoped to one
+  of its servers (``access:servers!server=<u>/<name>``), short-lived, for the busy-kernel check
+  (:class:`.activity.KernelProbe`), and its ``DELETE`` after the check;
 - ``stop_server`` / ``delete_user``: ``DELETE /users/<u>/server``, ``/users/<u>/servers/<name>`` (optionally with
   ``{"remove": true}``), ``/users/<u>``.
 - Every request is bounded by ``request_timeout`` and retried with exponential backoff (honouring ``Retry-After``)
@@ -23,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ...errors import HubfleetError
 
 log = logging.getLogger("hubfleet.culler")
@@ -104,7 +107,10 @@ class HubAPI:
         attempt = 0
         while True:
             attempt += 1
-            resp = await self.request(method, path, body=body, headers=headers, absolute_url=absolute_url)
+            try:
+                resp = await self.request(method, path, body=body, headers=headers, absolute_url=absolute_url)
+            except (OSError, HTTPClientError) as e:  # refused, reset, timed out: tornado raises these, whatever
+                resp = _NoResponse(e)               # raise_error says; retried like a 5xx
             if resp.code in ok:
                 return resp
             if resp.code in RETRY_STATUS and attempt <= self.retries:
@@ -157,10 +163,28 @@ class HubAPI:
             if pending is not None:
                 pending.cancel()
 
+    async def whoami(self) -> dict:
+        """The token's own model (``GET /user``), with its expanded ``scopes``."""
+        resp = await self.call("GET", "/user")
+        return json.loads(resp.body)
+
     async def get_user(self, user: str) -> dict:
         """One user's model (``GET /users/<u>``; with ``admin:auth_state`` it carries the auth state)."""
         resp = await self.call("GET", f"/users/{quote(user, safe='')}")
         return json.loads(resp.body)
+
+    async def server_token(self, user: str, server: str = "", *, expires_in: int = 60) -> tuple[str, str]:
+        """``(token, token id)``: a new token owned by ``user`` that can reach its server ``server`` and nothing
+        else, expiring in ``expires_in`` seconds (needs the ``tokens`` scope). The hub refuses scopes the user does
+        not hold itself, so the token can never do more than the server's owner."""
+        body = {"scopes": [f"access:servers!server={user}/{server}"], "expires_in": int(expires_in),
+                "note": "hubfleet-culler: busy-kernel check"}
+        resp = await self.call("POST", f"/users/{quote(user, safe='')}/tokens", body=body, ok=(200, 201))
+        model = json.loads(resp.body)
+        return model["token"], model["id"]
+
+    async def delete_token(self, user: str, token_id: str) -> None:
+        await self.call("DELETE", f"/users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}", ok=(204, 404))
 
     async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> StopResult:
         if server:
@@ -174,6 +198,15 @@ class HubAPI:
     async def delete_user(self, user: str) -> int:
         resp = await self.call("DELETE", f"/users/{quote(user, safe='')}", ok=(204, 404))
         return resp.code
+
+
+class _NoResponse:
+    """What :meth:`HubAPI.call` makes of a request that got no response: code 599, like tornado's own."""
+
+    code, headers, body, reason = 599, None, b"", ""
+
+    def __init__(self, error: Exception):
+        self.error = f"{type(error).__name__}: {error}"
 
 
 def _status_text(resp) -> str:

@@ -9,7 +9,10 @@ server is gone.
 Addresses (SMTP): from the user's auth state when ``to_auth_state`` names keys (LDAP ``mail``, OIDC
 ``oidc_claims.email``; this needs the ``admin:auth_state`` scope, which :func:`hubfleet.config.culler.culler_service`
 adds only then), else from the ``to`` template (``{username}@example.org``). Passwords come from the environment
-(``SMTPNotifier.password_env``), never from the command line, and are never logged.
+(``SMTPNotifier.password_env``), never from the command line, and are never logged. An address is one plain
+``local@domain`` (:func:`one_address`): an auth state value with a line break, a comma list, a display name or
+anything else is refused for that warning (logged, counted, tried again at the next sweep), never sent to, and never
+ends the sweep for that user. The claim an identity provider gives is the user's to shape, so it is untrusted input.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import smtplib
 import ssl
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -66,6 +71,30 @@ def lookup(data, dotted: str):
     return data
 
 
+_NOT_IN_ADDRESS = frozenset(',;:<>()[]"\\ ')  # separators of address lists, display names, quoting, routes
+
+
+def one_address(value) -> str:
+    """``value`` if it is one plain ``local@domain`` address, else :class:`ValueError` saying why (with ``repr``:
+    the value may carry line breaks). No control characters, no lists, no display names or comments, no quoting."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {type(value).__name__}")
+    if not value or len(value) > 254:
+        raise ValueError(f"{value[:80]!r}: empty or longer than 254 characters")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch in _NOT_IN_ADDRESS for ch in value):
+        raise ValueError(f"{value[:80]!r}: one plain address only (no spaces, line breaks, commas, names or quotes)")
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or "@" in local:
+        raise ValueError(f"{value[:80]!r}: not of the form local@domain")
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, IndexError, HeaderParseError) as e:
+        raise ValueError(f"{value[:80]!r}: not an address ({e})") from e
+    if parsed.addr_spec != value:
+        raise ValueError(f"{value[:80]!r}: not a plain address (reads as {parsed.addr_spec!r})")
+    return value
+
+
 class SMTPNotifier(Configurable):
     host = Unicode("", help="""SMTP server for warning mails; empty: no mail. Mails go to the address from the
         user's auth state (`to_auth_state`) or from the `to` template.""").tag(config=True)
@@ -96,15 +125,25 @@ class SMTPNotifier(Configurable):
         return ["admin:auth_state"] if self.to_auth_state else []
 
     def address(self, notice: Notice, user: Mapping) -> str | None:
+        """The one address to warn ``notice.user`` at; None: none known. Raises :class:`NotifyError` when the
+        address found is not one plain address (a value from the auth state wins, good or bad: a bad one is not
+        replaced by the template, which may be someone else's mailbox)."""
         state = user.get("auth_state") or {}
         for key in self.to_auth_state:
             value = lookup(state, key)
             if isinstance(value, list):
                 value = value[0] if value else None
-            if isinstance(value, str) and "@" in value:
-                return value
+            if value is None or value == "":
+                continue
+            try:
+                return one_address(value)
+            except ValueError as e:
+                raise NotifyError(f"smtp: {notice.user}'s auth state {key} is not one address: {e}") from e
         if self.to:
-            return self.to.format(username=notice.user)
+            try:
+                return one_address(self.to.format(username=notice.user))
+            except ValueError as e:
+                raise NotifyError(f"smtp: the `to` template gives no address for user {notice.user!r}: {e}") from e
         return None
 
     async def notify(self, notice: Notice, user: Mapping) -> None:
@@ -112,15 +151,19 @@ class SMTPNotifier(Configurable):
         if not to:
             raise NotifyError(f"smtp: no address for {notice.user} (auth state keys "
                               f"{', '.join(self.to_auth_state) or '(none)'}; no `to` template)")
+        try:
+            sender = one_address(self.sender)
+        except ValueError as e:
+            raise NotifyError(f"smtp: SMTPNotifier.sender (--smtp-from) is not one address: {e}") from e
         msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = self.sender, to, self.subject
+        msg["From"], msg["To"], msg["Subject"] = sender, to, self.subject
         msg.set_content(notice.text())
         try:
-            await asyncio.to_thread(self._send, msg)
+            await asyncio.to_thread(self._send, msg, to)
         except (OSError, smtplib.SMTPException) as e:
             raise NotifyError(f"smtp: {self.host}:{self.port}: {type(e).__name__}: {e}") from e
 
-    def _send(self, msg: EmailMessage) -> None:
+    def _send(self, msg: EmailMessage, to: str) -> None:
         context = ssl.create_default_context()
         cls = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
         kwargs = {"context": context} if self.use_ssl else {}
@@ -129,7 +172,7 @@ class SMTPNotifier(Configurable):
                 smtp.starttls(context=context)
             if self.username:
                 smtp.login(self.username, os.environ.get(self.password_env, ""))
-            smtp.send_message(msg)
+            smtp.send_message(msg, to_addrs=[to])  # the one checked address, not whatever the headers say
 
 
 class WebhookNotifier(Configurable):
@@ -207,4 +250,4 @@ def check_hook(notifier: HookNotifier) -> None:
 
 
 __all__ = ["Notice", "NotifyError", "SMTPNotifier", "WebhookNotifier", "HookNotifier", "NOTIFIER_CLASSES",
-           "check_hook", "lookup"]
+           "check_hook", "lookup", "one_address"]

@@ -8,10 +8,11 @@
    or cull and the policy spares busy kernels — the server's kernels, then the decision again;
 4. warnings go to every configured notifier; a failed delivery is logged, counted and retried at the next sweep,
    and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
-5. stops and kernel checks (the user's server asks the hub about the culler's token) run through a :class:`Gate`
-   whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled every ``probe_interval``
-   while the sweep runs (never more than ``--concurrency``), and which spreads their starts evenly over the time a
-   stop takes (never ``limit`` stops at once, whose database commits would then queue up in the hub together).
+5. stops and kernel checks (the hub mints a token for the one server, the server asks the hub about it) run
+   through a :class:`Gate` whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled
+   every ``probe_interval`` while the sweep runs (never more than ``--concurrency``), and which spreads their starts
+   evenly over the time a stop takes (never ``limit`` stops at once, whose database commits would then queue up
+   in the hub together).
 
 With ``dry_run`` nothing is stopped, deleted or sent: each would-be warning and cull is printed with its reason.
 """
@@ -300,9 +301,9 @@ class Sweeper:
                       policy=policy, label=label, warned=warned)
         decision = cull_decision(activity=activity, **kwargs)
         if decision.action != "keep" and policy.spare_busy_kernels and self.kernels is not None:
-            try:
-                async with self.gate:  # the server checks the culler's token with the hub: the hub's load too
-                    busy = await self.kernels.busy_kernels(server.get("url") or "")
+            try:  # the hub mints and deletes a token, and the server checks it with the hub: the hub's load too
+                async with self.gate:
+                    busy = await self.kernels.busy_kernels(name, server["name"], server.get("url") or "")
             except SourceError as e:
                 self.metrics.source_errors.labels("kernels").inc()
                 log.warning("server %s: kernels unknown (%s); judged by its last activity", _label(name, server), e)
@@ -380,10 +381,13 @@ class Sweeper:
                 if notifier.scopes() and "auth_state" not in (model or {}):
                     model = await self.api.get_user(user["name"])
                 await notifier.notify(ws.notice, model)
-            except (NotifyError, HubAPIError) as e:
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (a notifier's failure is that warning's, never the user's sweep)
                 self.metrics.notify_failures.labels(notifier.name).inc()
+                why = str(e) if isinstance(e, (NotifyError, HubAPIError)) else f"{type(e).__name__}: {e}"
                 log.warning("warn %s: not delivered: %s; tried again at the next sweep (the cull still waits "
-                            "until %s)", where, e, ws.notice.cull_after)
+                            "until %s)", where, why, ws.notice.cull_after)
             else:
                 ws.pending.discard(notifier.name)
                 log.info("warn %s: sent by %s", where, notifier.name)

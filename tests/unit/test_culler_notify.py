@@ -1,0 +1,41 @@
+"""One plain address per warning mail: what an identity provider's claim or a user name may not smuggle in."""
+
+from __future__ import annotations
+
+import pytest
+
+from hubfleet.services.culler.notify import Notice, NotifyError, SMTPNotifier, one_address
+
+
+@pytest.mark.parametrize("value", ["alice@uni.example", "a.b+tag@sub.uni.example", "jupyterhub@localhost"])
+def test_a_plain_address_passes(value):
+    assert one_address(value) == value
+
+
+@pytest.mark.parametrize("value, why", [
+    ("alice@uni.example\r\nBcc: boss@uni.example", "no spaces, line breaks"),
+    ("alice@uni.example\nX: 1", "no spaces, line breaks"),
+    ("alice@uni.example, boss@uni.example", "no spaces, line breaks, commas"),
+    ("alice@uni.example,boss@uni.example", "commas"),
+    ("alice@uni.example;boss@uni.example", "commas"),
+    ("Boss <boss@uni.example>", "names"),
+    ('"a b"@uni.example', "quotes"),
+    ("alice", "not of the form local@domain"),
+    ("@uni.example", "not of the form local@domain"),
+    ("a@b@uni.example", "not of the form local@domain"),
+    ("a" * 250 + "@x.org", "longer than 254"),
+    ("", "empty"),
+    (["alice@uni.example"], "not a string"),
+])
+def test_anything_else_is_refused_saying_why(value, why):
+    with pytest.raises(ValueError, match=why):
+        one_address(value)
+
+
+def test_a_bad_auth_state_address_is_not_replaced_by_the_template():
+    n = SMTPNotifier(host="smtp", to="{username}@uni.example", to_auth_state=["mail"])
+    notice = Notice(user="alice", server="", profile="p", reason="r", cull_after="2026-12-01T10:00:00Z", warn_before=60)
+    assert n.address(notice, {"auth_state": {"mail": ["alice@idp.example", "x@y.z"]}}) == "alice@idp.example"
+    assert n.address(notice, {"auth_state": {}}) == "alice@uni.example"
+    with pytest.raises(NotifyError, match=r"alice's auth state mail is not one address: 'a@x.org, b@x.org'"):
+        n.address(notice, {"auth_state": {"mail": "a@x.org, b@x.org"}})
