@@ -18,7 +18,8 @@ from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
 from .nodes import NodeSpec, default_nodes
 from .scheduler import ExtenderConfig, Scheduler
 from .schemas import definitions
-from .tls import ensure_certificates, server_context, write_private
+from ..files import write_private
+from .tls import ensure_certificates, server_context
 
 log = logging.getLogger("hubfleet.devcluster")
 
