@@ -22,7 +22,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from .devcluster.procs import Proc, free_port
-from .files import write_private
+from .devcluster.tls import write_private
 
 DEMO_ACCOUNTS = (
     # name, groups, admin

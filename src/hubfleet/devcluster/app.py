@@ -18,8 +18,7 @@ from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
 from .nodes import NodeSpec, default_nodes
 from .scheduler import ExtenderConfig, Scheduler
 from .schemas import definitions
-from ..files import write_private
-from .tls import ensure_certificates, server_context
+from .tls import ensure_certificates, server_context, write_private
 
 log = logging.getLogger("hubfleet.devcluster")
 
