@@ -183,9 +183,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         help="Skip the spawn form when the user can pick only one profile and it offers no image choice.",
     ).tag(config=True)
 
-    export_user_group_info = Bool(False, help="""Publish ``jupyterhub_user_group_info{username, usergroup}`` (one
-        sample per group membership, for the stock group dashboard) on ``/hub/metrics``. Off: every user name and
-        who is in the admin groups would be readable by anything allowed to scrape the hub.""").tag(config=True)
+    export_user_group_info = Bool(False, help="""
+        Publish ``jupyterhub_user_group_info{username, usergroup}`` (one sample per group membership, for the stock
+        group dashboard) on ``/hub/metrics``. Off by default: it names every user and every admin-group member to
+        anything allowed to scrape the hub.""").tag(config=True)
 
     # ------------------------------------------------------------------ hardened and storage defaults
 
