@@ -19,10 +19,12 @@ PVC's line says why it is kept or deleted. Talks to Kubernetes like kubectl: ``-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from ..errors import HubfleetError, explain
 from .profiles.model import CREATED_BY_LABEL, SERVERNAME_ANNOTATION, USERNAME_ANNOTATION
@@ -118,16 +120,22 @@ def judge(*, user: str | None, server: str | None, created_by: str, mounted_by: 
     return owner, True, f"{gone} among its {len(view.servers)} users, no server records it, no pod mounts it"
 
 
-def classify(pvcs: list[dict], pods: list[dict], view: HubView) -> list[PVCInfo]:
-    """Pure: PVC and pod dicts (as the API returns them) and what the hub showed -> one row per user PVC."""
-    mounts: dict[str, list[str]] = {}
+def mounts(pods: list[dict]) -> dict[str, list[str]]:
+    """Pure: PVC name -> the live pods (not Succeeded/Failed) that mount it."""
+    found: dict[str, list[str]] = {}
     for pod in pods:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         for volume in (pod.get("spec") or {}).get("volumes") or []:
             claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
             if claim:
-                mounts.setdefault(claim, []).append(pod["metadata"]["name"])
+                found.setdefault(claim, []).append(pod["metadata"]["name"])
+    return found
+
+
+def classify(pvcs: list[dict], pods: list[dict], view: HubView) -> list[PVCInfo]:
+    """Pure: PVC and pod dicts (as the API returns them) and what the hub showed -> one row per user PVC."""
+    mounted = mounts(pods)
     rows = []
     for pvc in pvcs:
         meta = pvc.get("metadata") or {}
@@ -140,7 +148,7 @@ def classify(pvcs: list[dict], pods: list[dict], view: HubView) -> list[PVCInfo]
             user, server = labels.get("hub.jupyter.org/username"), None
         else:
             continue
-        mounted_by = tuple(sorted(mounts.get(meta["name"], ())))
+        mounted_by = tuple(sorted(mounted.get(meta["name"], ())))
         owner, orphan, why = judge(user=user, server=server, created_by=created_by, mounted_by=mounted_by,
                                    claims=view.claims.get(meta["name"], ()), view=view)
         rows.append(PVCInfo(meta["name"], user, server, created_by, owner, mounted_by, orphan, why,
@@ -158,11 +166,13 @@ class _Hub:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
 
-    def _get(self, path: str, **kwargs):
+    def _get(self, path: str, *, missing_ok: bool = False, **kwargs):
         try:
             r = self.session.get(f"{self.url}/hub/api{path}", timeout=TIMEOUT, **kwargs)
         except self._requests.RequestException as e:
             raise HubfleetError(f"hub {self.url}: {e}", fix="check --hub-url") from e
+        if r.status_code == 404 and missing_ok:
+            return None
         if r.status_code in (401, 403):
             raise HubfleetError(f"hub {self.url}: answered {r.status_code} to GET /hub/api{path}",
                                 fix="set JUPYTERHUB_API_TOKEN to a valid token with the scopes "
@@ -210,6 +220,19 @@ class _Hub:
                                 fix="run the command again")
         return HubView.from_users(users)
 
+    def confirm(self, row: PVCInfo) -> PVCInfo:
+        """Ask again about one orphan's owner (the listing may have changed under it): still an orphan only if the
+        hub answers 404 for the user, or shows the user with servers but not this one."""
+        model = self._get(f"/users/{quote(row.user or '', safe='')}", missing_ok=True,
+                          params={"include_stopped_servers": "1"})
+        if model is None:
+            return row
+        servers = model.get("servers")
+        if row.owner == "server deleted" and isinstance(servers, Mapping) and row.server not in servers:
+            return row
+        return dataclasses.replace(row, orphan=False, why=f"the hub shows {row.user} again when asked alone (its "
+                                                          f"users changed while they were read)")
+
 
 async def _kube(args, action):
     from kubernetes_asyncio import client, config  # noqa: PLC0415
@@ -242,7 +265,7 @@ def _rows(args):
 
     # the PVCs first, then the hub: a PVC made after the hub was read could not be matched to its new owner
     pvcs, pods = asyncio.run(_kube(args, read))
-    return classify(pvcs, pods, hub.view())
+    return [hub.confirm(r) if r.orphan else r for r in classify(pvcs, pods, hub.view())]
 
 
 def _print_rows(rows) -> None:
@@ -286,14 +309,11 @@ def _prune(args) -> int:
 
         async def delete(api, api_client):
             deleted = 0
-            pods = api_client.sanitize_for_serialization(
-                await asyncio.wait_for(api.list_namespaced_pod(args.namespace), TIMEOUT)).get("items") or []
+            mounted = mounts(api_client.sanitize_for_serialization(
+                await asyncio.wait_for(api.list_namespaced_pod(args.namespace), TIMEOUT)).get("items") or [])
             for r in orphans:
-                now = [p["metadata"]["name"] for p in pods if (p.get("status") or {}).get("phase") not in (
-                    "Succeeded", "Failed") and any((v.get("persistentVolumeClaim") or {}).get("claimName") == r.name
-                                                   for v in (p.get("spec") or {}).get("volumes") or [])]
-                if now:
-                    print(f"keeping PVC {r.name}: mounted by pod(s) {', '.join(now)} since it was judged")
+                if r.name in mounted:
+                    print(f"keeping PVC {r.name}: mounted by pod(s) {', '.join(mounted[r.name])} since it was judged")
                     continue
                 # only the PVC that was judged: not one re-created under the same name since
                 await asyncio.wait_for(api.delete_namespaced_persistent_volume_claim(

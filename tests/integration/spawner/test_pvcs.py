@@ -5,9 +5,12 @@ a token that cannot see every user and server, and keeps a renamed user's volume
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
 
 from tests.procs import ARTIFACTS
 
@@ -56,6 +59,17 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
     assert {k: v for k, v in pvc["metadata"]["labels"].items() if k.startswith("hubfleet.io/")} == {
         "hubfleet.io/created-by": "hubfleet", "hubfleet.io/user": "alice", "hubfleet.io/server": "ws1"}
 
+    # tokens that cannot see every user (alice and bob are not in `staff`) or every server: refused before anything
+    # is read, and every PVC of these existing users and servers is still there
+    before = pvc_names(devcluster)
+    for token, missing in ((STAFF_TOKEN, "list:users, read:users:name, read:servers, admin:server_state"),
+                           (NO_SERVERS_TOKEN, "read:servers, admin:server_state")):
+        for command in (("prune", "--orphaned", "--yes"), ("list",)):
+            code, out, err = hubfleet(hub, devcluster, *command, token=token)
+            assert pvc_names(devcluster) == before, (command, out, err)
+            assert code == 1 and out == "", (command, out, err)
+            assert f"the token lacks the scope(s) {missing} (without filters" in err, err
+
     # another pod mounts alice's ws1 volume (a shared PVC): removing the server keeps it
     sharer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sharer", "namespace": "default"},
               "spec": {"nodeSelector": {"no-such-node": "x"},  # stays Pending: it only has to mount the claim
@@ -101,16 +115,6 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
         "1 orphaned PVC(s); run again with --yes to delete them"], dry
     assert "claim-alice--ws1" in pvc_names(devcluster), "a dry run deletes nothing"
 
-    # tokens that cannot see every user or every server: refused before anything is read, nothing deleted
-    before = pvc_names(devcluster)
-    for token, missing in ((STAFF_TOKEN, "list:users, read:users:name, read:servers, admin:server_state"),
-                           (NO_SERVERS_TOKEN, "read:servers, admin:server_state")):
-        for command in (("prune", "--orphaned", "--yes"), ("list",)):
-            code, out, err = hubfleet(hub, devcluster, *command, token=token)
-            assert code == 1 and out == "", (command, out, err)
-            assert f"the token lacks the scope(s) {missing} (without filters" in err, err
-    assert pvc_names(devcluster) == before
-
     code, done, err = hubfleet(hub, devcluster, "prune", "--orphaned", "--yes")
     assert code == 0, err
     assert done.splitlines()[-1] == "deleted 1 PVC(s)"
@@ -134,3 +138,44 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
         f"$ hubfleet pvcs prune --orphaned --yes\n{done}\n$ (alice renamed to alice2) hubfleet pvcs prune --orphaned "
         f"--yes\n{renamed}")
     stop_all(hub, devcluster)
+
+
+def test_an_orphans_owner_is_asked_for_again_before_it_counts_as_gone():
+    """The users can change while they are listed page by page (one deleted before the page that held another, one
+    added): an owner the listing missed but the hub shows when asked alone keeps the PVC. The hub's REST answers are
+    emulated for the two requests this is about."""
+    from hubfleet.spawners.pvcs import PVCInfo, _Hub
+
+    models = {"/hub/api/users/bob": {"name": "bob", "servers": {"": {}}},
+              "/hub/api/users/carol": {"name": "carol", "servers": {"": {}}}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            model = models.get(self.path.split("?")[0])
+            body = json.dumps(model or {"status": 404}).encode()
+            self.send_response(200 if model else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hub = _Hub(f"http://127.0.0.1:{server.server_port}", "token")
+        row = PVCInfo("claim-bob", "bob", "", "hubfleet", "user deleted", (), True, "listed without bob")
+        kept = hub.confirm(row)
+        assert (kept.orphan, kept.why) == (False, "the hub shows bob again when asked alone (its users changed "
+                                                  "while they were read)")
+        gone = PVCInfo("claim-dave", "dave", "", "hubfleet", "user deleted", (), True, "listed without dave")
+        assert hub.confirm(gone) == gone  # 404: still an orphan
+        named = PVCInfo("claim-carol--ws1", "carol", "ws1", "hubfleet", "server deleted", (), True, "no ws1")
+        assert hub.confirm(named) == named  # carol is there, without ws1
+        models["/hub/api/users/carol"]["servers"]["ws1"] = {}
+        assert hub.confirm(named).orphan is False
+    finally:
+        server.shutdown()
+        server.server_close()
