@@ -198,7 +198,7 @@ async def test_metrics_in_the_hubs_registry(no_cluster):
     alice = orm.User(name="alice")
     db.add_all([alice, orm.User(name="bob"), orm.Group(name="researchers", users=[alice])])
     db.commit()
-    metrics.install(ProfileSpawner, db)
+    metrics.install(ProfileSpawner, db, user_groups=True)
 
     before = _sample("hubfleet_spawn_refusals_total", reason="disallowed", profile="gpu")
     with pytest.raises(web.HTTPError):
@@ -212,5 +212,8 @@ async def test_metrics_in_the_hubs_registry(no_cluster):
     assert _sample("hubfleet_running_servers", profile="small") == 1
     assert _sample("jupyterhub_user_group_info", username="alice", usergroup="researchers") == 1
     assert _sample("jupyterhub_user_group_info", username="bob", usergroup="researchers") == 0
+    metrics.install(ProfileSpawner, db)  # the default: no user names on /hub/metrics
+    assert _sample("jupyterhub_user_group_info", username="alice", usergroup="researchers") == 0
+    assert _sample("hubfleet_running_servers", profile="gpu") == 1
     metrics._COLLECTOR.db = None
     db.close()

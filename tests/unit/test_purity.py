@@ -19,6 +19,7 @@ FORBIDDEN = ("tornado", "aiohttp", "ldap3", "kubernetes", "kubernetes_asyncio", 
 # Every module the project calls pure. A new pure module is added here.
 PURE = [
     "hubfleet.errors",
+    "hubfleet.files",
     "hubfleet.lazy",
     "hubfleet.db",
     "hubfleet.db.url",

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
+import os
 import re
+import stat
 import subprocess
 import sys
 import tomllib
@@ -429,6 +431,69 @@ def test_output_file_is_written_only_on_success(tmp_path):
     target.unlink()
     code, _, err = _run(tmp_path, "hubb: {}\n", "-o", str(target))
     assert code == 2 and not target.exists()
+
+
+class _DirWatch:
+    """Looks at every file in a directory each time the process raises an audit event (open, chmod, rename, ...):
+    any step of a write that creates a file and later narrows its mode, or renames a readable file into place, is
+    seen with the file's mode at that step. Installed once per process (audit hooks cannot be removed)."""
+
+    current: "_DirWatch | None" = None
+
+    def __init__(self, directory: Path):
+        self.directory, self.seen, self.loose, self._busy = directory, set(), [], False
+
+    @classmethod
+    def hook(cls, event, args):
+        watch = cls.current
+        if watch is None or watch._busy:
+            return
+        watch._busy = True  # os.scandir raises an audit event itself
+        try:
+            for entry in os.scandir(watch.directory):
+                if entry.is_symlink():
+                    continue
+                mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                watch.seen.add(entry.name)
+                if mode & 0o077:
+                    watch.loose.append(f"{entry.name} {oct(mode)} at {event}")
+        finally:
+            watch._busy = False
+
+
+sys.addaudithook(_DirWatch.hook)
+
+
+def test_full_output_holds_the_sites_secrets_and_is_never_readable_by_others(tmp_path):
+    """--full writes the site's values, secrets included: with the usual umask 022, every file the command makes in
+    the output directory is 0600 at every step of the write (not only once renamed), and the result is 0600."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "hubfleet-values.yaml"
+    old_umask = os.umask(0o022)
+    _DirWatch.current = watch = _DirWatch(out_dir)
+    try:
+        code, _, err = _run(tmp_path, (SITES / "ldap-site.yaml").read_text(), "--full", "-o", str(target))
+    finally:
+        _DirWatch.current = None
+        os.umask(old_umask)
+    assert code == 0, err
+    assert "not-a-real-password" in target.read_text()  # the secret really is in the file
+    assert watch.loose == []
+    assert watch.seen, "no file was observed while the command wrote (the check would prove nothing)"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in out_dir.iterdir()] == [target.name]  # no temporary file left behind
+
+
+def test_output_does_not_follow_a_prepared_temporary_name(tmp_path):
+    """Someone who can write the output directory and prepared ``FILE.tmp`` as a symlink gets nothing."""
+    target = tmp_path / "hubfleet-values.yaml"
+    elsewhere = tmp_path / "elsewhere.yaml"
+    (tmp_path / "hubfleet-values.yaml.tmp").symlink_to(elsewhere)
+    code, _, err = _run(tmp_path, (SITES / "ldap-site.yaml").read_text(), "--full", "-o", str(target))
+    assert code == 0, err
+    assert not elsewhere.exists()
+    assert not target.is_symlink() and "not-a-real-password" in target.read_text()
 
 
 @pytest.mark.parametrize(("text", "message"), [

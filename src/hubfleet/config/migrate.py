@@ -35,6 +35,7 @@ import yaml
 
 from .. import __version__
 from ..errors import HubfleetError, explain
+from ..files import write_private
 from ..yamlfile import load_yaml, validate
 from .culler import culler_service
 from .migrate_checks import check_ldap_options, check_profile_list
@@ -490,10 +491,7 @@ def run(args: argparse.Namespace, *, stdout=None, stderr=None) -> int:
         text = render_overlay(migration, source=[Path(f).name for f in args.values_files],
                               site=values if args.full else None)
         if args.output:
-            out = Path(args.output)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(out)
+            write_private(args.output, text)  # --full carries the site's secrets: 0600 from the first byte
         else:
             stdout.write(text)
     except HubfleetError as e:

@@ -7,7 +7,8 @@ hub's ``/hub/metrics`` next to JupyterHub's).
   ``invalid``, ``config``;
 - ``hubfleet_running_servers{profile}``: live hubfleet pods (not finished) by profile, from the pod reflector;
 - ``jupyterhub_user_group_info{username, usergroup}``: 1 per group membership, as the stock
-  jupyterhub/grafana-dashboards group dashboard expects (read from the hub's database at scrape time).
+  jupyterhub/grafana-dashboards group dashboard expects (read from the hub's database at scrape time); only with
+  ``ProfileSpawner.export_user_group_info`` (it names every user and every admin-group member).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class _LiveCollector:
     def __init__(self):
         self.spawner_class = None
         self.db = None
+        self.user_groups = False
 
     def collect(self):
         running = GaugeMetricFamily("hubfleet_running_servers", "Live ProfileSpawner pods by profile",
@@ -51,6 +53,8 @@ class _LiveCollector:
         for profile, n in sorted(counts.items()):
             running.add_metric([profile], n)
         yield running
+        if not self.user_groups:
+            return
 
         groups = GaugeMetricFamily("jupyterhub_user_group_info", "JupyterHub users and their groups",
                                    labels=["username", "usergroup"])
@@ -75,11 +79,13 @@ _registered = threading.Lock()
 _done = False
 
 
-def install(spawner_class, db=None) -> None:
-    """Register the live collector once per process (idempotent); remember the hub's database session."""
+def install(spawner_class, db=None, *, user_groups: bool = False) -> None:
+    """Register the live collector once per process (idempotent); remember the hub's database session and whether
+    to publish group memberships."""
     global _done
     with _registered:
         _COLLECTOR.spawner_class = spawner_class
+        _COLLECTOR.user_groups = user_groups
         if db is not None:
             _COLLECTOR.db = db
         if not _done:

@@ -183,6 +183,11 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         help="Skip the spawn form when the user can pick only one profile and it offers no image choice.",
     ).tag(config=True)
 
+    export_user_group_info = Bool(False, help="""
+        Publish ``jupyterhub_user_group_info{username, usergroup}`` (one sample per group membership, for the stock
+        group dashboard) on ``/hub/metrics``. Off by default: it names every user and every admin-group member to
+        anything allowed to scrape the hub.""").tag(config=True)
+
     # ------------------------------------------------------------------ hardened and storage defaults
 
     @default("uid")
@@ -546,7 +551,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
     async def start(self):
         # Give up a little before the hub's own start_timeout, saying what was seen: when the hub's timeout fires
         # first, the spawn page only shows "Spawn failed: " (an empty TimeoutError).
-        _metrics.install(type(self), getattr(self.user, "db", None))
+        _metrics.install(type(self), getattr(self.user, "db", None), user_groups=self.export_user_group_info)
         deadline = max(self.start_timeout - min(1.0, self.start_timeout * 0.1), 0.1)
         started = time.monotonic()
         outcome = "failure"

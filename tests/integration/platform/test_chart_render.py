@@ -18,7 +18,15 @@ import yaml
 from hubfleet.cli import main as hubfleet_main
 from hubfleet.spawners.profiles import parse_catalog
 from hubfleet.config.values import check_values, combine, helm_merge, load_values
-from tests.integration.platform.conftest import ALL_STACKS, CHART, CHART_VALUES, find, stack_id, traefik_files
+from tests.integration.platform.conftest import (
+    ALL_STACKS,
+    CHART,
+    CHART_VALUES,
+    find,
+    render_stack,
+    stack_id,
+    traefik_files,
+)
 from tests.procs import REPO, VENV_BIN
 
 # the same on every Python stack (Helm, Traefik, pip resolution): `make test` runs it with the first stack only
@@ -124,6 +132,40 @@ def test_autohttps_pod_reaches_the_kubernetes_api(rendered, stack):
     assert not egress_allowed(policy, "169.254.169.254", 80)
     assert not egress_allowed(policy, "10.1.2.3", 22)
     assert not egress_allowed(policy, "10.1.2.3", 8888)  # user servers
+
+
+def pinned_api_site() -> dict:
+    """The site file docs/chart-values.md gives for pinning the autohttps pod's API rule (the page's YAML block)."""
+    text = (REPO / "docs" / "chart-values.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    block = next((b for b in blocks if "reaches only the Kubernetes API" in b), None)
+    assert block is not None, "docs/chart-values.md has no 'Pinning the Kubernetes API' yaml block"
+    return yaml.safe_load(block)
+
+
+def test_autohttps_egress_pinned_to_the_api_server(rendered):
+    """With the docs' site file, the autohttps pod reaches the API (its Service and endpoints, on their port), Let's
+    Encrypt, and no other private address on 443/6443."""
+    stock = find(rendered(AUTOHTTPS), "NetworkPolicy", "autohttps")
+    assert egress_allowed(stock, "10.1.2.3", 443), "the unpinned default is the broad rule (the documented trade-off)"
+    result = render_stack(AUTOHTTPS, (pinned_api_site(),))
+    assert result.problems == [], "\n".join(map(str, result.problems))
+    policy = find(result, "NetworkPolicy", "autohttps")
+    for ip in ("172.20.0.1", "172.20.32.5", "172.20.48.9"):
+        assert egress_allowed(policy, ip, 443), ip
+    assert egress_allowed(policy, "34.120.10.1", 443)  # Let's Encrypt's public ACME API
+    for ip, port in (("10.1.2.3", 443), ("172.20.32.6", 443), ("192.168.49.2", 6443), ("172.20.32.5", 6443),
+                     ("169.254.169.254", 80), ("10.1.2.3", 8888)):
+        assert not egress_allowed(policy, ip, port), f"{ip}:{port}"
+
+
+def test_user_servers_reach_no_carrier_grade_nat_address(rendered):
+    """100.64.0.0/10 holds pod and service addresses on some clouds: user servers' web egress must not reach it."""
+    singleuser = find(rendered(ALL_STACKS[3]), "NetworkPolicy", "singleuser")
+    for ip in ("100.64.0.10", "100.127.255.1"):
+        for port in (80, 443):
+            assert not egress_allowed(singleuser, ip, port), f"{ip}:{port}"
+    assert egress_allowed(singleuser, "100.128.0.1", 443)  # just past the range: public
 
 
 def test_security_defaults_the_overlays_rely_on(rendered):

@@ -108,10 +108,11 @@ def test_every_spawn_path_resolves_and_refuses_the_same_way(start_hub, devcluste
     stop_all(hub, devcluster)
 
 
-def test_named_server_names_from_the_spawn_page(start_hub, devcluster):
-    """``/hub/spawn/<user>/<name>?display_name=...`` (JupyterHub 6) and the plain name (both versions)."""
+def test_named_server_names_from_the_spawn_page_and_no_names_in_metrics(start_hub, devcluster):
+    """``/hub/spawn/<user>/<name>?display_name=...`` (JupyterHub 6) and the plain name (both versions); by default
+    the hub's /hub/metrics names no user and no group member (``export_user_group_info`` is off)."""
     hub = start_hub(hub_config(f"c.ProfileSpawner.profiles = {PROFILES[:1]!r}"))
-    make_users(hub, "rita")
+    make_users(hub, "rita", groups={"hub-admins": ["rita"]})
     session = hub.login("rita")
     r = spawn_page(session, hub, "?display_name=Rita%27s%20work", server="work-1", user="rita")
     assert r.status_code in (302, 303), r.status_code
@@ -121,6 +122,10 @@ def test_named_server_names_from_the_spawn_page(start_hub, devcluster):
     if hub_version(hub) >= (6, 0):
         assert model["display_name"] == "Rita's work"
     wait_until(lambda: pod(devcluster, "rita", "work-1")["status"]["phase"] == "Running", "rita's pod to run")
+    r = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert "hubfleet_running_servers{" in r.text  # ProfileSpawner's collector is there ...
+    assert "jupyterhub_user_group_info" not in r.text and "rita" not in r.text  # ... without anyone's name
     stop_all(hub, devcluster)
 
 
@@ -129,7 +134,8 @@ def test_stale_choice_falls_back_as_the_user_sees_it_and_metrics(start_hub, devc
     spawn that names no options starts the default with a progress message; the hub's /hub/metrics shows it all."""
     # slow_spawn_timeout 0: the REST POST answers at once, so the progress stream is read while the spawn runs
     hub = start_hub(hub_config(f"c.ProfileSpawner.profiles = {PROFILES!r}\n"
-                               "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}"))
+                               "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
+                               "c.ProfileSpawner.export_user_group_info = True"))
     make_users(hub, "stale", "other", groups={"researchers": ["stale"], "teachers": ["other"]})
     assert spawn(hub, "stale", {"profile": "medium"})[0] in (201, 202)
     hub.wait_ready("stale", timeout=120)
