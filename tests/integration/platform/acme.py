@@ -81,9 +81,10 @@ class MockDNS:
 
     def set_a(self, host: str, address: str) -> None:
         """Point ``host`` at ``address`` (as a DNS change at the registrar would)."""
-        r = requests.post(f"{self.management}/add-a", json={"host": host.rstrip(".") + ".", "addresses": [address]},
-                          timeout=10)
-        r.raise_for_status()
+        name = host.rstrip(".") + "."
+        requests.post(f"{self.management}/clear-a", json={"host": name}, timeout=10).raise_for_status()
+        requests.post(f"{self.management}/add-a", json={"host": name, "addresses": [address]},
+                      timeout=10).raise_for_status()
 
     def stop(self) -> None:
         self.proc.stop()
