@@ -139,6 +139,7 @@ class Traefik:
     started: float  # time.monotonic() at launch
     static: dict
     dynamic: dict
+    retry: Proc | None = None  # the acme-retry sidecar, when the rendered config polls it
 
     def log(self) -> str:
         """Traefik's log without its colour codes."""
@@ -150,6 +151,27 @@ class Traefik:
 
     def stop(self) -> None:
         self.proc.stop()
+        if self.retry is not None:
+            self.retry.stop()
+
+
+def run_container(container: dict, log_dir: Path, *, name: str, env: dict) -> Proc:
+    """A rendered container whose command is Python, run here with ``env`` over its rendered env."""
+    command = [VENV_BIN / "python" if c == "python3" else c for c in container.get("command", [])]
+    full_env = {e["name"]: e["value"] for e in container.get("env", [])}
+    full_env.update(env)
+    return Proc(name, [*command, *container.get("args", [])], log_dir, env=full_env)
+
+
+def start_acme_retry(container: dict, static: dict, tmp: Path, *, name: str, env: dict | None = None) -> Proc:
+    """The overlay's acme-retry sidecar (its rendered command) with local paths and port; points ``static``'s HTTP
+    provider at it. Reads tmp/dynamic.yaml and tmp/acme.json as the pod's reads /etc/traefik and /etc/acme."""
+    port = free_port()
+    static["providers"]["http"]["endpoint"] = f"http://127.0.0.1:{port}/"
+    proc = run_container(container, tmp, name=name, env={"PORT": str(port), "ACME_JSON": str(tmp / "acme.json"),
+                                                        "TRAEFIK_DYNAMIC": str(tmp / "dynamic.yaml"), **(env or {})})
+    proc.wait_for_port("127.0.0.1", port, timeout=20)
+    return proc
 
 
 def local_traefik_config(static: dict, dynamic: dict, tmp: Path, *, http_port: int, https_port: int,
@@ -171,22 +193,35 @@ def local_traefik_config(static: dict, dynamic: dict, tmp: Path, *, http_port: i
 
 def start_traefik(static: dict, dynamic: dict, tmp: Path, *, backend: str, ca_server: str,
                   ca_cert: Path | None = None, name: str = "traefik", ports: tuple[int, int] | None = None,
-                  address: str = "127.0.0.1") -> Traefik:
+                  address: str = "127.0.0.1", acme_retry: dict | None = None, retry_env: dict | None = None) -> Traefik:
     """Traefik on ``address``:``ports`` (http, https; free ones by default) with the rewritten chart config in
     ``tmp`` (several Traefiks can share one pair of ports on different loopback addresses, as pebble validates
-    every name on one http and one https port)."""
+    every name on one http and one https port). When the config polls the acme-retry sidecar (``providers.http``),
+    ``acme_retry`` is its rendered container, started first (``retry_env`` over its env)."""
     tmp.mkdir(parents=True, exist_ok=True)
     http_port, https_port = ports or (free_port(), free_port())
     static, dynamic = local_traefik_config(static, dynamic, tmp, http_port=http_port, https_port=https_port,
                                            backend=backend, ca_server=ca_server, address=address)
-    (tmp / "traefik.yaml").write_text(yaml.safe_dump(static))
     (tmp / "dynamic.yaml").write_text(yaml.safe_dump(dynamic))
+    retry = None
+    if "http" in static.get("providers", {}):
+        if acme_retry is None:
+            pytest.fail("the rendered traefik.yaml polls the acme-retry sidecar (providers.http): pass its rendered "
+                        "container as acme_retry")
+        retry = start_acme_retry(acme_retry, static, tmp, name=f"{name}-acme-retry", env=retry_env)
+    (tmp / "traefik.yaml").write_text(yaml.safe_dump(static))
     env = {"LEGO_CA_CERTIFICATES": str(ca_cert)} if ca_cert else {}
     started = time.monotonic()
     proc = Proc(name, [traefik_binary(), f"--configFile={tmp / 'traefik.yaml'}"], tmp, env=env)
-    proc.wait_for_port(address, http_port, timeout=30)
-    proc.wait_for_port(address, https_port, timeout=30)
-    return Traefik(proc, http_port, https_port, address, started, static, dynamic)
+    try:
+        proc.wait_for_port(address, http_port, timeout=30)
+        proc.wait_for_port(address, https_port, timeout=30)
+    except BaseException:
+        proc.stop()
+        if retry is not None:
+            retry.stop()
+        raise
+    return Traefik(proc, http_port, https_port, address, started, static, dynamic, retry)
 
 
 def served_certificate(host: str, port: int, cafile: str | None, timeout: float = 5,

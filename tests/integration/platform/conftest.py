@@ -72,3 +72,11 @@ def traefik_files(result: CheckResult) -> tuple[dict, dict]:
     """traefik.yaml and dynamic.yaml as the chart renders them into ConfigMap `autohttps`."""
     data = find(result, "ConfigMap", "autohttps")["data"]
     return yaml.safe_load(data["traefik.yaml"]), yaml.safe_load(data["dynamic.yaml"])
+
+
+def rendered_container(result: CheckResult, name: str, *, init: bool = False) -> dict:
+    """A container (``init``: an init container) of the rendered autohttps Deployment."""
+    spec = find(result, "Deployment", "autohttps")["spec"]["template"]["spec"]
+    found = [c for c in spec.get("initContainers" if init else "containers", []) if c["name"] == name]
+    assert found, f"no {'init ' if init else ''}container {name} in the rendered autohttps Deployment"
+    return found[0]

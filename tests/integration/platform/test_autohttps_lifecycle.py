@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from hubfleet.services.certprobe import CertificateProbe, inspect
 from tests.conftest import start_devcluster
 from tests.integration.platform.acme import (MockDNS, Pebble, Traefik, start_dns, start_pebble, start_traefik,
                                              wait_for_certificate)
-from tests.integration.platform.conftest import find, render_only, traefik_files
+from tests.integration.platform.conftest import render_only, rendered_container, traefik_files
 from tests.procs import ARTIFACTS, REPO, VENV_BIN, Proc, free_port, wait_for
 
 pytestmark = pytest.mark.stack_independent
@@ -69,19 +69,16 @@ def ports_free_on(addresses) -> tuple[int, int]:
 
 @dataclass
 class Pod:
-    """The autohttps pod's processes: Traefik, the acme-retry sidecar, optionally secret-sync."""
+    """The autohttps pod's processes: Traefik with its acme-retry sidecar, optionally secret-sync."""
 
     traefik: Traefik
-    retry: Proc | None
     rendered: object
     tmp: Path
     sync: Proc | None = None
-    extra: list = field(default_factory=list)
 
     def stop(self) -> None:
-        for proc in (self.sync, self.retry):
-            if proc is not None:
-                proc.stop()
+        if self.sync is not None:
+            self.sync.stop()
         self.traefik.stop()
 
 
@@ -112,38 +109,12 @@ class Lab:
             self.dns.set_a(host, address)
         if debug:
             static["log"]["level"] = "DEBUG"
-        retry = None
-        if "http" in static["providers"]:  # the overlay's acme-retry sidecar
-            retry_port = free_port()
-            static["providers"]["http"]["endpoint"] = f"http://127.0.0.1:{retry_port}/"
-            retry = run_container(rendered_container(result, "acme-retry", init=True), tmp,
-                                  name=f"{name}-acme-retry", env={"PORT": str(retry_port),
-                                                                  "ACME_JSON": str(tmp / "acme.json"),
-                                                                  "TRAEFIK_DYNAMIC": str(tmp / "dynamic.yaml"),
-                                                                  **(retry_env or {})})
-            self.stops.append(retry.stop)
-            (tmp / "dynamic.yaml").write_text(yaml.safe_dump(dynamic))  # read by the sidecar before Traefik starts
-            retry.wait_for_port("127.0.0.1", retry_port, timeout=20)
         traefik = start_traefik(static, dynamic, tmp, backend=self.backend, ca_server=pebble.directory,
                                 ca_cert=pebble.api_cert, name=f"{name}-traefik", ports=ports or self.ports,
-                                address=address)
+                                address=address, acme_retry=rendered_container(result, "acme-retry", init=True),
+                                retry_env=retry_env)
         self.stops.append(traefik.stop)
-        return Pod(traefik, retry, result, tmp)
-
-
-def rendered_container(result, name: str, *, init: bool = False) -> dict:
-    spec = find(result, "Deployment", "autohttps")["spec"]["template"]["spec"]
-    containers = spec["initContainers"] if init else spec["containers"]
-    [container] = [c for c in containers if c["name"] == name]
-    return container
-
-
-def run_container(container: dict, tmp: Path, *, name: str, env: dict, args=None) -> Proc:
-    """A rendered Python container's command and args run here with ``env`` over its rendered env."""
-    command = [VENV_BIN / "python" if c == "python3" else c for c in container.get("command", [])]
-    full_env = {e["name"]: e["value"] for e in container.get("env", [])}
-    full_env.update(env)
-    return Proc(name, [*command, *(args if args is not None else container.get("args", []))], tmp, env=full_env)
+        return Pod(traefik, result, tmp)
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +268,7 @@ def test_a_failed_first_certificate_is_served_without_a_restart_once_the_name_is
              timeout=60, interval=0.5, seen=lambda: pod.traefik.log()[-3000:])
     seconds = time.monotonic() - fixed
     print(f"\nfixed challenge path -> valid certificate: {seconds:.1f} s (retry delays 3-6 s, Traefik polls the "
-          f"sidecar every 10 s); sidecar: {pod.retry.log_tail(3)}")
+          f"sidecar every 10 s); sidecar: {pod.traefik.retry.log_tail(3)}")
     assert pod.traefik.proc.popen.poll() is None and pod.traefik.proc.popen.pid == pid  # never restarted
     assert seconds < 6 + 10 + 20  # one retry delay + one poll + the order
     record("late", {"fix_to_valid_certificate_s": round(seconds, 1)})
