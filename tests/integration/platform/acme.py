@@ -48,6 +48,7 @@ class Pebble:
     directory: str  # the ACME directory URL (Traefik's caServer)
     management: str
     api_cert: Path  # the certificate of pebble's own HTTPS API (LEGO_CA_CERTIFICATES)
+    chain: Path | None = None  # where a test wrote issuing_chain(), when it did
 
     def issuing_chain(self) -> str:
         """PEM of pebble's root and intermediate: what certificates it issues verify against."""

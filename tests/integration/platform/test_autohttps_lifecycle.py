@@ -34,11 +34,11 @@ from tests.integration.platform.acme import (MockDNS, Pebble, Traefik, start_dns
                                              wait_for_certificate)
 from tests.integration.platform.conftest import render_only, rendered_container, traefik_files
 from tests.procs import ARTIFACTS, REPO, VENV_BIN, Proc, free_port, wait_for
+from tests.unit.test_chart_values import Z2JH
 
 pytestmark = pytest.mark.stack_independent
 
 STACK = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml")
-SECRET_SYNC = Path(__file__).resolve().parents[3].parent / "shared" / "z2jh-4.4.0" / "images" / "secret-sync"
 NOWHERE = "127.0.0.3"  # where the late host points before it is fixed: nothing listens there
 # pebble's certificates for the renewal: 15 minutes, under the 20 minutes Traefik renews within when
 # certificatesDuration is 1 hour, so its first per-minute check after the order renews (getCertificateRenewDurations)
@@ -46,10 +46,11 @@ SHORT_VALIDITY = 900
 
 
 def secret_sync_script() -> Path:
-    for folder in (SECRET_SYNC, Path("/work/shared/z2jh-4.4.0/images/secret-sync")):
-        if (folder / "acme-secret-sync.py").is_file():
-            return folder / "acme-secret-sync.py"
-    pytest.fail(f"z2jh's secret-sync script is not at {SECRET_SYNC} (../shared/z2jh-4.4.0/images/secret-sync)")
+    """z2jh 4.4.0's own acme-secret-sync.py (the k8s-secret-sync image's program), run as the real component."""
+    script = Z2JH / "images" / "secret-sync" / "acme-secret-sync.py"
+    if not script.is_file():
+        pytest.fail(f"z2jh's secret-sync script is not at {script} (../shared/z2jh-4.4.0/images/secret-sync)")
+    return script
 
 
 def ports_free_on(addresses) -> tuple[int, int]:
@@ -90,9 +91,8 @@ class Lab:
     def pebble(self, name: str, **kw) -> Pebble:
         pebble = start_pebble(self.tmp / name, *self.ports, dns=self.dns, name=name, **kw)
         self.stops.append(pebble.stop)
-        chain = self.tmp / name / "chain.pem"
-        chain.write_text(pebble.issuing_chain())
-        pebble.chain = chain
+        pebble.chain = self.tmp / name / "chain.pem"
+        pebble.chain.write_text(pebble.issuing_chain())
         return pebble
 
     def pod(self, name: str, site: dict, pebble: Pebble, address: str, *, retry_env: dict | None = None,
@@ -145,7 +145,7 @@ def site(*hosts: str, static: dict | None = None) -> dict:
     return values
 
 
-# --------------------------------------------------------------------------------------------- renewal (background)
+# --------------------------------------------------------------------------------------------- the pods (started together)
 
 RENEW_HOST, RENEW_ADDRESS = "renew.example.org", "127.0.0.11"
 
@@ -274,56 +274,6 @@ def test_a_failed_first_certificate_is_served_without_a_restart_once_the_name_is
     record("late", {"fix_to_valid_certificate_s": round(seconds, 1)})
 
 
-# --------------------------------------------------------------------------------------------- restart with secret-sync
-
-
-def test_the_certificate_survives_a_restart_through_secret_sync_without_a_new_order(lab, pods):
-    """z2jh's secret-sync script as the chart runs it, against the devcluster's API: `watch-save` beside Traefik
-    saves acme.json into the Secret; a new pod (fresh emptyDir) runs `load` as its init container and its Traefik
-    serves the same certificate; pebble sees no second order."""
-    pod, pebble, devcluster = pods["keep"], pods["keep_pebble"], pods["devcluster"]
-    secret_name = rendered_container(pod.rendered, "secret-sync")["args"][-3]
-    wait_for_certificate(pod.traefik, KEEP_HOST, str(pebble.chain))
-    served = inspect(KEEP_HOST, address=KEEP_ADDRESS, port=lab.ports[1], cafile=str(pebble.chain))
-    assert served.valid
-
-    def saved():
-        r = devcluster.request("GET", f"/api/v1/namespaces/default/secrets/{secret_name}")
-        if r.status_code != 200:
-            return None
-        data = json.loads(base64.b64decode(r.json().get("data", {}).get("acme.json", "") or b"e30="))
-        return data if any(s.get("Certificates") for s in data.values()) else None
-
-    saved_acme = wait_for(f"secret-sync to save acme.json into Secret {secret_name}", saved, timeout=45,
-                          interval=0.5, seen=lambda: pod.sync.log_tail(10))
-    assert saved_acme == json.loads((pod.tmp / "acme.json").read_text())
-    pod.stop()
-    orders = pebble.orders()
-    assert orders == 1, pebble.log()[-2000:]
-
-    second_dir = lab.tmp / "keep-2"  # a new pod: a fresh emptyDir
-    second_dir.mkdir()
-    load = rendered_container(pod.rendered, "load-acme", init=True)
-    assert load["args"] == ["load", secret_name, "acme.json", "/etc/acme/acme.json"]
-    loader = Proc("load-acme", [VENV_BIN / "python", secret_sync_script(), "--namespace", "default",
-                                *load["args"][:3], second_dir / "acme.json"], second_dir,
-                  env={"KUBECONFIG": str(devcluster.kubeconfig)})
-    assert loader.popen.wait(timeout=60) == 0, loader.log_tail(20)
-    restarted = lab.pod("keep-2", site(KEEP_HOST), pebble, KEEP_ADDRESS, acme_dir=second_dir, debug=True)
-    again = wait_for("the restarted Traefik to serve a valid certificate",
-                     lambda: (s := inspect(KEEP_HOST, address=KEEP_ADDRESS, port=lab.ports[1],
-                                           cafile=str(pebble.chain))).valid and s,
-                     timeout=30, interval=0.3, seen=restarted.traefik.log)
-    assert (again.serial, again.not_after) == (served.serial, served.not_after)
-    wait_for("Traefik's ACME resolver to decide about the host", lambda: "No ACME certificate generation required"
-             in restarted.traefik.log() or pebble.orders() > orders, timeout=30, seen=restarted.traefik.log)
-    assert pebble.orders() == orders, pebble.log()[-2000:]
-    assert restarted.traefik.error_lines() == [], restarted.traefik.log()[-3000:]
-    print(f"\nrestart with the saved acme.json: serial {served.serial} before and after, pebble orders "
-          f"{orders} -> {pebble.orders()}")
-    record("restart", {"serial": served.serial, "orders_before": orders, "orders_after": pebble.orders()})
-
-
 # --------------------------------------------------------------------------------------------- two hosts, TLS-ALPN-01
 
 
@@ -358,7 +308,7 @@ def test_tls_alpn_01_with_port_80_closed(lab, pods):
     record("tls_alpn", {"serial": served.serial})
 
 
-# --------------------------------------------------------------------------------------------- renewal (checked last)
+# --------------------------------------------------------------------------------------------- renewal
 
 
 def test_renewed_by_traefik_alone_with_no_failed_request(lab, pods):
@@ -406,6 +356,57 @@ def test_a_refused_renewal_keeps_the_certificate_and_the_probe_reports_it(lab, p
     assert (gauge("hubfleet_tls_certificate_valid", {"host": STUCK_HOST}),
             gauge("hubfleet_tls_certificate_default", {"host": STUCK_HOST})) == (1, 0)
     print(f"\nCA gone: {errors[0][:160]}...; still served: serial {kept.serial}, NotAfter {time.ctime(kept.not_after)}")
+
+
+# --------------------------------------------------------------------------------------------- restart with secret-sync
+# (last: secret-sync saves every 30 s, as in the chart; the other scenarios' waits overlap that)
+
+
+def test_the_certificate_survives_a_restart_through_secret_sync_without_a_new_order(lab, pods):
+    """z2jh's secret-sync script as the chart runs it, against the devcluster's API: `watch-save` beside Traefik
+    saves acme.json into the Secret; a new pod (fresh emptyDir) runs `load` as its init container and its Traefik
+    serves the same certificate; pebble sees no second order."""
+    pod, pebble, devcluster = pods["keep"], pods["keep_pebble"], pods["devcluster"]
+    secret_name = rendered_container(pod.rendered, "secret-sync")["args"][-3]
+    wait_for_certificate(pod.traefik, KEEP_HOST, str(pebble.chain))
+    served = inspect(KEEP_HOST, address=KEEP_ADDRESS, port=lab.ports[1], cafile=str(pebble.chain))
+    assert served.valid
+
+    def saved():
+        r = devcluster.request("GET", f"/api/v1/namespaces/default/secrets/{secret_name}")
+        if r.status_code != 200:
+            return None
+        data = json.loads(base64.b64decode(r.json().get("data", {}).get("acme.json", "") or b"e30="))
+        return data if any(s.get("Certificates") for s in data.values()) else None
+
+    saved_acme = wait_for(f"secret-sync to save acme.json into Secret {secret_name}", saved, timeout=45,
+                          interval=0.5, seen=lambda: pod.sync.log_tail(10))
+    assert saved_acme == json.loads((pod.tmp / "acme.json").read_text())
+    pod.stop()
+    orders = pebble.orders()
+    assert orders == 1, pebble.log()[-2000:]
+
+    second_dir = lab.tmp / "keep-2"  # a new pod: a fresh emptyDir
+    second_dir.mkdir()
+    load = rendered_container(pod.rendered, "load-acme", init=True)
+    assert load["args"] == ["load", secret_name, "acme.json", "/etc/acme/acme.json"]
+    loader = Proc("load-acme", [VENV_BIN / "python", secret_sync_script(), "--namespace", "default",
+                                *load["args"][:3], second_dir / "acme.json"], second_dir,
+                  env={"KUBECONFIG": str(devcluster.kubeconfig)})
+    assert loader.popen.wait(timeout=60) == 0, loader.log_tail(20)
+    restarted = lab.pod("keep-2", site(KEEP_HOST), pebble, KEEP_ADDRESS, acme_dir=second_dir, debug=True)
+    again = wait_for("the restarted Traefik to serve a valid certificate",
+                     lambda: (s := inspect(KEEP_HOST, address=KEEP_ADDRESS, port=lab.ports[1],
+                                           cafile=str(pebble.chain))).valid and s,
+                     timeout=30, interval=0.3, seen=restarted.traefik.log)
+    assert (again.serial, again.not_after) == (served.serial, served.not_after)
+    wait_for("Traefik's ACME resolver to decide about the host", lambda: "No ACME certificate generation required"
+             in restarted.traefik.log() or pebble.orders() > orders, timeout=30, seen=restarted.traefik.log)
+    assert pebble.orders() == orders, pebble.log()[-2000:]
+    assert restarted.traefik.error_lines() == [], restarted.traefik.log()[-3000:]
+    print(f"\nrestart with the saved acme.json: serial {served.serial} before and after, pebble orders "
+          f"{orders} -> {pebble.orders()}")
+    record("restart", {"serial": served.serial, "orders_before": orders, "orders_after": pebble.orders()})
 
 
 def record(name: str, data: dict) -> None:
