@@ -58,3 +58,19 @@ def test_certificates_duration_under_traefiks_one_hour_minimum(duration):
 @pytest.mark.parametrize("duration", [1, 144, 2160])
 def test_certificates_duration_of_an_hour_or_more(duration):
     assert autohttps_problems(https(duration=duration)) == []
+
+
+def test_the_acme_retry_sidecar_runs_the_charts_own_secret_sync_image():
+    """The overlay names the image (extraInitContainers takes no reference to proxy.secretSync): it must stay the
+    one the chart pulls for load-acme and secret-sync, so no other image is fetched."""
+    from hubfleet.config.values import load_values
+    from tests.unit.test_chart_values import Z2JH, overlay
+
+    released = Z2JH / "chart" / "values.yaml"  # as released: image tags set to 4.4.0
+    if not released.is_file():
+        pytest.skip(f"the z2jh 4.4.0 chart is not at {released.parent}")
+    image = load_values(released)["proxy"]["secretSync"]["image"]
+    [retry] = [c for c in overlay("autohttps-hardened.yaml")["proxy"]["traefik"]["extraInitContainers"]
+               if c["name"] == "acme-retry"]
+    assert retry["image"] == f"{image['name']}:{image['tag']}"
+    assert retry["restartPolicy"] == "Always"  # a native sidecar: runs beside Traefik, not once before it
