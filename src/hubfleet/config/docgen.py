@@ -16,7 +16,8 @@ from importlib.metadata import entry_points
 
 GROUPS = ("jupyterhub.authenticators", "jupyterhub.spawners")
 # configurables that are not JupyterHub plugins but are configured the same way (hub-managed services)
-SERVICES = {"hubfleet.services.culler.app": ("CullerApp", "service: `hubfleet culler`")}
+SERVICES = {"hubfleet.services.culler.app": ("CullerApp", "service: `hubfleet culler`"),
+            "hubfleet.services.certprobe": ("CertificateProbe", "in the culler service (`--config` file)")}
 
 
 def hubfleet_entry_points() -> dict[type, list[str]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..errors import HubfleetError
 from ..yamlfile import YAMLFileError, load_yaml
 
-__all__ = ["CheckResult", "Problem", "ValuesError", "check_values", "coalesce", "combine", "format_path",
+__all__ = ["CheckResult", "Problem", "ValuesError", "autohttps_problems", "check_values", "coalesce", "combine", "format_path",
            "helm_merge", "load_values", "manifests", "validate_values"]
 
 KUBE_VERSION = "1.37"  # the newest Kubernetes kubernetes-validate knows; z2jh 4.4.0 wants >= 1.28
@@ -181,6 +181,59 @@ def validate_values(values: Mapping, schema: Mapping) -> list[str]:
     return [f"{format_path(path)}: {message}" for path, message in _schema_errors(values, schema)]
 
 
+# --------------------------------------------------------------------------------------------------- autohttps
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
+_ACME_MIN_HOURS = 1  # Traefik refuses a resolver with certificatesDuration under 1 (hour)
+
+
+def _dns_name_problem(name) -> str | None:
+    """Why ``name`` is not a DNS name an ACME CA issues for over HTTP-01 / TLS-ALPN-01 (None: it is one)."""
+    if not isinstance(name, str) or not name:
+        return "must be a DNS name (e.g. hub.example.org)"
+    if name.startswith("*."):
+        return (f"{name!r} is a wildcard: Let's Encrypt issues wildcards only over DNS-01, which the chart does "
+                "not configure; list each host")
+    labels = name.rstrip(".").split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels) \
+            or labels[-1].isdigit():
+        return (f"{name!r} is not a DNS name: give a fully qualified host name such as hub.example.org (letters, "
+                "digits and '-' in dot-separated labels; no scheme, port, path or IP address)")
+    return None
+
+
+def autohttps_problems(values: Mapping) -> list[tuple[tuple, str]]:
+    """(key path, message) for what the chart's schema lets through but Let's Encrypt or Traefik refuses: a
+    ``proxy.https.hosts`` entry that is not a DNS name, a ``contactEmail`` that is not an e-mail address, an ACME
+    ``certificatesDuration`` under Traefik's 1-hour minimum."""
+    found: list[tuple[tuple, str]] = []
+    https = (values.get("proxy") or {}).get("https") or {}
+    for i, host in enumerate(https.get("hosts") or []):
+        if (why := _dns_name_problem(host)) is not None:
+            found.append((("proxy", "https", "hosts", i), why))
+    letsencrypt = https.get("enabled") and https.get("type", "letsencrypt") == "letsencrypt" and https.get("hosts")
+    email = (https.get("letsencrypt") or {}).get("contactEmail")
+    if letsencrypt:
+        local, _, domain = str(email or "").rpartition("@")
+        if not email or not _EMAIL_LOCAL.fullmatch(local) or _dns_name_problem(domain):
+            found.append((("proxy", "https", "letsencrypt", "contactEmail"),
+                          f"{email!r} is not an e-mail address: Let's Encrypt refuses the account; give one such as "
+                          "hub-admins@example.org"))
+    static = ((values.get("proxy") or {}).get("traefik") or {}).get("extraStaticConfig") or {}
+    for name, resolver in (static.get("certificatesResolvers") or {}).items():
+        acme = (resolver or {}).get("acme") or {}
+        if "certificatesDuration" not in acme:
+            continue
+        hours = acme["certificatesDuration"]
+        if isinstance(hours, bool) or not isinstance(hours, int) or hours < _ACME_MIN_HOURS:
+            found.append((("proxy", "traefik", "extraStaticConfig", "certificatesResolvers", name, "acme",
+                           "certificatesDuration"),
+                          f"{hours!r} is not a whole number of hours of at least {_ACME_MIN_HOURS} (Traefik's minimum; "
+                          "it refuses the resolver): give the certificates' lifetime in hours, e.g. 2160 for 90 days"))
+    return found
+
+
 def _blame(path: tuple, origin: Mapping[tuple, str]) -> str:
     """The file that set ``path`` or its nearest ancestor (a key deleted by ``null`` is blamed on that file)."""
     for n in range(len(path), 0, -1):
@@ -311,7 +364,7 @@ def check_values(chart_dir: str | Path, files: Sequence[str | Path] = (), *, doc
         result.user_values = user
         result.values = chart.merge_values(user)
         schema = chart.schema or {}
-        for path, message in _schema_errors(result.values, schema):
+        for path, message in _schema_errors(result.values, schema) + autohttps_problems(result.values):
             result.problems.append(Problem(_blame(path, origin), format_path(path), message))
         if not result.problems:
             try:

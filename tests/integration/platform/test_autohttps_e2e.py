@@ -21,7 +21,7 @@ import requests
 from hubfleet.authenticators.local import hash_password, write_users_file
 from tests.conftest import new_hub, start_chp, start_devcluster
 from tests.integration.platform.acme import served_certificate, start_pebble, start_traefik, wait_for_certificate
-from tests.integration.platform.conftest import traefik_files
+from tests.integration.platform.conftest import rendered_container, traefik_files
 from tests.procs import ARTIFACTS, free_port
 
 STACK = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml", "security-hardened.yaml")
@@ -80,12 +80,14 @@ def chain(rendered, tmp_path_factory, resolve_host):
         stop.append(hub.stop)
         hub.start()
 
-        static, dynamic = traefik_files(rendered(STACK))
+        result = rendered(STACK)
+        static, dynamic = traefik_files(result)
         http_port, https_port = free_port(), free_port()
         pebble = start_pebble(tmp / "pebble", http_port, https_port)
         stop.append(pebble.stop)
         traefik = start_traefik(static, dynamic, tmp / "traefik", backend=f"http://127.0.0.1:{chp.public_port}/",
-                                ca_server=pebble.directory, ca_cert=pebble.api_cert, ports=(http_port, https_port))
+                                ca_server=pebble.directory, ca_cert=pebble.api_cert, ports=(http_port, https_port),
+                                acme_retry=rendered_container(result, "acme-retry", init=True))
         stop.append(traefik.stop)
         root = tmp / "pebble-root.pem"
         root.write_text(pebble.issuing_chain().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")

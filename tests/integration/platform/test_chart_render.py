@@ -318,3 +318,27 @@ def test_values_check_without_a_chart_is_a_clear_error_not_a_traceback(tmp_path)
     assert f"{tmp_path}: not a Helm chart (no Chart.yaml)" in proc.stderr
     assert "helm pull jupyterhub/jupyterhub --version 4.4.0 --untar" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+AUTOHTTPS_STACK = ("hubfleet-base.yaml", "auth-ldap.yaml", "autohttps-hardened.yaml")
+
+
+@pytest.mark.parametrize(("site", "expected"), [
+    ("proxy:\n  https:\n    hosts: [hub.example.org, 'https://hub.example.org/']\n",
+     r"site.yaml: proxy.https.hosts\[1\]: 'https://hub.example.org/' is not a DNS name"),
+    ("proxy:\n  https:\n    letsencrypt:\n      contactEmail: hub-admins\n",
+     r"site.yaml: proxy.https.letsencrypt.contactEmail: 'hub-admins' is not an e-mail address"),
+    ("proxy:\n  traefik:\n    extraStaticConfig:\n      certificatesResolvers:\n        default:\n"
+     "          acme:\n            certificatesDuration: 0\n",
+     r"site.yaml: proxy.traefik.extraStaticConfig.certificatesResolvers.default.acme.certificatesDuration: 0 is not "
+     r"a whole number of hours of at least 1 \(Traefik's minimum"),
+], ids=["host-not-dns", "email-not-email", "duration-under-1h"])
+def test_values_check_names_the_bad_autohttps_key(tmp_path, capsys, site, expected):
+    """What the chart's schema lets through (any string) but Let's Encrypt or Traefik refuses at run time."""
+    path = tmp_path / "site.yaml"
+    path.write_text(site)
+    files = [a for n in AUTOHTTPS_STACK for a in ("-f", CHART_VALUES / n)]
+    rc, out, err = run_check(capsys, *files, "-f", path)
+    assert rc == 1
+    assert re.search(expected, out), out
+    assert "1 problem(s)" in err

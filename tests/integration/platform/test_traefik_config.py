@@ -11,7 +11,7 @@ import requests
 
 from hubfleet.config.values import check_values, load_values
 from tests.integration.platform.acme import start_pebble, start_traefik, wait_for_certificate
-from tests.integration.platform.conftest import CHART, CHART_VALUES, traefik_files
+from tests.integration.platform.conftest import CHART, CHART_VALUES, rendered_container, traefik_files
 from tests.procs import VENV_BIN, Proc, free_port, wait_for
 
 # the same on every Python stack (Helm, Traefik, pip resolution): `make test` runs it with the first stack only
@@ -37,13 +37,15 @@ def backend(tmp_path_factory):
 @pytest.fixture(scope="module")
 def traefik(rendered, backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("traefik")
-    static, dynamic = traefik_files(rendered(STACK))
+    result = rendered(STACK)
+    static, dynamic = traefik_files(result)
     http_port, https_port = free_port(), free_port()
     pebble = start_pebble(tmp / "pebble", http_port, https_port)
     proc = None
     try:
         proc = start_traefik(static, dynamic, tmp, backend=backend, ca_server=pebble.directory,
-                             ca_cert=pebble.api_cert, ports=(http_port, https_port))
+                             ca_cert=pebble.api_cert, ports=(http_port, https_port),
+                             acme_retry=rendered_container(result, "acme-retry", init=True))
         chain = tmp / "chain.pem"
         chain.write_text(pebble.issuing_chain())
         wait_for_certificate(proc, HOST, str(chain))
@@ -67,20 +69,21 @@ def test_the_dynamic_config_is_in_effect(traefik):
     assert (r.status_code, r.headers.get("Location")) == (301, f"https://{HOST}/hub/")
 
 
-def render_with_security_headers(headers: dict) -> tuple[dict, dict]:
+def render_with_security_headers(headers: dict) -> tuple[dict, dict, dict]:
     overlay = load_values(CHART_VALUES / "autohttps-hardened.yaml")
     overlay["proxy"]["traefik"]["extraDynamicConfig"]["http"]["middlewares"]["security-headers"]["headers"] = headers
     result = check_values(CHART, docs=[load_values(CHART_VALUES / n) for n in STACK[:2]] + [overlay])
     assert result.ok, result.problems
-    return traefik_files(result)
+    return (*traefik_files(result), rendered_container(result, "acme-retry", init=True))
 
 
 def test_the_old_misspelt_key_makes_traefik_drop_dynamic_yaml(backend, tmp_path):
     """What the test above guards against: `frameworkDeny` (the old overlay) passes the chart's schema and renders,
     but the real Traefik refuses the whole file provider config."""
-    static, dynamic = render_with_security_headers({"frameworkDeny": True, "customFrameOptionsValue": "SAMEORIGIN"})
+    static, dynamic, acme_retry = render_with_security_headers({"frameworkDeny": True,
+                                                                "customFrameOptionsValue": "SAMEORIGIN"})
     traefik = start_traefik(static, dynamic, tmp_path, backend=backend, ca_server="https://127.0.0.1:1/dir",
-                            name="traefik-old-overlay")
+                            acme_retry=acme_retry, name="traefik-old-overlay")
     try:
         errors = wait_for("Traefik to report the misspelt key",
                           lambda: [e for e in traefik.error_lines() if "frameworkDeny" in e], timeout=30,

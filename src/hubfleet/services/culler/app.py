@@ -32,6 +32,7 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, vali
 from traitlets.config import Application
 
 from ...errors import HubfleetError, explain
+from ..certprobe import CertificateProbe
 from .arbiter import CullConfigError, CullPolicy
 from .hub_api import HubAPI
 from .notify import NOTIFIER_CLASSES, HookNotifier, NotifyError, SMTPNotifier, WebhookNotifier, check_hook
@@ -44,7 +45,7 @@ class CullerApp(Application):
     name = "hubfleet-culler"
     description = ("Cull idle JupyterHub servers with per-profile policies (a JupyterHub service; reads "
                    "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN).")
-    classes = list(NOTIFIER_CLASSES)
+    classes = [*NOTIFIER_CLASSES, CertificateProbe]
 
     url = Unicode(
         help="""The JupyterHub API URL, e.g. http://hub:8081/hub/api. Default: $JUPYTERHUB_API_URL, which the hub
@@ -440,6 +441,8 @@ class CullerApp(Application):
         missing = await self.missing_scopes(api)
         if missing:
             log.error("%s", missing)
+        probe = CertificateProbe(parent=self, registry=metrics.registry)  # HTTPS certificates, on the same /metrics
+        probing = asyncio.ensure_future(probe.run(stopping)) if probe.hosts else None
         every = self.effective_cull_every()
         log.info("culling every %.0fs, up to %d stops at a time%s; policies: %s", every, self.concurrency,
                  " (dry run: nothing is stopped)" if self.dry_run else "", self._describe_policies())
@@ -486,6 +489,9 @@ class CullerApp(Application):
                 except asyncio.TimeoutError:
                     pass
         finally:
+            if probing is not None:
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
             api.close()
             if metrics_server is not None:
                 metrics_server.stop()
