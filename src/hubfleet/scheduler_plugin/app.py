@@ -196,7 +196,8 @@ class Extender:
         if self.hub_activity is not None:  # the annotation wins; else the hub's (if fresh); else unknown
             pods = {uid: self.hub_activity.resolve(v, now) for uid, v in pods.items()}
         decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
-                          now=now, protect_active=self.policy.protect_active)
+                          now=now, protect_active=self.policy.protect_active,
+                          user_namespaces=self.policy.user_namespaces)
         meta = args.pod.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"

@@ -100,7 +100,8 @@ class Weights:
 class Policy:
     """What the extender enforces. `gpu_node_label` is ``key=value`` (or ``key`` for "label present"); nodes carrying
     it are kept for pods requesting `gpu_resource`; empty disables that rule. `protect_active`: seconds during which
-    a server that was active is never preempted. `gpu_block`: the largest GPU request of a profile; GPU pods are
+    a server that was active is never preempted; `user_namespaces`: the namespaces of user servers, the only pods
+    the preempt verb may choose (none: no preemption). `gpu_block`: the largest GPU request of a profile; GPU pods are
     placed so that as many nodes as possible keep room for one (``gpu_fit_score``; 0: plain best fit, fewer
     GPU-node-hours but GPU pods may wait while enough GPUs are free on several nodes)."""
     gpu_resource: str = DEFAULT_GPU_RESOURCE
@@ -108,6 +109,7 @@ class Policy:
     weights: Weights = field(default_factory=Weights)
     protect_active: float = 900.0
     gpu_block: int = 2
+    user_namespaces: tuple[str, ...] = ()
 
     def __post_init__(self):
         key, sep, value = self.gpu_node_label.partition("=")
@@ -116,6 +118,9 @@ class Policy:
             raise ScoringError(f"gpu_block must be a number of GPUs (0: plain best fit), not {self.gpu_block!r}")
         if not isinstance(self.protect_active, (int, float)) or self.protect_active < 0:
             raise ScoringError(f"protect_active must be a non-negative number of seconds, not {self.protect_active!r}")
+        if isinstance(self.user_namespaces, str) or not all(isinstance(n, str) and n for n in self.user_namespaces):
+            raise ScoringError(f"user_namespaces must be a list of namespace names, not {self.user_namespaces!r}")
+        object.__setattr__(self, "user_namespaces", tuple(self.user_namespaces))
 
     def is_gpu_only(self, node: "NodeInfo") -> bool:
         key, value = self._label
