@@ -254,10 +254,33 @@ def node_failure(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[
 _MISSING = object()
 
 
+def not_cached(name: str) -> str:
+    """The failure reason of a candidate node the extender's node cache does not (yet) hold."""
+    return f"node {name} is not (yet) in the extender's node cache"
+
+
+def empty_node_key(node: NodeInfo, policy: Policy) -> tuple:
+    """What a verdict or score of a node with nothing bound depends on: the nodes of one pool share it."""
+    return (node.shape, policy.is_gpu_only(node), node.to_be_deleted, node.deletion_candidate, node.zone)
+
+
+def evaluate_node(pod: "PodInfo", node: NodeInfo, used: Mapping[str, Decimal] | None, policy: Policy,
+                  view: "View | None", memo: dict) -> tuple[tuple[str, bool] | None, int]:
+    """(``node_failure``, ``score_node``) of placing `pod` on `node`; for a node with nothing bound (`used` empty)
+    kept in `memo` under ``empty_node_key``, so the nodes of one pool are evaluated once."""
+    if used:
+        return (node_failure(pod.requests, node, used, policy),
+                score_node(pod.requests, node, used, policy, pod=pod, view=view or EMPTY_VIEW))
+    key = empty_node_key(node, policy)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (node_failure(pod.requests, node, {}, policy),
+                           score_node(pod.requests, node, {}, policy, pod=pod, view=view or EMPTY_VIEW))
+    return hit
+
+
 def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decimal]], policy: Policy, fn):
-    """Yield (node, fn(node, used)); nodes with nothing bound share one evaluation per (allocatable, GPU-only
-    verdict, autoscaler taints): the nodes of one pool are evaluated once per request."""
-    label_key, label_value = policy._label
+    """Yield (node, fn(node, used)); nodes with nothing bound share one evaluation per ``empty_node_key``."""
     memo: dict = {}
     empty: Resources = {}
     for node in nodes:
@@ -265,9 +288,7 @@ def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decima
         if used:
             yield node, fn(node, used)
             continue
-        have = node.labels.get(label_key) if label_key else None
-        key = (node.shape, have is not None and (label_value is None or have == label_value), node.to_be_deleted,
-               node.deletion_candidate, node.zone)
+        key = empty_node_key(node, policy)
         value = memo.get(key, _MISSING)
         if value is _MISSING:
             value = memo[key] = fn(node, empty)
