@@ -150,4 +150,5 @@ def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Map
     return Decision({best: uids}, refused)
 
 
-__all__ = ["COMPONENT_LABEL", "USER_SERVER_COMPONENT", "Decision", "ServerKey", "VictimInfo", "narrow", "parse_time", "server_key", "victim_info"]
+__all__ = ["COMPONENT_LABEL", "USER_SERVER_COMPONENT", "Decision", "ServerKey", "VictimInfo", "narrow", "parse_time",
+           "server_key", "victim_info"]

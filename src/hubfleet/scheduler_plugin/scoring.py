@@ -395,7 +395,7 @@ def parse_weights(text: str) -> Weights:
     return Weights(**values)
 
 
-__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError", "View",
-           "Weights", "add_usage", "filter_nodes", "gpu_fit_score", "node_failure", "node_info", "parse_quantity",
-           "parse_weights",
-           "pod_info", "pod_requests", "prioritize", "score_node"]
+__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError",
+           "View", "Weights", "add_usage", "empty_node_key", "evaluate_node", "filter_nodes", "gpu_fit_score",
+           "node_failure", "node_info", "not_cached", "parse_quantity", "parse_weights", "pod_info", "pod_requests",
+           "prioritize", "score_node"]
