@@ -217,8 +217,12 @@ def encode_filter(ok: bytes = b"", failed: bytes = b"", unresolvable: bytes = b"
     """An ExtenderFilterResult from joined fragments (each part's trailing comma included or not); with `nodes`
     (a request that sent Nodes) the kept Node objects go in ``Nodes`` instead of names in ``NodeNames``."""
     ok, failed, unresolvable = (p[:-1] if p.endswith(b",") else p for p in (ok, failed, unresolvable))
-    head = (b'{"Nodes":null,"NodeNames":[' + ok + b"]" if nodes is None
-            else b'{"Nodes":' + dumps({"metadata": {}, "items": nodes}) + b',"NodeNames":null')
+    if error:  # kube-scheduler reads nothing else of a result with an Error
+        head = b'{"Nodes":null,"NodeNames":null'
+    elif nodes is None:
+        head = b'{"Nodes":null,"NodeNames":[' + ok + b"]"
+    else:
+        head = b'{"Nodes":' + dumps({"metadata": {}, "items": nodes}) + b',"NodeNames":null'
     return b"".join((head, b',"FailedNodes":{', failed, b'},"FailedAndUnresolvableNodes":{', unresolvable,
                      b'},"Error":', dumps(error), b"}"))
 
