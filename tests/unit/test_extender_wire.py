@@ -130,7 +130,9 @@ def test_prioritize_returns_a_host_priority_list(extender):
 
 def test_filter_result_round_trip():
     r = ExtenderFilterResult(node_names=["a"], failed_nodes={"b": "Insufficient cpu"}, error="")
-    assert ExtenderFilterResult.from_json(json.loads(wire.dumps(r.to_json()))) == r
+    encoded = wire.encode_filter(*wire.filter_fragments("a", None)[:1], wire.filter_fragments(
+        "b", ("Insufficient cpu", False))[1])
+    assert ExtenderFilterResult.from_json(json.loads(encoded)) == r
     assert ExtenderFilterResult.from_json({"nodenames": ["a"], "error": "x"}).error == "x"
 
 

@@ -151,21 +151,13 @@ class ExtenderArgs:
 @dataclass
 class ExtenderFilterResult:
     """``ExtenderFilterResult{Nodes *v1.NodeList; NodeNames *[]string; FailedNodes, FailedAndUnresolvableNodes
-    map[string]string; Error string}``. Answer in the same form the request came in (Nodes or NodeNames)."""
+    map[string]string; Error string}``, as kube-scheduler reads it back (the extender encodes its answers with
+    ``encode_filter``, in the form the request came in: Nodes or NodeNames)."""
     nodes: list[dict] | None = None
     node_names: list[str] | None = None
     failed_nodes: dict[str, str] = field(default_factory=dict)
     failed_and_unresolvable_nodes: dict[str, str] = field(default_factory=dict)
     error: str = ""
-
-    def to_json(self) -> dict:
-        return {
-            "Nodes": None if self.nodes is None else {"metadata": {}, "items": self.nodes},
-            "NodeNames": self.node_names,
-            "FailedNodes": self.failed_nodes,
-            "FailedAndUnresolvableNodes": self.failed_and_unresolvable_nodes,
-            "Error": self.error,
-        }
 
     @classmethod
     def from_json(cls, data: object) -> "ExtenderFilterResult":
@@ -184,9 +176,6 @@ class HostPriority:
     """``HostPriority{Host string; Score int64}``; a prioritize answer is a list of them (HostPriorityList)."""
     host: str
     score: int
-
-    def to_json(self) -> dict:
-        return {"Host": self.host, "Score": self.score}
 
     @classmethod
     def from_json(cls, data: object) -> "HostPriority":
