@@ -171,13 +171,17 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
         dc_state = state / "devcluster"
         (dc_state / "devcluster.json").unlink(missing_ok=True)
         extender_port = free_port()
+        url = f"hubfleet-scheduler=http://127.0.0.1:{extender_port}"
         dc = Proc("devcluster", [sys.executable, "-m", "hubfleet.cli", "devcluster", "--state", dc_state,
-                                 "--extender", f"hubfleet-scheduler=http://127.0.0.1:{extender_port}"], logs)
+                                 # as deploy/scheduler-extender/configmap.yaml: filter/prioritize ignorable, preempt not
+                                 "--extender", f"{url},preemptVerb=",
+                                 "--extender", f"{url},filterVerb=,prioritizeVerb=,ignorable=false"], logs)
         procs.append(dc)
         dc.wait_for_file(dc_state / "devcluster.json", timeout=60)
         print("[3/5] scheduler extender (bin-packing, GPU-aware)", flush=True)
         extender = Proc("scheduler-extender", [sys.executable, "-m", "hubfleet.cli", "scheduler-extender",
-                                               "--port", extender_port, "--kubeconfig", dc_state / "kubeconfig"],
+                                               "--port", extender_port, "--kubeconfig", dc_state / "kubeconfig",
+                                               "--user-namespace", "default"],
                         logs)
         procs.append(extender)
         extender.wait_for_port("127.0.0.1", extender_port, timeout=60)

@@ -84,7 +84,7 @@ class DevCluster:
     """A one-machine stand-in for Kubernetes. `start()` serves the API and writes `state_dir/kubeconfig`."""
 
     def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                 nodes: list[NodeSpec] | None = None, extenders: dict[str, ExtenderConfig] | None = None,
+                 nodes: list[NodeSpec] | None = None, extenders: dict[str, list[ExtenderConfig]] | None = None,
                  images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None,
                  restart_backoff: float = 10.0):
         self.state_dir = Path(state_dir).resolve()

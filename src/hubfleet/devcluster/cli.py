@@ -48,6 +48,13 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     return tuple(out) + DEFAULT_IMAGES
 
 
+def _by_scheduler(entries: list[tuple[str, ExtenderConfig]]) -> dict[str, list[ExtenderConfig]]:
+    out: dict[str, list[ExtenderConfig]] = {}
+    for name, config in entries:
+        out.setdefault(name, []).append(config)
+    return out
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "devcluster", help="run the devcluster (Kubernetes API emulator + scheduler + process kubelet)",
@@ -60,8 +67,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--images", help="YAML list of extra image mappings {pattern, command, args, home, env}")
     p.add_argument("--extender", action="append", type=_parse_extender, default=[],
                    help="SCHEDULER_NAME=URL_PREFIX[,ignorable=false,nodeCacheCapable=false,weight=N,...]: place pods "
-                        "with that schedulerName through a kube-scheduler "
-                        "extender (filter/prioritize over HTTP)")
+                        "with that schedulerName through a kube-scheduler extender (filter/prioritize/preempt over "
+                        "HTTP); repeat a name for several extenders, called in order as kube-scheduler calls its "
+                        "extenders[] entries")
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of API requests answering 429/500")
     p.add_argument("--fault-delay", type=float, default=0.0, help="seconds of delay on a fraction of requests")
     p.add_argument("--fault-delay-rate", type=float, default=0.0)
@@ -85,7 +93,7 @@ def run(args) -> int:
     images = _load_images(args.images) if args.images else DEFAULT_IMAGES
     try:
         cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes,
-                             extenders=dict(args.extender), images=images,
+                             extenders=_by_scheduler(args.extender), images=images,
                              faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
                                      "delay_rate": args.fault_delay_rate},
                              restart_backoff=args.restart_backoff)

@@ -227,7 +227,9 @@ def test_an_ignorable_extender_that_fails_is_skipped(ext_cluster, extender):
     create_pod(ext_cluster, pod_body(name, command=SLEEP, scheduler_name="lenient-scheduler"))
     pod = wait_pod(ext_cluster, name, _bound, "bound without the extender")
     assert pod["spec"]["nodeName"] in ("cpu-1", "cpu-2", "cpu-3")
-    assert [p for p, b in extender.calls if b["Pod"]["metadata"]["name"] == name] == ["/broken/filter"]
+    # as kube-scheduler: the failed filter is skipped, and so is the prioritize that fails next
+    assert [p for p, b in extender.calls if b["Pod"]["metadata"]["name"] == name] == ["/broken/filter",
+                                                                                     "/broken/prioritize"]
     assert not _failed_scheduling(ext_cluster, name)
 
 
