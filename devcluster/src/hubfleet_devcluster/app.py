@@ -20,7 +20,7 @@ from .scheduler import ExtenderConfig, Scheduler
 from .schemas import definitions
 from .tls import ensure_certificates, server_context, write_private
 
-log = logging.getLogger("hubfleet.devcluster")
+log = logging.getLogger("hubfleet_devcluster")
 
 # What a real cluster keeps in etcd across a restart that users' data depends on. Pods are not kept: stopping the
 # devcluster terminates them (their processes are gone), and the hub sees them gone at its next poll.

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..quantity import QuantityError, parse_quantity
+from hubfleet.quantity import QuantityError, parse_quantity
 
-log = logging.getLogger("hubfleet.devcluster.sandbox")
+log = logging.getLogger("hubfleet_devcluster.sandbox")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _HIDDEN_TOP = {"proc", "dev", "sys", "tmp", "root", "home", "run", "mnt", "media", "lost+found", "var", "old_root"}
 

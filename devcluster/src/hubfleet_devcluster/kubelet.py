@@ -36,7 +36,7 @@ from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_imag
 from .podenv import PodFailure, container_env, expand, translate, translate_path
 from .sandbox import Cgroup, Sandbox, identity, limits, prepare_volume
 
-log = logging.getLogger("hubfleet.devcluster.kubelet")
+log = logging.getLogger("hubfleet_devcluster.kubelet")
 COMPONENT = "kubelet"
 
 
@@ -310,7 +310,7 @@ class ProcessKubelet:
         if mapping is None:
             raise PodFailure("ErrImagePull",
                              f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
-                             "one with `hubfleet devcluster --images FILE`, FILE a YAML list such as "
+                             "one with `hubfleet-devcluster --images FILE`, FILE a YAML list such as "
                              f'[{{pattern: "{image}", command: [...], args: [...]}}]')
         self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         argv = self._argv(container, mapping)

@@ -34,7 +34,7 @@ from .status import APIError, not_found, now_iso  # noqa: F401
 from .store import Store, Watcher
 from .tables import table
 
-log = logging.getLogger("hubfleet.devcluster.api")
+log = logging.getLogger("hubfleet_devcluster.api")
 
 _CORE_RE = re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+)(?=/[a-z]))?/(?P<plural>[a-z]+)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$")
