@@ -54,6 +54,8 @@ PURE = [
     "hubfleet_devcluster.protobuf",
     "hubfleet_devcluster.images",
     "hubfleet_devcluster.podenv",
+    "hubfleet_devcluster.probes",
+    "hubfleet_devcluster.gc",
 ]
 
 PROBE = """

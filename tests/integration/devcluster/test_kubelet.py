@@ -30,7 +30,9 @@ def _pgrep(pattern: str) -> list[str]:
 
 def test_http_server_pod_runs_on_its_own_ip_and_stops_on_delete(cluster):
     name = unique("web")
-    create_pod(cluster, pod_body(name, command=HTTP_SERVER, port=8000))
+    body = pod_body(name, command=HTTP_SERVER, port=8000)
+    body["spec"]["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": 8000}, "periodSeconds": 1}
+    create_pod(cluster, body)
     pod = wait_pod(cluster, name, _ready, "Running and Ready")
     ip = pod["status"]["podIP"]
     assert ip.startswith("127.0.") and ip != "127.0.0.1"
