@@ -103,7 +103,9 @@ c.KubeSpawner.namespace = "default"
 c.KubeSpawner.image = "{image}"
 c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubeSpawner.start_timeout = 60
-c.KubeSpawner.http_timeout = 30
+# a pod without a readiness probe is Ready as soon as its container runs (as on Kubernetes): the singleuser server's
+# own start-up then counts against http_timeout, which a loaded test machine can stretch past 30 s
+c.KubeSpawner.http_timeout = 60
 c.KubeSpawner.cpu_guarantee = 0.1
 c.KubeSpawner.mem_guarantee = "128M"
 c.KubeSpawner.storage_pvc_ensure = True
