@@ -104,8 +104,8 @@ c.KubeSpawner.image = "{image}"
 c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubeSpawner.start_timeout = 60
 # a pod without a readiness probe is Ready as soon as its container runs (as on Kubernetes): the singleuser server's
-# own start-up then counts against http_timeout, which a loaded test machine can stretch past 30 s
-c.KubeSpawner.http_timeout = 60
+# own start-up then counts against http_timeout: 90 s keeps the budget a spawn had (start 60 + http 30)
+c.KubeSpawner.http_timeout = 90
 c.KubeSpawner.cpu_guarantee = 0.1
 c.KubeSpawner.mem_guarantee = "128M"
 c.KubeSpawner.storage_pvc_ensure = True
