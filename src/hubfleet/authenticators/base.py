@@ -98,14 +98,11 @@ def trust_admin_groups_trait(default: bool) -> Bool:
         default,
         config=True,
         help=f"""Inside ``hubfleet`` (the composite): let this backend's groups satisfy the composite's
-        `admin_groups`. Default {default} for this kind of backend.
-
-        Off, a user of this backend is an admin only through `admin_users`, this backend's own `admin_groups`
-        (set in its ``backends[]`` entry or its class config) or an admin flag it reports itself (the local
-        accounts file): group names sent by a less-trusted provider or directory never make admins through
-        admin groups meant for another backend. Without the composite this option has no effect (the
-        backend's `admin_groups` are its own).
-        """,
+        `admin_groups`. Default {default} for this kind of backend. Off, a user of this backend is an admin only
+        through `admin_users`, this backend's own `admin_groups` (its ``backends[]`` entry or class config) or
+        an admin flag it reports itself (the local accounts file): group names sent by a less-trusted provider
+        or directory never make admins through admin groups meant for another backend. Without the composite
+        this option has no effect (the backend's `admin_groups` are its own).""",
     )
 
 
@@ -395,10 +392,9 @@ class HubfleetBaseAuthenticator(Authenticator):
         return self if name == self.backend_name else None
 
     def rules_for(self, backend: str) -> policy.Rules:
-        """The policy in force for users of ``backend``: the hub-wide sets, and each group option of
-        :data:`PER_BACKEND_POLICY` from the backend's own configuration where it sets one, else this
-        authenticator's. The hub's `admin_groups` count for a backend only with its `trust_admin_groups`.
-        An unknown backend gets no group rights (fail closed)."""
+        """The policy for users of ``backend``: the hub-wide sets, each option of :data:`PER_BACKEND_POLICY` from
+        the backend's own configuration where it sets one, else this authenticator's; the hub's `admin_groups`
+        only with its `trust_admin_groups`. An unknown backend gets no group rights (fail closed)."""
         child = self.backend_by_name(backend)
         own = set(PER_BACKEND_POLICY) if child is self else (child._policy_overrides if child is not None else set())
 
@@ -445,10 +441,9 @@ class HubfleetBaseAuthenticator(Authenticator):
         return model
 
     async def get_authenticated_user(self, handler, data):
-        """The hub's login entry point, one path for every backend: :meth:`authenticate` (the username
-        normalised once, the backend asked, the policy applied once by :meth:`auth_model`), JupyterHub's
-        ``post_auth_hook``, then the identity binding. JupyterHub's own sequence would normalise the name again
-        and ask ``check_blocked_users`` / ``check_allowed`` for a decision already made."""
+        """The hub's login entry point, one path for every backend: :meth:`authenticate` (the name normalised
+        once, the backend asked, :meth:`auth_model` deciding once), ``post_auth_hook``, the identity binding.
+        (JupyterHub's own would normalise again and ask ``check_allowed`` for a decision already made.)"""
         model = await self.authenticate(handler, data)
         if not model:
             return None
