@@ -198,7 +198,7 @@ async def test_demo_pod_manifests_validate_and_carry_the_profile(profile):
         assert "nvidia.com/gpu" not in limits
         assert spec["nodeSelector"] == {"hub.jupyter.org/node-purpose": "user"}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["HUBFLEET_PROFILE"] == profile
+    assert "HUBFLEET_PROFILE" not in env
 
 
 @pytest.mark.parametrize("server, claim", [("", "claim-alice"), ("ws1", "claim-alice--ws1")])
@@ -238,7 +238,7 @@ async def test_a_new_choice_starts_from_the_configured_values():
     await spawner.load_user_options()
     assert spawner.extra_resource_limits == {}
     assert spawner.node_selector == {} and spawner.tolerations == []
-    assert spawner.environment == {"KEEP": "1", "HUBFLEET_PROFILE": "small"}
+    assert spawner.environment == {"KEEP": "1"}
 
 
 # --- refusals: before any Kubernetes call -------------------------------------------------------------------------
@@ -380,7 +380,7 @@ async def test_pre_spawn_and_post_stop_hooks_compose():
         post_stop_hook=lambda s: seen.append(("single-post", s.user.name)),
     )
     await spawner.load_user_options()
-    assert spawner.environment["SYNC_HOOK"] == "small" and spawner.environment["HUBFLEET_PROFILE"] == "small"
+    assert spawner.environment["SYNC_HOOK"] == "small"
     await spawner.run_post_stop_hook()
     assert seen == [("pre", "small"), ("single-post", "alice"), ("post", "small")]
 

@@ -46,7 +46,6 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
-from .profiles.model import GROUPS_ANNOTATION, USER_LABEL, USERNAME_ANNOTATION
 from .retry import TransientRetry
 from .storage import StorageSafety
 
@@ -57,11 +56,6 @@ _HOOK_HELP = """
     :class:`hubfleet.spawners.profiles.ResolvedChoice` (None if no profile was resolved). Accept ``**kwargs`` so
     that new arguments do not break your hook.
 """
-
-
-def _escape_template(value: str) -> str:
-    """KubeSpawner ``str.format``s labels and annotations; keep user data literal."""
-    return value.replace("{", "{{").replace("}", "}}")
 
 
 class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
@@ -176,6 +170,15 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
     home_mount_path = Unicode(
         "/home/jovyan",
         help="Where the per-user (per-named-server) PVC is mounted by the default ``volumes``/``volume_mounts``.",
+    ).tag(config=True)
+
+    profile_environment_variable = Unicode(
+        "",
+        help="""
+        Name of an environment variable that carries the chosen profile's slug into the server (e.g.
+        ``HUBFLEET_PROFILE``). Empty (the default): none, the server's environment is KubeSpawner's. A profile's own
+        ``env`` may set any variable too.
+        """,
     ).tag(config=True)
 
     hide_form_for_single_choice = Bool(
@@ -459,16 +462,8 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
 
         self._restore_traits()
         overrides = overrides_for(choice, base=TraitView(self), group_volumes=catalog.group_volumes,
-                                  group_rules=catalog.group_rules)
-        overrides["extra_labels"] = {
-            **overrides["extra_labels"],
-            USER_LABEL: safe_slug(name, is_valid=is_valid_label),
-        }
-        overrides["extra_annotations"] = {
-            **self.extra_annotations,
-            GROUPS_ANNOTATION: _escape_template(json.dumps(sorted(choice.groups))),
-            USERNAME_ANNOTATION: _escape_template(name),
-        }
+                                  group_rules=catalog.group_rules, user_slug=safe_slug(name, is_valid=is_valid_label),
+                                  profile_environment_variable=self.profile_environment_variable)
         self._apply_traits(overrides)
         self.choice = choice
         self._record(choice)
