@@ -98,6 +98,18 @@ def rest(spawner, options, shape="user_options"):
     return spawner
 
 
+async def submit(spawner, data, *, query=False):
+    """What the hub does with a posted form (or a ``/hub/spawn?...`` query): parse it with the spawner's
+    ``run_options_from_form`` (``options_from_query``), which returns the options as KubeSpawner's does, hand them
+    to the spawner and run ``apply_user_options`` before anything else of the spawn. Returns the options."""
+    options = spawner.options_from_query(data) if query else spawner.run_options_from_form(data)
+    assert isinstance(options, dict), f"a dict, as KubeSpawner returns, not {options!r}"
+    spawner.handler = FakeHandler("POST", f"/hub/spawn/{spawner.user.name}")
+    spawner.user_options = options
+    await spawner._run_apply_user_options(options)
+    return options
+
+
 def saved(spawner, options):
     """A spawn that names no options (REST POST without a body): JupyterHub reuses the saved ones."""
     spawner.handler = FakeHandler("POST", f"/hub/api/users/{spawner.user.name}/server")
@@ -274,26 +286,29 @@ async def test_jupyterhub_apply_user_options_refuses_before_pre_spawn_hook():
      "profile 'small' does not allow another image"),
     ({"profile": ["medium"]}, "profile 'medium' is not available to you"),
 ])
-async def test_options_from_form_refuses_tampered_forms(formdata, message):
+async def test_a_tampered_form_is_refused_before_the_spawn(formdata, message):
     spawner = make_spawner()
     with pytest.raises(web.HTTPError) as e:
-        await spawner.run_options_from_form(formdata)
+        await submit(spawner, formdata)
     assert e.value.status_code in (400, 403)
     assert message in e.value.jupyterhub_message
+    if spawner.user_options:  # parsed, then refused within the spawn: JupyterHub stops the spawner
+        await spawner.stop()
+    assert spawner.api.calls == []
 
 
-async def test_options_from_query_is_validated_like_the_form():
+async def test_a_query_string_is_checked_like_the_form():
     spawner = make_spawner(groups=["researchers"])
-    assert await spawner.options_from_query({"profile": ["medium"]}) == {"profile": "medium"}
+    assert await submit(spawner, {"profile": ["medium"]}, query=True) == {"profile": "medium"}
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
-        await spawner.options_from_query({"profile": ["gpu"]})
+        await submit(spawner, {"profile": ["gpu"]}, query=True)
 
 
 async def test_options_from_form_accepts_a_valid_form():
     spawner = make_spawner(groups=["researchers"])
     formdata = {"profile": ["medium"], "image--medium": [OTHER_IMAGE], "other_image--medium": ["quay.io/jupyter/r:1"],
                 "image--small": ["default"]}
-    assert await spawner.run_options_from_form(formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
+    assert await submit(spawner, formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
 
 
 async def test_invalid_configuration_is_a_500_naming_the_field():
@@ -433,6 +448,27 @@ async def test_without_profiles_it_is_a_hardened_kubespawner():
     assert legacy.image == "x/y:1"
 
 
+# --- the user objects code other than JupyterHub hands over ------------------------------------------------------
+
+
+@pytest.mark.parametrize("groups, usable", [
+    ("absent", ["small"]),  # no ``groups`` attribute at all
+    (None, ["small"]),
+    (["researchers"], ["small", "medium"]),  # group names as plain strings
+    ([FakeGroup("researchers")], ["small", "medium"]),  # JupyterHub's group objects
+], ids=["no-attribute", "none", "names", "objects"])
+async def test_any_user_object_a_kubespawner_takes(groups, usable):
+    spawner = make_spawner()
+    if groups == "absent":
+        del spawner.user.groups
+    else:
+        spawner.user.groups = groups
+    assert [p.slug for p in await spawner.visible_profiles()] == usable
+    rest(spawner, {"profile": usable[-1]})
+    await spawner.load_user_options()
+    assert spawner.choice.profile.slug == usable[-1]
+
+
 # --- JupyterHub 5.5 and 6.x ---------------------------------------------------------------------------------------
 
 
@@ -466,7 +502,7 @@ async def test_both_rest_body_shapes_resolve_the_same(shape):
     ({"opt-profile": ["medium"], "next": ["/x"], "display_name": ["X"]}, {"profile": "medium"}),
 ])
 async def test_query_strings_in_both_spellings(query, expected):
-    assert await make_spawner(groups=["researchers"]).options_from_query(query) == expected
+    assert await submit(make_spawner(groups=["researchers"]), query, query=True) == expected
 
 
 @pytest.mark.parametrize("name, ok", [("ws-1", True), ("a", True), ("x" * 30, True), ("Bad_Name", False),

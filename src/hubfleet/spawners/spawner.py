@@ -7,12 +7,18 @@ This module only wires traits and overrides KubeSpawner's hooks; the rules live 
 Where each check happens (the same on JupyterHub 5.5 and 6.x):
 
 - ``options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``):
-  parse and validate, so a tampered form is refused with the error shown on the spawn page.
-- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook``) and ``load_user_options`` (the first step
-  of ``start()``, for every path including both REST body shapes): validate ``user_options`` again, fall back to the
-  default profile for a stale *saved* choice, apply the profile's trait overrides, record the resolved choice in
-  ``user_options``, reserve a quota slot and run ``pre_spawn_hooks``. A refusal (JupyterHub 6's
-  ``SpawnException``, an ``HTTPError`` on 5.5) comes before any PVC or pod is created.
+  parse, synchronously as KubeSpawner's do; a malformed form (an unknown field) is refused here.
+- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook`` and ``start``, for the form, the query
+  string and the REST API alike): validate the choice against what this user may choose, so a tampered form is
+  refused with the error shown on the spawn page.
+- ``load_user_options`` (the first step of KubeSpawner's start coroutine, for every path including both REST body
+  shapes): validate ``user_options`` again, fall back to the default profile for a stale *saved* choice, apply the
+  profile's trait overrides, record the resolved choice in ``user_options``, reserve a quota slot and run
+  ``pre_spawn_hooks``. A refusal (JupyterHub 6's ``SpawnException``, an ``HTTPError`` on 5.5) comes before any PVC
+  or pod is created.
+
+The call shapes are KubeSpawner's (``options_from_form`` returns a dict, ``start()`` schedules the spawn and returns
+the future that ``progress()`` follows); where the defaults differ on purpose, docs/spawner.md lists them.
 """
 
 from __future__ import annotations
@@ -293,8 +299,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
     # ------------------------------------------------------------------ who is asking
 
     def _identity(self) -> tuple[str, frozenset[str], bool]:
+        """(name, group names, admin) of this spawner's user. A user object without ``groups`` (or with None) has
+        no groups; a group may be a JupyterHub group (its ``name``) or a plain string."""
         user = self.user
-        groups = frozenset(g.name for g in getattr(user, "groups", None) or ())
+        groups = frozenset(g if isinstance(g, str) else g.name for g in getattr(user, "groups", None) or ())
         return user.name, groups, bool(getattr(user, "admin", False))
 
     async def visible_profiles(self):
@@ -368,6 +376,8 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
         saved = compat.unwrap_options(self.user_options) or {}
+        if saved == self._refused_options:  # just refused (the page shows why): not a choice to preselect
+            saved = {}
         choice = None
         if saved:
             try:
@@ -401,27 +411,25 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
     def _default_options_from_form(self):
         return self._profile_options_from_form
 
-    async def _profile_options_from_form(self, formdata):
-        return await self._validated_options(_form.form_to_user_options, formdata)
+    def _profile_options_from_form(self, formdata):
+        """The ``user_options`` a posted form asks for (the choice is checked in ``apply_user_options``)."""
+        return self._parsed_options(_form.form_to_user_options, formdata, query=False)
 
-    async def options_from_query(self, query_data):
+    def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
-        5.5), or the form's field names: validated like the form."""
-        try:
-            return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
-        except Exception:
-            self._refused_query = True
-            raise
+        5.5), or the form's field names: parsed like the form."""
+        return self._parsed_options(_form.query_to_user_options, compat.strip_query_prefix(query_data), query=True)
 
-    async def _validated_options(self, parse, data):
-        """The user_options parsed from a form or a query string, checked against what this user may choose (a
-        refusal naming the problem otherwise)."""
+    def _parsed_options(self, parse, data, *, query: bool):
+        """The user_options parsed from a form or a query string (a refusal naming a malformed field otherwise),
+        remembered as an explicit request: a choice this user may not make is then refused, not replaced."""
+        self._refused_query = False
         try:
             options = parse(data)
         except ProfileError as e:
+            self._refused_query = query
             raise self._refusal(e) from e
-        self._explicit_options = options
-        catalog, _choice = await self._resolve(options, record=False)
+        self._explicit_options, self._explicit_query = options, query
         return options
 
     # ------------------------------------------------------------------ start: validate, apply, reserve, hooks
@@ -431,12 +439,24 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         return self._check_user_options
 
     async def _check_user_options(self, spawner, user_options):
-        """JupyterHub >= 5.3 calls this before ``pre_spawn_hook`` and ``start``: refuse a bad choice that early too.
-        (Applying happens in ``load_user_options``, which checks again.)"""
-        await self._resolve(user_options, record=False)
+        """JupyterHub calls this before ``pre_spawn_hook`` and ``start``: refuse a choice this user may not make
+        before anything runs. (Applying happens in ``load_user_options``, which checks again.)"""
+        self._refused = False
+        try:
+            await self._resolve(user_options, record=False)
+        except Exception:
+            self._refused = True  # nothing was created: stop() has nothing to delete
+            # a refused query string: show the form with the refusal, not the single choice started anyway
+            self._refused_query = self._explicit_query and self._explicit_options is not None
+            self._explicit_options = None
+            self._refused_options = compat.unwrap_options(user_options)
+            raise
+        self._refused_options = None
 
     choice: ResolvedChoice | None = None
     _explicit_options: dict | None = None
+    _explicit_query = False
+    _refused_options: dict | None = None
     _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
@@ -543,14 +563,15 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self):
-        # Give up a little before the hub's own start_timeout, saying what was seen: when the hub's timeout fires
-        # first, the spawn page only shows "Spawn failed: " (an empty TimeoutError).
+    async def _start(self):
+        """KubeSpawner's start coroutine (which ``start()`` schedules and ``progress()`` follows), timed for the
+        metrics and given up a little before the hub's own ``start_timeout``, saying what was seen: when the hub's
+        timeout fires first, the spawn page only shows "Spawn failed: " (an empty TimeoutError)."""
         _metrics.install(type(self), getattr(self.user, "db", None), user_groups=self.export_user_group_info)
         deadline = max(self.start_timeout - min(1.0, self.start_timeout * 0.1), 0.1)
         started = time.monotonic()
         outcome = "failure"
-        future = super().start()
+        future = asyncio.ensure_future(super()._start())
         try:
             async with asyncio.timeout(deadline):
                 result = await future
