@@ -74,15 +74,16 @@ class NoKubernetes:
 
 
 class FakeRequest:
-    def __init__(self, method, path, body=b""):
+    def __init__(self, method, path, body=b"", query_arguments=None):
         self.method, self.path, self.body = method, path, body
+        self.query_arguments = query_arguments or {}
 
 
 class FakeHandler:
     """What JupyterHub hands the spawner as ``spawner.handler``: the request that asked for the spawn."""
 
-    def __init__(self, method, path, body=None):
-        self.request = FakeRequest(method, path, b"" if body is None else json.dumps(body).encode())
+    def __init__(self, method, path, body=None, query_arguments=None):
+        self.request = FakeRequest(method, path, b"" if body is None else json.dumps(body).encode(), query_arguments)
 
 
 def rest(spawner, options, shape="user_options"):
@@ -104,7 +105,9 @@ async def submit(spawner, data, *, query=False):
     to the spawner and run ``apply_user_options`` before anything else of the spawn. Returns the options."""
     options = spawner.options_from_query(data) if query else spawner.run_options_from_form(data)
     assert isinstance(options, dict), f"a dict, as KubeSpawner returns, not {options!r}"
-    spawner.handler = FakeHandler("POST", f"/hub/spawn/{spawner.user.name}")
+    path = f"/hub/spawn/{spawner.user.name}"
+    spawner.handler = (FakeHandler("GET", path, query_arguments={k: [v.encode() for v in vs] for k, vs in data.items()})
+                       if query else FakeHandler("POST", path))
     spawner.user_options = options
     await spawner._run_apply_user_options(options)
     return options
@@ -467,6 +470,38 @@ async def test_any_user_object_a_kubespawner_takes(groups, usable):
     rest(spawner, {"profile": usable[-1]})
     await spawner.load_user_options()
     assert spawner.choice.profile.slug == usable[-1]
+
+
+async def test_a_form_parsed_by_one_spawner_object_and_spawned_by_another_is_still_refused():
+    """JupyterHub replaces a spawner whose last spawn failed with a new object for the form, and spawns with yet
+    another: whether the request named a choice is read from the request, not remembered by an object."""
+    parser, spawner = make_spawner(), make_spawner()
+    options = parser.run_options_from_form({"profile": ["gpu"]})
+    spawner.handler = FakeHandler("POST", "/hub/spawn/alice")
+    spawner.user_options = options
+    with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
+        await spawner._run_apply_user_options(options)
+
+
+@pytest.mark.parametrize("method, path, body, query, named", [
+    ("POST", "/hub/spawn", None, {}, True),  # the form
+    ("POST", "/prefix/hub/spawn/alice/ws1", None, {}, True),
+    ("GET", "/hub/spawn", None, {"profile": [b"gpu"]}, True),
+    ("GET", "/hub/spawn/alice", None, {"opt-profile": [b"gpu"], "next": [b"/x"]}, True),
+    ("GET", "/hub/spawn", None, {"next": [b"/x"], "display_name": [b"X"]}, False),  # no options in the query
+    ("GET", "/hub/spawn-pending/alice", None, {"profile": [b"gpu"]}, False),
+    ("POST", "/hub/api/users/alice/server", {"user_options": {"profile": "gpu"}}, {}, True),  # JupyterHub 6
+    ("POST", "/hub/api/users/alice/server", {"profile": "gpu"}, {}, True),  # JupyterHub 5
+    ("POST", "/hub/api/users/alice/server", {"display_name": "x"}, {}, False),
+    ("POST", "/hub/api/users/alice/server", {}, {}, False),
+    ("POST", "/hub/api/users/alice/server", None, {}, False),  # the admin panel's start button
+    ("GET", "/user/alice/lab", None, {}, False),
+], ids=["form", "form-named", "query", "opt-query", "no-query", "pending-page", "rest6", "rest5", "rest6-none",
+        "rest-empty", "rest-nobody", "other"])
+def test_which_requests_name_their_options(method, path, body, query, named):
+    assert compat.names_options(FakeRequest(method, path, b"" if body is None else json.dumps(body).encode(),
+                                            query)) is named
+    assert compat.names_options(None) is False
 
 
 # --- JupyterHub 5.5 and 6.x ---------------------------------------------------------------------------------------

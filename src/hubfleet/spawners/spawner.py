@@ -320,26 +320,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         _metrics.REFUSALS.labels(reason=error.reason, profile=profile or "").inc()
         return compat.refusal(error.status, message, error.reason)
 
-    def _is_saved_choice(self, user_options) -> bool:
-        """True when ``user_options`` are the last spawn's, reused because this spawn named none (JupyterHub passes
-        ``options=None``): a REST POST without options, the admin panel's start button, a spawn without a form.
-        False for the form, a query string and a REST body carrying options (an explicit request)."""
-        explicit = self._explicit_options
-        if explicit is not None and explicit == user_options:
-            return False
-        request = getattr(getattr(self, "handler", None), "request", None)
-        if request is None or request.method != "POST" or "/api/users/" not in request.path:
-            return True
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            return True
-        if isinstance(body, dict) and set(body) & {"user_options", "display_name"}:
-            return body.get("user_options") is None
-        return not body
-
-    async def _resolve(self, user_options, *, record: bool):
-        """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared."""
+    async def _resolve(self, user_options):
+        """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared. A
+        choice the spawn's request did not name (the last spawn's, reused) falls back to the default profile when it
+        is no longer allowed; a named one is refused."""
         try:
             catalog = await self.load_catalog()
         except ProfileError as e:
@@ -348,7 +332,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             return catalog, None
         options = compat.unwrap_options(user_options)
         name, groups, is_admin = self._identity()
-        saved = self._is_saved_choice(options)
+        saved = not compat.names_options(getattr(getattr(self, "handler", None), "request", None))
         try:
             if self.name and self.check_server_names and (problem := compat.server_name_problem(self.name)):
                 raise ChoiceError(problem)
@@ -356,8 +340,6 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         except ProfileError as e:
             asked = options.get("profile") if isinstance(options, Mapping) else None
             raise self._refusal(e, asked if isinstance(asked, str) else "") from e
-        if record:
-            self._explicit_options = None
         return catalog, choice
 
     # ------------------------------------------------------------------ the form
@@ -385,7 +367,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             except ProfileError:
                 choice = None
         note = (choice.fallback_form if choice is not None else None) or ""
-        refused_query, self._refused_query = self._refused_query, False
+        refused_query, self._query_pending = self._query_pending, False
         if (
             self.hide_form_for_single_choice
             and not refused_query  # else JupyterHub would start the default instead of showing the refusal
@@ -413,24 +395,21 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
 
     def _profile_options_from_form(self, formdata):
         """The ``user_options`` a posted form asks for (the choice is checked in ``apply_user_options``)."""
-        return self._parsed_options(_form.form_to_user_options, formdata, query=False)
+        return self._parsed_options(_form.form_to_user_options, formdata)
 
     def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
         5.5), or the form's field names: parsed like the form."""
-        return self._parsed_options(_form.query_to_user_options, compat.strip_query_prefix(query_data), query=True)
+        # if this spawn is refused, the hub shows the form with the refusal (even with a single choice to make)
+        self._query_pending = True
+        return self._parsed_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
 
-    def _parsed_options(self, parse, data, *, query: bool):
-        """The user_options parsed from a form or a query string (a refusal naming a malformed field otherwise),
-        remembered as an explicit request: a choice this user may not make is then refused, not replaced."""
-        self._refused_query = False
+    def _parsed_options(self, parse, data):
+        """The user_options parsed from a form or a query string (a refusal naming a malformed field otherwise)."""
         try:
-            options = parse(data)
+            return parse(data)
         except ProfileError as e:
-            self._refused_query = query
             raise self._refusal(e) from e
-        self._explicit_options, self._explicit_query = options, query
-        return options
 
     # ------------------------------------------------------------------ start: validate, apply, reserve, hooks
 
@@ -443,21 +422,16 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         before anything runs. (Applying happens in ``load_user_options``, which checks again.)"""
         self._refused = False
         try:
-            await self._resolve(user_options, record=False)
+            await self._resolve(user_options)
         except Exception:
             self._refused = True  # nothing was created: stop() has nothing to delete
-            # a refused query string: show the form with the refusal, not the single choice started anyway
-            self._refused_query = self._explicit_query and self._explicit_options is not None
-            self._explicit_options = None
             self._refused_options = compat.unwrap_options(user_options)
             raise
-        self._refused_options = None
+        self._refused_options, self._query_pending = None, False
 
     choice: ResolvedChoice | None = None
-    _explicit_options: dict | None = None
-    _explicit_query = False
-    _refused_options: dict | None = None
-    _refused_query = False
+    _refused_options: dict | None = None  # the last choice refused in apply_user_options
+    _query_pending = False  # options came from a query string and were not applied yet
     _refused = False
     _trait_backup: dict | None = None
     _notes: list | None = None
@@ -469,7 +443,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         self._refused = False
         self._notes = []
         try:
-            catalog, choice = await self._resolve(self.user_options, record=True)
+            catalog, choice = await self._resolve(self.user_options)
         except Exception:
             self._refused = True
             raise
