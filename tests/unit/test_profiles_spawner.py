@@ -6,6 +6,7 @@ quota reservations under concurrency; hooks; the form callable. A minimal fake h
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import types
 from importlib import resources
@@ -100,11 +101,12 @@ def rest(spawner, options, shape="user_options"):
 
 
 async def submit(spawner, data, *, query=False):
-    """What the hub does with a posted form (or a ``/hub/spawn?...`` query): parse it with the spawner's
-    ``run_options_from_form`` (``options_from_query``), which returns the options as KubeSpawner's does, hand them
-    to the spawner and run ``apply_user_options`` before anything else of the spawn. Returns the options."""
+    """What the hub does with a posted form (or a ``/hub/spawn?...`` query): ``await maybe_future(
+    spawner.run_options_from_form(data))`` (``options_from_query``), then hand the options to the spawner and run
+    ``apply_user_options`` before anything else of the spawn. Returns the options."""
     options = spawner.options_from_query(data) if query else spawner.run_options_from_form(data)
-    assert isinstance(options, dict), f"a dict, as KubeSpawner returns, not {options!r}"
+    if inspect.isawaitable(options):
+        options = await options
     path = f"/hub/spawn/{spawner.user.name}"
     spawner.handler = (FakeHandler("GET", path, query_arguments={k: [v.encode() for v in vs] for k, vs in data.items()})
                        if query else FakeHandler("POST", path))
@@ -295,9 +297,17 @@ async def test_a_tampered_form_is_refused_before_the_spawn(formdata, message):
         await submit(spawner, formdata)
     assert e.value.status_code in (400, 403)
     assert message in e.value.jupyterhub_message
-    if spawner.user_options:  # parsed, then refused within the spawn: JupyterHub stops the spawner
-        await spawner.stop()
+    assert spawner.user_options == {}  # refused before JupyterHub hands the options over and starts a spawn
     assert spawner.api.calls == []
+
+
+async def test_options_from_form_returns_the_options_as_kubespawners_does():
+    spawner = make_spawner()
+    assert spawner.options_from_form({"profile": ["gpu"]}) == {"profile": "gpu"}  # a dict, checked later
+    with pytest.raises(web.HTTPError, match="unknown form field 'cpu_limit'"):
+        spawner.options_from_form({"profile": ["small"], "cpu_limit": ["64"]})
+    with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
+        await spawner.run_options_from_form({"profile": ["gpu"]})  # what JupyterHub awaits: checked there
 
 
 async def test_a_query_string_is_checked_like_the_form():
@@ -476,7 +486,7 @@ async def test_a_form_parsed_by_one_spawner_object_and_spawned_by_another_is_sti
     """JupyterHub replaces a spawner whose last spawn failed with a new object for the form, and spawns with yet
     another: whether the request named a choice is read from the request, not remembered by an object."""
     parser, spawner = make_spawner(), make_spawner()
-    options = parser.run_options_from_form({"profile": ["gpu"]})
+    options = parser.options_from_form({"profile": ["gpu"]})
     spawner.handler = FakeHandler("POST", "/hub/spawn/alice")
     spawner.user_options = options
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):

@@ -6,11 +6,12 @@ This module only wires traits and overrides KubeSpawner's hooks; the rules live 
 
 Where each check happens (the same on JupyterHub 5.5 and 6.x):
 
-- ``options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``):
-  parse, synchronously as KubeSpawner's do; a malformed form (an unknown field) is refused here.
-- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook`` and ``start``, for the form, the query
-  string and the REST API alike): validate the choice against what this user may choose, so a tampered form is
-  refused with the error shown on the spawn page.
+- ``run_options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``,
+  which JupyterHub awaits before it starts a spawn): parse (``options_from_form`` itself returns the dict, as
+  KubeSpawner's does) and validate, so a tampered form is refused with the error shown on the spawn page, and a
+  refusal is never a failed spawn (JupyterHub 5.5 counts every failed spawn towards ``consecutive_failure_limit``).
+- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook`` and ``start``, on every path): validate the
+  choice, so a REST request is refused before anything runs.
 - ``load_user_options`` (the first step of KubeSpawner's start coroutine, for every path including both REST body
   shapes): validate ``user_options`` again, fall back to the default profile for a stale *saved* choice, apply the
   profile's trait overrides, record the resolved choice in ``user_options``, reserve a quota slot and run
@@ -18,12 +19,13 @@ Where each check happens (the same on JupyterHub 5.5 and 6.x):
   or pod is created.
 
 The call shapes are KubeSpawner's (``options_from_form`` returns a dict, ``start()`` schedules the spawn and returns
-the future that ``progress()`` follows); where the defaults differ on purpose, docs/spawner.md lists them.
+the future that ``progress()`` follows); docs/spawner.md lists what differs on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Mapping
@@ -320,10 +322,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         _metrics.REFUSALS.labels(reason=error.reason, profile=profile or "").inc()
         return compat.refusal(error.status, message, error.reason)
 
-    async def _resolve(self, user_options):
+    async def _resolve(self, user_options, *, named: bool = False):
         """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared. A
         choice the spawn's request did not name (the last spawn's, reused) falls back to the default profile when it
-        is no longer allowed; a named one is refused."""
+        is no longer allowed; a named one (``named``, or so says the request) is refused."""
         try:
             catalog = await self.load_catalog()
         except ProfileError as e:
@@ -332,7 +334,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             return catalog, None
         options = compat.unwrap_options(user_options)
         name, groups, is_admin = self._identity()
-        saved = not compat.names_options(getattr(getattr(self, "handler", None), "request", None))
+        saved = not (named or compat.names_options(getattr(getattr(self, "handler", None), "request", None)))
         try:
             if self.name and self.check_server_names and (problem := compat.server_name_problem(self.name)):
                 raise ChoiceError(problem)
@@ -358,8 +360,6 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         name, groups, is_admin = self._identity()
         visible = visible_profiles(catalog.profiles, name, groups, is_admin)
         saved = compat.unwrap_options(self.user_options) or {}
-        if saved == self._refused_options:  # just refused (the page shows why): not a choice to preselect
-            saved = {}
         choice = None
         if saved:
             try:
@@ -367,7 +367,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             except ProfileError:
                 choice = None
         note = (choice.fallback_form if choice is not None else None) or ""
-        refused_query, self._query_pending = self._query_pending, False
+        refused_query, self._refused_query = self._refused_query, False
         if (
             self.hide_form_for_single_choice
             and not refused_query  # else JupyterHub would start the default instead of showing the refusal
@@ -394,22 +394,35 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         return self._profile_options_from_form
 
     def _profile_options_from_form(self, formdata):
-        """The ``user_options`` a posted form asks for (the choice is checked in ``apply_user_options``)."""
-        return self._parsed_options(_form.form_to_user_options, formdata)
-
-    def options_from_query(self, query_data):
-        """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
-        5.5), or the form's field names: parsed like the form."""
-        # if this spawn is refused, the hub shows the form with the refusal (even with a single choice to make)
-        self._query_pending = True
-        return self._parsed_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
-
-    def _parsed_options(self, parse, data):
-        """The user_options parsed from a form or a query string (a refusal naming a malformed field otherwise)."""
+        """The ``user_options`` a posted form asks for (a refusal naming a malformed field otherwise)."""
         try:
-            return parse(data)
+            return _form.form_to_user_options(formdata)
         except ProfileError as e:
             raise self._refusal(e) from e
+
+    def run_options_from_form(self, form_data):
+        """What JupyterHub awaits for a posted form: ``options_from_form`` (sync or async, KubeSpawner's call), then
+        the choice checked against what this user may choose, before the hub starts any spawn."""
+        return self._named_choice(super().run_options_from_form(form_data))
+
+    async def options_from_query(self, query_data):
+        """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
+        5.5), or the form's field names: parsed and checked like the form, before the hub starts any spawn."""
+        try:
+            try:
+                options = _form.query_to_user_options(compat.strip_query_prefix(query_data))
+            except ProfileError as e:
+                raise self._refusal(e) from e
+            return await self._named_choice(options)
+        except Exception:
+            self._refused_query = True  # the hub then shows the form with the refusal, even for a single choice
+            raise
+
+    async def _named_choice(self, options):
+        if inspect.isawaitable(options):
+            options = await options
+        await self._resolve(options, named=True)
+        return options
 
     # ------------------------------------------------------------------ start: validate, apply, reserve, hooks
 
@@ -425,13 +438,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             await self._resolve(user_options)
         except Exception:
             self._refused = True  # nothing was created: stop() has nothing to delete
-            self._refused_options = compat.unwrap_options(user_options)
             raise
-        self._refused_options, self._query_pending = None, False
 
     choice: ResolvedChoice | None = None
-    _refused_options: dict | None = None  # the last choice refused in apply_user_options
-    _query_pending = False  # options came from a query string and were not applied yet
+    _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
     _notes: list | None = None

@@ -1,7 +1,7 @@
 """ProfileSpawner as a drop-in KubeSpawner, in-process against the devcluster.
 
 Both classes are driven through the same calls, the way JupyterHub and hooks call a spawner: ``options_from_form``
-(a dict back), ``apply_user_options``, ``start()`` (the scheduled future, which ``progress()`` follows to its end),
+(a dict back), ``run_options_from_form`` (awaited when awaitable, as JupyterHub does), ``apply_user_options``, ``start()`` (the scheduled future, which ``progress()`` follows to its end),
 ``poll``, ``get_state`` / ``load_state`` into a new instance (a hub restart), ``stop`` and ``poll`` again, for a user
 object without ``groups``. What each call returned and what reached the cluster is recorded per class and compared;
 the only differences allowed are the ones docs/spawner.md lists (``hubfleet.io/*`` keys, the ``hubfleet`` state key).
@@ -123,10 +123,12 @@ async def drive(cls, user_name: str, cluster) -> tuple[dict, dict]:
     user = UserWithoutGroups(user_name)
     spawner = new_spawner(cls, user, profile_list=PROFILE_LIST)
 
-    options = spawner.options_from_form({"profile": ["small"]})
+    form = {"profile": ["small"]}
+    options = spawner.options_from_form(form)
     seen["options_from_form returns"] = "awaitable" if inspect.isawaitable(options) else options
-    if inspect.isawaitable(options):
-        options = await options
+    options = spawner.run_options_from_form(form)  # what JupyterHub calls, and awaits when it may
+    seen["run_options_from_form gives the hub"] = await options if inspect.isawaitable(options) else options
+    options = seen["run_options_from_form gives the hub"]
     spawner.user_options = options
     await spawner._run_apply_user_options(options)  # what User.spawn runs before start()
 
