@@ -180,14 +180,10 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         help="Where the per-user (per-named-server) PVC is mounted by the default ``volumes``/``volume_mounts``.",
     ).tag(config=True)
 
-    profile_environment_variable = Unicode(
-        "",
-        help="""
+    profile_environment_variable = Unicode("", help="""
         Name of an environment variable that carries the chosen profile's slug into the server (e.g.
         ``HUBFLEET_PROFILE``). Empty (the default): none, the server's environment is KubeSpawner's. A profile's own
-        ``env`` may set any variable too.
-        """,
-    ).tag(config=True)
+        ``env`` may set any variable too.""").tag(config=True)
 
     hide_form_for_single_choice = Bool(
         True,
