@@ -29,7 +29,7 @@ from hubfleet.spawners.profiles.quota import QuotaCounts, quota_violation
 from hubfleet.spawners.queue_policy import FAIR_SHARE, Request, Use, admission_order, group_usage, join, shown_wait
 
 from bench._common import pct
-from bench.sim_churn import CULLER_TIMEOUT, GPU, PLACEMENTS, POOLS, Arrival, Simulation, SimPod
+from bench.sim_churn import GPU, PLACEMENTS, POOLS, Arrival, Simulation, SimPod
 
 MAX_AGE = 4 * 3600.0
 ADMIT_LATENCY = 2.0  # a stop to the next queued spawn's start (the admission bench's goal: p95 <= 2 s)
@@ -270,4 +270,3 @@ def simulate_gpu(trace: list[Arrival], *, quotas: dict[str, int], mode: str, wei
     return {**r, **sim.gpu_results()}
 
 
-assert set(CULLER_TIMEOUT) >= {"gpu", "gpu-2"}
