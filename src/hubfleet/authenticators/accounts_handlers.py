@@ -56,7 +56,8 @@ class AccountPage(BaseHandler):
             env = self.settings["hubfleet_jinja2_env"] = hub_env.overlay(
                 loader=ChoiceLoader([FileSystemLoader(_TEMPLATES), hub_env.loader]))
         context = dict(self.template_namespace)
-        context.update(xsrf_token=self.xsrf_token.decode("ascii"), message="", error="", **ns)
+        context.update(xsrf_token=self.xsrf_token.decode("ascii"), message="", error="")
+        context.update(ns)
         self.set_status(status)
         self.finish(await env.get_template(name).render_async(**context))
 
