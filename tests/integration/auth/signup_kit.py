@@ -141,5 +141,7 @@ def login(hub, name: str, password: str, *, otp: str = "", ip: str = "10.9.9.9",
     return S.LoginResult(r.status_code, r.headers.get("Location", ""), r.text, s, time.monotonic() - t0)
 
 
-def code(secret: str) -> str:
-    return totp(secret, time.time())
+def code(secret: str, steps_ahead: int = 0) -> str:
+    """The code an authenticator app shows now (``steps_ahead=1``: the next 30-second step's, which the hub
+    accepts too: a code already used once is refused)."""
+    return totp(secret, time.time() + 30 * steps_ahead)

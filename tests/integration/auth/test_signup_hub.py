@@ -183,6 +183,7 @@ def test_a_group_that_requires_totp(site):
     assert login(site.hub, "guard", "guard-password-1", ip="10.2.0.2").error == "Invalid username or password"
     assert login(site.hub, "guard", "guard-password-1", otp=now, ip="10.2.0.3").status == 403, \
         "the code that turned TOTP on was accepted again"
+    assert login(site.hub, "guard", "guard-password-1", otp=code(secret, steps_ahead=1), ip="10.2.0.4").ok
 
 
 def test_nativeauthenticator_accounts_sign_in_unchanged(site):
