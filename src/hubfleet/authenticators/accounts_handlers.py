@@ -26,6 +26,7 @@ from tornado import web
 from . import accounts as rules
 from . import accounts_db as adb
 from .accounts_service import LOGIN_REQUEST, LoginRequest, SignupRefused
+from .base import LoginRefused
 
 _TEMPLATES = str(__import__("pathlib").Path(__file__).with_name("templates") / "accounts")
 _SETUP_COOKIE = "hubfleet-totp-setup"  # signed: the user whose password the TOTP page checked (10 minutes)
@@ -146,7 +147,10 @@ class ChangePasswordHandler(AccountPage):
         if stored is None:
             return await self.page("change-password.html", 400, error="Your password is not kept in the hub's "
                                    "database (it is in the accounts file or another sign-in): ask an administrator.")
-        acct = await self.service.check_password(name, old)
+        try:
+            acct = await self.service.check_password(name, old, self.request.remote_ip or "")
+        except LoginRefused as e:
+            return await self.page("change-password.html", 403, error=e.message)
         why = ("The current password is wrong." if acct is None or acct.password_hash != stored.password_hash
                else "The two new passwords differ." if new != repeat else self.service.password_problem(name, new))
         if why:
@@ -187,7 +191,11 @@ class TotpHandler(AccountPage):
     async def post(self):
         if self.get_body_argument("step", "") == "who":
             name = self.a.canonical_username(self.get_body_argument("username", "", strip=True)) or ""
-            acct = await self.service.check_password(name, self.get_body_argument("password", "", strip=False))
+            try:
+                acct = await self.service.check_password(name, self.get_body_argument("password", "", strip=False),
+                                                         self.request.remote_ip or "")
+            except LoginRefused as e:
+                return await self.page("totp.html", 403, step="who", error=e.message)
             if acct is None:
                 return await self.page("totp.html", 403, step="who", error="Invalid username or password.")
             self.set_secure_cookie(_SETUP_COOKIE, acct.name, expires_days=10 / (24 * 60),

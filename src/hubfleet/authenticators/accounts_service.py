@@ -162,12 +162,24 @@ class SelfService:
         stored = await self.call(adb.get_account, name)
         return self._local(stored) if stored is not None and stored.approved else None
 
-    async def check_password(self, name: str, password: str):
-        """The account (file or database) whose password this is, without lockout or second factor; None."""
-        if rules.password_too_long(password):
-            return None
-        stored = await self.call(adb.get_account, name) if self.uses_database else None
-        return await self.a.run_blocking(self.a._check, name, password, self._local(stored) if stored else None)
+    async def check_password(self, name: str, password: str, address: str = ""):
+        """The account (file or database) whose password this is, without the second factor; None. The pages
+        that ask for a password (``/hub/totp``, ``/hub/change-password``) go through the same lockout as the login
+        form (:class:`~.base.LoginRefused` while locked), so they are no way round it."""
+        keys = self._keys(name, address)
+        if keys:
+            left = await self.call(adb.locked_for, list(keys), time.time())
+            if left:
+                raise LoginRefused(rules.lockout_message(left))
+        acct = None
+        if not rules.password_too_long(password):
+            stored = await self.call(adb.get_account, name) if self.uses_database else None
+            acct = await self.a.run_blocking(self.a._check, name, password, self._local(stored) if stored else None)
+        if acct is None and keys:
+            left = await self.call(adb.record_failure, keys, time.time(), self.a.seconds_before_next_try, write=True)
+            if left:
+                raise LoginRefused(rules.lockout_message(left))
+        return acct
 
     # ---- rules for new passwords ------------------------------------------------------------------------------------
     def password_problem(self, name: str, password: str) -> str | None:

@@ -60,8 +60,12 @@ def start_smtp() -> tuple[Controller, Mailbox]:
 
 
 def native_users_info(db_url: str) -> None:
-    """NativeAuthenticator's table (its documented columns) with three accounts: approved with 2FA, approved,
-    not yet approved."""
+    """A NativeAuthenticator site's hub database: JupyterHub's own tables (made by JupyterHub, as a running hub
+    leaves them) and NativeAuthenticator's ``users_info`` (its documented columns) with three accounts: approved
+    with 2FA, approved, not yet approved."""
+    from jupyterhub import orm
+
+    orm.new_session_factory(db_url)().close()
     md = MetaData()
     users_info = Table("users_info", md, Column("id", Integer, primary_key=True, autoincrement=True),
                        Column("username", String(128), nullable=False), Column("password", LargeBinary, nullable=False),

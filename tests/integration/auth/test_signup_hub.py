@@ -186,6 +186,17 @@ def test_a_group_that_requires_totp(site):
     assert login(site.hub, "guard", "guard-password-1", otp=code(secret, steps_ahead=1), ip="10.2.0.4").ok
 
 
+def test_the_totp_page_is_no_way_round_the_lockout(site):
+    """The TOTP page asks for a password too: its failures count, and a lock holds there and at the login form."""
+    name, s = f"probe-{site.db}", requests.Session()
+    answers = [post_form(s, f"{site.hub.url}/hub/totp", {"step": "who", "username": name,
+                                                        "password": f"guess-{i}-password"}, ip="10.5.0.1")
+               for i in range(4)]
+    assert [r.status_code for r in answers] == [403] * 4
+    assert LOCKED.match(text_of(answers[-1].text, "account_error")), answers[-1].text[-500:]
+    assert LOCKED.match(login(site.hub, name, "guess-9-password", ip="10.5.0.2").error)
+
+
 def test_nativeauthenticator_accounts_sign_in_unchanged(site):
     assert login(site.hub, "nat-bob", "nat-bob-pw", ip="10.3.0.1").ok
     assert login(site.hub, "nat-alice", "nat-alice-pw", ip="10.3.0.2").status == 403, "2FA was not asked"
