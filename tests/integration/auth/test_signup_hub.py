@@ -181,9 +181,11 @@ def test_a_group_that_requires_totp(site):
     now = code(secret)
     assert "is set up" in post_form(s, f"{site.hub.url}/hub/totp", {"step": "code", "code": now}).text
     assert login(site.hub, "guard", "guard-password-1", ip="10.2.0.2").error == "Invalid username or password"
+    later = code(secret, steps_ahead=1)
+    assert login(site.hub, "guard", "guard-password-1", otp=later, ip="10.2.0.4").ok
     assert login(site.hub, "guard", "guard-password-1", otp=now, ip="10.2.0.3").status == 403, \
         "the code that turned TOTP on was accepted again"
-    assert login(site.hub, "guard", "guard-password-1", otp=code(secret, steps_ahead=1), ip="10.2.0.4").ok
+    assert login(site.hub, "guard", "guard-password-1", otp=later, ip="10.2.0.5").status == 403, "a code worked twice"
 
 
 def test_the_totp_page_is_no_way_round_the_lockout(site):
@@ -226,7 +228,7 @@ def test_restart_in_a_fresh_working_directory_keeps_every_account_and_the_cli_wo
     site.hub = S.start_hub(site.tmp, site.cfg, name=f"hub-signup-{site.db}-2", workdir=site.tmp / "workdir-2")
     for who, password, otp in ((f"pat-{site.db}", "pat-password-1", ""), (name, "cli-password-1", ""),
                                ("nat-bob", "new-bob-password", ""), ("nat-alice", "nat-alice-pw",
-                                                                      code(NATIVE_SECRET))):
+                                                                      code(NATIVE_SECRET, steps_ahead=1))):
         r = login(site.hub, who, password, otp=otp, ip="10.4.0.1")
         assert r.ok, f"{who} lost after the restart: {r.status} {r.error}\n{site.hub.log_tail(30)}"
     left = {p.name for p in (site.tmp / "workdir-2").iterdir()} - {"jupyterhub-proxy.pid"}  # the running CHP's
