@@ -27,7 +27,7 @@ from pathlib import Path
 
 import bcrypt
 import yaml
-from traitlets import Bool, Float, Integer, List, Set, Unicode
+from traitlets import Bool, Integer, List, Set, Unicode
 
 from .accounts import MAX_PASSWORD_BYTES, password_too_long  # noqa: F401 (re-exported)
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused, trust_admin_groups_trait
