@@ -29,6 +29,8 @@ PURE = [
     "hubfleet.yamlfile",
     "hubfleet.authenticators.policy",
     "hubfleet.authenticators.ldap_compat",
+    "hubfleet.authenticators.accounts",
+    "hubfleet.mail",
     "hubfleet.spawners.profiles",
     "hubfleet.spawners.profiles.model",
     "hubfleet.spawners.profiles.schema",

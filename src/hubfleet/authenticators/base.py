@@ -37,9 +37,6 @@ model's auth_state, which :meth:`auth_model` fills). At refresh, a backend check
 from __future__ import annotations
 
 import asyncio
-import html
-import importlib
-import importlib.resources
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +44,6 @@ from typing import Any as TAny
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LogoutHandler
-from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Any, Bool, Dict, Float, Integer, Set, Unicode, default, validate
 
@@ -118,14 +114,6 @@ class BackendResult:
     # the backend's stable identifier for this account (LDAP entry DN or objectGUID, OIDC ``sub``, local name):
     # a hub user is bound to (backend, subject) at first login and a later login with another one is refused
     subject: str = ""
-
-
-# keeps ?next= on the OIDC buttons (``next`` is in the login page's template context, already URL-escaped)
-NEXT_PARAM = "{% if next %}?next={{ next|e }}{% endif %}"
-
-
-def _template(name: str) -> str:
-    return importlib.resources.files("hubfleet.authenticators").joinpath("templates", name).read_text()
 
 
 class HubfleetBaseAuthenticator(Authenticator):
@@ -560,16 +548,13 @@ class HubfleetBaseAuthenticator(Authenticator):
         return []
 
     def get_custom_html(self, base_url):
-        def esc(text: str) -> str:  # the result is itself a Jinja template: neutralise braces too
-            return html.escape(text).replace("{", "&#123;").replace("}", "&#125;")
+        from .login_page import render
 
-        buttons = "".join(
-            f'<a role="button" class="btn btn-jupyter btn-lg hubfleet-oidc" '
-            f'href="{esc(url_path_join(base_url, path))}' + NEXT_PARAM + f'">Sign in with {esc(label)}</a>'
-            for label, path in self.oidc_buttons()
-        )
-        form = _template("password_form.html") if self.password_backend else ""
-        return _template("login.html").replace("<!--PASSWORD_FORM-->", form).replace("<!--OIDC_BUTTONS-->", buttons)
+        return render(self, base_url)
+
+    def login_page_parts(self, base_url: str) -> dict[str, str]:
+        """HTML for the login page: ``fields`` (inside the password form), ``links`` (below it)."""
+        return {}
 
 
 class HubfleetLogoutHandler(LogoutHandler):

@@ -6,6 +6,9 @@
     hubfleet users list --file F
     hubfleet users unbind NAME [--db-url URL]   # re-link: the next login binds NAME to its backend account again
     hubfleet users bindings [--db-url URL]
+    hubfleet users accounts [--pending] [--db-url URL]  # self-service accounts in the hub's database
+    hubfleet users approve NAME [--reject] [--group G ...] [--admin] [--db-url URL]
+    hubfleet users reset NAME [--password-stdin] [--totp] [--db-url URL]   # new password, lock lifted
 
 Passwords are read with a hidden prompt (asked twice), or one line from standard input with ``--password-stdin``
 (never from the command line, where other users could see them); at most 72 bytes (bcrypt's limit). ``--rounds``
@@ -125,7 +128,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _store(args) -> BindingStore:
+def _database(args):
     import os
 
     from ..db import Database, z2jh_db_url
@@ -139,7 +142,64 @@ def _store(args) -> BindingStore:
             os.environ.update(env)  # as the chart's jupyterhub_config.py does for the hub
         else:
             url = HUB_DEFAULT_URL
-    return BindingStore(Database(url, timeout=args.db_timeout))
+    return Database(url, timeout=args.db_timeout)
+
+
+def _store(args) -> BindingStore:
+    return BindingStore(_database(args))
+
+
+def _accounts(args):
+    from .accounts_db import AccountStore
+
+    return AccountStore(_database(args))
+
+
+def cmd_accounts(args) -> int:
+    from . import accounts_db as adb
+
+    for a in _accounts(args).run(adb.list_accounts, adb.PENDING if args.pending else None):
+        extra = [a.status, a.source, "2fa" if a.totp else "", "admin" if a.admin else ""]
+        print(f"{a.name}: {a.email or '-'}; {', '.join(a.groups) or '-'}; {' '.join(x for x in extra if x)}")
+    return 0
+
+
+def cmd_approve(args) -> int:
+    from . import accounts_db as adb
+
+    name = _name(args.name)
+    if name is None:
+        return 2
+    store = _accounts(args)
+    acct = store.run(adb.decide, name, not args.reject, "hubfleet users", write=True)
+    if acct is None:
+        print(f"error: no account {name!r} in {store.db.display_url}", file=sys.stderr)
+        return 1
+    if args.group is not None or args.admin:
+        store.run(adb.set_groups, name, args.group or acct.groups, args.admin or acct.admin, write=True)
+    print(f"{name}: {'rejected (removed)' if args.reject else 'approved'}")
+    return 0
+
+
+def cmd_reset(args) -> int:
+    from . import accounts_db as adb
+
+    name = _name(args.name)
+    if name is None:
+        return 2
+    store = _accounts(args)
+    if store.run(adb.get_account, name) is None:
+        print(f"error: no account {name!r} in {store.db.display_url}", file=sys.stderr)
+        return 1
+    password = _read_password(args)
+    if password is None:
+        return 2
+    store.run(adb.set_password, name, hash_password(password, args.rounds), write=True)
+    store.run(adb.clear_failures, [f"user:{name}"], write=True)
+    if args.totp:
+        store.run(adb.remove_totp, name, write=True)
+    print(f"password reset for {name}" + (" (second factor removed)" if args.totp else ""))
+    return 0
 
 
 def cmd_unbind(args) -> int:
@@ -165,7 +225,7 @@ def _guard(func):
     def run(args) -> int:
         try:
             return func(args)
-        except (UsersFileError, BindingStoreError, HubfleetError) as e:
+        except (UsersFileError, BindingStoreError, HubfleetError) as e:  # DatabaseUnavailable too
             print(f"error: {e}", file=sys.stderr)
             return 1
         except OSError as e:
@@ -224,6 +284,28 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("bindings", help="list which backend account each hub user is bound to")
     store(p)
     p.set_defaults(func=_guard(cmd_bindings))
+
+    p = sub.add_parser("accounts", help="list the self-service accounts in the hub's database")
+    p.add_argument("--pending", action="store_true", help="only those waiting for approval")
+    store(p)
+    p.set_defaults(func=_guard(cmd_accounts))
+
+    p = sub.add_parser("approve", help="approve (or --reject) a self-service account waiting for approval")
+    p.add_argument("name")
+    p.add_argument("--reject", action="store_true", help="reject: remove the account")
+    p.add_argument("--group", "-g", action="append", help="set its groups (repeat for several)")
+    p.add_argument("--admin", action="store_true", help="make the user a JupyterHub admin")
+    store(p)
+    p.set_defaults(func=_guard(cmd_approve))
+
+    p = sub.add_parser("reset", help="set a new password for a self-service account (and lift its lock)")
+    p.add_argument("name")
+    p.add_argument("--totp", action="store_true", help="also remove its second factor (a lost phone)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password as one line from standard input instead of prompting")
+    p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS, help="bcrypt cost (default 12)")
+    store(p)
+    p.set_defaults(func=_guard(cmd_reset))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,6 +231,13 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
     def oidc_buttons(self):
         return [b for c in self._children for b in c.oidc_buttons()]
 
+    def login_page_parts(self, base_url):
+        parts: dict[str, str] = {}
+        for child in self._children:
+            for k, v in child.login_page_parts(base_url).items():
+                parts[k] = parts.get(k, "") + v
+        return parts
+
     def get_handlers(self, app):
         handlers = [("/login", _login_handler()), ("/logout", HubfleetLogoutHandler)]
         for child in self._children:
@@ -239,6 +246,6 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
 
 
 def _login_handler():
-    from jupyterhub.handlers.login import LoginHandler
+    from .accounts_handlers import HubfleetLoginHandler
 
-    return LoginHandler
+    return HubfleetLoginHandler
