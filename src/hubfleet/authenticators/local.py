@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,30 +31,11 @@ from traitlets import Bool, Integer, List, Set, Unicode
 from .accounts import MAX_PASSWORD_BYTES, password_too_long  # noqa: F401 (re-exported)
 from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused, trust_admin_groups_trait
 from ..errors import HubfleetError
+from ..files import write_private
 
 #: The bcrypt cost of new hashes (``bcrypt_rounds``' default and ``hubfleet users --rounds``' default).
 DEFAULT_ROUNDS = 12
 MIN_ROUNDS, MAX_ROUNDS = 4, 31
-
-
-def write_private(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def hash_cost(pw_hash: str) -> int | None:
