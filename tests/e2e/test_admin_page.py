@@ -1,0 +1,217 @@
+"""The admin page as people use it: a real hub with ProfileSpawner on the devcluster, the page as a hub-managed
+service behind the proxy, logins through JupyterHub's OAuth. Alice runs a small server whose second container
+("noisy") writes HTML, bytes that are not UTF-8, a huge line and many lines, then a tick every 0.2 s; Bob runs a
+GPU server. Screenshots go to test-artifacts/admin-page-*.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine
+
+from hubfleet.spawners.failures_db import COMPONENT, record_failure
+from tests.conftest import new_hub, start_chp, start_devcluster
+from tests.procs import free_port
+
+DEMO_FILE = str(resources.files("hubfleet.spawners").joinpath("demo_profiles.yaml"))
+PAGE = "/services/hubfleet-admin-page/"
+EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+NOISY = r"""
+import sys, time
+out = sys.stdout.buffer
+out.write(b"EVIL <script>alert('x')</script><img src=x onerror=alert(1)>\n")
+out.write(b"BYTES \xff\xfe\xc3 not utf-8\n")
+out.write(b"CR \rdata: injected\n")
+out.write(b"HUGE " + b"y" * 200000 + b"\n")
+for i in range(20000):
+    out.write(b"filler %d\n" % i)
+out.flush()
+for i in range(3000):
+    out.write(b"tick %d\n" % i)
+    out.flush()
+    time.sleep(0.2)
+"""
+
+CONFIG = """
+import json
+from hubfleet.config.adminpage import admin_page_service
+c.JupyterHub.spawner_class = "hubfleet"
+c.ProfileSpawner.profiles_file = {demo!r}
+c.ProfileSpawner.storage_capacity = "1Gi"
+c.ProfileSpawner.extra_containers = [{{"name": "noisy", "image": "python:3.12",
+                                      "command": ["python3", "-u", "-c", {noisy!r}],
+                                      "securityContext": {{"runAsUser": 1000, "runAsGroup": 100,
+                                                           "allowPrivilegeEscalation": False,
+                                                           "capabilities": {{"drop": ["ALL"]}}}}}}]
+page = admin_page_service(port={port}, db_url=c.JupyterHub.db_url, viewer_groups=["support"])
+c.JupyterHub.services.append(page.service)
+c.JupyterHub.load_roles.extend(page.roles)
+c.JupyterHub.custom_scopes = page.custom_scopes
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adminpage")
+    dc = start_devcluster(root / "devcluster")
+    chp = start_chp(root / "chp")
+    hub = None
+    try:
+        hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port()))
+        hub.start()
+        for name in ("alice", "bob", "sam", "carol"):
+            hub.ensure_user(name)
+        status, body = hub.api("POST", "/groups/support/users", json={"users": ["sam"]})  # the role made it
+        assert status == 200, body
+        for user, profile in (("alice", "small"), ("bob", "gpu")):
+            status, body = hub.api("POST", f"/users/{user}/server", json={"user_options": {"profile": profile}}
+                                   if _jh_major(hub) >= 6 else {"profile": profile})
+            assert status in (201, 202), body
+        for user in ("alice", "bob"):
+            hub.wait_ready(user, timeout=90)
+        yield hub, dc
+    except BaseException:
+        if hub is not None:
+            print("--- hub log ---\n" + hub.log_tail(80))
+        print("--- devcluster ---\n" + dc.describe())
+        raise
+    finally:
+        if hub is not None:
+            hub.stop()
+        chp.proc.stop()
+        dc.proc.stop()
+
+
+def _jh_major(hub) -> int:
+    return int(requests.get(hub.url + "/hub/api/", timeout=10).json()["version"].split(".")[0])
+
+
+def page_session(hub, user: str) -> requests.Session:
+    """Log in to the hub, then to the page (JupyterHub's OAuth, no confirmation)."""
+    s = hub.login(user)
+    r = s.get(hub.url + PAGE, timeout=30)
+    assert r.status_code == 200, f"{user}: {r.status_code} {r.url}\n{r.text[:500]}"
+    return s
+
+
+def rows(html: str) -> set[tuple[str, str]]:
+    """(user, profile) of each row of the servers table."""
+    table = html.split("id='servers'", 1)[1].split("</table>", 1)[0]
+    return {(m[0], m[2]) for m in re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", table)}
+
+
+def wait_for(fn, what: str, timeout: float = 30):
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+def test_who_sees_what(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    assert rows(admin.get(hub.url + PAGE, timeout=30).text) == {("alice", "small"), ("bob", "gpu")}
+    support = page_session(hub, "sam")  # the custom scope through the viewers' role (group "support")
+    assert rows(support.get(hub.url + PAGE, timeout=30).text) == {("alice", "small"), ("bob", "gpu")}
+    alice = page_session(hub, "alice")
+    assert rows(alice.get(hub.url + PAGE, timeout=30).text) == {("alice", "small")}
+    carol = page_session(hub, "carol")  # no server
+    assert "No servers." in carol.get(hub.url + PAGE, timeout=30).text
+
+    for path in ("server?user=bob&server=", "logs?user=bob&server=&container=notebook",
+                 "logs?user=bob&server=&container=notebook&follow=1", "server?user=nobody&server="):
+        r = alice.get(hub.url + PAGE + path, timeout=30)
+        assert r.status_code == 403, (path, r.status_code)
+        assert "tick" not in r.text and "filler" not in r.text
+    for path in ("server?user=nobody&server=", "server?user=alice&server=other",
+                 "logs?user=alice&server=&container=nosuch"):
+        r = admin.get(hub.url + PAGE + path, timeout=30)
+        assert r.status_code == 404, (path, r.status_code)
+    # no login: the page sends the browser to the hub's login, never a log
+    r = requests.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30)
+    assert "filler" not in r.text and r.url.split("?")[0].endswith("/hub/login")
+
+
+def test_logs_escaped_bounded_and_failures_saved(fleet):
+    hub, _ = fleet
+    engine = create_engine(f"sqlite:///{hub.state}/jupyterhub.sqlite")
+    with engine.begin() as conn:
+        from hubfleet.db.schema import schema_versions
+        for step in COMPONENT.steps:
+            step(conn)
+        schema_versions.create(conn, checkfirst=True)
+        record_failure(conn, user="alice", server="", profile="small", pod="jupyter-alice",
+                       reason="Your server used more than its 1 GiB memory limit " + EVIL,
+                       events=[{"type": "Warning", "reason": "OOMKilled", "message": EVIL}],
+                       logs={"notebook": b"last words \xff " + EVIL.encode()})
+    engine.dispose()
+    admin = page_session(hub, "admin")
+    wait_for(lambda: "tick" in admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy",
+                                         timeout=30).text, "alice's noisy container to tick")
+    html = admin.get(hub.url + PAGE + "server?user=alice&server=", timeout=30).text
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "BYTES \ufffd\ufffd\ufffd not utf-8" in html
+    assert "Saved failures of spawns" in html and "OOMKilled" in html and "last words \ufffd" in html
+    text = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30).text
+    lines = text.splitlines()
+    assert len(lines) <= 200 and max(len(x) for x in lines) <= 4010, "the tail is bounded"
+    assert "<script>" not in html.split("<script src=")[0]
+
+
+def test_follow_streams_new_lines(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    url = hub.url + PAGE + "logs?user=alice&server=&container=noisy&follow=1"
+    seen: list[str] = []
+    with admin.get(url, stream=True, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        deadline = time.monotonic() + 30
+        for raw in r.iter_lines():
+            line = raw.decode("utf-8")
+            if line.startswith("data: tick"):
+                seen.append(line)
+            if len(seen) >= 3 or time.monotonic() > deadline:
+                break
+    assert len(seen) >= 3, f"followed ticks: {seen}"
+    numbers = [int(x.split()[-1]) for x in seen]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+def test_usage_chart_and_csv(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    html = admin.get(hub.url + PAGE + "?by=profile&days=1", timeout=30).text
+    assert html.count("<svg") == 2 and "Server-hours per profile" in html and "GPU-hours per profile" in html
+    r = admin.get(hub.url + PAGE + "usage.csv?by=user&days=1", timeout=30)
+    assert r.headers["Content-Type"].startswith("text/csv")
+    table = {row["user"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert set(table) == {"alice", "bob"}
+    assert float(table["bob"]["gpu_hours"]) > 0 and float(table["alice"]["gpu_hours"]) == 0
+    assert all(float(row["server_hours"]) > 0 for row in table.values())
+    mine = page_session(hub, "alice").get(hub.url + PAGE + "usage.csv?by=user&days=1", timeout=30).text
+    assert "bob" not in mine and "alice" in mine
+    assert admin.get(hub.url + PAGE + "usage.csv?by=nope", timeout=30).status_code == 400
+
+
+def test_kubernetes_unreachable_page_says_so_hub_unaffected(fleet):
+    hub, dc = fleet
+    admin = page_session(hub, "admin")
+    dc.set_faults(error_rate=1.0, error_codes=[503])
+    try:
+        r = admin.get(hub.url + PAGE, timeout=60)
+        assert r.status_code == 200 and "The Kubernetes API cannot be reached" in r.text
+        assert ("alice", "small") in rows(r.text), "the hub's servers are still listed"
+        assert requests.get(hub.url + "/hub/api/", timeout=10).status_code == 200
+    finally:
+        dc.set_faults(error_rate=0.0)
