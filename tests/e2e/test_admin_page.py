@@ -26,14 +26,14 @@ EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 NOISY = r"""
 import sys, time
 out = sys.stdout.buffer
-out.write(b"EVIL <script>alert('x')</script><img src=x onerror=alert(1)>\n")
-out.write(b"BYTES \xff\xfe\xc3 not utf-8\n")
-out.write(b"CR \rdata: injected\n")
-out.write(b"HUGE " + b"y" * 200000 + b"\n")
 for i in range(20000):
     out.write(b"filler %d\n" % i)
-out.flush()
 for i in range(3000):
+    if i % 10 == 0:
+        out.write(b"EVIL <script>alert('x')</script><img src=x onerror=alert(1)>\n")
+        out.write(b"BYTES \xff\xfe\xc3 not utf-8\n")
+        out.write(b"CR \rdata: injected\n")
+        out.write(b"HUGE " + b"y" * 200000 + b"\n")
     out.write(b"tick %d\n" % i)
     out.flush()
     time.sleep(0.2)
@@ -156,7 +156,7 @@ def test_logs_escaped_bounded_and_failures_saved(fleet):
                        logs={"notebook": b"last words \xff " + EVIL.encode()})
     engine.dispose()
     admin = page_session(hub, "admin")
-    wait_for(lambda: "tick" in admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy",
+    wait_for(lambda: "tick 1" in admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy",
                                          timeout=30).text, "alice's noisy container to tick")
     html = admin.get(hub.url + PAGE + "server?user=alice&server=", timeout=30).text
     assert "<script>alert" not in html and "<img src=x" not in html
@@ -166,6 +166,8 @@ def test_logs_escaped_bounded_and_failures_saved(fleet):
     text = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30).text
     lines = text.splitlines()
     assert len(lines) <= 200 and max(len(x) for x in lines) <= 4010, "the tail is bounded"
+    assert any(x.startswith("HUGE yyy") and x.endswith("…[cut]") for x in lines)
+    assert "CR data: injected" in lines
     assert "<script>" not in html.split("<script src=")[0]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode, urlparse
@@ -119,7 +120,11 @@ class AdminPageApp(Application):
         port = self.port or urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")).port
         HTTPServer(self.web, xheaders=True).listen(port, "127.0.0.1")
         log.info("admin page on 127.0.0.1:%s%s (namespace %s)", port, self.prefix, self.namespace)
-        asyncio.get_event_loop().run_forever()
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, loop.stop)
+        loop.run_forever()
+        log.info("admin page stopped")
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):

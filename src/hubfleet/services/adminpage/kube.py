@@ -60,7 +60,9 @@ class KubeReader:
             resp = await asyncio.wait_for(getattr(api, method)(*args, _preload_content=False,
                                                                _request_timeout=self.timeout, **kwargs),
                                           self.timeout)
-            return json.loads(await asyncio.wait_for(resp.read(), self.timeout))
+            body = await asyncio.wait_for(resp.read(), self.timeout)
+            _check(resp, body)
+            return json.loads(body)
         except Exception as e:  # noqa: BLE001 (ApiException, aiohttp errors, timeouts: one answer for the page)
             raise KubeUnavailable(f"Kubernetes API {method}: {_why(e)}") from e
 
@@ -87,6 +89,7 @@ class KubeReader:
             resp = await asyncio.wait_for(api.read_namespaced_pod_log(
                 pod, self.namespace, container=container, tail_lines=lines, limit_bytes=max_bytes,
                 _preload_content=False, _request_timeout=self.timeout), self.timeout)
+            _check(resp)
             return (await asyncio.wait_for(resp.content.read(max_bytes), self.timeout))[:max_bytes]
         except Exception as e:  # noqa: BLE001
             raise KubeUnavailable(f"Kubernetes API pods/log {pod}/{container}: {_why(e)}") from e
@@ -100,6 +103,7 @@ class KubeReader:
             resp = await asyncio.wait_for(api.read_namespaced_pod_log(
                 pod, self.namespace, container=container, follow=True, tail_lines=tail,
                 _preload_content=False, _request_timeout=max_seconds + self.timeout), self.timeout)
+            _check(resp)
         except Exception as e:  # noqa: BLE001
             raise KubeUnavailable(f"Kubernetes API pods/log {pod}/{container}: {_why(e)}") from e
         deadline, total = time.monotonic() + max_seconds, 0
@@ -119,6 +123,24 @@ class KubeReader:
                 yield chunk
         finally:
             resp.close()  # a follow never ends by itself: drop the connection
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.reason = status, message
+
+
+def _check(resp, body: bytes | None = None) -> None:
+    """Without preloading, kubernetes_asyncio hands back error answers as they are: raise for them."""
+    if resp.status >= 400:
+        message = ""
+        try:
+            message = json.loads(body or b"{}").get("message") or ""
+        except ValueError:
+            pass
+        resp.close()
+        raise _Refused(resp.status, message[:300])
 
 
 def _why(e: BaseException) -> str:

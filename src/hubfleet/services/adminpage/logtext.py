@@ -11,7 +11,9 @@ MAX_LINE = 4000
 def lines_of(data: bytes, *, max_lines: int, max_line: int = MAX_LINE) -> list[str]:
     """The last ``max_lines`` lines of ``data`` (already bounded by the reader), decoded with replacement."""
     text = data.decode("utf-8", errors="replace")
-    lines = text.splitlines()
+    lines = text.split("\n")  # only newlines end a line, as in a follow (a carriage return is dropped)
+    if lines and lines[-1] == "":
+        lines.pop()
     return [cut(line, max_line) for line in lines[-max_lines:]]
 
 
