@@ -217,3 +217,57 @@ def test_kubernetes_unreachable_page_says_so_hub_unaffected(fleet):
         assert requests.get(hub.url + "/hub/api/", timeout=10).status_code == 200
     finally:
         dc.set_faults(error_rate=0.0)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_browser_admin_follows_logs_and_sees_usage(fleet, artifacts):
+    """An admin finds the page in the hub's Services menu, opens alice's server, follows a log (new ticks
+    appear, no script from the log runs) and reads the usage chart."""
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is missing (/usr/bin/chromium): `make test` apt-installs it when run as root")
+    from playwright.sync_api import sync_playwright
+    hub, _ = fleet
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("#username_input", "admin")
+            page.fill("#password_input", hub.password)
+            page.click("#login_submit")
+            page.wait_for_load_state()
+            page.goto(f"{hub.url}/hub/home")
+            link = page.locator(f"a[href*='{PAGE}']").first  # the Services menu lists the page
+            assert link.count() == 1, "the admin page is in the hub's Services menu"
+            page.goto(hub.url + PAGE + "?by=profile&days=1")
+            page.wait_for_selector("#servers")
+            page.screenshot(path=str(artifacts / "admin-page-servers.png"), full_page=True)
+            page.locator(".charts").screenshot(path=str(artifacts / "admin-page-usage-chart.png"))
+            assert "GPU-hours per profile" in page.inner_text(".charts")
+
+            page.goto(hub.url + PAGE + "server?user=alice&server=")
+            pre = page.locator("#log-noisy")
+            before = [int(n) for n in re.findall(r"^tick (\d+)$", pre.inner_text(), re.M)]
+            page.click("button[data-target='log-noisy']")
+            try:
+                page.wait_for_function(
+                    "([n]) => [...document.getElementById('log-noisy').textContent.matchAll(/^tick (\\d+)$/gm)]"
+                    ".some(m => Number(m[1]) > n + 2)", arg=[max(before or [0])], timeout=30_000)
+            except Exception as e:
+                page.screenshot(path=str(artifacts / "admin-page-follow-failed.png"), full_page=True)
+                raise AssertionError(f"no new ticks after tick {max(before or [0])}; status "
+                                     f"{page.inner_text('#log-noisy-status')!r}; console {console}; "
+                                     f"log ends {pre.inner_text()[-300:]!r}") from e
+            assert page.inner_text("#log-noisy-status") == "following"
+            pre.evaluate("el => el.scrollIntoView()")
+            page.screenshot(path=str(artifacts / "admin-page-logs-following.png"), full_page=False)
+            assert page.locator("#log-noisy script, #log-noisy img").count() == 0
+        finally:
+            browser.close()
+    assert dialogs == [], f"a log line ran script: {dialogs}"

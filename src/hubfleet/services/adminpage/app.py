@@ -211,14 +211,17 @@ class ServerHandler(BaseHandler):
         row, problem = await self.server_row()
         parts = [render.banner(problem), render.servers_table([row], prefix=self.app.prefix, now=self.now)]
         kube = self.app.kube
+        xsrf = self.xsrf_token
+        xsrf = xsrf.decode() if isinstance(xsrf, bytes) else xsrf
         if row["pod"] and not problem:
             try:
                 parts.append("<h2>Events</h2>" + render.events_table(await kube.events(row["pod"])))
                 for container in row["containers"]:
                     data = await kube.log_tail(row["pod"], container, lines=self.app.tail_lines,
                                                max_bytes=self.app.max_log_bytes)
+                    # the event stream is not a navigation: JupyterHub's cookie auth wants the xsrf token with it
                     q = urlencode({"user": row["user"], "server": row["server"], "container": container,
-                                   "follow": 1})
+                                   "follow": 1, "_xsrf": xsrf})
                     parts.append(render.log_block(container, lines_of(data, max_lines=self.app.tail_lines),
                                                   follow_url=f"{self.app.prefix}logs?{q}", tail=self.app.tail_lines))
             except KubeUnavailable as e:

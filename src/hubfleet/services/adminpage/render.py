@@ -118,7 +118,7 @@ def bar_chart(title: str, values: dict[str, float], *, unit: str, width: int = 5
         parts.append(f"<text x='{label_w - 6}' y='{y + bar - 5}' font-size='12' text-anchor='end'>{e(label)}</text>"
                      f"<rect x='{label_w}' y='{y}' width='{max(w, 1)}' height='{bar}' fill='#4a7fc1'>"
                      f"<title>{e(key)}: {value:.2f} {e(unit)}</title></rect>"
-                     f"<text x='{label_w + max(w, 1) + 4}' y='{y + bar - 5}' font-size='12'>{value:.1f}</text>")
+                     f"<text x='{label_w + max(w, 1) + 4}' y='{y + bar - 5}' font-size='12'>{value:.3g}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
