@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ...labels import PROFILE_LABEL
 from .kube import SERVERNAME_ANNOTATION, USERNAME_ANNOTATION
 from .usage import UsageInterval
-
-PROFILE_LABEL = "hubfleet.io/profile"  # ProfileSpawner's pod label (spawners.profiles.model.PROFILE_LABEL)
 
 
 def parse_time(value) -> datetime | None:
