@@ -8,12 +8,13 @@ one server's events, logs and saved failures, ``logs?user=&server=&container=[&f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import time
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode, urlparse
+from urllib.parse import quote, urlencode, urlparse
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
@@ -84,7 +85,7 @@ class AdminPageApp(Application):
         if self.db_url:
             from ...db import shared
             self.db = shared(self.db_url)
-        self.usage_source = LiveUsageSource(self._all_intervals)
+        self.usage_source = LiveUsageSource(self._intervals)
         p = self.prefix
         handlers = [(p, MainHandler), (p + "server", ServerHandler), (p + "logs", LogsHandler),
                     (p + "usage.csv", UsageCSVHandler), (p + "follow.js", ScriptHandler),
@@ -93,9 +94,14 @@ class AdminPageApp(Application):
                                    xsrf_cookies=False)
         HubOAuth.instance(api_url=self.hub_api_url, cache_max_age=60)  # the handlers' and the callback's
 
-    async def fleet(self) -> tuple[list[dict], str]:
-        """Every server row (the hub's models joined with pods) and what could not be read ('' if all)."""
-        users = [u async for u in self.hub.iter_users(state="active")]
+    async def fleet(self, user: str | None = None) -> tuple[list[dict], str]:
+        """The server rows (the hub's models joined with pods) of every user with a server, or of ``user`` only, and
+        what could not be read ('' if all)."""
+        if user is None:
+            users = [u async for u in self.hub.iter_users(state="active")]
+        else:
+            resp = await self.hub.call("GET", f"/users/{quote(user, safe='')}", ok=(200, 404))
+            users = [json.loads(resp.body)] if resp.code == 200 else []
         try:
             pods = await self.kube.pods()
             problem = ""
@@ -105,8 +111,8 @@ class AdminPageApp(Application):
             log.warning("kubernetes: %s", e)
         return server_rows(users, pods), problem
 
-    async def _all_intervals(self):
-        rows, _ = await self.fleet()
+    async def _intervals(self, user: str | None):
+        rows, _ = await self.fleet(user)
         return intervals(rows)
 
     async def failures(self, user: str, server: str | None):
@@ -157,7 +163,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         if not self.viewer.may_see(user):
             raise web.HTTPError(403, "You can see your own servers only.")
         try:
-            rows, problem = await self.app.fleet()
+            rows, problem = await self.app.fleet(user)
         except HubAPIError as e:
             raise web.HTTPError(503, f"The hub API did not answer: {e}") from e
         for row in rows:
@@ -187,13 +193,14 @@ class MainHandler(BaseHandler):
     async def get(self):
         v = self.viewer
         by, days = _window(self)
+        start, only = self.now - timedelta(days=days), None if v.sees_all else v.name
         try:
-            rows, problem = await self.app.fleet()
+            rows, problem = await self.app.fleet(only)
+            spans = await self.app.usage_source.intervals(start, self.now, user=only)
         except HubAPIError as e:
             raise web.HTTPError(503, f"The hub API did not answer: {e}") from e
         rows = [r for r in rows if v.may_see(r["user"])]
-        start = self.now - timedelta(days=days)
-        spans = [i for i in await self.app.usage_source.intervals(start, self.now) if v.may_see(i.user)]
+        spans = [i for i in spans if v.may_see(i.user)]
         totals = aggregate(spans, start=start, end=self.now, now=self.now, by=by)
         note = "" if getattr(self.app.usage_source, "durable", True) else \
             "Counted from the servers running now: stopped servers are not in these numbers yet."
@@ -295,7 +302,11 @@ class UsageCSVHandler(BaseHandler):
         by, days = _window(self)
         v = self.viewer
         start = self.now - timedelta(days=days)
-        spans = [i for i in await self.app.usage_source.intervals(start, self.now) if v.may_see(i.user)]
+        try:
+            spans = await self.app.usage_source.intervals(start, self.now, user=None if v.sees_all else v.name)
+        except HubAPIError as e:
+            raise web.HTTPError(503, f"The hub API did not answer: {e}") from e
+        spans = [i for i in spans if v.may_see(i.user)]
         totals = aggregate(spans, start=start, end=self.now, now=self.now, by=by)
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="usage-by-{by}-{days:g}d.csv"')

@@ -30,21 +30,23 @@ class UsageInterval:
 
 
 class UsageSource(Protocol):
-    async def intervals(self, start: datetime, end: datetime) -> list[UsageInterval]:
-        """Every interval that overlaps ``[start, end)``."""
+    durable: bool  # False: only what runs now is known (the page says so)
+
+    async def intervals(self, start: datetime, end: datetime, *, user: str | None = None) -> list[UsageInterval]:
+        """Every interval that overlaps ``[start, end)`` (of ``user`` only, when given)."""
 
 
 class LiveUsageSource:
-    """Intervals of the servers running now, from the rows the page has already built (``servers()`` returns
-    :class:`UsageInterval` objects)."""
+    """Intervals of the servers running now: ``servers(user)`` returns their :class:`UsageInterval` objects (of
+    every user when ``user`` is None)."""
 
     durable = False
 
     def __init__(self, servers):
         self._servers = servers
 
-    async def intervals(self, start: datetime, end: datetime) -> list[UsageInterval]:
-        return [i for i in await self._servers() if i.start < end and (i.end is None or i.end > start)]
+    async def intervals(self, start: datetime, end: datetime, *, user: str | None = None) -> list[UsageInterval]:
+        return [i for i in await self._servers(user) if i.start < end and (i.end is None or i.end > start)]
 
 
 @dataclass
