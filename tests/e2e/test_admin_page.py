@@ -33,10 +33,11 @@ def rows(html: str) -> set[tuple[str, str]]:
 
 
 def wait_for(fn, what: str, timeout: float = 30):
+    """Until ``fn()`` is true; else fail with what it last returned (a tuple saying what it saw)."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         last = fn()
-        if last:
+        if last is True or (last and not isinstance(last, tuple)):
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
@@ -81,8 +82,12 @@ def test_logs_escaped_bounded_and_failures_saved(fleet):
                        logs={"notebook": b"last words \xff " + EVIL.encode()})
     engine.dispose()
     admin = page_session(hub, "admin")
-    wait_for(lambda: "tick 1" in admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy",
-                                         timeout=30).text, "alice's noisy container to tick")
+    def ticking():
+        r = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30)
+        ok = r.status_code == 200 and re.search(r"^tick \d+$", r.text, re.M)
+        return True if ok else (False, r.status_code, r.text[-300:])
+
+    wait_for(ticking, "alice's noisy container to tick")
     html = admin.get(hub.url + PAGE + "server?user=alice&server=", timeout=30).text
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
@@ -91,6 +96,7 @@ def test_logs_escaped_bounded_and_failures_saved(fleet):
     text = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30).text
     lines = text.splitlines()
     assert len(lines) <= 200 and max(len(x) for x in lines) <= 4010, "the tail is bounded"
+    assert re.fullmatch(r"tick \d+", lines[-1]), f"the newest line is in the tail, not cut off: {lines[-1][:80]!r}"
     assert any(x.startswith("HUGE yyy") and x.endswith("…[cut]") for x in lines)
     assert "CR data: injected" in lines
     assert "<script>" not in html.split("<script src=")[0]

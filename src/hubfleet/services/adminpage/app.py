@@ -229,8 +229,9 @@ class ServerHandler(BaseHandler):
                     # the event stream is not a navigation: JupyterHub's cookie auth wants the xsrf token with it
                     q = urlencode({"user": row["user"], "server": row["server"], "container": container,
                                    "follow": 1, "_xsrf": xsrf})
-                    parts.append(render.log_block(container, lines_of(data, max_lines=self.app.tail_lines),
-                                                  follow_url=f"{self.app.prefix}logs?{q}", tail=self.app.tail_lines))
+                    lines = lines_of(data, max_lines=self.app.tail_lines)
+                    parts.append(render.log_block(container, lines, follow_url=f"{self.app.prefix}logs?{q}",
+                                                  tail=len(lines)))
             except KubeUnavailable as e:
                 parts.append(render.banner(f"The Kubernetes API cannot be reached: {e}"))
         elif not row["pod"] and not problem:

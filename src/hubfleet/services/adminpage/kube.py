@@ -83,14 +83,34 @@ class KubeReader:
         return sorted(out, key=lambda ev: ev["last"] or "")
 
     async def log_tail(self, pod: str, container: str, *, lines: int, max_bytes: int) -> bytes:
-        """The container's last ``lines`` lines, at most ``max_bytes`` bytes (Kubernetes cuts the rest)."""
+        """The container's last ``lines`` lines, in at most ``max_bytes`` bytes. Kubernetes' ``limitBytes`` keeps the
+        *first* bytes of the tail, so when the last ``lines`` lines are longer than that, fewer lines are asked for
+        (halving) until the newest ones fit: at most ``log2(lines) + 1`` bounded reads."""
+        while True:
+            data, cut = await self._read_log(pod, container, lines, max_bytes)
+            if not cut or lines <= 1:
+                return data
+            lines //= 2
+
+    async def _read_log(self, pod: str, container: str, lines: int, max_bytes: int) -> tuple[bytes, bool]:
         api = await self._core()
         try:
             resp = await asyncio.wait_for(api.read_namespaced_pod_log(
-                pod, self.namespace, container=container, tail_lines=lines, limit_bytes=max_bytes,
+                pod, self.namespace, container=container, tail_lines=lines, limit_bytes=max_bytes + 1,
                 _preload_content=False, _request_timeout=self.timeout), self.timeout)
             _check(resp)
-            return (await asyncio.wait_for(resp.content.read(max_bytes), self.timeout))[:max_bytes]
+            chunks, total = [], 0
+            try:
+                while total <= max_bytes:
+                    chunk = await asyncio.wait_for(resp.content.read(max_bytes + 1 - total), self.timeout)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+            finally:
+                resp.close()
+            data = b"".join(chunks)
+            return data[:max_bytes], len(data) > max_bytes
         except Exception as e:  # noqa: BLE001
             raise KubeUnavailable(f"Kubernetes API pods/log {pod}/{container}: {_why(e)}") from e
 
