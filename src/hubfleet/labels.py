@@ -2,8 +2,8 @@
 the one place that builds them.
 
 ProfileSpawner writes them (next to KubeSpawner's own ``hub.jupyter.org/*`` and ``component`` labels, which it
-keeps); the quotas, the metrics, ``hubfleet pvcs`` and the scheduler extender read them. A part that uses a key
-imports it from here.
+keeps); the quotas, the metrics, ``hubfleet pvcs``, the scheduler extender and the admin page read them. A part
+that uses a key imports it from here.
 
 On user pods:
 

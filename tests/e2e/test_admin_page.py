@@ -1,0 +1,204 @@
+"""The admin page as people use it (the ``fleet`` of tests/e2e/conftest.py: a real hub, ProfileSpawner on the
+devcluster, the page behind the proxy, logins through JupyterHub's OAuth). Screenshots go to
+test-artifacts/admin-page-*.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine
+
+from hubfleet.spawners.failures_db import COMPONENT, record_failure
+from tests.e2e.conftest import EVIL, PAGE
+
+
+def page_session(hub, user: str) -> requests.Session:
+    """Log in to the hub, then to the page (JupyterHub's OAuth, no confirmation)."""
+    s = hub.login(user)
+    r = s.get(hub.url + PAGE, timeout=30)
+    assert r.status_code == 200, f"{user}: {r.status_code} {r.url}\n{r.text[:500]}"
+    return s
+
+
+def rows(html: str) -> set[tuple[str, str]]:
+    """(user, profile) of each row of the servers table."""
+    table = html.split("id='servers'", 1)[1].split("</table>", 1)[0]
+    return {(m[0], m[2]) for m in re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", table)}
+
+
+def wait_for(fn, what: str, timeout: float = 30):
+    """Until ``fn()`` is true; else fail with what it last returned (a tuple saying what it saw)."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last is True or (last and not isinstance(last, tuple)):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+def test_who_sees_what(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    assert rows(admin.get(hub.url + PAGE, timeout=30).text) == {("alice", "small"), ("bob", "gpu")}
+    support = page_session(hub, "sam")  # the custom scope through the viewers' role (group "support")
+    assert rows(support.get(hub.url + PAGE, timeout=30).text) == {("alice", "small"), ("bob", "gpu")}
+    alice = page_session(hub, "alice")
+    assert rows(alice.get(hub.url + PAGE, timeout=30).text) == {("alice", "small")}
+    carol = page_session(hub, "carol")  # no server
+    assert "No servers." in carol.get(hub.url + PAGE, timeout=30).text
+
+    for path in ("server?user=bob&server=", "logs?user=bob&server=&container=notebook",
+                 "logs?user=bob&server=&container=notebook&follow=1", "server?user=nobody&server="):
+        r = alice.get(hub.url + PAGE + path, timeout=30)
+        assert r.status_code == 403, (path, r.status_code)
+        assert "tick" not in r.text and "filler" not in r.text
+    for path in ("server?user=nobody&server=", "server?user=alice&server=other",
+                 "logs?user=alice&server=&container=nosuch"):
+        r = admin.get(hub.url + PAGE + path, timeout=30)
+        assert r.status_code == 404, (path, r.status_code)
+    # no login: the page sends the browser to the hub's login, never a log
+    r = requests.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30)
+    assert "filler" not in r.text and r.url.split("?")[0].endswith("/hub/login")
+
+
+def test_logs_escaped_bounded_and_failures_saved(fleet):
+    hub, _ = fleet
+    engine = create_engine(f"sqlite:///{hub.state}/jupyterhub.sqlite")
+    with engine.begin() as conn:
+        from hubfleet.db.schema import schema_versions
+        for step in COMPONENT.steps:
+            step(conn)
+        schema_versions.create(conn, checkfirst=True)
+        record_failure(conn, user="alice", server="", profile="small", pod="jupyter-alice",
+                       reason="Your server used more than its 1 GiB memory limit " + EVIL,
+                       events=[{"type": "Warning", "reason": "OOMKilled", "message": EVIL}],
+                       logs={"notebook": b"last words \xff " + EVIL.encode()})
+    engine.dispose()
+    admin = page_session(hub, "admin")
+    def ticking():
+        r = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30)
+        ok = r.status_code == 200 and re.search(r"^tick \d+$", r.text, re.M)
+        return True if ok else (False, r.status_code, r.text[-300:])
+
+    wait_for(ticking, "alice's noisy container to tick")
+    html = admin.get(hub.url + PAGE + "server?user=alice&server=", timeout=30).text
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "BYTES \ufffd\ufffd\ufffd not utf-8" in html
+    assert "Saved failures of spawns" in html and "OOMKilled" in html and "last words \ufffd" in html
+    text = admin.get(hub.url + PAGE + "logs?user=alice&server=&container=noisy", timeout=30).text
+    lines = text.splitlines()
+    assert len(lines) <= 200 and max(len(x) for x in lines) <= 4010, "the tail is bounded"
+    assert re.fullmatch(r"tick \d+", lines[-1]), f"the newest line is in the tail, not cut off: {lines[-1][:80]!r}"
+    assert any(x.startswith("HUGE yyy") and x.endswith("…[cut]") for x in lines)
+    assert "CR data: injected" in lines
+    assert "<script>" not in html.split("<script src=")[0]
+
+
+def test_follow_streams_new_lines(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    url = hub.url + PAGE + "logs?user=alice&server=&container=noisy&follow=1"
+    seen: list[str] = []
+    with admin.get(url, stream=True, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        deadline = time.monotonic() + 30
+        for raw in r.iter_lines():
+            line = raw.decode("utf-8")
+            if line.startswith("data: tick"):
+                seen.append(line)
+            if len(seen) >= 3 or time.monotonic() > deadline:
+                break
+    assert len(seen) >= 3, f"followed ticks: {seen}"
+    numbers = [int(x.split()[-1]) for x in seen]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+def test_usage_chart_and_csv(fleet):
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+    html = admin.get(hub.url + PAGE + "?by=profile&days=1", timeout=30).text
+    assert html.count("<svg") == 2 and "Server-hours per profile" in html and "GPU-hours per profile" in html
+    r = admin.get(hub.url + PAGE + "usage.csv?by=user&days=1", timeout=30)
+    assert r.headers["Content-Type"].startswith("text/csv")
+    table = {row["user"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert set(table) == {"alice", "bob"}
+    assert float(table["bob"]["gpu_hours"]) > 0 and float(table["alice"]["gpu_hours"]) == 0
+    assert all(float(row["server_hours"]) > 0 for row in table.values())
+    mine = page_session(hub, "alice").get(hub.url + PAGE + "usage.csv?by=user&days=1", timeout=30).text
+    assert "bob" not in mine and "alice" in mine
+    assert admin.get(hub.url + PAGE + "usage.csv?by=nope", timeout=30).status_code == 400
+
+
+def test_kubernetes_unreachable_page_says_so_hub_unaffected(fleet):
+    hub, dc = fleet
+    admin = page_session(hub, "admin")
+    dc.set_faults(error_rate=1.0, error_codes=[503])
+    try:
+        r = admin.get(hub.url + PAGE, timeout=60)
+        assert r.status_code == 200 and "The Kubernetes API cannot be reached" in r.text
+        assert ("alice", "small") in rows(r.text), "the hub's servers are still listed"
+        assert requests.get(hub.url + "/hub/api/", timeout=10).status_code == 200
+    finally:
+        dc.set_faults(error_rate=0.0)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_browser_admin_follows_logs_and_sees_usage(fleet, artifacts):
+    """An admin finds the page in the hub's Services menu, opens alice's server, follows a log (new ticks
+    appear, no script from the log runs) and reads the usage chart."""
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is missing (/usr/bin/chromium): `make test` apt-installs it when run as root")
+    from playwright.sync_api import sync_playwright
+    hub, _ = fleet
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("#username_input", "admin")
+            page.fill("#password_input", hub.password)
+            page.click("#login_submit")
+            page.wait_for_load_state()
+            page.goto(f"{hub.url}/hub/home")
+            link = page.locator(f"a[href*='{PAGE}']").first  # the Services menu lists the page
+            assert link.count() == 1, "the admin page is in the hub's Services menu"
+            page.goto(hub.url + PAGE + "?by=profile&days=1")
+            page.wait_for_selector("#servers")
+            page.screenshot(path=str(artifacts / "admin-page-servers.png"), full_page=True)
+            page.locator(".charts").screenshot(path=str(artifacts / "admin-page-usage-chart.png"))
+            assert "GPU-hours per profile" in page.inner_text(".charts")
+
+            page.goto(hub.url + PAGE + "server?user=alice&server=")
+            pre = page.locator("#log-noisy")
+            before = [int(n) for n in re.findall(r"^tick (\d+)$", pre.inner_text(), re.M)]
+            page.click("button[data-target='log-noisy']")
+            try:
+                page.wait_for_function(
+                    "([n]) => [...document.getElementById('log-noisy').textContent.matchAll(/^tick (\\d+)$/gm)]"
+                    ".some(m => Number(m[1]) > n + 2)", arg=[max(before or [0])], timeout=30_000)
+            except Exception as e:
+                page.screenshot(path=str(artifacts / "admin-page-follow-failed.png"), full_page=True)
+                raise AssertionError(f"no new ticks after tick {max(before or [0])}; status "
+                                     f"{page.inner_text('#log-noisy-status')!r}; console {console}; "
+                                     f"log ends {pre.inner_text()[-300:]!r}") from e
+            assert page.inner_text("#log-noisy-status") == "following"
+            pre.evaluate("el => el.scrollIntoView()")
+            page.screenshot(path=str(artifacts / "admin-page-logs-following.png"), full_page=False)
+            assert page.locator("#log-noisy script, #log-noisy img").count() == 0
+        finally:
+            browser.close()
+    assert dialogs == [], f"a log line ran script: {dialogs}"
