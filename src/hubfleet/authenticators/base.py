@@ -97,9 +97,10 @@ def trust_admin_groups_trait(default: bool) -> Bool:
     return Bool(
         default,
         config=True,
-        help=f"""Inside ``hubfleet`` (the composite): let this backend's groups satisfy the composite's
-        `admin_groups`. Default {default} for this kind of backend. Off, a user of this backend is an admin only
-        through `admin_users`, this backend's own `admin_groups` (its ``backends[]`` entry or class config) or
+        help=f"""Inside ``hubfleet`` (the composite): trust this backend for admin: its users named in the
+        composite's `admin_users`, or in its `admin_groups`, are admins. Default {default} for this kind of
+        backend. Off, its users named in `admin_users` are refused, and a user is an admin only through this
+        backend's own `admin_groups` (its ``backends[]`` entry or class config) or
         an admin flag it reports itself (the local accounts file): group names sent by a less-trusted provider
         or directory never make admins through admin groups meant for another backend. Without the composite
         this option has no effect (the backend's `admin_groups` are its own).""",
@@ -393,23 +394,21 @@ class HubfleetBaseAuthenticator(Authenticator):
 
     def rules_for(self, backend: str) -> policy.Rules:
         """The policy for users of ``backend``: the hub-wide sets, each option of :data:`PER_BACKEND_POLICY` from
-        the backend's own configuration where it sets one, else this authenticator's; the hub's `admin_groups`
-        only with its `trust_admin_groups`. An unknown backend gets no group rights (fail closed)."""
+        the backend's own configuration where it sets one, else this authenticator's. The hub's `admin_users` and
+        `admin_groups` only through a backend with `trust_admin_groups`; an untrusted backend's user named in
+        `admin_users` is refused. An unknown backend gets no group rights (fail closed)."""
         child = self.backend_by_name(backend)
         own = set(PER_BACKEND_POLICY) if child is self else (child._policy_overrides if child is not None else set())
+        trusted = child is self or bool(getattr(child, "trust_admin_groups", False))
 
         def value(option: str):
             return getattr(child if option in own else self, option)
 
-        if "admin_groups" in own:
-            admin_groups = value("admin_groups")
-        elif child is not None and getattr(child, "trust_admin_groups", False):
-            admin_groups = self.admin_groups
-        else:
-            admin_groups = ()
+        admin_groups = value("admin_groups") if "admin_groups" in own else self.admin_groups if trusted else ()
         return policy.Rules(
             allow_all=self.allow_all, allowed_users=frozenset(self.allowed_users),
-            blocked_users=frozenset(self.blocked_users), admin_users=frozenset(self.admin_users),
+            blocked_users=frozenset(self.blocked_users), admin_users=frozenset(self.admin_users if trusted else ()),
+            reserved_users=frozenset(() if trusted else self.admin_users),
             allowed_groups=frozenset(value("allowed_groups") if child is not None else ()),
             admin_groups=frozenset(admin_groups), group_mapping=dict(value("group_mapping")),
             group_mapping_only=value("group_mapping_only"), group_prefix=value("group_prefix"),
