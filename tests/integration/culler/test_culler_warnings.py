@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 
@@ -28,7 +27,7 @@ from hubfleet.services.culler import sweep as sweep_module
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
-from tests.procs import free_port
+from tests.procs import free_port, wait_for_async
 
 HOOK_CALLS: list = []
 
@@ -209,13 +208,6 @@ def run_service(url: str, tmp_path, *args: str, timeout: float = 60) -> subproce
                             stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-async def wait_until(predicate, what: str, timeout: float, log_path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; culler log:\n{log_path.read_text()}")
 
 
 async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, tmp_path):
@@ -227,8 +219,8 @@ async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, t
     proc = run_service(url, tmp_path, "--cull-every=1", "--retries=0", f"--metrics-port={port}")
     log_path = tmp_path / "culler.log"
     try:
-        await wait_until(lambda: len(hub.deleted) == 4, "the four idle servers culled after the failures", 40,
-                         log_path)
+        await wait_for_async("the four idle servers culled after the failures", lambda: len(hub.deleted) == 4, 40,
+                             seen=lambda: f"culler log:\n{log_path.read_text()}")
         assert proc.poll() is None, log_path.read_text()
 
         def scrape():
