@@ -323,7 +323,7 @@ class HubfleetBaseAuthenticator(Authenticator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._origin: dict[str, str] = {}  # username -> backend name of the last login (cache; logout)
-        self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
+        self._verified: dict[str, float] = {}  # username -> last successful check (login or refresh); the owner's
         self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
         self.check_config()
         self.bindings = self.policy_owner.bindings if self.policy_owner is not None else BindingStore.of(self)
@@ -453,6 +453,7 @@ class HubfleetBaseAuthenticator(Authenticator):
             await self.bindings.check(model["name"], state.get("hubfleet_backend") or self.backend_name,
                                       state.get("hubfleet_subject") or "", login=True,
                                       previous_subject=state.get("hubfleet_previous_subject") or "")
+            self._verified[model["name"]] = time.monotonic()  # a login is a successful check
         return model
 
     # ---- the password flow -----------------------------------------------------------------------------------
@@ -514,7 +515,7 @@ class HubfleetBaseAuthenticator(Authenticator):
 
     def _outage(self, name: str, e: HubfleetAuthError) -> bool:
         """Refresh during a backend outage: fail closed unless the last good check is within the grace."""
-        last = self._verified.get(name)
+        last = self.owner._verified.get(name)
         if self.refresh_outage_grace and last is not None and time.monotonic() - last <= self.refresh_outage_grace:
             self.log.warning("user:%s refresh: %s; session kept (refresh_outage_grace=%ss)", name, e,
                              self.refresh_outage_grace)
@@ -541,7 +542,7 @@ class HubfleetBaseAuthenticator(Authenticator):
         if not await self.bindings.check(user.name, backend, result.subject, login=False,
                                          previous_subject=result.attributes.get("hubfleet_previous_subject", "")):
             return False
-        self._verified[user.name] = time.monotonic()
+        self.owner._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
         if not model:
             return False
