@@ -224,9 +224,9 @@ class HubfleetBaseAuthenticator(Authenticator):
         0.0,
         config=True,
         help="""Seconds a session is kept when the backend cannot be reached at refresh, counted from the user's
-        last successful check (login or refresh) by this hub process. 0 (default): fail closed — a user whose backend is
-        unreachable at refresh must log in again (which succeeds once it is back). A user the backend answers
-        is *not found* is always logged out.
+        last successful check (login or refresh) by this hub process. 0 (default): fail closed — a user whose
+        backend is unreachable at refresh must log in again (which succeeds once it is back). A user the backend
+        answers is *not found* is always logged out.
         """,
     )
 
