@@ -19,7 +19,12 @@ CHP_BIN = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 ARTIFACTS = Path(os.environ.get("HUBFLEET_ARTIFACTS") or REPO / "test-artifacts")
 ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-__all__ = ["Proc", "free_port", "port_open", "wait_for", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
+__all__ = ["Proc", "free_port", "port_open", "wait_for", "wait_for_async", "REPO", "VENV_BIN", "CHP_BIN", "ARTIFACTS"]
+
+
+def _timed_out(what: str, timeout: float, last, seen) -> AssertionError:
+    extra = f"\n{seen()}" if seen else ""
+    return AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}{extra}")
 
 
 def wait_for(what: str, probe, timeout: float = 20, interval: float = 0.1, seen=None):
@@ -34,5 +39,23 @@ def wait_for(what: str, probe, timeout: float = 20, interval: float = 0.1, seen=
         if last:
             return last
         time.sleep(interval)
-    extra = f"\n{seen()}" if seen else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}{extra}")
+    raise _timed_out(what, timeout, last, seen)
+
+
+async def wait_for_async(what: str, probe, timeout: float = 20, interval: float = 0.1, seen=None):
+    """:func:`wait_for` for async tests (the event loop keeps running between probes); ``probe`` may be a plain
+    function or return an awaitable."""
+    import asyncio
+    import inspect
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise _timed_out(what, timeout, last, seen)

@@ -6,16 +6,11 @@ import time
 import requests
 
 from tests.e2e.demo_driver import progress_messages
+from tests.procs import wait_for
 
 
-def _wait_no_pods(devcluster, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pods = devcluster.pods()
-        if not pods:
-            return []
-        time.sleep(0.2)
-    return [p["metadata"]["name"] for p in devcluster.pods()]
+def _wait_no_pods(devcluster, what: str):
+    wait_for(what, lambda: devcluster.pods() == [], 30, seen=lambda: [p["metadata"]["name"] for p in devcluster.pods()])
 
 
 def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, devcluster):
@@ -42,7 +37,7 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
     assert elapsed < 30
     status, user = hub.api("GET", "/users/carol")
     assert user["servers"] == {}
-    assert _wait_no_pods(devcluster) == [], "the timed-out pod is deleted"
+    _wait_no_pods(devcluster, "the timed-out pod to be deleted")
 
 
 def test_pod_that_fits_no_node_shows_failed_scheduling_in_progress(start_hub, devcluster):
@@ -58,7 +53,7 @@ def test_pod_that_fits_no_node_shows_failed_scheduling_in_progress(start_hub, de
     assert scheduling, msgs
     assert "0/4 nodes are available:" in scheduling[0]
     assert "Insufficient cpu" in scheduling[0]
-    assert _wait_no_pods(devcluster) == []
+    _wait_no_pods(devcluster, "every pod to be deleted")
 
 
 def test_servers_survive_a_hub_restart_with_no_orphans(start_hub, devcluster):
@@ -107,12 +102,11 @@ def test_spawns_under_ten_percent_api_failures_succeed_or_fail_clearly_without_o
     with concurrent.futures.ThreadPoolExecutor(len(users)) as pool:
         results = list(pool.map(spawn, users))
     # wait until every spawn has settled: ready, or failed and gone
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    def settled():
         models = {u: hub.api("GET", f"/users/{u}")[1] for u in users}
-        if all(not m["pending"] for m in models.values()):
-            break
-        time.sleep(0.5)
+        return models if all(not m["pending"] for m in models.values()) else None
+
+    models = wait_for("every spawn to settle (ready, or failed and gone)", settled, 90, interval=0.5)
     devcluster.set_faults(error_rate=0)
     stats = devcluster.stats()
     ready = sorted(u for u, m in models.items() if m["servers"].get("", {}).get("ready"))
@@ -122,11 +116,9 @@ def test_spawns_under_ten_percent_api_failures_succeed_or_fail_clearly_without_o
         assert status in (201, 202) or (isinstance(body, dict) and body.get("message")), (u, status, body)
     assert len(ready) >= len(users) - 1, f"spawns should survive 10% API errors (retried): {ready}"
     # no orphans: once settled, exactly the ready servers have pods
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pods = sorted(p["metadata"]["labels"]["hub.jupyter.org/username"] for p in devcluster.pods()
+    def live_pods():
+        return sorted(p["metadata"]["labels"]["hub.jupyter.org/username"] for p in devcluster.pods()
                       if not p["metadata"].get("deletionTimestamp"))
-        if pods == ready:
-            break
-        time.sleep(0.5)
-    assert pods == ready, f"pods {pods} != ready servers {ready}"
+
+    wait_for(f"exactly the ready servers' pods ({ready})", lambda: live_pods() == ready, 30, interval=0.5,
+             seen=live_pods)

@@ -119,6 +119,8 @@ BASE = dict(allowed_users={"ann"}, blocked_users={"mal"}, allowed_groups={"users
         ("bob", ["users"], None, {"admin_groups": set()}, True, None),  # nothing decides admin: leave as is
         ("bob", [], None, {"allow_all": True}, True, False),
         ("bob", [], None, {"allowed_groups": set(), "allowed_users": set()}, False, False),
+        # a hub admin's name through a backend not trusted for admin: refused, even with allowed groups
+        ("root", ["users", "admins"], True, {"admin_users": set(), "reserved_users": {"root"}}, False, None),
     ],
 )
 def test_decide(username, groups, backend_admin, overrides, allowed, admin):

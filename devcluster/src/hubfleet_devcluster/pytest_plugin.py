@@ -76,6 +76,12 @@ class DevClusterHandle:
         return self.get(f"/api/v1/namespaces/{namespace}/events",
                         params={"fieldSelector": f"involvedObject.name={pod_name}"})["items"]
 
+    def scheduling_failures(self, pod_name: str, namespace: str = "default") -> int:
+        """How many scheduling passes found no node for ``pod_name`` (the counts of its FailedScheduling events): a
+        test that asserts a pod is still not bound awaits this count, never a sleep."""
+        return sum(int(e.get("count", 1)) for e in self.events(pod_name, namespace)
+                   if e["reason"] == "FailedScheduling")
+
     def pvcs(self, namespace: str = "default") -> list[dict]:
         return self.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims")["items"]
 

@@ -93,9 +93,10 @@ def trust_admin_groups_trait(default: bool) -> Bool:
     return Bool(
         default,
         config=True,
-        help=f"""Inside ``hubfleet`` (the composite): let this backend's groups satisfy the composite's
-        `admin_groups`. Default {default} for this kind of backend. Off, a user of this backend is an admin only
-        through `admin_users`, this backend's own `admin_groups` (its ``backends[]`` entry or class config) or
+        help=f"""Inside ``hubfleet`` (the composite): trust this backend for admin: its users named in the
+        composite's `admin_users`, or in its `admin_groups`, are admins. Default {default} for this kind of
+        backend. Off, its users named in `admin_users` are refused, and a user is an admin only through this
+        backend's own `admin_groups` (its ``backends[]`` entry or class config) or
         an admin flag it reports itself (the local accounts file): group names sent by a less-trusted provider
         or directory never make admins through admin groups meant for another backend. Without the composite
         this option has no effect (the backend's `admin_groups` are its own).""",
@@ -211,9 +212,9 @@ class HubfleetBaseAuthenticator(Authenticator):
         0.0,
         config=True,
         help="""Seconds a session is kept when the backend cannot be reached at refresh, counted from the user's
-        last successful check by this hub process. 0 (default): fail closed — a user whose backend is
-        unreachable at refresh must log in again (which succeeds once it is back). A user the backend answers
-        is *not found* is always logged out.
+        last successful check (login or refresh) by this hub process. 0 (default): fail closed — a user whose
+        backend is unreachable at refresh must log in again (which succeeds once it is back). A user the backend
+        answers is *not found* is always logged out.
         """,
     )
 
@@ -310,7 +311,7 @@ class HubfleetBaseAuthenticator(Authenticator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._origin: dict[str, str] = {}  # username -> backend name of the last login (cache; logout)
-        self._verified: dict[str, float] = {}  # username -> monotonic time of the last successful backend check
+        self._verified: dict[str, float] = {}  # username -> last successful check (login or refresh); the owner's
         self._policy_overrides: set[str] = set()  # PER_BACKEND_POLICY options set in this backend's entry
         self.check_config()
         self.bindings = self.policy_owner.bindings if self.policy_owner is not None else BindingStore.of(self)
@@ -381,23 +382,21 @@ class HubfleetBaseAuthenticator(Authenticator):
 
     def rules_for(self, backend: str) -> policy.Rules:
         """The policy for users of ``backend``: the hub-wide sets, each option of :data:`PER_BACKEND_POLICY` from
-        the backend's own configuration where it sets one, else this authenticator's; the hub's `admin_groups`
-        only with its `trust_admin_groups`. An unknown backend gets no group rights (fail closed)."""
+        the backend's own configuration where it sets one, else this authenticator's. The hub's `admin_users` and
+        `admin_groups` only through a backend with `trust_admin_groups`; an untrusted backend's user named in
+        `admin_users` is refused. An unknown backend gets no group rights (fail closed)."""
         child = self.backend_by_name(backend)
         own = set(PER_BACKEND_POLICY) if child is self else (child._policy_overrides if child is not None else set())
+        trusted = child is self or bool(getattr(child, "trust_admin_groups", False))
 
         def value(option: str):
             return getattr(child if option in own else self, option)
 
-        if "admin_groups" in own:
-            admin_groups = value("admin_groups")
-        elif child is not None and getattr(child, "trust_admin_groups", False):
-            admin_groups = self.admin_groups
-        else:
-            admin_groups = ()
+        admin_groups = value("admin_groups") if "admin_groups" in own else self.admin_groups if trusted else ()
         return policy.Rules(
             allow_all=self.allow_all, allowed_users=frozenset(self.allowed_users),
-            blocked_users=frozenset(self.blocked_users), admin_users=frozenset(self.admin_users),
+            blocked_users=frozenset(self.blocked_users), admin_users=frozenset(self.admin_users if trusted else ()),
+            reserved_users=frozenset(() if trusted else self.admin_users),
             allowed_groups=frozenset(value("allowed_groups") if child is not None else ()),
             admin_groups=frozenset(admin_groups), group_mapping=dict(value("group_mapping")),
             group_mapping_only=value("group_mapping_only"), group_prefix=value("group_prefix"),
@@ -442,6 +441,7 @@ class HubfleetBaseAuthenticator(Authenticator):
             await self.bindings.check(model["name"], state.get("hubfleet_backend") or self.backend_name,
                                       state.get("hubfleet_subject") or "", login=True,
                                       previous_subject=state.get("hubfleet_previous_subject") or "")
+            self._verified[model["name"]] = time.monotonic()  # a login is a successful check
         return model
 
     # ---- the password flow -----------------------------------------------------------------------------------
@@ -503,7 +503,7 @@ class HubfleetBaseAuthenticator(Authenticator):
 
     def _outage(self, name: str, e: HubfleetAuthError) -> bool:
         """Refresh during a backend outage: fail closed unless the last good check is within the grace."""
-        last = self._verified.get(name)
+        last = self.owner._verified.get(name)
         if self.refresh_outage_grace and last is not None and time.monotonic() - last <= self.refresh_outage_grace:
             self.log.warning("user:%s refresh: %s; session kept (refresh_outage_grace=%ss)", name, e,
                              self.refresh_outage_grace)
@@ -530,7 +530,7 @@ class HubfleetBaseAuthenticator(Authenticator):
         if not await self.bindings.check(user.name, backend, result.subject, login=False,
                                          previous_subject=result.attributes.get("hubfleet_previous_subject", "")):
             return False
-        self._verified[user.name] = time.monotonic()
+        self.owner._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
         if not model:
             return False

@@ -138,10 +138,11 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
             child._policy_overrides = own_policy_options(self, child, spec)
             if child._policy_overrides:
                 self.log.info("backend %s: own policy options %s", name, sorted(child._policy_overrides))
-            if self.admin_groups and "admin_groups" not in child._policy_overrides and not child.trust_admin_groups:
-                self.log.info("backend %s: the hub's admin_groups %s do not make its users admins (set "
-                              "\"trust_admin_groups\": True on its entry if it is trusted to name admins)", name,
-                              sorted(self.admin_groups))
+            if (self.admin_groups or self.admin_users) and not child.trust_admin_groups:
+                self.log.info("backend %s: the hub's admin_groups %s do not make its users admins, and its users "
+                              "named in admin_users %s are refused (set \"trust_admin_groups\": True on its entry "
+                              "if it is trusted to name admins)", name, sorted(self.admin_groups),
+                              sorted(self.admin_users))
             children.append(child)
         if not children:
             raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")

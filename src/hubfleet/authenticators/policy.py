@@ -141,10 +141,12 @@ def decide(
     allowed_groups: Iterable[str] = (),
     admin_users: Iterable[str] = (),
     admin_groups: Iterable[str] = (),
+    reserved_users: Iterable[str] = (),
 ) -> Decision:
     """Decide whether ``username`` (already normalised) with hub ``groups`` (already mapped) may log in.
 
-    Order: ``blocked_users`` always wins; then admins (``admin_users``, ``admin_groups``, or an admin flag from
+    Order: ``blocked_users`` always wins; then ``reserved_users`` (hub admins' names this backend may not grant) are
+    refused; then admins (``admin_users``, ``admin_groups``, or an admin flag from
     the backend, e.g. the local accounts file) are allowed; then ``backend_allows`` (a reason the backend itself
     grants access, e.g. OIDC ``allowed_scopes``), ``allow_all``, ``allowed_users`` and ``allowed_groups``. The admin flag is ``True``/``False`` when the configuration decides it (admin groups or a
     backend flag are configured, so leaving an admin group demotes at the next login) and ``None`` ("leave as is")
@@ -153,6 +155,9 @@ def decide(
     groups = set(groups)
     if username in set(blocked_users):
         return Decision(False, None, "in blocked_users")
+    if username in set(reserved_users):
+        return Decision(False, None, "named in admin_users, which this backend is not trusted to grant "
+                                     "(trust_admin_groups is false): the name is kept for the admin")
     admin_groups = set(admin_groups)
     admin: bool | None
     if username in set(admin_users):
@@ -188,6 +193,7 @@ class Rules:
     allowed_users: frozenset[str] = frozenset()
     blocked_users: frozenset[str] = frozenset()
     admin_users: frozenset[str] = frozenset()
+    reserved_users: frozenset[str] = frozenset()
     allowed_groups: frozenset[str] = frozenset()
     admin_groups: frozenset[str] = frozenset()
     group_mapping: Mapping[str, str] = field(default_factory=dict)
@@ -207,7 +213,8 @@ def evaluate(
     decision = decide(username=username, groups=groups, backend_admin=backend_admin, backend_allows=backend_allows,
                       allow_all=rules.allow_all, allowed_users=rules.allowed_users,
                       blocked_users=rules.blocked_users, allowed_groups=rules.allowed_groups,
-                      admin_users=rules.admin_users, admin_groups=rules.admin_groups)
+                      admin_users=rules.admin_users, admin_groups=rules.admin_groups,
+                      reserved_users=rules.reserved_users)
     return groups, decision
 
 

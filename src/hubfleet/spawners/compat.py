@@ -9,6 +9,10 @@
   unwrapped here, so a client written for either version works on both.
 - Query strings: JupyterHub 6 strips the ``opt-`` prefix (``/hub/spawn?opt-profile=gpu``); 5.5 passes the keys as
   they are. Both spellings are accepted.
+- Refusals and ``consecutive_failure_limit``: JupyterHub 6 counts only errors (not a ``SpawnException`` nor an
+  ``HTTPError`` below 500) towards the limit after which the hub exits; 5.5 counts every spawn that raised, so any
+  user could make the hub exit with a few refused REST spawns in a row. :func:`refusal_not_failure` keeps 5.5's
+  count where it was for a refused spawn.
 - Named servers: JupyterHub 6 refuses new names that are not 1-30 characters of ``[a-z0-9-]`` (starting with a
   letter, no ``--``); 5.5 does not, so the spawner applies the same rule, stating it.
 """
@@ -48,6 +52,32 @@ def refusal(status: int, message: str, reason: str) -> web.HTTPError:
         exc.reason_label = reason
     exc.jupyterhub_message = message  # both versions show this as-is on the spawn page and in the API error
     return exc
+
+
+def refusal_not_failure(spawner) -> None:
+    """Leave the hub's consecutive-failure count as it was when ``spawner``'s spawn in progress ends in a refusal
+    (JupyterHub 6 does this itself). JupyterHub 5.5 adds one to the count in a done-callback of the spawn's future
+    and exits when it reaches ``spawner.consecutive_failure_limit``, read at that moment: the spawner's limit is set
+    to 0 (no exit, no warning) for that callback, and a callback added after it (so it runs right after, with
+    nothing in between) takes the one back and restores the limit. Outside a spawn (the form, the query string)
+    nothing counts and nothing is done."""
+    if HAS_SPAWN_EXCEPTION:
+        return
+    future = getattr(spawner, "_spawn_future", None)
+    handler = getattr(spawner, "handler", None)
+    settings = getattr(handler, "settings", None)
+    if future is None or future.done() or settings is None or getattr(future, "_hubfleet_refused", False):
+        return
+    future._hubfleet_refused = True
+    limit = spawner.consecutive_failure_limit
+    spawner.consecutive_failure_limit = 0
+
+    def restore(f) -> None:
+        spawner.consecutive_failure_limit = limit
+        if not f.cancelled() and f.exception() is not None:
+            settings["failure_count"] = max(settings.get("failure_count", 1) - 1, 0)
+
+    future.add_done_callback(restore)
 
 
 def unwrap_options(user_options):

@@ -7,6 +7,9 @@ import importlib
 import inspect
 from collections.abc import Mapping
 
+from tornado import web
+
+from . import compat
 from .profiles import ProfileConfigError, ResolvedChoice, merge_overrides
 
 
@@ -48,9 +51,11 @@ class HookRunner:
                     result = await result
                 if result:
                     self._apply_traits(merge_overrides(TraitView(self), result))
-        except Exception:
+        except Exception as e:
             self._release_quota()
             self._refused = True
+            if isinstance(e, web.HTTPError) and e.status_code < 500:
+                compat.refusal_not_failure(self)  # a hook's refusal, as JupyterHub 6 sees it
             raise
 
     async def run_post_stop_hook(self):

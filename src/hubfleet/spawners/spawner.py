@@ -316,6 +316,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             self.log.warning("user:%s spawn refused: %s", self.user.name, error)
             message = str(error)
         _metrics.REFUSALS.labels(reason=error.reason, profile=profile or "").inc()
+        compat.refusal_not_failure(self)
         return compat.refusal(error.status, message, error.reason)
 
     async def _resolve(self, user_options, *, named: bool = False):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from tests.procs import CHP_BIN, VENV_BIN, Proc, free_port
+from tests.procs import CHP_BIN, VENV_BIN, Proc, free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
 BASE_DN = "dc=hubfleet,dc=test"
@@ -497,6 +497,14 @@ def whoami(session: requests.Session, hub_url: str) -> str | None:
     if r.status_code != 200:
         return None
     return r.json().get("name")
+
+
+def wait_refreshed(what: str, hub, session: requests.Session, check, timeout: float = 30):
+    """Request ``/hub/api/user`` as ``session`` (each request lets the hub refresh the user once its
+    ``auth_refresh_age`` has passed) until ``check(whoami)`` holds: the refresh is awaited as an event, never as a
+    fixed sleep. Returns what ``check`` returned."""
+    return wait_for(what, lambda: check(whoami(session, hub.url)), timeout=timeout, interval=0.2,
+                    seen=lambda: hub.log_tail(15))
 
 
 @dataclass

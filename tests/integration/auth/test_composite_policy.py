@@ -33,7 +33,8 @@ SECRETS = {"LDAP_BIND_PASSWORD": "x", "SSO_CLIENT_SECRET": "sso-secret", "PARTNE
 
 LOCAL = {"lola": ["Staff", "random"], "lena": ["OPS"], "root": []}  # root: admin: true in the file
 CONTRACTORS = {"carl": ["jupyter-users", "jupyter-admins"]}
-OIDC_USERS = {"stan": ["Staff", "Hub-Admins", "misc"], "pat": ["jupyter-admins", "jupyter"], "pam": ["jupyter-users"]}
+OIDC_USERS = {"stan": ["Staff", "Hub-Admins", "misc"], "pat": ["jupyter-admins", "jupyter"], "pam": ["jupyter-users"],
+             "adam": ["jupyter"]}  # the partners' adam, not the hub's admin adam
 
 # (entry, user, how to log in, hub groups, admin); groups None: refused
 CASES = [
@@ -71,7 +72,7 @@ def _partner_ldif() -> list[str]:
     return [
         f"dn: {PARTNERS}\nchangetype: add\nobjectClass: organizationalUnit\nou: partners\n",
         f"dn: {PARTNER_GROUPS}\nchangetype: add\nobjectClass: organizationalUnit\nou: partner-groups\n",
-        person("pia", PARTNERS), person("piet", PARTNERS),
+        person("pia", PARTNERS), person("piet", PARTNERS), person("adam", S.PEOPLE),
         group("Staff", PARTNER_GROUPS, pia, piet),
         group("jupyter-admins", PARTNER_GROUPS, pia),  # the partner's own group with the hub's admin name
         group("Admins", PARTNER_GROUPS, piet),
@@ -148,6 +149,19 @@ def test_per_backend_policy_through_a_real_hub(site, entry, name, secret, groups
     model = site.user(name)
     assert (sorted(model["groups"]), model["admin"]) == (groups, admin), model
     assert model["auth_state"]["hubfleet_backend"] == entry
+
+
+def test_an_admin_users_name_is_admin_only_through_a_backend_trusted_for_admin(site):
+    """``admin_users`` names hub usernames; the partners' IdP (not trusted for admin) has its own adam: logging in
+    first, it neither becomes an admin nor claims the name; the directory's adam then logs in as the admin."""
+    r = S.oidc_login(site.url, "partners", sub="adam")
+    assert S.whoami(r.session, site.url) is None, "the partners' adam was let in"
+    assert "user:adam denied (partners): named in admin_users, which this backend is not trusted" in site.log_tail(200)
+    assert BindingStore(Database(site.db_url)).get("adam") is None
+    r = S.form_login(site.url, "adam", "adam-pw")
+    assert S.whoami(r.session, site.url) == "adam", (r.status, r.error)
+    model = site.user("adam")
+    assert (model["admin"], model["auth_state"]["hubfleet_backend"]) == (True, "corp"), model
 
 
 def test_a_group_made_outside_group_search_base_counts_for_nothing(site):

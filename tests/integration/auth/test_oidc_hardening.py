@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -35,17 +34,6 @@ def solo_config(issuer: str, *, allow_http: bool = True, public_url: bool = True
     return "\n".join(lines) + "\n" + textwrap.dedent(extra)
 
 
-def _wait_refresh(session, hub_url, expect, *, timeout: float = 15.0):
-    """Poll /hub/api/user past auth_refresh_age (2 s) until it answers ``expect`` (a name, or None)."""
-    deadline = time.monotonic() + timeout
-    seen = None
-    time.sleep(2.2)
-    while time.monotonic() < deadline:
-        seen = S.whoami(session, hub_url)
-        if seen == expect:
-            return seen
-        time.sleep(0.5)
-    raise AssertionError(f"awaited whoami == {expect!r} after a refresh, saw {seen!r}")
 
 
 def test_redirect_uri_ignores_a_forged_host_header(hub):
@@ -145,11 +133,13 @@ def test_refresh_without_userinfo_uses_the_refresh_token_and_its_id_token(id_tok
     assert r.ok, r.text[:800]
     assert id_token_hub.user("eve")["groups"] == ["jupyter-users"]
     idp.set_mode("good", refresh_claims={"groups": ["jupyter-users", "new-team"]})
-    _wait_refresh(r.session, id_token_hub.url, "eve")  # before: everyone was logged out at the first refresh
+    # before: everyone was logged out at the first refresh
+    S.wait_refreshed("eve's refresh to bring new-team", id_token_hub, r.session,
+                     lambda who: who == "eve" and "new-team" in id_token_hub.user("eve")["groups"])
     assert sorted(id_token_hub.user("eve")["groups"]) == ["jupyter-users", "new-team"], id_token_hub.log_tail(60)
     # the provider ends the session (refresh tokens revoked): the next refresh requires a new login
     requests.post(f"{idp.issuer}/_revoke_refresh_tokens", timeout=5).raise_for_status()
-    _wait_refresh(r.session, id_token_hub.url, None)
+    S.wait_refreshed("eve's session to end at the next refresh", id_token_hub, r.session, lambda who: who is None)
     assert requests.get(f"{idp.issuer}/_requests", timeout=5).json() == []  # no userinfo was ever asked for
 
 

@@ -47,13 +47,13 @@ def test_oidc_groups_and_tokens_refreshed_via_refresh_user(hub, oidc_mock):
     before = hub.user("olivia")["auth_state"]["access_token"]
     oidc_mock.set_user("olivia", {"preferred_username": "olivia", "email": "olivia@example.org",
                                   "groups": ["jupyter-users", "new-team"]})
-    time.sleep(2.2)  # auth_refresh_age = 2
-    assert S.whoami(r.session, hub.url) == "olivia"  # refresh_user runs on this request
+    # auth_refresh_age = 2: a request after that refreshes the user
+    S.wait_refreshed("olivia's refresh to bring new-team", hub, r.session,
+                     lambda who: who == "olivia" and "new-team" in hub.user("olivia")["groups"])
     assert sorted(hub.user("olivia")["groups"]) == ["jupyter-users", "new-team"]
     # revoke every token at the provider: the next refresh cannot renew them and the session ends
     requests.post(f"{oidc_mock.issuer}/users/olivia/revoke-tokens", timeout=5).raise_for_status()
-    time.sleep(2.2)
-    assert S.whoami(r.session, hub.url) is None
+    S.wait_refreshed("olivia's session to end at the next refresh", hub, r.session, lambda who: who is None)
     assert before  # (the access token was stored in auth_state)
 
 
@@ -91,8 +91,10 @@ def test_expired_access_token_renewed_with_refresh_token(hub, bad_idp):
     assert r.ok, r.text[:1500]
     before = hub.user("eve")["auth_state"]
     requests.post(f"{bad_idp.issuer}/_expire_access_tokens", timeout=5).raise_for_status()
-    time.sleep(2.2)  # auth_refresh_age = 2
-    assert S.whoami(r.session, hub.url) == "eve"  # refresh_user: userinfo 401 -> refresh_token grant -> userinfo
+    # refresh_user (after auth_refresh_age = 2): userinfo 401 -> refresh_token grant -> userinfo
+    S.wait_refreshed("eve's refresh to renew her access token", hub, r.session,
+                     lambda who: who == "eve" and hub.user("eve")["auth_state"]["access_token"]
+                     != before["access_token"])
     after = hub.user("eve")["auth_state"]
     assert after["access_token"] != before["access_token"]
     assert after["refresh_token"] != before["refresh_token"]

@@ -21,8 +21,8 @@ PROFILES = [{"slug": "small", "display_name": "Small", "default": True},
 POLICIES = "profiles:\n  gpu: {timeout: 60}\n  small: {timeout: 1h}\n"
 
 
-def wait_until(predicate, what: str, timeout: float, hub):
-    return wait_for(what, predicate, timeout, interval=0.3, seen=lambda: f"hub log:\n{hub.log_tail(40)}")
+def hub_log(hub):
+    return lambda: f"hub log:\n{hub.log_tail(40)}"
 
 
 def sweeps(hub) -> int:
@@ -68,18 +68,19 @@ c.JupyterHub.load_roles.append({role!r})
     status, body = hub.api("POST", "/test/backdate", json={"users": ["gpu-idle", "small-idle"], "seconds": 600})
     assert status == 200, body
     t0, n0 = time.monotonic(), sweeps(hub)
-    wait_until(lambda: "" not in (hub.api("GET", "/users/gpu-idle")[1].get("servers") or {}),
-               "the idle gpu server to be culled", timeout=30, hub=hub)
+    wait_for("the idle gpu server to be culled",
+             lambda: "" not in (hub.api("GET", "/users/gpu-idle")[1].get("servers") or {}), 30, seen=hub_log(hub))
     culled_after, sweeps_to_cull = time.monotonic() - t0, sweeps(hub) - n0
     n = sweeps(hub)
-    wait_until(lambda: sweeps(hub) >= n + 2, "two more sweeps", timeout=20, hub=hub)
+    wait_for("two more sweeps", lambda: sweeps(hub) >= n + 2, 20, seen=hub_log(hub))
 
     for user in ("small-idle", "gpu-busy"):
         status, model = hub.api("GET", f"/users/{user}")
         assert model["servers"][""]["ready"], f"{user}'s server was culled: {model}"
     assert hub.api("GET", "/users/gpu-idle")[1]["servers"] == {}
-    wait_until(lambda: {p["metadata"]["labels"]["hubfleet.io/user"] for p in devcluster.pods()}
-               == {"small-idle", "gpu-busy"}, "the culled server's pod to go", timeout=30, hub=hub)
+    wait_for("the culled server's pod to go", lambda: {p["metadata"]["labels"]["hubfleet.io/user"]
+                                                      for p in devcluster.pods()} == {"small-idle", "gpu-busy"},
+             30, seen=hub_log(hub))
     log = hub.log_tail(2000)
     culls = re.findall(r"hubfleet.culler\] cull (\S+): (.*)", log)
     assert len(culls) == 1 and re.fullmatch(r"inactive for \S+ >= 00:01:00 \(profile gpu\)", culls[0][1]) and \

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 
@@ -23,12 +22,13 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from jupyterhub_idle_culler import utcnow as real_utcnow
+from prometheus_client.parser import text_string_to_metric_families
 
 from hubfleet.services.culler import sweep as sweep_module
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
-from tests.procs import free_port
+from tests.procs import free_port, wait_for_async
 
 HOOK_CALLS: list = []
 
@@ -209,13 +209,6 @@ def run_service(url: str, tmp_path, *args: str, timeout: float = 60) -> subproce
                             stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-async def wait_until(predicate, what: str, timeout: float, log_path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; culler log:\n{log_path.read_text()}")
 
 
 async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, tmp_path):
@@ -227,8 +220,8 @@ async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, t
     proc = run_service(url, tmp_path, "--cull-every=1", "--retries=0", f"--metrics-port={port}")
     log_path = tmp_path / "culler.log"
     try:
-        await wait_until(lambda: len(hub.deleted) == 4, "the four idle servers culled after the failures", 40,
-                         log_path)
+        await wait_for_async("the four idle servers culled after the failures", lambda: len(hub.deleted) == 4, 40,
+                             seen=lambda: f"culler log:\n{log_path.read_text()}")
         assert proc.poll() is None, log_path.read_text()
 
         def scrape():
@@ -241,11 +234,49 @@ async def test_the_service_outlives_failed_sweeps_and_serves_metrics(fake_hub, t
     log = log_path.read_text()
     assert log.count("sweep failed") == 3, log
     assert "sweep failed: GET /users?state=ready&limit=50: 500 try later; retrying in 1s" in log
-    assert 'hubfleet_culler_culls_total{profile="gpu",reason="idle"} 4.0' in text
-    assert "hubfleet_culler_sweep_failures_total 3.0" in text
-    assert 'hubfleet_culler_hub_api_errors_total{request="list"} 2.0' in text
-    assert "hubfleet_culler_sweep_duration_seconds_count" in text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("hubfleet_culler_culls_total", (("profile", "gpu"), ("reason", "idle")))] == 4, text
+    assert samples[("hubfleet_culler_sweep_failures_total", ())] == 3, text
+    assert samples[("hubfleet_culler_hub_api_errors_total", (("request", "list"),))] == 2, text
+    assert samples[("hubfleet_culler_sweep_duration_seconds_count", ())] >= 1, text
     assert TOKEN not in log
+
+
+async def test_a_changed_policies_file_is_read_again_and_a_broken_one_keeps_the_last_good(fake_hub, tmp_path):
+    hub = FakeHub(make_users(3, 1), page_size=50)  # idle for 1 h
+    url = await fake_hub(hub)
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("profiles:\n  gpu: {timeout: 1d}\n")
+    proc = run_service(url, tmp_path, "--cull-every=1", f"--policies-file={policies}")
+    log_path = tmp_path / "culler.log"
+
+    def sweeps() -> int:
+        return log_path.read_text().count("] sweep: ")
+
+    def rewrite(text: str) -> None:  # a new mtime for certain, whatever the filesystem's resolution
+        before = policies.stat().st_mtime_ns
+        policies.write_text(text)
+        os.utime(policies, ns=(before + 10**9, before + 10**9))
+
+    seen = lambda: f"culler log:\n{log_path.read_text()}"  # noqa: E731
+    try:
+        await wait_for_async("two sweeps under the first policies", lambda: sweeps() >= 2, 40, seen=seen)
+        assert hub.deleted == [], "idle 1 h is not past 1 d"
+        rewrite("profiles:\n  gpu: {timeout: [not a duration}\n")
+        await wait_for_async("the broken policies file to be refused", lambda: "keeping the last good policies"
+                             in log_path.read_text(), 40, seen=seen)
+        n = sweeps()
+        await wait_for_async("a sweep after the refusal", lambda: sweeps() > n, 40, seen=seen)
+        assert hub.deleted == [], "the last good policies (1 d) are still in force"
+        rewrite("profiles:\n  gpu: {timeout: 30m}\n")
+        await wait_for_async("the idle servers culled under the new policies", lambda: len(hub.deleted) == 3, 40,
+                             seen=seen)
+        assert "policies reloaded from" in log_path.read_text()
+        assert sorted(hub.deleted) == ["idle000", "idle001", "idle002"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 async def test_dry_run_prints_what_it_would_do_and_stops_nothing(fake_hub, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -72,7 +71,11 @@ def test_unknown_scheduler_name_is_left_alone(cluster):
     create_pod(cluster, pod_body(other, command=SLEEP, scheduler_name="someone-else"))
     create_pod(cluster, pod_body(control, command=SLEEP))
     wait_pod(cluster, control, _bound, "bound")
-    time.sleep(1.5)  # more than the scheduler's retry interval
+    # a pod nobody can place, created after `other`: two failed passes over it mean two full passes over the
+    # pending pods, `other` included
+    witness = unique("witness")
+    create_pod(cluster, pod_body(witness, command=SLEEP, requests={"cpu": "100"}))
+    wait_for(f"two scheduling passes over {witness}", lambda: cluster.scheduling_failures(witness) >= 2)
     pod = get_pod(cluster, other)
     assert not pod["spec"].get("nodeName")
     assert pod["status"] == {"phase": "Pending", "qosClass": "BestEffort"}

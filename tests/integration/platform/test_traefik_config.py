@@ -4,7 +4,6 @@ overlay's `frameworkDeny` the same Traefik drops all of dynamic.yaml, which thes
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import requests
@@ -56,17 +55,24 @@ def traefik(rendered, backend, tmp_path_factory):
         pebble.stop()
 
 
+def redirect(traefik) -> tuple[int, str | None]:
+    r = requests.get(f"http://127.0.0.1:{traefik.http_port}/hub/", headers={"Host": HOST}, allow_redirects=False,
+                     timeout=10)
+    return r.status_code, r.headers.get("Location")
+
+
 def test_traefik_runs_the_rendered_config_without_errors(traefik):
-    time.sleep(1)  # let the file provider and the ACME resolver log what they have to say
+    # the ACME resolver has issued the certificate (the fixture waited for it) and the file provider's router
+    # answers: both have logged what they had to say
+    wait_for("the file provider's redirect router", lambda: redirect(traefik)[0] == 301,
+             seen=lambda: traefik.log()[-2000:])
     assert traefik.error_lines() == [], traefik.log()[-4000:]
 
 
 def test_the_dynamic_config_is_in_effect(traefik):
     # the chart's `insecure` router + `redirect` middleware come from dynamic.yaml: a 404 here means Traefik
     # dropped the file
-    r = requests.get(f"http://127.0.0.1:{traefik.http_port}/hub/", headers={"Host": HOST}, allow_redirects=False,
-                     timeout=10)
-    assert (r.status_code, r.headers.get("Location")) == (301, f"https://{HOST}/hub/")
+    assert redirect(traefik) == (301, f"https://{HOST}/hub/")
 
 
 def render_with_security_headers(headers: dict) -> tuple[dict, dict, dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 import requests
@@ -79,7 +78,8 @@ def test_non_gpu_pod_never_lands_on_the_gpu_node_even_tolerating_its_taint(stack
     messages = wait_for(f"FailedScheduling for {name}", lambda: failed_scheduling(stack.cluster, name))
     assert "node(s) reserved for pods requesting nvidia.com/gpu" in messages[0], messages
     assert "3 Insufficient cpu" in messages[0], messages
-    time.sleep(1.5)  # more than the devcluster's retry interval: still not bound
+    # the scheduler retried (a second pass refused it too): still not bound
+    wait_for(f"a second scheduling pass for {name}", lambda: stack.cluster.scheduling_failures(name) >= 2)
     r = stack.cluster.request("GET", f"/api/v1/namespaces/default/pods/{name}")
     assert not r.json()["spec"].get("nodeName")
 
@@ -199,8 +199,10 @@ def test_cache_relists_after_the_api_server_restarts(stack):
     wait_for("the extender's cache to count the pod", lambda: stack.cache()["pods"] == 1, seen=stack.cache)
 
     port = stack.cluster.url.rsplit(":", 1)[1]
+    relists = stack.cache()["relists"]
     stack.cluster.proc.stop()
-    time.sleep(1)  # the extender sees the watch end and fails at least one re-list while the API is down
+    wait_for("the extender to see its watch end and a re-list fail while the API is down",
+             lambda: stack.cache()["relists"] > relists, timeout=30, seen=stack.cache)
     assert requests.get(stack.url + "/healthz", timeout=5).status_code == 200  # still serving its last view
     stack.cluster = start_devcluster(stack.cluster.state_dir, "--port", port, *deploy_extenders(stack.port))
     snapshot = wait_for("the extender to re-list (0 pods after the restart)",

@@ -73,10 +73,6 @@ def user_pods(devcluster, user):
     return devcluster.pods(selector=f"hub.jupyter.org/username={user}")
 
 
-def wait_until(predicate, what: str, timeout: float = 30):
-    return wait_for(what, predicate, timeout, interval=0.2)
-
-
 def assert_hardened(p):
     spec, container = p["spec"], p["spec"]["containers"][0]
     assert spec["securityContext"]["fsGroup"] == 100 and spec["securityContext"]["runAsNonRoot"] is True
@@ -96,7 +92,7 @@ def stop_all(hub, devcluster):
     with ThreadPoolExecutor(max(len(targets), 1)) as pool:
         list(pool.map(lambda t: hub.api("DELETE", f"/users/{t[0]}/servers/{t[1]}" if t[1] else f"/users/{t[0]}/server"),
                       targets))
-    wait_until(lambda: devcluster.pods() == [], "every pod to go", timeout=60)
+    wait_for("every pod to go", lambda: devcluster.pods() == [], timeout=60, seen=devcluster.pods)
 
 
 def form_post(session, hub, data: dict) -> requests.Response:
@@ -231,7 +227,7 @@ def test_home_survives_stop_start_and_named_server_pvc_is_deleted(start_hub, dev
                      json={"type": "file", "format": "text", "content": content})
     assert r.status_code in (200, 201), r.text
     stop(hub, "alice")
-    wait_until(lambda: user_pods(devcluster, "alice") == [], "alice's pod to go")
+    wait_for("alice's pod to go", lambda: user_pods(devcluster, "alice") == [], 30)
     assert [p["metadata"]["name"] for p in devcluster.pvcs()] == ["claim-alice"], "the home PVC is kept on stop"
     # no user_options: the last choice is reused, and re-validated
     assert spawn(hub, "alice")[0] in (201, 202)
@@ -250,8 +246,8 @@ def test_home_survives_stop_start_and_named_server_pvc_is_deleted(start_hub, dev
     assert {p["metadata"]["name"] for p in devcluster.pvcs()} == {"claim-alice", "claim-alice--ws1"}
     status, body = hub.api("DELETE", "/users/alice/servers/ws1", json={"remove": True})
     assert status in (202, 204), body
-    wait_until(lambda: {p["metadata"]["name"] for p in devcluster.pvcs()} == {"claim-alice"},
-               "the named server's PVC to be deleted (and the home PVC kept)")
+    wait_for("the named server's PVC to be deleted (and the home PVC kept)",
+             lambda: {p["metadata"]["name"] for p in devcluster.pvcs()} == {"claim-alice"}, 30)
     stop_all(hub, devcluster)
 
 

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 
-from tests.procs import ARTIFACTS
+from tests.procs import ARTIFACTS, wait_for
 
-from .test_profile_spawner import DEMO_FILE, hub_config, make_users, spawn, stop, stop_all, wait_until
+from .test_profile_spawner import DEMO_FILE, hub_config, make_users, spawn, stop, stop_all
 
 
 def pvc_names(devcluster):
@@ -88,7 +88,7 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
     for user, server in (("alice", "ws1"), ("bob", "ws2")):
         status, body = hub.api("DELETE", f"/users/{user}/servers/{server}", json={"remove": True})
         assert status in (202, 204), body
-    wait_until(lambda: "claim-bob--ws2" not in pvc_names(devcluster), "bob's unshared ws2 PVC to be deleted")
+    wait_for("bob's unshared ws2 PVC to be deleted", lambda: "claim-bob--ws2" not in pvc_names(devcluster), 30)
     assert "claim-alice--ws1" in pvc_names(devcluster), "a PVC another pod mounts is kept"
     assert "keeping PVC claim-alice--ws1: still mounted by pod(s) sharer" in hub.log_tail(400)
 
@@ -104,7 +104,7 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
     assert code == 0 and out.splitlines()[-1] == "no orphaned PVCs", (out, err)
     assert "keeping PVC claim-alice--ws1 (alice/ws1: mounted by pod(s) sharer)" in out.splitlines(), out
     assert devcluster.request("DELETE", "/api/v1/namespaces/default/pods/sharer").status_code == 200
-    wait_until(lambda: not any(p["metadata"]["name"] == "sharer" for p in devcluster.pods()), "the sharer pod to go")
+    wait_for("the sharer pod to go", lambda: not any(p["metadata"]["name"] == "sharer" for p in devcluster.pods()), 30)
 
     code, dry, err = hubfleet(hub, devcluster, "prune", "--orphaned")
     assert code == 0, err
@@ -118,8 +118,8 @@ def test_pvc_deleted_only_when_safe_and_prune_removes_only_orphans(start_hub, de
     code, done, err = hubfleet(hub, devcluster, "prune", "--orphaned", "--yes")
     assert code == 0, err
     assert done.splitlines()[-1] == "deleted 1 PVC(s)"
-    wait_until(lambda: pvc_names(devcluster) == {"claim-alice", "claim-bob--ws3"},
-               "only the orphan to be deleted")
+    wait_for("only the orphan to be deleted", lambda: pvc_names(devcluster) == {"claim-alice", "claim-bob--ws3"}, 30,
+             seen=lambda: pvc_names(devcluster))
 
     # a renamed user keeps her volume: the hub's server state still names it under the new name
     status, body = hub.api("PATCH", "/users/alice", json={"name": "alice2"})

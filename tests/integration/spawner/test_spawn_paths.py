@@ -13,6 +13,8 @@ from markupsafe import escape
 from prometheus_client.parser import text_string_to_metric_families
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.procs import wait_for
+
 from .test_profile_spawner import (
     IMG,
     hub_config,
@@ -23,7 +25,6 @@ from .test_profile_spawner import (
     spawn,
     stop,
     stop_all,
-    wait_until,
 )
 
 PROFILES = [
@@ -121,7 +122,7 @@ def test_named_server_names_from_the_spawn_page_and_no_names_in_metrics(start_hu
     assert model["user_options"] == {"profile": "small", "image": "default"}
     if hub_version(hub) >= (6, 0):
         assert model["display_name"] == "Rita's work"
-    wait_until(lambda: pod(devcluster, "rita", "work-1")["status"]["phase"] == "Running", "rita's pod to run")
+    wait_for("rita's pod to run", lambda: pod(devcluster, "rita", "work-1")["status"]["phase"] == "Running", 30)
     r = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30)
     assert r.status_code == 200, r.text
     assert "hubfleet_running_servers{" in r.text  # ProfileSpawner's collector is there ...
