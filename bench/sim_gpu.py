@@ -12,7 +12,7 @@ Three ways to handle a full quota, on the same trace and cluster (bench/sim_chur
   not overtake a non-empty queue.
 
 A slot is held from admission to the server's end (its pod may still wait for a GPU node). GPU servers are culled
-30 minutes idle and at ``MAX_AGE`` (4 h), so the wait shown at joining (``queue_policy.shown_wait``: "at the latest"
+30 minutes idle and at ``MAX_AGE`` (4 h from the spawn, Pending included), so the wait shown at joining (``queue_policy.shown_wait``: "at the latest"
 from the running servers' max_age deadlines, "expected" from ``scheduler_plugin.scoring.Lifetimes``, the profile's
 learned session lengths) can be compared with the wait that followed.
 
@@ -85,8 +85,10 @@ class GpuSimulation(Simulation):
 
     # --- the gate in front of the placement ---
     def lifetime_of(self, pod: SimPod) -> float:
-        life = pod.lifetime
-        return min(life, MAX_AGE) if pod.arrival.profile in self.limit else life
+        """The culler's max_age counts from the spawn (the admission), including the time the pod was Pending."""
+        if pod.arrival.profile not in self.limit:
+            return pod.lifetime
+        return min(pod.lifetime, self.admitted_at[pod.id] + MAX_AGE - self.now)
 
     def _waiting(self, profile: str) -> int:
         return len(self.queue[profile]) + len(self.retrying[profile])
@@ -152,7 +154,7 @@ class GpuSimulation(Simulation):
         mine = [self.pods[i] for i, s in self.holding.items() if s.profile == profile]
         starts = [(p.bound_at if p.bound_at is not None else self.now) for p in mine]
         return shown_wait(now=self.now, position=position, waiting=len(ordered),
-                          deadlines=[s + MAX_AGE for s in starts], max_age=MAX_AGE,
+                          deadlines=[self.admitted_at[p.id] + MAX_AGE for p in mine], max_age=MAX_AGE,
                           expected_ends=[self.lifetimes.expected_end(profile, s, self.now) for s in starts],
                           expected_session=mean)
 
