@@ -113,7 +113,7 @@ def test_invalid_nodes_file_exits_non_zero_naming_the_field(tmp_path):
     path = tmp_path / "nodes.yaml"
     path.write_text(yaml.safe_dump({"nodes": [{"name": "cpu-1", "allocatable": {"cpu": "lots", "memory": "1Gi"}}]}))
     expected = ["invalid nodes file", "nodes[0].allocatable.cpu", "'lots'"]
-    proc = subprocess.run([VENV_BIN / "hubfleet", "devcluster", "--state", tmp_path / "state", "--nodes", path],
+    proc = subprocess.run([VENV_BIN / "hubfleet-devcluster", "--state", tmp_path / "state", "--nodes", path],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     for part in expected:
@@ -234,7 +234,7 @@ def test_an_ignorable_extender_that_fails_is_skipped(ext_cluster, extender):
 
 
 def test_bad_extender_options_are_refused_naming_them(tmp_path):
-    proc = subprocess.run([VENV_BIN / "hubfleet", "devcluster", "--state", tmp_path / "s", "--extender",
+    proc = subprocess.run([VENV_BIN / "hubfleet-devcluster", "--state", tmp_path / "s", "--extender",
                            "x=http://127.0.0.1:9/p,ignorable=maybe"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "ignorable must be true or false, not 'maybe'" in proc.stderr, proc.stderr
 

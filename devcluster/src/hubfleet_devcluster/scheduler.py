@@ -24,14 +24,14 @@ import aiohttp
 
 from .api import Store
 from .events import record_event
-from ..quantity import QuantityError
+from hubfleet.quantity import QuantityError
 from .scheduling import (add_usage, choose_node, failed_scheduling_message, fit_reasons, pick_preemption_node,
                          pod_priority, pod_requests, select_victims)
-from ..resources import most_allocated, node_allocatable
-from ..errors import HubfleetError
-from ..scheduler_plugin import wire
+from hubfleet.resources import most_allocated, node_allocatable
+from hubfleet.errors import HubfleetError
+from hubfleet.scheduler_plugin import wire
 
-log = logging.getLogger("hubfleet.devcluster.scheduler")
+log = logging.getLogger("hubfleet_devcluster.scheduler")
 DEFAULT_SCHEDULER = "default-scheduler"
 
 

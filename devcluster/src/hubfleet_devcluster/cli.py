@@ -1,4 +1,4 @@
-"""``hubfleet devcluster``: run the one-machine Kubernetes stand-in until stopped."""
+"""``hubfleet-devcluster``: run the one-machine Kubernetes stand-in until stopped."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as e:
-        raise SystemExit(f"hubfleet devcluster: cannot read images file {path}: {e.strerror}") from e
+        raise SystemExit(f"hubfleet-devcluster: cannot read images file {path}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise SystemExit(f"hubfleet devcluster: {path}: not valid YAML: {e}") from e
+        raise SystemExit(f"hubfleet-devcluster: {path}: not valid YAML: {e}") from e
     items = data.get("images", data) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise SystemExit(f"{path}: expected a list of images ({{pattern, command, args, home, env}})")
@@ -55,9 +55,9 @@ def _by_scheduler(entries: list[tuple[str, ExtenderConfig]]) -> dict[str, list[E
     return out
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "devcluster", help="run the devcluster (Kubernetes API emulator + scheduler + process kubelet)",
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hubfleet-devcluster",
         description="Run a one-machine stand-in for Kubernetes: writes STATE/kubeconfig and runs until stopped. "
                     "Pods run as local processes on 127.0.X.Y; PVCs are directories under STATE/volumes.")
     p.add_argument("--state", required=True, help="state directory (kubeconfig, volumes, pod logs)")
@@ -77,7 +77,11 @@ def add_parser(subparsers) -> None:
                    help="seconds before a crashed container's first restart, doubled per restart up to 300 "
                         "(kubelet: 10)")
     p.add_argument("--log-level", default="INFO")
-    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def run(args) -> int:
@@ -88,7 +92,7 @@ def run(args) -> int:
     try:
         nodes = load_nodes_file(args.nodes) if args.nodes else default_nodes()
     except NodesFileError as e:
-        print(f"hubfleet devcluster: invalid nodes file: {e}", file=sys.stderr)
+        print(f"hubfleet-devcluster: invalid nodes file: {e}", file=sys.stderr)
         return 2
     images = _load_images(args.images) if args.images else DEFAULT_IMAGES
     try:
@@ -98,7 +102,11 @@ def run(args) -> int:
                                      "delay_rate": args.fault_delay_rate},
                              restart_backoff=args.restart_backoff)
     except APIError as e:
-        print(f"hubfleet devcluster: invalid fault option: {e.message}", file=sys.stderr)
+        print(f"hubfleet-devcluster: invalid fault option: {e.message}", file=sys.stderr)
         return 2
     asyncio.run(run_forever(cluster))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
