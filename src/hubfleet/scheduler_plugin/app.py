@@ -430,7 +430,7 @@ def build_consolidation_app(extender: Extender) -> web.Application:
                                              f"({cache.last_error or 'listing'})", "field": ""})
 
     async def nodes(request: web.Request) -> web.Response:
-        return _json_response(200, cache.node_usage()) if cache.synced else not_synced()
+        return _json_response(200, cache.node_usage(extender.policy.user_namespaces)) if cache.synced else not_synced()
 
     async def draining(request: web.Request) -> web.Response:
         if not cache.synced:

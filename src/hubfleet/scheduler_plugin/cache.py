@@ -57,7 +57,7 @@ class PodRecord:
     server: tuple[str, str] | None = None
     namespace: str = ""
     user_server: bool = False
-    pins: bool = False  # the cluster autoscaler would not move it: its node stays (see pins_node)
+    pins: bool = False  # the cluster autoscaler would not move it (a user server aside): its node stays
 
     @property
     def victim(self) -> VictimInfo:
@@ -158,7 +158,7 @@ class ClusterCache:
         return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
                          created=created if created is not None else time.time(), uid=v.uid, name=v.name,
                          user=v.user, last_activity=v.last_activity, server=v.server, namespace=v.namespace,
-                         user_server=v.user_server, pins=not v.user_server and pins_node(meta))
+                         user_server=v.user_server, pins=pins_node(meta))
 
     def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)
@@ -261,21 +261,23 @@ class ClusterCache:
         self.nodes_synced = True
         self.last_event["nodes"] = time.monotonic()
 
-    def node_usage(self) -> dict:
+    def node_usage(self, user_namespaces) -> dict:
         """What the culler's consolidation reads (``GET /nodes``): per node its allocatable, what its pods request,
-        its labels, whether a pod the cluster autoscaler would not move is on it (``pinned``), and its user servers
-        (``[user, server name]``, requests), from the watch cache."""
+        its labels, whether a pod the cluster autoscaler would not move is on it (``pinned``; user servers aside),
+        and its user servers (``[user, server name]``, requests: only KubeSpawner's pods in `user_namespaces`, so
+        that a pod elsewhere cannot pass for a user's server), from the watch cache."""
         out = {}
         for name, info in sorted(self.nodes.items()):
             records = [self.pods[k] for k in self.node_pods.get(name, ())]
+            trusted = [r for r in records if r.user_server and r.namespace in user_namespaces]
             out[name] = {
                 "allocatable": {k: str(v) for k, v in sorted(info.allocatable.items())},
                 "requested": {k: str(v) for k, v in sorted(self.usage.get(name, {}).items())},
                 "labels": dict(info.labels), "draining": info.draining,
-                "pinned": any(r.pins for r in records),
+                "pinned": any(r.pins for r in records if r not in trusted),
                 "servers": [{"user": r.server[0], "server": r.server[1], "pod": r.name,
                              "requests": {k: str(v) for k, v in sorted(r.requests.items())}}
-                            for r in records if r.user_server and r.server is not None],
+                            for r in trusted if r.server is not None],
             }
         return {"synced": self.synced, "nodes": out}
 
