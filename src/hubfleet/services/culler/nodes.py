@@ -14,11 +14,14 @@ consolidation warning or stop this sweep, logged), asks busy kernels of the idle
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -84,13 +87,31 @@ class NodeUsage:
         doc = await self._call("GET", "/nodes")
         return node_view(doc, pool_label=self.pool_label, pool_min_nodes=self.pool_min_nodes)
 
-    async def mark(self, nodes) -> list:
-        """Tell the extender the nodes being emptied (the whole set); the nodes it marked."""
-        doc = await self._call("PUT", "/draining", {"nodes": sorted(nodes)})
-        return doc.get("draining", []) if isinstance(doc, Mapping) else []
+    async def mark(self, nodes) -> None:
+        """Tell every extender replica the nodes being emptied (the whole set): each replica keeps its own cache
+        and marks, and the leader, whichever it is, must have them. The replicas are the addresses the URL's host
+        resolves to (a headless Service); SourceError when one of them does not take it."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise SourceError(f"{parts.hostname}: cannot be resolved ({e})") from e
+        addresses = sorted({info[4][0] for info in infos})
+        body = {"nodes": sorted(nodes)}
+        results = await asyncio.gather(*(self._call("PUT", "/draining", body, address=a) for a in addresses),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise SourceError(f"{len(failed)} of {len(addresses)} extender(s): {failed[0]}")
 
-    async def _call(self, method: str, path: str, body=None):
+    async def _call(self, method: str, path: str, body=None, *, address: str | None = None):
         url = self.url + path
+        if address is not None and address != urlsplit(self.url).hostname:
+            parts = urlsplit(self.url)
+            host = f"[{address}]" if ":" in address else address
+            url = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path + path, "",
+                              ""))
         req = HTTPRequest(url, method=method, body=None if body is None else json.dumps(body),
                           headers={"Content-Type": "application/json"}, request_timeout=self.timeout, connect_timeout=self.timeout,
                           follow_redirects=False)
