@@ -1,7 +1,7 @@
 """Node usage for consolidation, and the sweep's consolidation step (the decision is :mod:`.consolidate`).
 
-:class:`NodeUsage` reads the scheduler extender's ``GET /nodes`` (its consolidation listener): the extender already watches every node and pod
-(its own ServiceAccount lists and watches them), so the culler needs no Kubernetes credentials. Per node it gives
+:class:`NodeUsage` reads the scheduler extender's ``GET /nodes`` (its consolidation listener): the extender already
+watches every node and pod (its own ServiceAccount lists and watches them), so the culler needs no Kubernetes credentials. Per node it gives
 the allocatable, what its pods request, its labels, whether a pod the cluster autoscaler would not move runs there,
 and its user servers (``[user, server]`` from KubeSpawner's annotations). Pools: the node label ``pool_label``;
 their minimum sizes: the culler's ``pool_min_nodes`` table (the autoscaler's own configuration is not readable from
@@ -113,7 +113,8 @@ class NodeUsage:
             url = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path + path, "",
                               ""))
         req = HTTPRequest(url, method=method, body=None if body is None else json.dumps(body),
-                          headers={"Content-Type": "application/json"}, request_timeout=self.timeout, connect_timeout=self.timeout,
+                          headers={"Content-Type": "application/json"}, request_timeout=self.timeout,
+                          connect_timeout=self.timeout,
                           follow_redirects=False)
         try:
             resp = await self.client.fetch(req, raise_error=False)
@@ -146,7 +147,7 @@ class Consolidator:
 
     def __init__(self, source: NodeUsage | None):
         self.source = source
-        self.warned: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self.warned: dict[tuple[str, str], tuple] = {}  # -> (started, at, the sweep's WarnState)
         self.draining: frozenset = frozenset()
 
     async def run(self, sweeper, candidates: list[Candidate], now, result) -> None:
@@ -190,12 +191,14 @@ class Consolidator:
         if plan.draining != self.draining:
             log.info("consolidation: emptying node(s) %s", ", ".join(sorted(plan.draining)) or "(none)")
         await self._mark(sweeper, plan.draining)
+        stepped = set()
         for step in plan.steps:
             c = by_key[step.key]
             key = (c.user["name"], c.server["name"])
+            stepped.add(key)
             if step.action == "warn":
-                self.warned[key] = (c.server.get("started"), ts)
-                await sweeper.consolidation_warn(c, step.reason, now, result)
+                self.warned[key] = (c.server.get("started"), ts,
+                                    await sweeper.consolidation_warn(c, step.reason, now, result))
             elif step.action == "stop":
                 self.warned.pop(key, None)
                 await sweeper.consolidation_stop(c, step.reason, result)
@@ -203,6 +206,10 @@ class Consolidator:
                 self.warned.pop(key, None)
                 sweeper.metrics.warnings_cancelled.labels(c.profile).inc()
                 log.info("consolidation warning for %s cancelled: %s", step.key, step.reason)
+        for c in candidates:  # warned, waiting: a notifier that failed is tried again
+            key = (c.user["name"], c.server["name"])
+            if key in self.warned and key not in stepped and self.warned[key][2] is not None:
+                await sweeper.consolidation_redeliver(c, self.warned[key][2])
 
 
     async def _mark(self, sweeper, nodes: frozenset) -> None:

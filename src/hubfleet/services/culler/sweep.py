@@ -298,10 +298,16 @@ class Sweeper:
                         server), e)
             return 1
 
-    async def consolidation_warn(self, c: Candidate, reason: str, now, result: SweepResult) -> None:
+    async def consolidation_warn(self, c: Candidate, reason: str, now, result: SweepResult) -> WarnState:
         decision = Decision(False, reason, "warn", "consolidate")
         where = _label(c.user["name"], c.server)
-        await self._warn(c.user, c.server, where, decision, c.policy, c.profile, c.label, now, result, keep=False)
+        return await self._warn(c.user, c.server, where, decision, c.policy, c.profile, c.label, now, result,
+                                keep=False)
+
+    async def consolidation_redeliver(self, c: Candidate, ws: WarnState) -> None:
+        """A consolidation warning some notifier has not delivered yet: tried again (the stop still waits)."""
+        if ws.pending and not self.dry_run:
+            await self._deliver(ws, c.user, _label(c.user["name"], c.server))
 
     async def consolidation_stop(self, c: Candidate, reason: str, result: SweepResult) -> None:
         await self._stop(c.user["name"], c.server["name"], _label(c.user["name"], c.server),
@@ -398,7 +404,8 @@ class Sweeper:
         left = kept + sum(1 for s in stopped if not s)
         await self._maybe_delete_user(user, now, left, culled_policies, result)
 
-    async def _warn(self, user, server, where, decision, policy, profile, label, now, result, keep=True) -> None:
+    async def _warn(self, user, server, where, decision, policy, profile, label, now, result,
+                    keep=True) -> WarnState:
         cull_after = now + timedelta(seconds=policy.warn_before)
         notice = Notice(user=user["name"], server=server["name"], profile=label,
                         reason=decision.reason.removeprefix("warn: "),
@@ -414,10 +421,10 @@ class Sweeper:
         if self.dry_run:
             self.out(f"would warn {where}: {decision.reason.removeprefix('warn: ')}")
             ws.pending.clear()
-            return
-        if not self.notifiers:
-            return
-        await self._deliver(ws, user, where)
+            return ws
+        if self.notifiers:
+            await self._deliver(ws, user, where)
+        return ws
 
     async def _deliver(self, ws: WarnState, user: dict, where: str) -> None:
         model = user
