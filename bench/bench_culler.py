@@ -21,6 +21,11 @@ the hub's loop each) is polled every 50 ms only once all 1,000 stops have ended 
 of the hub's loop). Meanwhile ``GET /hub/api/`` is polled every 20 ms for the hub's latency, and for 20 s before
 the first row with no culler running (the machine's floor: the hub's sqlite commits wait for the shared disk).
 Between rows the culled servers are started again. Rows: stops that return at once, and stops that take 100 ms. Results also go to test-artifacts/bench_culler.json. Not a test: it takes minutes.
+
+``BENCH_CULLER_DB=postgres``: the hub's database on a real PostgreSQL server (tests/pg.py, on this machine, over
+TCP) instead of sqlite (results in bench_culler-postgres.json). Each row also gives the hub process's CPU time per
+stop (``hub cpu/stop``, from /proc: the hub's work on its event loop for one stop, not the time it waits for the
+database, which the p99 shows).
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ KERNELS = "hubfleet + kernels"
 SWEEP_CAP = 400.0
 WITH_ANCHOR = os.environ.get("BENCH_CULLER_ANCHOR", "1") != "0"  # 0: only hubfleet's rows (compare saved results)
 EXTRA_TARGETS = [float(t) for t in os.environ.get("BENCH_CULLER_TARGETS", "").split(",") if t.strip()]
+DB = os.environ.get("BENCH_CULLER_DB", "sqlite")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Dummy(BaseHTTPRequestHandler):
@@ -129,6 +141,13 @@ class Bench:
         state.mkdir()
         hub_port = free_port()
         admin_token = secrets.token_hex(16)
+        self.pg = None
+        db_config = ""
+        if DB == "postgres":
+            from tests.pg import start_postgres  # noqa: PLC0415
+
+            self.pg = start_postgres()
+            db_config = f"c.JupyterHub.db_url = {self.pg.create_database('bench_culler')!r}\n"
         config = BASE_HUB_CONFIG.format(
             public_port=self.chp.public_port, hub_port=hub_port, state=state, chp_api=self.chp.api_url,
             chp_token=self.chp.token, password="x", admin_token=admin_token, image="none",
@@ -140,7 +159,7 @@ c.JupyterHub.concurrent_spawn_limit = 0
 c.JupyterHub.log_level = "WARN"
 c.Spawner.start_timeout = 60
 c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # created at start-up, in one commit
-"""
+""" + db_config
         env = {"BENCH_CULLER_DUMMY_URL": f"http://127.0.0.1:{self.dummy.server_address[1]}",
                "BENCH_CULLER_CONTROL": str(self.control),
                "BENCH_CULLER_NOTIFY": self.stops.address, "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
@@ -195,6 +214,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         load = os.getloadavg()[0]
         probe = LatencyProbe(f"{self.api_url}/", timeout=30).start()
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(self.hub.proc.popen.pid)
         proc = Proc(label.replace(" ", "-").replace("+", ""), argv, self.tmp / "logs",
                     env={"JUPYTERHUB_API_URL": self.api_url, "JUPYTERHUB_API_TOKEN": self.hub.admin_token})
         try:
@@ -207,6 +227,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         finally:
             lat = probe.stop()
             proc.stop(timeout=2)
+        hub_cpu = cpu_seconds(self.hub.proc.popen.pid) - cpu0
         wall = t_end - t0
         culled = N_SERVERS - self.ready_count()
         print(f"  {label:<18} stop {delay * 1000:>3.0f} ms: {culled} culled in {wall:.2f}s "
@@ -216,7 +237,7 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
             self.start_servers(self.idle)
         return {"culled": culled, "wall_s": wall, "culls_per_s": culled / wall, "api_p50_ms": pct(lat, .5) * 1e3,
                 "api_p99_ms": pct(lat, .99) * 1e3, "api_max_ms": max(lat) * 1e3, "api_samples": len(lat),
-                "load_before": load, "server_requests": server_requests}
+                "load_before": load, "server_requests": server_requests, "hub_cpu_per_stop_ms": hub_cpu / culled * 1e3}
 
     def idle_latency(self, seconds: float = 20.0) -> dict:
         """The hub's ``GET /hub/api/`` answer times with no culler running: the machine's floor for the rows."""
@@ -236,26 +257,28 @@ c.Authenticator.allowed_users = {{f"u{{i:05d}}" for i in range({N_USERS})}}  # c
         self.chp.proc.stop()
         self.dummy.shutdown()
         self.stops.close()
+        if self.pg is not None:
+            self.pg.stop()
 
 
 def format_table(results: dict) -> str:
     header = (f"{'server stop':<12} {'culler':<18} {'culls':>6} {'sweep':>8} {'culls/s':>8} {'api p50':>8} "
-              f"{'api p99':>8} {'api max':>8} {'speed-up':>9}")
+              f"{'api p99':>8} {'api max':>8} {'speed-up':>9} {'hub cpu/stop':>12}")
     lines = [header, "-" * len(header)]
     for (delay, label), r in results.items():
         anchor = results.get((delay, ANCHOR))
         ratio = anchor["wall_s"] / r["wall_s"] if anchor else float("nan")
         lines.append(f"{f'{delay * 1000:.0f} ms':<12} {label:<18} {r['culled']:>6} {r['wall_s']:>7.2f}s "
                      f"{r['culls_per_s']:>8.1f} {r['api_p50_ms']:>6.1f}ms {r['api_p99_ms']:>6.1f}ms "
-                     f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x")
+                     f"{r['api_max_ms']:>6.0f}ms {ratio:>8.1f}x {r.get('hub_cpu_per_stop_ms', float('nan')):>10.1f}ms")
     last = STOP_DELAYS[-1]
     if (last, KERNELS) in results:
         cost = results[(last, KERNELS)]["wall_s"] / results[(last, OURS)]["wall_s"]
         lines.append(f"busy-kernel checks: sweep {cost:.2f}x the sweep without them "
                      f"({results[(last, KERNELS)]['server_requests']} requests to the servers)")
     lines += ["",
-              f"{N_USERS} users, {N_SERVERS} ready servers, {N_IDLE} back-dated 1 h idle; --timeout=600 "
-              f"--concurrency={CONCURRENCY} for both; one sweep each, from process launch until the hub lists",
+              f"hub database: {DB}; {N_USERS} users, {N_SERVERS} ready servers, {N_IDLE} back-dated 1 h idle; "
+              f"--timeout=600 --concurrency={CONCURRENCY} for both; one sweep each, from process launch until the hub lists",
               f"{N_SERVERS - N_IDLE} ready servers. speed-up = anchor sweep time / this sweep time. 'server stop': how long "
               "the spawner's stop() takes (0: no-op; 100 ms: a stand-in for a pod deletion)."]
     return "\n".join(lines)
@@ -293,7 +316,7 @@ def main() -> None:
     print(format_table(results))
     print(f"hub with no culler running, {idle['seconds']:.0f} s (load {idle['load_before']:.1f} before): /hub/api/ p50 "
           f"{idle['api_p50_ms']:.1f} ms, p99 {idle['api_p99_ms']:.1f} ms, max {idle['api_max_ms']:.0f} ms")
-    save_results("bench_culler", {"hub idle": idle,
+    save_results("bench_culler" if DB == "sqlite" else f"bench_culler-{DB}", {"hub idle": idle, "db": DB,
                                   **{f"stop {d * 1000:.0f} ms | {label}": r for (d, label), r in results.items()}})
 
 

@@ -189,8 +189,8 @@ def test_empty_document_and_a_bare_mapping_is_refused():
     ({"profiles": {"gpu": {"gpu_idle_below": 0}}}, "profiles.gpu.gpu_idle_below: 0 is less than or equal to the"),
     ({"profiles": {"gpu": {"never": "yes"}}}, "profiles.gpu.never: expected boolean, got str 'yes'"),
     ({"profiles": {"gpu": {"idle": "30m"}}},
-     "profiles.gpu: unknown key 'idle'; known keys: cull_users, gpu_idle_below, max_age, never, spare_busy_kernels, "
-     "timeout, warn_before"),
+     "profiles.gpu: unknown key 'idle'; known keys: consolidate, cull_users, gpu_idle_below, max_age, never, "
+     "spare_busy_kernels, timeout, warn_before"),
     ({"profiles": {"GPU!": {"timeout": "30m"}}}, "profiles: 'GPU!' does not match"),
     ({"profiles": {"gpu": "30m"}}, "profiles.gpu: expected object or null, got str '30m'"),
     ({"profiles": ["gpu"]}, "profiles: expected object or null, got list"),

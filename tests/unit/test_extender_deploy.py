@@ -36,8 +36,24 @@ def _one(kind: str, name: str | None = None) -> dict:
 def test_the_expected_objects_are_there():
     kinds = sorted(o["kind"] for _, o in OBJECTS)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "ClusterRoleBinding", "ConfigMap",
-                     "Deployment", "PodDisruptionBudget", "PriorityClass", "PriorityClass", "PriorityClass", "Role",
-                     "RoleBinding", "Secret", "ServiceAccount", "ServiceAccount"]
+                     "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PriorityClass", "PriorityClass",
+                     "PriorityClass", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ServiceAccount"]
+
+
+def test_the_consolidation_port_is_the_only_one_open_to_the_hub_and_no_node_write_is_granted():
+    """The culler reaches the extender's consolidation listener (and only it) from the hub pod; the extender keeps
+    its marks in memory, so no role may write nodes."""
+    container = next(c for c in _one("Deployment")["spec"]["template"]["spec"]["containers"] if c["name"] == "extender")
+    assert "--consolidation-port=8889" in container["command"] and "--host=127.0.0.1" in container["command"]
+    service = _one("Service", "hubfleet-scheduler-consolidation")
+    assert service["spec"]["clusterIP"] == "None" and [p["port"] for p in service["spec"]["ports"]] == [8889]
+    hub_rule, scheduler_rule = _one("NetworkPolicy")["spec"]["ingress"]
+    assert hub_rule["from"] == [{"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}]
+    assert [p["port"] for p in hub_rule["ports"]] == [8889] and "from" not in scheduler_rule
+    for _, role in OBJECTS:
+        for rule in role.get("rules", []) if role["kind"] in ("Role", "ClusterRole") else []:
+            if "nodes" in rule["resources"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
 
 
 @pytest.mark.parametrize("name, obj", OBJECTS, ids=[n for n, _ in OBJECTS])

@@ -45,14 +45,15 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
                    python: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
                    environment: dict | None = None, profiles_file: str = "", server_url: str = "",
                    prometheus_url: str = "", mail_from_auth_state: bool = False,
-                   metrics_port: int | None = None) -> tuple[dict, dict]:
+                   metrics_port: int | None = None, extender_url: str = "") -> tuple[dict, dict]:
     """Return ``(services_entry, role_entry)`` for a hub-managed culler.
 
     ``cull_users=True`` DELETES users whose servers were culled, and with KubeSpawner's default
     ``delete_pvc = True`` their home volumes; ``cull_admin_users`` (False, unlike z2jh) lets it delete admins too.
     ``api_token`` is only needed when something else must know the token (tests); the hub generates one for a
     managed service otherwise. ``python`` defaults to the hub's own interpreter. ``metrics_port``: serve
-    ``/services/<name>/metrics`` from this port on 127.0.0.1 (the entry gets a ``url``).
+    ``/services/<name>/metrics`` from this port on 127.0.0.1 (the entry gets a ``url``). ``extender_url``: the
+    scheduler extender's consolidation listener, for policies with ``consolidate`` (no hub scope needed).
     """
     _positive_int("timeout", timeout, 1)
     for opt, value in (("cull_every", cull_every), ("max_age", max_age)):
@@ -62,7 +63,8 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
                f"--concurrency={concurrency}"]
     command += [f"--{flag}={value}" for flag, value in (
         ("cull-every", cull_every), ("max-age", max_age), ("policies-file", policies_file),
-        ("profiles-file", profiles_file), ("server-url", server_url), ("prometheus-url", prometheus_url)) if value]
+        ("profiles-file", profiles_file), ("server-url", server_url), ("prometheus-url", prometheus_url),
+        ("extender-url", extender_url)) if value]
     if cull_users:
         command.append("--cull-users=True")
         if cull_admin_users:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -164,7 +165,8 @@ class Extender:
                 out = table.respond(verb, request.names(), request.segment)
             return "table", out
         if request.infos is not None:
-            infos, unknown = request.infos, []
+            marked = self.cache.draining
+            infos, unknown = [replace(i, draining=True) if i.name in marked else i for i in request.infos], []
         else:
             infos, unknown = [], []
             for name in request.names():
@@ -413,6 +415,45 @@ def _routes(extender: Extender, max_body_bytes: int, offload_bytes: int) -> dict
             ("GET", "/healthz"): healthz, ("GET", "/metrics"): metrics_handler, ("GET", "/cache"): cache_handler}
 
 
+MAX_DRAINING_BODY = 1 << 20
+
+
+def build_consolidation_app(extender: Extender) -> web.Application:
+    """The consolidation listener (``--consolidation-port``), apart from the verbs' loopback listener since the
+    culler in the hub pod reaches it over the network: ``GET /nodes`` (the cache's node usage, for the culler's
+    consolidation decision) and ``PUT /draining`` (``{"nodes": [...]}``: the nodes the culler is emptying, scored 0
+    from now on; every call replaces the set). Nothing else is served there; a NetworkPolicy admits only the hub."""
+    cache = extender.cache
+
+    def not_synced() -> web.Response:
+        return _json_response(503, {"error": "hubfleet scheduler extender: the node and pod cache is not synced yet "
+                                             f"({cache.last_error or 'listing'})", "field": ""})
+
+    async def nodes(request: web.Request) -> web.Response:
+        return _json_response(200, cache.node_usage(extender.policy.user_namespaces)) if cache.synced else not_synced()
+
+    async def draining(request: web.Request) -> web.Response:
+        if not cache.synced:
+            return not_synced()
+        try:
+            doc = json.loads(await request.read())
+        except (ValueError, RecursionError):
+            doc = None
+        names = doc.get("nodes") if isinstance(doc, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return _json_response(400, {"error": 'expected {"nodes": [node names]}', "field": "nodes"})
+        before = sorted(cache.draining)
+        marked = cache.set_draining(names)
+        if marked != before:
+            log.info("draining (set by %s): %s", request.remote, ", ".join(marked) or "(none)")
+        return _json_response(200, {"draining": marked, "unknown": sorted(set(names) - set(cache.nodes))})
+
+    app = web.Application(client_max_size=MAX_DRAINING_BODY)
+    app.router.add_get("/nodes", nodes)
+    app.router.add_put("/draining", draining)
+    return app
+
+
 async def _refresh(extender: Extender, interval: float = 0.05, batch: int = 8) -> None:
     """Keep the tables up to date between requests, in slices of `batch` nodes per table (each well under a request's
     time): changed nodes first, every millisecond while a burst of watch events is being caught up with (so that a
@@ -432,9 +473,9 @@ GC_THRESHOLD0 = 20_000  # allocations between young collections (CPython's defau
 
 async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | None,
                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, stop: asyncio.Event | None = None,
-                hub_poller=None) -> None:
+                hub_poller=None, consolidation: tuple[str, int] | None = None) -> None:
     """Run the cache watch (and `hub_poller`, a ``hubpoll.HubPoller``) and the HTTP server until `stop` is set (or
-    SIGTERM/SIGINT)."""
+    SIGTERM/SIGINT); with `consolidation` (host, port) also the consolidation listener."""
     import signal
 
     from .cache import CacheWatcher, make_api_client
@@ -449,12 +490,18 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
     api_client = await make_api_client(kubeconfig)
     runner = web.ServerRunner(build_server(extender, max_body_bytes=max_body_bytes), access_log=None)
     await runner.setup()
+    side = web.AppRunner(build_consolidation_app(extender), access_log=None) if consolidation else None
+    if side is not None:
+        await side.setup()
     watch_task = refresh_task = hub_task = None
     untrack_gc = extender.metrics.track_gc()
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD0, *thresholds[1:])
     try:
         await web.TCPSite(runner, host, port).start()  # bind first: a busy port fails before any watch starts
+        if side is not None:
+            await web.TCPSite(side, *consolidation).start()
+            log.info("consolidation listener (GET /nodes, PUT /draining) on http://%s:%s", *consolidation)
         watch_task = asyncio.create_task(CacheWatcher(extender.cache, api_client).run(), name="cache-watch")
         refresh_task = asyncio.create_task(_refresh(extender), name="score-refresh")
         hub_task = asyncio.create_task(hub_poller.run(), name="hub-activity") if hub_poller else None
@@ -471,9 +518,12 @@ async def serve(extender: Extender, *, host: str, port: int, kubeconfig: str | N
                 hub_task.cancel()
             await asyncio.gather(watch_task, refresh_task, *([hub_task] if hub_task else []), return_exceptions=True)
         await runner.cleanup()
+        if side is not None:
+            await side.cleanup()
         await api_client.close()
         untrack_gc()
         gc.set_threshold(*thresholds)
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "build_server", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "VERBS", "Extender", "build_app", "build_consolidation_app", "build_server",
+           "serve"]

@@ -21,9 +21,9 @@ import asyncio
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import wire
 from .preemption import VictimInfo, parse_time, victim_info
@@ -57,6 +57,7 @@ class PodRecord:
     server: tuple[str, str] | None = None
     namespace: str = ""
     user_server: bool = False
+    pins: bool = False  # the cluster autoscaler would not move it (a user server aside): its node stays
 
     @property
     def victim(self) -> VictimInfo:
@@ -101,6 +102,7 @@ class ClusterCache:
         self.changes: list[str] = []
         self.epoch = 0
         self.last_event = {"pods": 0.0, "nodes": 0.0}  # time.monotonic() of the last list or watch event
+        self.draining: set[str] = set()  # nodes the culler's consolidation is emptying (set_draining)
 
     def _changed(self, node: str) -> None:
         self.changes.append(node)
@@ -156,7 +158,7 @@ class ClusterCache:
         return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
                          created=created if created is not None else time.time(), uid=v.uid, name=v.name,
                          user=v.user, last_activity=v.last_activity, server=v.server, namespace=v.namespace,
-                         user_server=v.user_server)
+                         user_server=v.user_server, pins=pins_node(meta))
 
     def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)
@@ -186,12 +188,38 @@ class ClusterCache:
                 placed.node, placed.requests, placed.profile, placed.created):
             self.pods[key] = placed  # a status or annotation update: usage and scores unchanged
             return
-        self._forget_pod(key, ended=placed is None)
+        gone = self._forget_pod(key, ended=placed is None)
         if placed is not None:
             self.pods[key] = placed
             self.usage[placed.node] = add_usage(self.usage.get(placed.node, {}), placed.requests)
             self.node_pods.setdefault(placed.node, set()).add(key)
             self._changed(placed.node)
+            if old is None and placed.node in self.draining:
+                log.info("node:%s no longer marked draining: pod %s landed there (no other node fitted)",
+                         placed.node, placed.name)
+                self._mark(placed.node, False)
+        elif gone is not None and gone.node in self.draining and not any(
+                self.pods[k].user_server for k in self.node_pods.get(gone.node, ())):
+            log.info("node:%s no longer marked draining: its last user server is gone", gone.node)
+            self._mark(gone.node, False)
+
+    def _mark(self, node: str, draining: bool) -> None:
+        (self.draining.add if draining else self.draining.discard)(node)
+        info = self.nodes.get(node)
+        if info is not None and info.draining != draining:
+            self.nodes[node] = replace(info, draining=draining)
+        self._changed(node)
+
+    def set_draining(self, nodes: Iterable[str]) -> list[str]:
+        """Mark exactly `nodes` (those in the cache) as being emptied by the culler's consolidation: the extender
+        scores them 0, so new pods go elsewhere when they fit elsewhere. A mark is dropped when a new pod lands on
+        the node anyway or its last user server goes. Returns the nodes marked."""
+        wanted = {n for n in nodes if n in self.nodes}
+        for node in sorted(self.draining - wanted):
+            self._mark(node, False)
+        for node in sorted(wanted - self.draining):
+            self._mark(node, True)
+        return sorted(self.draining)
 
     def replace_pods(self, pods: list[Mapping]) -> None:
         """A re-list: build the new view aside and swap it in, so a request scored on a worker thread meanwhile
@@ -215,7 +243,8 @@ class ClusterCache:
             self.nodes.pop(name, None)
             return
         try:
-            self.nodes[name] = node_info(node)
+            info = node_info(node)
+            self.nodes[name] = replace(info, draining=True) if name in self.draining else info
         except ScoringError as e:
             log.warning("node:%s ignored: %s", name, e)
 
@@ -226,16 +255,54 @@ class ClusterCache:
         self.adopt_nodes(fresh)
 
     def adopt_nodes(self, fresh: "ClusterCache") -> None:
-        self.nodes = fresh.nodes
+        self.draining &= set(fresh.nodes)
+        self.nodes = {n: replace(i, draining=True) if n in self.draining else i for n, i in fresh.nodes.items()}
         self.changes, self.epoch = [], self.epoch + 1
         self.nodes_synced = True
         self.last_event["nodes"] = time.monotonic()
+
+    def node_usage(self, user_namespaces) -> dict:
+        """What the culler's consolidation reads (``GET /nodes``): per node its allocatable, what its pods request,
+        its labels, whether a pod the cluster autoscaler would not move is on it (``pinned``; user servers aside),
+        and its user servers (``[user, server name]``, requests: only KubeSpawner's pods in `user_namespaces`, so
+        that a pod elsewhere cannot pass for a user's server), from the watch cache."""
+        out = {}
+        for name, info in sorted(self.nodes.items()):
+            records = [self.pods[k] for k in self.node_pods.get(name, ())]
+            trusted = [r for r in records if r.user_server and r.namespace in user_namespaces]
+            out[name] = {
+                "allocatable": {k: str(v) for k, v in sorted(info.allocatable.items())},
+                "requested": {k: str(v) for k, v in sorted(self.usage.get(name, {}).items())},
+                "labels": dict(info.labels), "draining": info.draining,
+                "pinned": any(r.pins for r in records if r not in trusted),
+                "servers": [{"user": r.server[0], "server": r.server[1], "pod": r.name,
+                             "requests": {k: str(v) for k, v in sorted(r.requests.items())}}
+                            for r in trusted if r.server is not None],
+            }
+        return {"synced": self.synced, "nodes": out}
 
     def snapshot(self) -> dict:
         """The cache as JSON (``GET /cache``): for operators and tests."""
         return {"synced": self.synced, "pods": len(self.pods), "relists": self.relists, "last_error": self.last_error,
                 "usage": {n: {k: str(v) for k, v in sorted(u.items())} for n, u in sorted(self.usage.items())},
                 "nodes": sorted(self.nodes)}
+
+
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+def pins_node(meta: Mapping) -> bool:
+    """Whether a (non user server) pod keeps its node from being removed by the cluster autoscaler: it has no
+    controller to recreate it elsewhere or says ``safe-to-evict: "false"``; DaemonSet and mirror pods do not."""
+    annotations = meta.get("annotations") or {}
+    if isinstance(annotations, Mapping) and str(annotations.get(SAFE_TO_EVICT, "")).lower() == "false":
+        return True
+    owners = meta.get("ownerReferences") or []
+    kinds = {o.get("kind") for o in owners if isinstance(o, Mapping) and o.get("controller")} \
+        if isinstance(owners, list) else set()
+    if kinds & {"DaemonSet", "Node"}:
+        return False
+    return not kinds
 
 
 class CacheWatcher:

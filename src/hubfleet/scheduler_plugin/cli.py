@@ -81,6 +81,11 @@ def add_parser(subparsers) -> None:
                    help="a namespace of user servers (repeat for several; z2jh: the release's namespace): the "
                         "preempt verb chooses victims only among pods labelled component=singleuser-server there "
                         "and reads activity annotations only from them; without it nobody is preempted")
+    p.add_argument("--consolidation-port", type=_port, default=None,
+                   help="serve GET /nodes and PUT /draining (and nothing else) on this port for the culler's "
+                        "consolidation (default: not served); reachable from the hub pod, unlike --port")
+    p.add_argument("--consolidation-host", default="0.0.0.0",
+                   help="address of the consolidation listener (default: 0.0.0.0)")
     p.add_argument("--hub-api-url", help="JupyterHub REST API (e.g. http://hub:8081/hub/api) to read each ready "
                                          "server's last activity from, with the token in $JUPYTERHUB_API_TOKEN "
                                          "(scopes list:users, read:users:activity, read:servers)")
@@ -154,7 +159,9 @@ def run(args) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(extender, host=args.host, port=args.port, kubeconfig=args.kubeconfig,
-                             max_body_bytes=args.max_body_bytes, hub_poller=poller))
+                             max_body_bytes=args.max_body_bytes, hub_poller=poller,
+                             consolidation=(args.consolidation_host, args.consolidation_port)
+                             if args.consolidation_port else None))
     except OSError as e:
         print(f"hubfleet scheduler-extender: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1

@@ -22,7 +22,9 @@ the one resource model of the project.
     fewer pods of the same profile in the node's zone, the higher); a GPU pod adds a best-fit term
     ``1 / (1 + GPUs left free after placing it)``.
 
-  A pod requesting no GPU scores 0 on a GPU node; a node marked ``DeletionCandidateOfClusterAutoscaler`` scores 0.
+  A pod requesting no GPU scores 0 on a GPU node; a node marked ``DeletionCandidateOfClusterAutoscaler`` scores 0,
+  and so does one the culler's consolidation is emptying (``NodeInfo.draining``, set by the culler through the
+  extender's consolidation listener): a pod still lands there when no other node fits.
 - **preempt**: of the victims kube-scheduler proposes, keep per node the idlest user servers (annotation
   ``hubfleet.io/last-activity``) that make room, never one active within ``protect_active`` seconds, and answer the
   node whose most recently active victim is the idlest.
@@ -134,6 +136,7 @@ class NodeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     to_be_deleted: bool = False  # the cluster autoscaler is removing it
     deletion_candidate: bool = False  # the cluster autoscaler may remove it soon
+    draining: bool = False  # the culler's consolidation is emptying it (``ClusterCache.draining``)
 
     def __post_init__(self):
         # nodes of one node pool share their allocatable: filter/prioritize evaluate each shape once per request
@@ -258,7 +261,8 @@ def not_cached(name: str) -> str:
 
 def empty_node_key(node: NodeInfo, policy: Policy) -> tuple:
     """What a verdict or score of a node with nothing bound depends on: the nodes of one pool share it."""
-    return (node.shape, policy.is_gpu_only(node), node.to_be_deleted, node.deletion_candidate, node.zone)
+    return (node.shape, policy.is_gpu_only(node), node.to_be_deleted, node.deletion_candidate, node.draining,
+            node.zone)
 
 
 def evaluate_node(pod: "PodInfo", node: NodeInfo, used: Mapping[str, Decimal] | None, policy: Policy,
@@ -327,7 +331,7 @@ def score_node(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[st
     gpu = policy.gpu_resource
     wants_gpu = requests.get(gpu, _ZERO) > 0
     node_gpus = node.allocatable.get(gpu, _ZERO)
-    if (not wants_gpu and (node_gpus > 0 or policy.is_gpu_only(node))) or node.deletion_candidate:
+    if (not wants_gpu and (node_gpus > 0 or policy.is_gpu_only(node))) or node.deletion_candidate or node.draining:
         return MIN_PRIORITY
     w = policy.weights
     strategy = pod.strategy if pod is not None else "pack"

@@ -28,7 +28,7 @@ import signal
 import sys
 
 from jupyterhub_idle_culler import make_ssl_context
-from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from ...errors import HubfleetError, explain
@@ -175,6 +175,39 @@ class CullerApp(Application):
     gpu_namespace_label = Unicode("namespace", help="Label of `gpu_metric` holding the pod's namespace.").tag(
         config=True)
 
+    extender_url = Unicode(
+        "",
+        help="""The scheduler extender's consolidation listener (its `--consolidation-port`), e.g.
+        http://hubfleet-scheduler-consolidation:8889, for profiles with `consolidate`: their idle servers on
+        nearly empty nodes are stopped early so that the cluster autoscaler can remove the node. The culler reads
+        node usage there (`GET /nodes`: the extender watches nodes and pods with its own ServiceAccount, so the
+        culler holds no Kubernetes credentials) and tells it which nodes are being emptied (`PUT /draining`: new
+        pods go elsewhere when they fit elsewhere). Required when a policy sets `consolidate`; when it does not
+        answer, nobody is warned or stopped for consolidation that sweep.""",
+    ).tag(config=True)
+
+    pool_label = Unicode(
+        "cloud.google.com/gke-nodepool",
+        help="""Node label naming a node's pool (its autoscaling group), e.g. cloud.google.com/gke-nodepool (GKE),
+        eks.amazonaws.com/nodegroup (EKS), kubernetes.azure.com/agentpool (AKS). Nodes without it form one pool
+        "". Used with `pool_min_nodes`.""",
+    ).tag(config=True)
+
+    pool_min_nodes = Dict(
+        {},
+        help="""The cluster autoscaler's minimum size of each node pool, `{pool: nodes}` (as in the autoscaler's
+        own configuration, which is not readable from the cluster): consolidation empties at most `live nodes -
+        minimum` nodes of a pool, since the autoscaler would keep the others anyway. A pool not listed has no
+        minimum applied.""",
+    ).tag(config=True)
+
+    @validate("pool_min_nodes")
+    def _check_pool_min_nodes(self, proposal):
+        for pool, size in proposal.value.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise TraitError(f"--pool-min-nodes {pool}: expected a number of nodes >= 0, got {size!r}")
+        return proposal.value
+
     metrics_port = Int(
         -1,
         help="""Port to serve Prometheus metrics on (`/metrics`, and `/services/<name>/metrics` behind the hub).
@@ -212,6 +245,7 @@ class CullerApp(Application):
         "server-url": "CullerApp.server_url",
         "public-url": "CullerApp.public_url",
         "prometheus-url": "CullerApp.prometheus_url",
+        "extender-url": "CullerApp.extender_url",
         "metrics-port": "CullerApp.metrics_port",
         "api-page-size": "CullerApp.api_page_size",
         "request-timeout": "CullerApp.request_timeout",
@@ -322,6 +356,10 @@ class CullerApp(Application):
         if any(p.gpu_idle_below is not None for p in every) and not self.prometheus_url:
             raise CullConfigError("a policy sets gpu_idle_below but --prometheus-url is not set; give the "
                                   "Prometheus that scrapes the DCGM exporter")
+        if any(p.consolidate is not None for p in every) and not self.extender_url:
+            raise CullConfigError("a policy sets consolidate but --extender-url is not set; give the scheduler "
+                                  "extender's consolidation listener, e.g. "
+                                  "--extender-url=http://hubfleet-scheduler-consolidation:8889")
 
     def effective_cull_every(self) -> float:
         if self.cull_every:
@@ -372,8 +410,13 @@ class CullerApp(Application):
             else None
         gpu = PrometheusGPU(self.prometheus_url, metric=self.gpu_metric, pod_label=self.gpu_pod_label,
                             namespace_label=self.gpu_namespace_label) if self.prometheus_url else None
+        from .nodes import NodeUsage  # noqa: PLC0415
+
+        nodes = NodeUsage(self.extender_url, pool_label=self.pool_label, pool_min_nodes=self.pool_min_nodes,
+                          timeout=min(self.request_timeout, 10)) if self.extender_url else None
         return Sweeper(self, api, metrics=metrics or Metrics(), notifiers=self.notifiers, kernels=kernels, gpu=gpu,
-                       profiles=self.profiles, dry_run=self.dry_run, out=out, public_url=self.public_url)
+                       profiles=self.profiles, dry_run=self.dry_run, out=out, public_url=self.public_url,
+                       nodes=nodes)
 
     async def missing_scopes(self, api: HubAPI) -> str:
         """What the culler's token lacks for the features configured, said with the fix; "" when nothing is

@@ -9,6 +9,10 @@ types), :func:`policies_from_config` then turns durations into seconds with mess
       gpu: {timeout: 30m, warn_before: 10m, gpu_idle_below: 5}
       small: {timeout: 8h, spare_busy_kernels: true}
       long-running: {never: true, max_age: 7d}
+      course: {timeout: 4h, warn_before: 10m, consolidate: {idle_after: 30m, node_requests_below: 25%}}
+
+``consolidate`` (profiles only; :mod:`.consolidate`): idle servers on nearly empty nodes are warned and stopped
+before the timeout so that the cluster autoscaler can remove the node.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ _POLICY_SCHEMA = {
         "gpu_idle_below": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
     },
 }
+_PROFILE_SCHEMA = {**_POLICY_SCHEMA, "properties": {**_POLICY_SCHEMA["properties"],
+                                                     "consolidate": {"type": ["object", "null"]}}}
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "hubfleet culler policies",
@@ -52,7 +58,7 @@ SCHEMA = {
     "properties": {
         "default": _POLICY_SCHEMA,
         "profiles": {"type": ["object", "null"], "propertyNames": {"pattern": _SLUG_PATTERN},
-                     "additionalProperties": _POLICY_SCHEMA},
+                     "additionalProperties": _PROFILE_SCHEMA},
     },
 }
 
@@ -70,6 +76,8 @@ class CullPolicy:
     - ``spare_busy_kernels``: a kernel in ``execution_state: busy`` counts as activity (``max_age`` still culls).
     - ``gpu_idle_below``: judge idleness by GPU use: the server is idle while its GPU utilisation (percent, from
       Prometheus) stays under this; browser activity does not count. None: by browser activity.
+    - ``consolidate``: a :class:`.consolidate.ConsolidatePolicy` (idle servers on nearly empty nodes are stopped
+      earlier, see :mod:`.consolidate`), or None.
     """
 
     timeout: float = 3600.0
@@ -79,6 +87,7 @@ class CullPolicy:
     warn_before: float = 0.0
     spare_busy_kernels: bool = False
     gpu_idle_below: float | None = None
+    consolidate: object = None
 
     def __post_init__(self):
         for name in DURATION_KEYS:
@@ -102,9 +111,12 @@ class CullPolicy:
         if self.gpu_idle_below is not None and not self.never:
             idle += f" (GPU under {self.gpu_idle_below:g} %)"
         age = f", at age {format_td(self.max_age)}" if self.max_age else ""
+        c = self.consolidate
         extra = "".join([f", warned {format_td(self.warn_before)} before" if self.warn_before else "",
                          ", busy kernels spared" if self.spare_busy_kernels else "",
-                         ", then the user" if self.cull_users else ""])
+                         ", then the user" if self.cull_users else "",
+                         f", stopped after {format_td(c.idle_after)} idle on a node under "
+                         f"{c.node_requests_below:g} % requested" if c is not None else ""])
         return f"{idle}{age}{extra}"
 
 
@@ -155,9 +167,15 @@ def policy_from_mapping(data, *, field: str, base: CullPolicy | None = None) -> 
     if "timeout" in data and "never" not in data:
         values["never"] = False  # a profile that gives a timeout is culled by it, whatever the default says
     try:
-        return replace(base, **values)
+        policy = replace(base, **values)
     except CullConfigError as e:
         raise CullConfigError(f"{field}.{e}") from None
+    if data.get("consolidate") is None:
+        return policy
+    from .consolidate import consolidate_policy_from_mapping  # noqa: PLC0415  (it builds on this module)
+
+    return replace(policy, consolidate=consolidate_policy_from_mapping(data["consolidate"],
+                                                                        field=f"{field}.consolidate", cull=policy))
 
 
 def policies_from_config(data, *, default: CullPolicy | None = None, source: str = "policies",

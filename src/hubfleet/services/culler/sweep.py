@@ -8,7 +8,9 @@
    or cull and the policy spares busy kernels — the server's kernels, then the decision again;
 4. warnings go to every configured notifier; a failed delivery is logged, counted and retried at the next sweep,
    and the warning still counts (the cull comes ``warn_before`` after it, so no cull is lost);
-5. stops and kernel checks (the hub mints a token for the one server, the server asks the hub about it) run
+5. consolidation (:mod:`.nodes`), when a policy has ``consolidate``: the servers kept above that have been idle
+   ``idle_after`` are planned together with the nodes' usage, and warned, stopped or their warning withdrawn;
+6. stops and kernel checks (the hub mints a token for the one server, the server asks the hub about it) run
    through a :class:`Gate` whose width :class:`.limiter.AdaptiveLimit` sets from the hub's answer time, sampled
    every ``probe_interval`` while the sweep runs (never more than ``--concurrency``), and which spreads their starts
    evenly over the time a stop takes (never ``limit`` stops at once, whose database commits would then queue up
@@ -33,6 +35,7 @@ from .activity import SourceError, pod_of
 from .arbiter import (
     Activity,
     Decision,
+    parse_date,
     Warned,
     combine_for_user,
     cull_decision,
@@ -42,6 +45,7 @@ from .arbiter import (
 )
 from .hub_api import HubAPI, HubAPIError
 from .limiter import AdaptiveLimit, nearest_rank
+from .nodes import Candidate, Consolidator
 from .notify import Notice, NotifyError
 
 log = logging.getLogger("hubfleet.culler")
@@ -145,7 +149,7 @@ class Sweeper:
     """
 
     def __init__(self, cfg, api: HubAPI, *, metrics, notifiers=(), kernels=None, gpu=None, profiles=(),
-                 dry_run: bool = False, out=print, public_url: str = "", probe_interval: float = 0.1):
+                 dry_run: bool = False, out=print, public_url: str = "", probe_interval: float = 0.1, nodes=None):
         self.cfg, self.api, self.metrics = cfg, api, metrics
         self.notifiers = [n for n in notifiers if n.enabled]
         self.kernels, self.gpu, self.profiles = kernels, gpu, tuple(profiles)
@@ -158,6 +162,8 @@ class Sweeper:
         self.warned: dict[tuple[str, str], WarnState] = {}
         self._said: set = set()  # one log line per server for things that do not change between sweeps
         self.latencies: list[float] = []
+        self.consolidator = Consolidator(nodes)
+        self._candidates: list[Candidate] = []
 
     # --- the sweep -------------------------------------------------------------------------------------------------
 
@@ -168,6 +174,7 @@ class Sweeper:
         cfg = self.cfg
         users: list = []
         self.latencies = []
+        self._candidates = []
         states = ["ready", "inactive"] if self._user_culling_possible() else ["ready"]
         for state in states:
             try:
@@ -185,6 +192,7 @@ class Sweeper:
         probe = asyncio.ensure_future(self._probe(probe_stop, result))
         try:
             await asyncio.gather(*(self._isolated(user, now, result, gpu_idle, seen) for user in users))
+            await self.consolidator.run(self, self._candidates, now, result)
         finally:
             probe_stop.set()
             await asyncio.gather(probe, return_exceptions=True)
@@ -252,6 +260,8 @@ class Sweeper:
     @staticmethod
     def _gpu_need(policy) -> tuple:
         windows = {policy.timeout}
+        if policy.consolidate is not None:
+            windows.add(policy.consolidate.idle_after)
         if policy.warn_before:
             windows.add(policy.timeout - policy.warn_before)
         return policy.gpu_idle_below, tuple(sorted(windows, reverse=True))
@@ -273,6 +283,44 @@ class Sweeper:
         if key not in self._said:
             self._said.add(key)
             log.info(message, *args)
+
+    async def busy_kernels_or_unknown(self, user: dict, server: dict) -> int | None:
+        """Busy kernels of a server for consolidation; unknown counts as busy (1): nobody is stopped early on a
+        guess."""
+        if self.kernels is None:
+            return None
+        try:
+            async with self.gate:
+                return await self.kernels.busy_kernels(user["name"], server["name"], server.get("url") or "")
+        except SourceError as e:
+            self.metrics.source_errors.labels("kernels").inc()
+            log.warning("server %s: kernels unknown (%s); not stopped for consolidation", _label(user["name"],
+                        server), e)
+            return 1
+
+    async def consolidation_warn(self, c: Candidate, reason: str, now, result: SweepResult) -> WarnState:
+        decision = Decision(False, reason, "warn", "consolidate")
+        where = _label(c.user["name"], c.server)
+        return await self._warn(c.user, c.server, where, decision, c.policy, c.profile, c.label, now, result,
+                                keep=False)
+
+    async def consolidation_redeliver(self, c: Candidate, ws: WarnState) -> None:
+        """A consolidation warning some notifier has not delivered yet: tried again (the stop still waits)."""
+        if ws.pending and not self.dry_run:
+            await self._deliver(ws, c.user, _label(c.user["name"], c.server))
+
+    async def consolidation_stop(self, c: Candidate, reason: str, result: SweepResult) -> None:
+        await self._stop(c.user["name"], c.server["name"], _label(c.user["name"], c.server),
+                         Decision(True, reason, "cull", "consolidate"), c.profile, result)
+
+    def _candidate(self, user: dict, server: dict, now, policy, label: str, profile: str, gpu_idle: dict) -> None:
+        stamp = server.get("last_activity") or server.get("started")
+        idle = (now - parse_date(stamp)).total_seconds() if stamp else None
+        gpu_for = None
+        if policy.gpu_idle_below is not None:
+            pod = pod_of(server)
+            gpu_for = gpu_idle.get(self._gpu_need(policy), {}).get(pod) if pod else None
+        self._candidates.append(Candidate(user, server, policy, label, profile, idle, gpu_for))
 
     async def _decide(self, user: dict, server: dict, now, gpu_idle: dict) -> tuple[Decision, str, object]:
         cfg, name = self.cfg, user["name"]
@@ -337,6 +385,10 @@ class Sweeper:
                 if ws is not None and ws.pending and not self.dry_run:
                     await self._deliver(ws, user, where)
             else:
+                allowed = cfg_kind(self.cfg, server)
+                if policy.consolidate is not None and allowed and decision.why != "busy" \
+                        and server.get("ready", True) and not server.get("pending"):
+                    self._candidate(user, server, now, policy, label, profile, gpu_idle)
                 if ws is not None:
                     del self.warned[key]
                     self.metrics.warnings_cancelled.labels(profile).inc()
@@ -352,7 +404,8 @@ class Sweeper:
         left = kept + sum(1 for s in stopped if not s)
         await self._maybe_delete_user(user, now, left, culled_policies, result)
 
-    async def _warn(self, user, server, where, decision, policy, profile, label, now, result) -> None:
+    async def _warn(self, user, server, where, decision, policy, profile, label, now, result,
+                    keep=True) -> WarnState:
         cull_after = now + timedelta(seconds=policy.warn_before)
         notice = Notice(user=user["name"], server=server["name"], profile=label,
                         reason=decision.reason.removeprefix("warn: "),
@@ -360,17 +413,18 @@ class Sweeper:
                         server_url=(self.public_url + (server.get("url") or "")) if self.public_url else "")
         kind = "max_age" if decision.why == "max_age" else "idle"
         ws = WarnState(Warned(now, kind), server.get("started"), notice, {n.name for n in self.notifiers})
-        self.warned[(user["name"], server["name"])] = ws
+        if keep:  # the idle culler's own warning (consolidation keeps its warnings in .nodes.Consolidator)
+            self.warned[(user["name"], server["name"])] = ws
         result.warned += 1
         self.metrics.warnings.labels(profile, decision.why or "idle").inc()
         log.info("warn %s: %s", where, decision.reason.removeprefix("warn: "))
         if self.dry_run:
             self.out(f"would warn {where}: {decision.reason.removeprefix('warn: ')}")
             ws.pending.clear()
-            return
-        if not self.notifiers:
-            return
-        await self._deliver(ws, user, where)
+            return ws
+        if self.notifiers:
+            await self._deliver(ws, user, where)
+        return ws
 
     async def _deliver(self, ws: WarnState, user: dict, where: str) -> None:
         model = user
@@ -440,6 +494,11 @@ class Sweeper:
                 return
         result.users_deleted += 1
         self.metrics.users_deleted.inc()
+
+
+def cfg_kind(cfg, server: dict) -> bool:
+    """Whether servers of this kind (named or default) may be stopped for inactivity at all."""
+    return cfg.cull_named_servers if server.get("name") else cfg.cull_default_servers
 
 
 def _label(name: str, server: dict) -> str:
