@@ -36,6 +36,7 @@ PURE = [
     "hubfleet.spawners.profiles.overrides",
     "hubfleet.spawners.profiles.quota",
     "hubfleet.spawners.form",
+    "hubfleet.spawners.events",
     "hubfleet.services.culler.arbiter",
     "hubfleet.services.culler.policies",
     "hubfleet.services.culler.limiter",
