@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
+from traitlets import Dict, Float, Integer, List, Unicode
 
 from . import events as _ev
 from .events import RuleError
@@ -38,7 +38,7 @@ class SpawnProgress:
         scheduled, pulling, starting, ready, failed), ``level`` (info, warning, error) and ``advice`` (the failure
         page's sentence when this event is why the spawn failed). Texts may name ``{profile}``,
         ``{memory_limit}``, ``{its_memory_limit}``, ``{larger_profile}``, ``{image}``, ``{message}``. A rule that
-        does not compile is refused naming it.
+        does not compile is logged at start-up and refuses every spawn, naming the rule.
 
         Example::
 
@@ -47,14 +47,6 @@ class SpawnProgress:
                  "text": "All A100s are in use; your server starts when one is free.", "phase": "waiting"},
             ]
         """).tag(config=True)
-
-    @validate("progress_rules")
-    def _validate_progress_rules(self, proposal):
-        try:
-            _ev.compile_rules(proposal["value"])
-        except RuleError as e:
-            raise TraitError(str(e)) from e
-        return proposal["value"]
 
     failure_log_lines = Integer(100, help="""
         When a spawn fails, keep each container's last this many log lines (and the pod's last
@@ -79,12 +71,33 @@ class SpawnProgress:
 
     _rules: tuple | None = None
     _phase = ""
+    _rules_checked: set = set()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        key = repr(self.progress_rules)
+        if key not in SpawnProgress._rules_checked:  # said once at start-up (the hub's first spawner)
+            SpawnProgress._rules_checked.add(key)
+            try:
+                self.progress_rule_table
+            except RuleError as e:
+                self.log.error("progress rules: invalid configuration: %s", e)
 
     @property
     def progress_rule_table(self) -> tuple:
+        """The compiled rules (``progress_rules`` first); :class:`RuleError` naming a rule that does not compile."""
         if self._rules is None:
             self._rules = _ev.compile_rules(self.progress_rules)
         return self._rules
+
+    def check_progress_rules(self) -> None:
+        """Refuse the spawn (like a bad profiles configuration) while ``progress_rules`` has a broken rule."""
+        from .profiles import ProfileConfigError  # noqa: PLC0415
+
+        try:
+            self.progress_rule_table
+        except RuleError as e:
+            raise self._refusal(ProfileConfigError(e.message, fix=e.fix)) from e
 
     # ------------------------------------------------------------------ the database
 
