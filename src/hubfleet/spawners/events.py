@@ -98,7 +98,9 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     # ---- cluster-autoscaler
     ("scale-up", "TriggeredScaleUp", r"^pod triggered scale-up",
      "A new node is being added to the cluster for your server; this usually takes a few minutes.", "waiting",
-     "info", "A new node was being added for your server but was not ready in time; try again in a few minutes."),
+     "info",
+     "A new node was being added for your server but was not ready in time; try again in a few minutes, when it "
+     "should be."),
     ("no-scale-up", "NotTriggerScaleUp", r"^pod didn't trigger scale-up",
      "No node of the kind the {profile} profile needs can be added to the cluster; ask your administrator.",
      "waiting", "warning",
