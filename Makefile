@@ -29,18 +29,20 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml $(VENV)/bin/python
-	$(PIP) install --quiet -e '.[test,devcluster,bench]'
+# Two distributions: hubfleet (the product, what the hub image installs) and hubfleet-devcluster (devcluster/: the
+# Kubernetes stand-in, its pytest plugin and the demo), both editable.
+$(STAMP): pyproject.toml devcluster/pyproject.toml $(VENV)/bin/python
+	$(PIP) install --quiet -e '.[test,bench]' -e ./devcluster
 	touch $(STAMP)
 
-$(HUB_STAMP): pyproject.toml $(HUB_REQUIREMENTS)
+$(HUB_STAMP): pyproject.toml devcluster/pyproject.toml $(HUB_REQUIREMENTS)
 	@[ -n "$(PYTHON312)" ] || { echo "Python 3.12 not found (the stock hub image's Python): install it (pyenv install 3.12) or set PYTHON312=..."; exit 2; }
 	@[ -f "$(HUB_REQUIREMENTS)" ] || { echo "$(HUB_REQUIREMENTS) not found: set HUBFLEET_Z2JH_DIR to the z2jh-4.4.0 chart data folder"; exit 2; }
 	[ -x $(HUB_PY) ] || { $(PYTHON312) -m venv $(HUB_VENV) && $(HUB_VENV)/bin/pip install --quiet --upgrade pip; }
 	grep -vE '^(pycurl|psycopg2)==' $(HUB_REQUIREMENTS) > $(HUB_VENV)/hub-image-requirements.txt
 	sed -nE 's/^psycopg2==/psycopg2-binary==/p' $(HUB_REQUIREMENTS) >> $(HUB_VENV)/hub-image-requirements.txt
 	$(HUB_VENV)/bin/pip install --quiet -r $(HUB_VENV)/hub-image-requirements.txt
-	$(HUB_VENV)/bin/pip install --quiet -c $(HUB_VENV)/hub-image-requirements.txt -e '.[test,devcluster]'
+	$(HUB_VENV)/bin/pip install --quiet -c $(HUB_VENV)/hub-image-requirements.txt -e '.[test]' -e ./devcluster
 	touch $(HUB_STAMP)
 
 $(CHP):
@@ -68,7 +70,7 @@ system-deps:
 	fi
 
 demo: install
-	$(VENV)/bin/hubfleet demo --state .state/demo
+	$(VENV)/bin/hubfleet-demo --state .state/demo
 
 # Both stacks side by side (each suite is mostly waiting on its hubs and servers; two at once fit 2 cores and keep
 # the whole run under 20 minutes). Each stack's output is prefixed with its name; red if either is.

@@ -1,4 +1,4 @@
-"""`hubfleet demo` timings: login -> JupyterLab loaded for one user, then for 20 users at once, and the Kubernetes
+"""`hubfleet-demo` timings: login -> JupyterLab loaded for one user, then for 20 users at once, and the Kubernetes
 API calls one spawn makes (by verb and resource, as the devcluster saw them).
 
 Goal (issue #2): one user <= 5 s from login to JupyterLab; 20 at once all ready."""

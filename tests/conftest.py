@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hubfleet_devcluster.pytest_plugin import DevClusterHandle, devcluster_token, start_devcluster  # noqa: F401
 from tests.procs import ARTIFACTS, CHP_BIN, VENV_BIN, Proc, free_port
 
 SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
@@ -35,92 +36,8 @@ def _failed(request) -> bool:
 
 
 # --- devcluster -------------------------------------------------------------------------------------------------------
-
-def devcluster_token(kubeconfig: Path) -> str:
-    """The bearer token the devcluster's API requires (the one its kubeconfig carries)."""
-    import yaml
-
-    return yaml.safe_load(Path(kubeconfig).read_text())["users"][0]["user"]["token"]
-
-
-class DevClusterHandle:
-    def __init__(self, proc: Proc, state_dir: Path):
-        self.proc = proc
-        self.state_dir = state_dir
-        self.kubeconfig = state_dir / "kubeconfig"
-        info = json.loads((state_dir / "devcluster.json").read_text())
-        self.url, self.ca = info["url"], info["ca"]
-        self.token = devcluster_token(self.kubeconfig)
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {self.token}"
-        self.http.verify = self.ca  # the API serves HTTPS with its own CA (kubectl sends no token over http)
-
-    def request(self, method: str, path: str, **kw) -> requests.Response:
-        kw.setdefault("verify", self.ca)  # explicit: REQUESTS_CA_BUNDLE would override a session's `verify`
-        return self.http.request(method, self.url + path, timeout=kw.pop("timeout", 10), **kw)
-
-    def get(self, path: str, **kw) -> dict:
-        r = self.request("GET", path, **kw)
-        r.raise_for_status()
-        return r.json()
-
-    def set_faults(self, **faults) -> dict:
-        r = self.request("POST", "/devcluster/faults", json=faults)
-        r.raise_for_status()
-        return r.json()
-
-    def stats(self) -> dict[str, int]:
-        return self.get("/devcluster/stats")["requests"]
-
-    def reset_stats(self) -> None:
-        self.request("DELETE", "/devcluster/stats").raise_for_status()
-
-    def pods(self, namespace: str = "default", selector: str = "") -> list[dict]:
-        params = {"labelSelector": selector} if selector else {}
-        return self.get(f"/api/v1/namespaces/{namespace}/pods", params=params)["items"]
-
-    def events(self, pod_name: str, namespace: str = "default") -> list[dict]:
-        return self.get(f"/api/v1/namespaces/{namespace}/events",
-                        params={"fieldSelector": f"involvedObject.name={pod_name}"})["items"]
-
-    def pvcs(self, namespace: str = "default") -> list[dict]:
-        return self.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims")["items"]
-
-    def describe(self) -> str:
-        """Pods, phases and events: printed with a failing test."""
-        lines = []
-        try:
-            for pod in self.pods():
-                m, st = pod["metadata"], pod.get("status", {})
-                lines.append(f"pod {m['name']}: phase={st.get('phase')} node={pod['spec'].get('nodeName')} "
-                             f"ip={st.get('podIP')} deleting={bool(m.get('deletionTimestamp'))}")
-                for ev in self.events(m["name"]):
-                    lines.append(f"    {ev['type']} {ev['reason']}: {ev['message']}")
-        except Exception as e:  # the cluster may be the thing that broke
-            lines.append(f"(devcluster not answering: {e})")
-        return "\n".join(lines)
-
-
-def start_devcluster(state_dir: Path, *extra_args: str, name: str = "devcluster") -> DevClusterHandle:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "devcluster.json").unlink(missing_ok=True)
-    proc = Proc(name, [VENV_BIN / "hubfleet", "devcluster", "--state", state_dir, *extra_args], state_dir)
-    try:
-        proc.wait_for_file(state_dir / "devcluster.json", timeout=30)
-    except BaseException:
-        proc.stop()
-        raise
-    return DevClusterHandle(proc, state_dir)
-
-
-@pytest.fixture
-def devcluster(tmp_path, request):
-    handle = start_devcluster(tmp_path / "devcluster")
-    yield handle
-    if _failed(request):
-        print("\n--- devcluster state ---\n" + handle.describe())
-        print("--- devcluster log ---\n" + handle.proc.log_tail(40))
-    handle.proc.stop()
+# The `devcluster` fixture comes from hubfleet-devcluster's pytest plugin (entry point pytest11); DevClusterHandle,
+# devcluster_token and start_devcluster are imported from it above for the tests that start their own.
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------------
@@ -207,7 +124,9 @@ c.KubeSpawner.namespace = "default"
 c.KubeSpawner.image = "{image}"
 c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubeSpawner.start_timeout = 60
-c.KubeSpawner.http_timeout = 30
+# a pod without a readiness probe is Ready as soon as its container runs (as on Kubernetes): the singleuser server's
+# own start-up then counts against http_timeout: 90 s keeps the budget a spawn had (start 60 + http 30)
+c.KubeSpawner.http_timeout = 90
 c.KubeSpawner.cpu_guarantee = 0.1
 c.KubeSpawner.mem_guarantee = "128M"
 c.KubeSpawner.storage_pvc_ensure = True

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from hubfleet.devcluster.procs import Proc, free_port, port_open
+from hubfleet_devcluster.procs import Proc, free_port, port_open
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

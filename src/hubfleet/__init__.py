@@ -7,7 +7,6 @@ Subpackages:
 - ``hubfleet.services``         — hub-managed services (the per-profile idle culler).
 - ``hubfleet.scheduler_plugin`` — a kube-scheduler extender webhook (filter/prioritize).
 - ``hubfleet.config``           — helpers for ``jupyterhub_config.py``.
-- ``hubfleet.devcluster``       — a one-machine stand-in for Kubernetes (API emulator, scheduler, process kubelet).
 """
 
 __version__ = "0.1.0"

@@ -13,8 +13,6 @@ import sys
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "demo": ("hubfleet.demo", "run the embedded demo: devcluster + proxy + JupyterHub with hubfleet"),
-    "devcluster": ("hubfleet.devcluster.cli", "run the devcluster (Kubernetes API emulator + scheduler + kubelet)"),
     "users": ("hubfleet.authenticators.cli", "manage local accounts and identity bindings (add, passwd, list, bindings, unbind)"),
     "profiles": ("hubfleet.spawners.cli", "check a ProfileSpawner profiles file"),
     "scheduler-extender": ("hubfleet.scheduler_plugin.cli", "run the kube-scheduler extender (bin packing, GPU-aware)"),

@@ -1,5 +1,5 @@
-"""Kubernetes resource quantities ("500m", "2", "1.5Gi", "512M") as exact numbers (pure; shared by the devcluster
-and the scheduler extender, which must not depend on the devcluster extra).
+"""Kubernetes resource quantities ("500m", "2", "1.5Gi", "512M") as exact numbers (pure; shared by the scheduler
+extender and hubfleet-devcluster, which depends on hubfleet, never the reverse).
 
 Written here rather than imported: kubernetes_asyncio ships no quantity parser, and the sync ``kubernetes``
 client's ``parse_quantity`` would pull in a second Kubernetes client for one function.

@@ -1,4 +1,4 @@
-"""Drive `hubfleet demo` like a person would, over HTTP: log in, pick a profile, land in JupyterLab.
+"""Drive `hubfleet-demo` like a person would, over HTTP: log in, pick a profile, land in JupyterLab.
 
 Used by the demo e2e tests and by bench/bench_demo.py (login -> JupyterLab ready timings)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from hubfleet.devcluster.procs import free_port
+from hubfleet_devcluster.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,12 +30,12 @@ class Demo:
     def start(self, timeout: float = 120) -> "Demo":
         self.state.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.out_path, "wb")  # this run's output only
-        self.popen = subprocess.Popen([sys.executable, "-m", "hubfleet.cli", "demo", "--state", str(self.state),
+        self.popen = subprocess.Popen([sys.executable, "-m", "hubfleet_devcluster.demo", "--state", str(self.state),
                                        "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                       start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "hubfleet demo is running at" in self.output():
+            if "hubfleet-demo is running at" in self.output():
                 return self
             if self.popen.poll() is not None:
                 break

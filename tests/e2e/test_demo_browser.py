@@ -1,4 +1,4 @@
-"""Headless Chromium walks the README path on `hubfleet demo`: log in, pick a profile, see JupyterLab load.
+"""Headless Chromium walks the README path on `hubfleet-demo`: log in, pick a profile, see JupyterLab load.
 The screenshot of JupyterLab is kept in test-artifacts/demo-jupyterlab.png."""
 
 import time

@@ -23,6 +23,7 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
         c.JupyterHub.spawner_class = "hubfleet"
         c.ProfileSpawner.image = "busybox:1.36"
         c.ProfileSpawner.cmd = ["python3", "-c", "import time; time.sleep(600)"]
+        c.ProfileSpawner.extra_container_config = {"readinessProbe": {"tcpSocket": {"port": 8888}, "periodSeconds": 1}}
         c.ProfileSpawner.start_timeout = 6
     """)
     session = hub.login("carol")
@@ -34,7 +35,9 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
     # ProfileSpawner gives up just before the hub's own timeout (which would only say "Spawn failed: ") and says
     # what it saw
     assert msgs[-1].startswith("Spawn failed: Your server did not become ready within 5 seconds"), msgs
-    assert "(pod jupyter-carol is Pending). Last event: Started container notebook." in msgs[-1], msgs
+    # Running (its container runs) but not Ready (its readiness probe fails), as Kubernetes reports such a pod
+    assert "(pod jupyter-carol is Running, its container runs but nothing answers on port 8888). Last event: " \
+           "Readiness probe failed: TCP probe of port 8888." in msgs[-1], msgs
     assert any("Started container" in m for m in msgs), "the kubelet's events reach the progress page"
     assert elapsed < 30
     status, user = hub.api("GET", "/users/carol")

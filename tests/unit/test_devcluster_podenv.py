@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hubfleet.devcluster.podenv import PodFailure, container_env, expand, translate, translate_path
-from hubfleet.devcluster.store import Store
+from hubfleet_devcluster.podenv import PodFailure, container_env, expand, translate, translate_path
+from hubfleet_devcluster.store import Store
 
 pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
 

@@ -9,14 +9,14 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from hubfleet.devcluster.faults import Faults
-from hubfleet.devcluster.patching import merge_patch
-from hubfleet.devcluster.selectors import matches, parse_selector
-from hubfleet.devcluster.status import APIError
-from hubfleet.devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
+from hubfleet_devcluster.faults import Faults
+from hubfleet_devcluster.patching import merge_patch
+from hubfleet_devcluster.selectors import matches, parse_selector
+from hubfleet_devcluster.status import APIError
+from hubfleet_devcluster.nodes import NodesFileError, default_nodes, load_nodes_file, parse_nodes
 from hubfleet.quantity import QuantityError, format_bytes, format_cpu, parse_quantity
 from tests.k8s_objects import pod
-from hubfleet.devcluster.scheduling import (
+from hubfleet_devcluster.scheduling import (
     choose_node, failed_scheduling_message, fit_reasons, matches_node_selector, pod_requests, untolerated_taint,
 )
 
@@ -456,8 +456,8 @@ def test_faults_update():
 # --- the --images file ------------------------------------------------------------------------------------------------
 
 def test_images_file(tmp_path):
-    from hubfleet.devcluster.cli import _load_images
-    from hubfleet.devcluster.kubelet import DEFAULT_IMAGES, resolve_image
+    from hubfleet_devcluster.cli import _load_images
+    from hubfleet_devcluster.kubelet import DEFAULT_IMAGES, resolve_image
 
     path = tmp_path / "images.yaml"
     path.write_text(yaml.safe_dump({"images": [{"pattern": "myorg/*", "command": ["python3"], "args": ["-m", "x"],
@@ -479,7 +479,7 @@ def test_images_file(tmp_path):
     ("[{pattern: 'a/*'", "not valid YAML"),
 ])
 def test_images_file_errors(tmp_path, text, expected):
-    from hubfleet.devcluster.cli import _load_images
+    from hubfleet_devcluster.cli import _load_images
 
     path = tmp_path / "images.yaml"
     path.write_text(text)
@@ -489,7 +489,7 @@ def test_images_file_errors(tmp_path, text, expected):
 
 
 def test_images_file_missing(tmp_path):
-    from hubfleet.devcluster.cli import _load_images
+    from hubfleet_devcluster.cli import _load_images
 
     with pytest.raises(SystemExit, match="cannot read images file .*nope.yaml"):
         _load_images(str(tmp_path / "nope.yaml"))
@@ -498,7 +498,7 @@ def test_images_file_missing(tmp_path):
 # --- the demo's state is private from the start -----------------------------------------------------------------------
 
 def test_demo_state_and_logins_are_private(tmp_path):
-    from hubfleet.demo import ensure_accounts, make_private_dir
+    from hubfleet_devcluster.demo import ensure_accounts, make_private_dir
 
     state = tmp_path / "demo"
     make_private_dir(state)
@@ -511,7 +511,7 @@ def test_demo_state_and_logins_are_private(tmp_path):
 @pytest.mark.parametrize("ip, warns", [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
                                        ("localhost", False), ("0.0.0.0", True), ("", True), ("192.168.1.5", True)])
 def test_demo_warns_when_ip_is_not_loopback(ip, warns):
-    from hubfleet.demo import loopback_warning
+    from hubfleet_devcluster.demo import loopback_warning
 
     assert (loopback_warning(ip) is not None) == warns
 
@@ -519,13 +519,13 @@ def test_demo_warns_when_ip_is_not_loopback(ip, warns):
 # --- strategic merge patch, JSON patch, validation, Tables, protobuf -------------------------------------------------
 
 def _pod_schema():
-    from hubfleet.devcluster.schemas import definition
+    from hubfleet_devcluster.schemas import definition
 
     return definition("io.k8s.api.core.v1.Pod")
 
 
 def test_strategic_merge_patch_merges_lists_by_their_patch_merge_keys():
-    from hubfleet.devcluster.patching import strategic_merge_patch
+    from hubfleet_devcluster.patching import strategic_merge_patch
 
     pod = {"spec": {"containers": [{"name": "a", "image": "x", "command": ["run"], "env": [{"name": "A", "value": "1"}],
                                     "ports": [{"containerPort": 80}]}, {"name": "b", "image": "y"}],
@@ -561,7 +561,7 @@ def test_strategic_merge_patch_merges_lists_by_their_patch_merge_keys():
     ([{"op": "test", "path": "/l/0", "value": 1}], {"a": {}, "l": [1, 2]}),
 ])
 def test_json_patch_rfc6902(ops, expected):
-    from hubfleet.devcluster.patching import json_patch
+    from hubfleet_devcluster.patching import json_patch
 
     assert json_patch({"a": {}, "l": [1, 2]}, ops) == expected
 
@@ -573,7 +573,7 @@ def test_json_patch_rfc6902(ops, expected):
     ({"op": "add"}, 400),
 ])
 def test_json_patch_errors(ops, code):
-    from hubfleet.devcluster.patching import json_patch
+    from hubfleet_devcluster.patching import json_patch
 
     with pytest.raises(APIError) as e:
         json_patch({"a": {}, "l": [1, 2]}, ops)
@@ -581,8 +581,8 @@ def test_json_patch_errors(ops, code):
 
 
 def test_decode_prunes_unknown_fields_and_reports_their_paths():
-    from hubfleet.devcluster.resources import RESOURCES
-    from hubfleet.devcluster.validation import decode
+    from hubfleet_devcluster.resources import RESOURCES
+    from hubfleet_devcluster.validation import decode
 
     body = {"metadata": {"name": "p", "bogus": 1}, "spec": {"containers": [{"name": "c", "image": "i", "x": 2}]}}
     obj, warnings = decode(RESOURCES["pods"], copy.deepcopy(body), "Warn")
@@ -595,7 +595,7 @@ def test_decode_prunes_unknown_fields_and_reports_their_paths():
 
 
 def test_pod_table_columns():
-    from hubfleet.devcluster.tables import age, table
+    from hubfleet_devcluster.tables import age, table
 
     pod = {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "cpu-1"},
@@ -611,7 +611,7 @@ def test_pod_table_columns():
 
 
 def test_protobuf_configmap_is_decoded():
-    from hubfleet.devcluster import protobuf
+    from hubfleet_devcluster import protobuf
 
     def field(n: int, payload: bytes) -> bytes:
         return bytes([n << 3 | 2, len(payload)]) + payload

@@ -84,7 +84,7 @@ def _extender(bound, activity):
     cache = ClusterCache(clock=NOW.timestamp)
     cache.replace_nodes([node("n1", cpu="2"), node("n2", cpu="2")])
     cache.replace_pods(bound)
-    return Extender(Policy(), cache, clock=NOW.timestamp, hub_activity=activity)
+    return Extender(Policy(user_namespaces=("jhub",)), cache, clock=NOW.timestamp, hub_activity=activity)
 
 
 def _hub_pod(name, node_name, user, server="", idle_minutes=None):

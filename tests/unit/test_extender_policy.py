@@ -15,7 +15,7 @@ from hubfleet.resources import parse_resources
 from hubfleet.scheduler_plugin import wire
 from hubfleet.scheduler_plugin.app import Extender
 from hubfleet.scheduler_plugin.cache import ClusterCache
-from hubfleet.scheduler_plugin.preemption import VictimInfo, narrow, parse_time
+from hubfleet.scheduler_plugin.preemption import VictimInfo, narrow, parse_time, victim_info
 from hubfleet.scheduler_plugin.scoring import (NodeInfo, Policy, ScoringError, View, node_failure, node_info, pod_info,
                                                prioritize, score_node)
 from hubfleet.scheduler_plugin.wire import WireError
@@ -37,6 +37,7 @@ def pod(name, *, node_name=None, cpu="1", profile="small", strategy=None, user=N
         labels["hubfleet.io/strategy"] = strategy
     if user:
         labels["hubfleet.io/user"] = user
+        labels["component"] = "singleuser-server"  # KubeSpawner's label on a user server
     annotations = {}
     if idle_minutes is not None:
         annotations["hubfleet.io/last-activity"] = (NOW - timedelta(minutes=idle_minutes)).isoformat().replace(
@@ -139,9 +140,10 @@ def test_tables_answer_what_the_per_call_path_answers_as_pods_come_and_go():
 
 # --- preemption -------------------------------------------------------------------------------------------------------
 
-def victim(uid, idle_minutes, *, user="u", cpu="1"):
+def victim(uid, idle_minutes, *, user="u", cpu="1", namespace="jhub", user_server=True):
     last = None if idle_minutes is None else (NOW - timedelta(minutes=idle_minutes)).timestamp()
-    return VictimInfo(uid, uid, parse_resources({"cpu": cpu}, "v"), user=user, last_activity=last)
+    return VictimInfo(uid, uid, parse_resources({"cpu": cpu}, "v"), user=user, last_activity=last,
+                      namespace=namespace, user_server=user_server)
 
 
 NODES2 = {"n1": NodeInfo("n1", parse_resources({"cpu": "2", "pods": "110"}, "n")),
@@ -165,12 +167,41 @@ FULL = {"n1": parse_resources({"cpu": "2", "pods": "2"}, "u"), "n2": parse_resou
     # unknown victims or nodes: refused (fail closed)
     ({"n1": ["zz"]}, [], {}),
     ({"n9": ["a"]}, [victim("a", 60)], {}),
+    # only user servers (component=singleuser-server) in the user-pod namespaces: whatever another pod's
+    # annotations say, it is never a victim
+    ({"n1": ["a"]}, [victim("a", 600, namespace="other")], {}),
+    ({"n1": ["a"]}, [victim("a", 600, user_server=False)], {}),
+    ({"n1": ["a"], "n2": ["b"]}, [victim("a", 600, namespace="other"), victim("b", 20)], {"n2": ["b"]}),
+    ({"n1": ["a", "b"]}, [victim("a", 600, user_server=False, cpu="0.5"), victim("b", 60, cpu="0.5")], {}),
 ])
 def test_preempt_narrows_to_the_idlest_user_servers(proposed, pods, expected):
     decision = narrow(parse_resources({"cpu": "1"}, "r"), proposed, nodes=NODES2, usage=FULL,
-                      pods={v.uid: v for v in pods}, now=NOW.timestamp(), protect_active=900)
+                      pods={v.uid: v for v in pods}, now=NOW.timestamp(), protect_active=900,
+                      user_namespaces=("jhub",))
     assert decision.victims == expected
     assert set(decision.refused) | set(expected) == set(proposed)
+
+
+def test_preempt_without_user_namespaces_chooses_nobody():
+    decision = narrow(parse_resources({"cpu": "1"}, "r"), {"n1": ["a"]}, nodes=NODES2, usage=FULL,
+                      pods={"a": victim("a", 600)}, now=NOW.timestamp(), protect_active=900, user_namespaces=())
+    assert decision.victims == {}
+    assert "none given: --user-namespace" in decision.refused["n1"]
+
+
+@pytest.mark.parametrize("namespace, labels, trusted", [
+    ("jhub", {"component": "singleuser-server"}, True),
+    ("other", {"component": "singleuser-server"}, False),  # a forged server in a namespace users may write to
+    ("jhub", {"component": "hub"}, False),
+    ("jhub", {}, False),
+])
+def test_victim_info_trusts_only_user_servers_in_the_user_namespaces(namespace, labels, trusted):
+    body = {"metadata": {"uid": "u1", "name": "x", "namespace": namespace, "labels": labels,
+                         "annotations": {"hub.jupyter.org/username": "alice",
+                                         "hubfleet.io/last-activity": "2026-12-01T09:00:00Z"}}}
+    info = victim_info(body, {})
+    assert info.trusted(("jhub",)) is trusted
+    assert not info.trusted(())
 
 
 def test_preempt_verb_over_meta_victims_reads_activity_from_the_cache():
@@ -179,7 +210,7 @@ def test_preempt_verb_over_meta_victims_reads_activity_from_the_cache():
                                                                          idle_minutes=240),
              pod("c", node_name="n2", user="carol", idle_minutes=60), pod("d", node_name="n2", user="dave",
                                                                           idle_minutes=20)]
-    ext = extender(nodes, bound)
+    ext = extender(nodes, bound, Policy(user_namespaces=("jhub",)))
     out = call(ext, "preempt", {"Pod": pod("vip"), "NodeNameToMetaVictims": {
         "n1": {"Pods": [{"UID": "a"}], "NumPDBViolations": 0}, "n2": {"Pods": [{"UID": "c"}, {"UID": "d"}]}}})
     assert out == {"NodeNameToMetaVictims": {"n2": {"Pods": [{"UID": "c"}], "NumPDBViolations": 0}}}
@@ -302,7 +333,10 @@ def test_a_list_seen_before_is_answered_from_its_bytes_and_only_when_it_is_the_t
     names = [f"n{i}" for i in range(4)]
     first = ext.filter_body(wire.dumps({"Pod": pod("new", cpu="2"), "NodeNames": names}))
     again = wire.dumps({"Pod": pod("other", cpu="2"), "NodeNames": names})  # same shape, another pod
-    assert ext._seen_list("filter", again) == first == ext.filter_body(again)
+    request = ext.decode("filter", again)
+    assert request.span is not None and request.args.node_names == []  # the names not decoded
+    table = ext.tables.get(ext._pod(request.args), ext.cache, NOW.timestamp())
+    assert table.respond_segment("filter", again, *request.span) == first == ext.filter_body(again)
     # a pod bound meanwhile: the kept answer is patched, as the full computation would answer
     ext.cache.apply_pod("ADDED", pod("b2", node_name="n2", cpu="3"))
     assert json.loads(ext.filter_body(again))["NodeNames"] == ["n0", "n3"]
@@ -314,7 +348,7 @@ def test_a_list_seen_before_is_answered_from_its_bytes_and_only_when_it_is_the_t
     assert json.loads(ext.filter_body(body))["NodeNames"] == []
     # NodeNames not last, or a ']' inside a name: the plain path, same answers
     reordered = b'{"NodeNames":' + wire.dumps(names) + b"," + wire.dumps({"Pod": pod("x", cpu="2")})[1:]
-    assert ext._seen_list("filter", reordered) is None
+    assert ext.decode("filter", reordered).span is None
     assert json.loads(ext.filter_body(reordered))["NodeNames"] == ["n0", "n3"]
     odd = wire.dumps({"Pod": pod("x", cpu="2"), "NodeNames": ["n0", "n]1"]})
     assert json.loads(ext.filter_body(odd))["NodeNames"] == ["n0"]

@@ -47,7 +47,7 @@ def test_scoring_module_is_pure():
     import subprocess
     code = ("import sys, hubfleet.scheduler_plugin.scoring; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'kubernetes_asyncio', 'kubernetes', "
-            "'kmock', 'tornado', 'hubfleet.devcluster')]; print(bad); sys.exit(1 if bad else 0)")
+            "'kmock', 'tornado', 'hubfleet_devcluster')]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -130,7 +130,9 @@ def test_prioritize_returns_a_host_priority_list(extender):
 
 def test_filter_result_round_trip():
     r = ExtenderFilterResult(node_names=["a"], failed_nodes={"b": "Insufficient cpu"}, error="")
-    assert ExtenderFilterResult.from_json(json.loads(wire.dumps(r.to_json()))) == r
+    encoded = wire.encode_filter(*wire.filter_fragments("a", None)[:1], wire.filter_fragments(
+        "b", ("Insufficient cpu", False))[1])
+    assert ExtenderFilterResult.from_json(json.loads(encoded)) == r
     assert ExtenderFilterResult.from_json({"nodenames": ["a"], "error": "x"}).error == "x"
 
 
@@ -151,3 +153,21 @@ def test_binding_args(payload, expected):
 def test_binding_args_missing_node():
     with pytest.raises(WireError, match="Node: expected a non-empty string, got None"):
         ExtenderBindingArgs.from_json({"PodName": "p", "PodNamespace": "ns"})
+
+
+@pytest.mark.parametrize("nodes", [None, [{"metadata": {"name": "a"}}]])
+def test_answers_are_encoded_from_fragments_as_kube_scheduler_decodes_them(nodes):
+    frags = [wire.filter_fragments("a", None), wire.filter_fragments('b"1', ("Insufficient cpu", False)),
+             wire.filter_fragments("c", ("node(s) reserved", True))]
+    ok, failed, unresolvable = (b"".join(part) for part in zip(*frags))
+    result = ExtenderFilterResult.from_json(json.loads(wire.encode_filter(ok, failed, unresolvable, nodes=nodes)))
+    assert (result.node_names, result.nodes) == ((["a"], None) if nodes is None else (None, nodes))
+    assert result.failed_nodes == {'b"1': "Insufficient cpu"}
+    assert result.failed_and_unresolvable_nodes == {"c": "node(s) reserved"} and result.error == ""
+    error = json.loads(wire.encode_filter(error="not synced"))
+    assert error == {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
+                     "Error": "not synced"}
+    joined = wire.priority_fragment("a", 7) + wire.priority_fragment("b", 0)
+    assert [HostPriority.from_json(h) for h in json.loads(wire.encode_priorities(joined))] == [
+        HostPriority("a", 7), HostPriority("b", 0)]
+    assert json.loads(wire.encode_priorities(b"")) == []

@@ -45,19 +45,21 @@ PURE = [
     "hubfleet.scheduler_plugin.preemption",
     "hubfleet.scheduler_plugin.activity",
     "hubfleet.scheduler_plugin.tables",
-    "hubfleet.devcluster.scheduling",
+    "hubfleet_devcluster.scheduling",
     "hubfleet.config.migrate",
     "hubfleet.config.migrate_checks",
-    "hubfleet.devcluster.resources",
-    "hubfleet.devcluster.selectors",
-    "hubfleet.devcluster.patching",
-    "hubfleet.devcluster.schemas",
-    "hubfleet.devcluster.validation",
-    "hubfleet.devcluster.tables",
-    "hubfleet.devcluster.discovery",
-    "hubfleet.devcluster.protobuf",
-    "hubfleet.devcluster.images",
-    "hubfleet.devcluster.podenv",
+    "hubfleet_devcluster.resources",
+    "hubfleet_devcluster.selectors",
+    "hubfleet_devcluster.patching",
+    "hubfleet_devcluster.schemas",
+    "hubfleet_devcluster.validation",
+    "hubfleet_devcluster.tables",
+    "hubfleet_devcluster.discovery",
+    "hubfleet_devcluster.protobuf",
+    "hubfleet_devcluster.images",
+    "hubfleet_devcluster.podenv",
+    "hubfleet_devcluster.probes",
+    "hubfleet_devcluster.gc",
 ]
 
 PROBE = """
@@ -81,3 +83,38 @@ def test_probe_sees_a_framework_import():
     out = subprocess.run([sys.executable, "-c", PROBE, "hubfleet.authenticators.base"], capture_output=True,
                          text=True, timeout=60)
     assert "tornado" in json.loads(out.stdout)
+
+
+def _devcluster_references(root) -> list[str]:
+    """Every import of hubfleet_devcluster, and every string naming it (importlib, entry points), under `root`."""
+    import ast
+    from pathlib import Path
+
+    found = []
+    for path in sorted(Path(root).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value] if "hubfleet_devcluster" in node.value else []
+            found += [f"{path.relative_to(root)}:{node.lineno}: {n}" for n in names
+                      if n.split(".")[0] == "hubfleet_devcluster" or "hubfleet_devcluster" in n]
+    return found
+
+
+def test_the_product_never_imports_the_devcluster():
+    """hubfleet-devcluster depends on hubfleet, never the reverse: the hub image installs hubfleet alone."""
+    from pathlib import Path
+
+    import hubfleet
+
+    assert _devcluster_references(Path(hubfleet.__file__).parent) == []
+
+
+def test_the_reference_scan_sees_an_import(tmp_path):
+    (tmp_path / "m.py").write_text("import os\nfrom hubfleet_devcluster.api import x\nimportlib.import_module("
+                                   "'hubfleet_devcluster.cli')\n")
+    assert len(_devcluster_references(tmp_path)) == 2

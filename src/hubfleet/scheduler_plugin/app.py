@@ -5,8 +5,13 @@ kube-scheduler POSTs ExtenderArgs to ``<urlPrefix>/<filterVerb>`` and ``<urlPref
 ExtenderPreemptionArgs to ``<urlPrefix>/<preemptVerb>`` (see ``deploy/scheduler-extender/``: urlPrefix
 ``http://127.0.0.1:8888``, verbs ``filter``, ``prioritize``, ``preempt``). Request bodies are bounded
 (``max_body_bytes``, answered 413 beyond it); a malformed body is answered 400 with ``{"error": "<field>: <what is
-wrong>", "field": "<field>"}``; nothing a client sends produces a 500. Large bodies (full NodeLists) are decoded and
-scored on a worker thread so /healthz and small requests keep being answered.
+wrong>", "field": "<field>"}``; nothing a client sends produces a 500.
+
+A call's path: ``decode`` (``wire.split_node_names`` or ``wire.loads`` + ``ExtenderArgs.from_json``, NodeInfos of a
+NodeList) -> ``decide`` (pod shape -> the shape's table or ``filter_nodes``/``prioritize``/``narrow`` over the watch
+cache -> ``wire.encode_*``) -> one decision counted. ``decode`` reads nothing the event loop changes, so large bodies
+(full NodeLists) are decoded on a worker thread and /healthz keeps being answered; everything that reads the cache
+runs on the event loop, between watch events, never beside them.
 
 With ``NodeNames`` (``nodeCacheCapable: true``) a ``pack`` pod is answered from a table of verdicts and scores kept
 per request shape (``tables.py``), so a call costs a lookup per node name.
@@ -18,7 +23,8 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,7 +34,7 @@ from .cache import ClusterCache
 from .metrics import Metrics
 from .preemption import narrow, victim_info
 from .scoring import (PROFILE_LABEL, STRATEGY_LABEL, NodeInfo, PodInfo, Policy, ScoringError, View, filter_nodes,
-                      node_info, pod_info, pod_requests, prioritize)
+                      node_info, not_cached, pod_info, pod_requests, prioritize)
 from .tables import Tables
 
 log = logging.getLogger("hubfleet.scheduler_plugin")
@@ -42,9 +48,33 @@ class CacheNotSynced(Exception):
     pass
 
 
+@dataclass
+class Request:
+    """A decoded extender call: `args` (ExtenderArgs or ExtenderPreemptionArgs); for a NodeNames body split by
+    ``wire.split_node_names``, the `body` and the names' `span` in it (the names decoded only when needed); for a
+    Nodes body, the candidates' NodeInfos and those parsed anew (`parsed`, for the memo)."""
+    verb: str
+    args: Any
+    body: bytes = b""
+    span: tuple[int, int] | None = None
+    infos: list[NodeInfo] | None = None
+    parsed: dict[tuple[str, str], NodeInfo] = field(default_factory=dict)
+
+    @property
+    def segment(self) -> bytes | None:
+        return self.body[self.span[0]:self.span[1]] if self.span else None
+
+    def names(self) -> list[str]:
+        if self.span is None:
+            return self.args.node_names or []
+        return wire.decode_node_names(self.segment)
+
+
 class Extender:
-    """The verbs, on decoded bytes (usable without HTTP): `filter_body` / `prioritize_body` / `preempt_body` ->
-    response bytes."""
+    """The verbs, usable without HTTP. One path per call: ``decode`` (pure: bytes -> Request; reads no state that
+    the event loop changes, so the server runs it on a worker thread for large bodies) then ``decide`` (on the
+    event loop: the cache, the score tables, the memos, the metrics; encodes the answer with ``wire``).
+    `filter_body` / `prioritize_body` / `preempt_body` do both."""
 
     def __init__(self, policy: Policy, cache: ClusterCache, *, node_info_cache_size: int = 20_000,
                  clock: Callable[[], float] = time.time, hub_activity: HubActivity | None = None):
@@ -54,41 +84,112 @@ class Extender:
         self.hub_activity = hub_activity  # the preempt verb's second activity source (--hub-api-url)
         self.tables = Tables(policy)
         self.metrics = Metrics(cache, hub_activity=hub_activity, clock=clock)
-        self._node_infos: dict[tuple[str, str], NodeInfo] = {}
+        self._node_infos: dict[tuple[str, str], NodeInfo] = {}  # replaced, never changed in place: decode reads it
         self._pod_infos: dict[bytes, PodInfo] = {}
         self._node_info_cache_size = node_info_cache_size
 
-    def _nodes_of(self, args: wire.ExtenderArgs) -> tuple[list[NodeInfo], dict[str, str]]:
-        """NodeInfos of the candidates: parsed from Nodes (memoised by name+resourceVersion), or from the node cache
-        for NodeNames. Returns (infos, {unknown node: reason})."""
-        if args.nodes is not None:
-            infos = []
-            for i, node in enumerate(args.nodes):
-                meta = node["metadata"]
-                rv = meta.get("resourceVersion")
-                key = (meta["name"], rv if isinstance(rv, str) else "")
-                info = self._node_infos.get(key) if key[1] else None
-                if info is None:
-                    try:
-                        info = node_info(node, where=f"Nodes.items[{i}]")
-                    except ScoringError as e:
-                        raise _wire_error(e) from e
-                    if key[1]:
-                        if len(self._node_infos) >= self._node_info_cache_size:
-                            self._node_infos = {}  # rare (node churn); dropping all is simpler than an LRU
-                        self._node_infos[key] = info
-                infos.append(info)
-            return infos, {}
-        if not self.cache.nodes_synced:
-            raise CacheNotSynced("the extender's node cache has not synced with the API server yet")
-        infos, unknown = [], {}
-        for name in args.node_names or []:
-            info = self.cache.nodes.get(name)
+    # --- decode: pure, any thread ---
+    def decode(self, verb: str, body: bytes) -> Request:
+        if verb == "preempt":
+            return Request(verb, wire.ExtenderPreemptionArgs.from_json(wire.loads(body)))
+        split = wire.split_node_names(body)
+        if split is not None:
+            args, start, end = split
+            return Request(verb, args, body, (start, end))
+        args = wire.ExtenderArgs.from_json(wire.loads(body))
+        if args.nodes is None:
+            return Request(verb, args)
+        known, infos, parsed = self._node_infos, [], {}
+        for i, node in enumerate(args.nodes):  # parsed from Nodes, memoised by name+resourceVersion
+            meta = node["metadata"]
+            rv = meta.get("resourceVersion")
+            key = (meta["name"], rv if isinstance(rv, str) else "")
+            info = known.get(key) if key[1] else None
             if info is None:
-                unknown[name] = f"node {name} is not (yet) in the extender's node cache"
-            else:
-                infos.append(info)
-        return infos, unknown
+                try:
+                    info = node_info(node, where=f"Nodes.items[{i}]")
+                except ScoringError as e:
+                    raise _wire_error(e) from e
+                if key[1]:
+                    parsed[key] = info
+            infos.append(info)
+        return Request(verb, args, infos=infos, parsed=parsed)
+
+    # --- decide: on the event loop ---
+    def decide(self, request: Request) -> bytes:
+        """The answer's bytes; counts the decision once (``hubfleet_extender_decisions_total{verb,outcome}``)."""
+        if request.verb == "preempt":
+            victims = self._preempt(request.args)
+            outcome = "not_synced" if victims is None else "victims" if victims else "refused"
+            out = wire.encode_preemption(victims or {})
+        else:
+            outcome, out = self._place(request)
+        self.metrics.decide(request.verb, outcome)
+        return out
+
+    def answer(self, verb: str, body: bytes) -> bytes:
+        return self.decide(self.decode(verb, body))
+
+    def filter_body(self, body: bytes) -> bytes:
+        return self.answer("filter", body)
+
+    def prioritize_body(self, body: bytes) -> bytes:
+        return self.answer("prioritize", body)
+
+    def preempt_body(self, body: bytes) -> bytes:
+        return self.answer("preempt", body)
+
+    def _place(self, request: Request) -> tuple[str, bytes]:
+        """(outcome, answer) of filter or prioritize: from the shape's table (NodeNames, pack), else computed."""
+        verb, args = request.verb, request.args
+        pod = self._pod(args)
+        synced = self.cache.pods_synced and (args.nodes is not None or self.cache.nodes_synced)
+        if not synced:
+            what = "pod" if not self.cache.pods_synced else "node"
+            message = f"the extender's {what} cache has not synced with the API server yet"
+            if verb == "prioritize":
+                raise CacheNotSynced(message)
+            return "not_synced", wire.encode_filter(error=f"hubfleet scheduler extender: {message} (see its log); "
+                                                           "retry shortly")
+        if request.parsed:
+            if len(self._node_infos) + len(request.parsed) > self._node_info_cache_size:
+                self._node_infos = {}  # rare (node churn); dropping all is simpler than an LRU
+            self._node_infos = {**self._node_infos, **request.parsed}
+        if args.nodes is None and pod.strategy == "pack":
+            table = self.tables.get(pod, self.cache, self.clock())
+            out = None
+            if request.span is not None:
+                out = table.respond_segment(verb, request.body, *request.span)
+            if out is None:
+                out = table.respond(verb, request.names(), request.segment)
+            return "table", out
+        if request.infos is not None:
+            infos, unknown = request.infos, []
+        else:
+            infos, unknown = [], []
+            for name in request.names():
+                info = self.cache.nodes.get(name)
+                if info is None:
+                    unknown.append(name)
+                else:
+                    infos.append(info)
+        if verb == "filter":
+            outcome = filter_nodes(pod.requests, infos, self.cache.usage, self.policy)
+            frags = [wire.filter_fragments(n, (not_cached(n), False)) for n in unknown]
+            frags += [wire.filter_fragments(n, None) for n in outcome.feasible]
+            frags += [wire.filter_fragments(n, (why, False)) for n, why in outcome.failed.items()]
+            frags += [wire.filter_fragments(n, (why, True)) for n, why in outcome.unresolvable.items()]
+            ok, failed, unresolvable = (b"".join(part) for part in zip(*frags)) if frags else (b"", b"", b"")
+            nodes = None
+            if args.nodes is not None:
+                keep = set(outcome.feasible)
+                nodes, ok = [n for n in args.nodes if n["metadata"]["name"] in keep], b""
+            return ("feasible" if outcome.feasible else "no_fit"), wire.encode_filter(ok, failed, unresolvable,
+                                                                                       nodes=nodes)
+        scores = prioritize(pod.requests, infos, self.cache.usage, self.policy, pod=pod,
+                            view=self._view(pod, [i.name for i in infos]))
+        joined = b"".join(wire.priority_fragment(n, s) for n, s in [*scores, *((n, 0) for n in unknown)])
+        return "scored", wire.encode_priorities(joined)
 
     def _pod(self, args) -> PodInfo:
         """The PodInfo of the Pod, memoised by what it is computed from (the labels and resources of its shape), so
@@ -117,64 +218,9 @@ class Extender:
                 drain[name] = d
         return View(now=now, drain_at=drain, expected_stay=self.cache.lifetimes.expected)
 
-    def _table(self, args: wire.ExtenderArgs, pod: PodInfo):
-        """The shape's table when the call can be answered from it (NodeNames, pack), else None."""
-        if args.nodes is not None or pod.strategy != "pack" or not self.cache.nodes_synced:
-            return None
-        return self.tables.get(pod, self.cache, self.clock())
-
-    def filter_bytes(self, args: wire.ExtenderArgs, body: bytes = b"") -> bytes:
-        """The ExtenderFilterResult JSON: from the shape's table (NodeNames, pack) or computed (`filter`)."""
-        if self.cache.pods_synced:
-            pod = self._pod(args)
-            table = self._table(args, pod)
-            if table is not None:
-                self.metrics.decide("filter", "table")
-                names = args.node_names or []
-                return table.respond("filter", names, _segment(body, names))
-        return wire.dumps(self.filter(args).to_json())
-
-    def filter(self, args: wire.ExtenderArgs) -> wire.ExtenderFilterResult:
-        pod = self._pod(args)
-        if not self.cache.pods_synced:
-            self.metrics.decide("filter", "not_synced")
-            return wire.ExtenderFilterResult(error="hubfleet scheduler extender: its pod cache has not synced with "
-                                                   "the API server yet (see its log); retry shortly")
-        try:
-            infos, unknown = self._nodes_of(args)
-        except CacheNotSynced as e:
-            self.metrics.decide("filter", "not_synced")
-            return wire.ExtenderFilterResult(error=f"hubfleet scheduler extender: {e}")
-        outcome = filter_nodes(pod.requests, infos, self.cache.usage, self.policy)
-        failed = {**unknown, **outcome.failed}
-        self.metrics.decide("filter", "feasible" if outcome.feasible else "no_fit")
-        if args.nodes is not None:
-            keep = set(outcome.feasible)
-            nodes = [n for n in args.nodes if n["metadata"]["name"] in keep]
-            return wire.ExtenderFilterResult(nodes=nodes, failed_nodes=failed,
-                                             failed_and_unresolvable_nodes=outcome.unresolvable)
-        return wire.ExtenderFilterResult(node_names=outcome.feasible, failed_nodes=failed,
-                                         failed_and_unresolvable_nodes=outcome.unresolvable)
-
-    def prioritize_bytes(self, args: wire.ExtenderArgs, body: bytes = b"") -> bytes:
-        pod = self._pod(args)
-        if not self.cache.pods_synced:
-            raise CacheNotSynced("the extender's pod cache has not synced with the API server yet")
-        table = self._table(args, pod)
-        self.metrics.decide("prioritize", "scored")
-        if table is not None:
-            names = args.node_names or []
-            return table.respond("prioritize", names, _segment(body, names))
-        infos, unknown = self._nodes_of(args)
-        scores = prioritize(pod.requests, infos, self.cache.usage, self.policy, pod=pod,
-                            view=self._view(pod, [i.name for i in infos]))
-        return wire.dumps(wire.host_priority_list(scores + [(name, 0) for name in unknown]))
-
-    def prioritize(self, args: wire.ExtenderArgs) -> list[tuple[str, int]]:
-        return [(h["Host"], h["Score"]) for h in wire.loads(self.prioritize_bytes(args))]
-
-    def preempt(self, args: wire.ExtenderPreemptionArgs) -> dict[str, list[str]]:
-        """{node: [victim UIDs]}: the idlest user servers among the proposed victims, on at most one node."""
+    def _preempt(self, args: wire.ExtenderPreemptionArgs) -> dict[str, list[str]] | None:
+        """{node: [victim UIDs]}: the idlest user servers among the proposed victims, on at most one node; None when
+        the pod cache has not synced (no victims either)."""
         try:
             requests = pod_requests(args.pod, where="Pod")
             proposed, pods = {}, {}
@@ -188,77 +234,27 @@ class Extender:
             raise _wire_error(e) from e
         if args.meta:
             if not self.cache.pods_synced:
-                self.metrics.decide("preempt", "not_synced")
-                return {}
+                return None
             pods = {uid: rec.victim for uid in {u for uids in proposed.values() for u in uids}
                     if (rec := self.cache.pods.get(uid)) is not None}
         now = self.clock()
         if self.hub_activity is not None:  # the annotation wins; else the hub's (if fresh); else unknown
             pods = {uid: self.hub_activity.resolve(v, now) for uid, v in pods.items()}
         decision = narrow(requests, proposed, nodes=self.cache.nodes, usage=self.cache.usage, pods=pods,
-                          now=now, protect_active=self.policy.protect_active)
+                          now=now, protect_active=self.policy.protect_active,
+                          user_namespaces=self.policy.user_namespaces)
         meta = args.pod.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         if decision.victims:
             [(node, uids)] = decision.victims.items()
-            self.metrics.decide("preempt", "victims")
             self.metrics.victims.inc(len(uids))
             log.info("preempt pod:%s: on %s, victims %s (the idlest user servers proposed)", key, node,
                      ", ".join(pods[u].name for u in uids))
         else:
-            self.metrics.decide("preempt", "refused")
             log.info("preempt pod:%s: no victims (%s)", key, "; ".join(f"{n}: {w}" for n, w in
                                                                         sorted(decision.refused.items())) or "none")
         return decision.victims
-
-    def _seen_list(self, verb: str, body: bytes) -> bytes | None:
-        """The answer from the shape's table when `body`'s NodeNames is the top-level array kube-scheduler puts last:
-        the body is decoded without the ~60 KB array, which is first compared as bytes with the lists answered before
-        (kube-scheduler sends the same list for pod after pod), else decoded on its own. Anything unusual (no such
-        array, a name with a ``]``, a Pod that is not pack) returns None: the full path.
-        """
-        span = _names_span(body)
-        if span is None or not self.cache.pods_synced or not self.cache.nodes_synced:
-            return None
-        start, end = span
-        try:
-            args = wire.ExtenderArgs.from_json(wire.loads(body[:start] + b"[]" + body[end:]))
-        except wire.WireError:
-            return None
-        if args.node_names != [] or args.nodes is not None:  # the array cut was not the top-level NodeNames
-            return None
-        pod = self._pod(args)
-        table = self._table(args, pod)
-        if table is None:
-            return None
-        out = table.respond_segment(verb, body, start, end)
-        if out is None:
-            segment = body[start:end]
-            try:
-                names = wire.loads(segment)
-                "".join(names)  # all strings (C speed)
-            except (wire.WireError, TypeError):
-                return None
-            out = table.respond(verb, names, segment)
-        self.metrics.decide(verb, "table")
-        return out
-
-    def filter_body(self, body: bytes) -> bytes:
-        fast = self._seen_list("filter", body)
-        return fast if fast is not None else self.filter_bytes(wire.ExtenderArgs.from_json(wire.loads(body)),
-                                                               body)
-
-    def prioritize_body(self, body: bytes) -> bytes:
-        fast = self._seen_list("prioritize", body)
-        if fast is not None:
-            self.metrics.decide("prioritize", "scored")
-            return fast
-        return self.prioritize_bytes(wire.ExtenderArgs.from_json(wire.loads(body)), body)
-
-    def preempt_body(self, body: bytes) -> bytes:
-        return wire.dumps(wire.preemption_result(self.preempt(wire.ExtenderPreemptionArgs.from_json(
-            wire.loads(body)))))
 
 
 EXTENDER_KEY: web.AppKey["Extender"] = web.AppKey("extender")
@@ -266,34 +262,6 @@ EXTENDER_KEY: web.AppKey["Extender"] = web.AppKey("extender")
 
 EXPECTED = {"filter": "ExtenderArgs {Pod, Nodes | NodeNames}", "prioritize": "ExtenderArgs {Pod, Nodes | NodeNames}",
             "preempt": "ExtenderPreemptionArgs {Pod, NodeNameToVictims | NodeNameToMetaVictims}"}
-
-
-def _names_span(body: bytes) -> tuple[int, int] | None:
-    """Where the top-level NodeNames array is in `body` when it is the object's last member, as kube-scheduler
-    encodes ExtenderArgs (``{"Pod":...,"Nodes":null,"NodeNames":[...]}``): only then is the span surely the
-    top-level array (one closing brace follows it). The first such key is looked for (from the front: the Pod is a
-    few KB, the names tens of KB); if it is not that array, None."""
-    start = body.find(b'"NodeNames":[')
-    if start < 0:
-        return None
-    start += len(b'"NodeNames":')
-    end = body.find(b"]", start) + 1
-    if end <= 0 or body[end:].strip() != b"}":
-        return None
-    return start, end
-
-
-def _segment(body: bytes, names: list[str]) -> bytes | None:
-    """The bytes of `body`'s NodeNames array, kept with an answer so that ``Extender._seen_list`` recognises the
-    same list later; None unless they decode to exactly `names`."""
-    span = _names_span(body) if body else None
-    if span is None:
-        return None
-    segment = body[span[0]:span[1]]
-    try:
-        return segment if wire.loads(segment) == names else None
-    except wire.WireError:
-        return None
 
 
 def _shape_key(pod: dict) -> bytes | None:
@@ -390,7 +358,7 @@ def _routes(extender: Extender, max_body_bytes: int, offload_bytes: int) -> dict
     """{(method, path): handler} of the extender's endpoints."""
     metrics = extender.metrics
 
-    def verb_handler(verb: str, compute: Callable[[bytes], bytes]) -> Callable[[web.BaseRequest], Awaitable]:
+    def verb_handler(verb: str) -> Callable[[web.BaseRequest], Awaitable]:
         async def handle(request: web.BaseRequest) -> web.Response:
             start = time.perf_counter()
             status = 200
@@ -400,10 +368,11 @@ def _routes(extender: Extender, max_body_bytes: int, offload_bytes: int) -> dict
                 body = await request.read()
                 if not body:
                     raise wire.WireError("", f"empty request body: expected {EXPECTED[verb]} JSON")
-                if len(body) > offload_bytes:
-                    out = await asyncio.to_thread(compute, body)
+                if len(body) > offload_bytes:  # decoding a NodeList takes tens of ms: /healthz is answered meanwhile
+                    decoded = await asyncio.to_thread(extender.decode, verb, body)
                 else:
-                    out = compute(body)
+                    decoded = extender.decode(verb, body)
+                out = extender.decide(decoded)
                 return web.Response(body=out, content_type="application/json")
             except web.HTTPRequestEntityTooLarge:
                 status = 413
@@ -439,9 +408,8 @@ def _routes(extender: Extender, max_body_bytes: int, offload_bytes: int) -> dict
     async def cache_handler(request: web.BaseRequest) -> web.Response:
         return _json_response(200, extender.cache.snapshot())
 
-    return {("POST", "/filter"): verb_handler("filter", extender.filter_body),
-            ("POST", "/prioritize"): verb_handler("prioritize", extender.prioritize_body),
-            ("POST", "/preempt"): verb_handler("preempt", extender.preempt_body),
+    return {("POST", "/filter"): verb_handler("filter"), ("POST", "/prioritize"): verb_handler("prioritize"),
+            ("POST", "/preempt"): verb_handler("preempt"),
             ("GET", "/healthz"): healthz, ("GET", "/metrics"): metrics_handler, ("GET", "/cache"): cache_handler}
 
 

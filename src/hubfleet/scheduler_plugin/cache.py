@@ -9,8 +9,9 @@ restarted extender lists again and carries on (it keeps no state of its own).
 
 Objects are read as raw JSON (``_preload_content=False``; kubernetes_asyncio's model classes would cost ~10x more
 per pod) and only the fields the policy needs are kept: node, requests (one shared dict per distinct requests),
-profile, creation time, and for the preempt verb the user label, the ``hubfleet.io/last-activity`` annotation and
-the hub server (``hub.jupyter.org/username`` and ``/servername`` annotations).
+profile, creation time, and for the preempt verb the namespace, whether it is a user server (label
+``component=singleuser-server``), the user label, the ``hubfleet.io/last-activity`` annotation and the hub server
+(``hub.jupyter.org/username`` and ``/servername`` annotations).
 Pods that end teach ``Lifetimes`` how long pods of their profile stay.
 """
 
@@ -54,10 +55,13 @@ class PodRecord:
     user: str | None
     last_activity: float | None
     server: tuple[str, str] | None = None
+    namespace: str = ""
+    user_server: bool = False
 
     @property
     def victim(self) -> VictimInfo:
-        return VictimInfo(self.uid, self.name, self.requests, self.user, self.last_activity, self.server)
+        return VictimInfo(self.uid, self.name, self.requests, self.user, self.last_activity, self.server,
+                          self.namespace, self.user_server)
 
 
 _SHARED: dict[tuple, Resources] = {}
@@ -151,7 +155,8 @@ class ClusterCache:
         v = victim_info(pod, requests)
         return PodRecord(node=node, requests=requests, profile=str(labels.get(PROFILE_LABEL) or ""),
                          created=created if created is not None else time.time(), uid=v.uid, name=v.name,
-                         user=v.user, last_activity=v.last_activity, server=v.server)
+                         user=v.user, last_activity=v.last_activity, server=v.server, namespace=v.namespace,
+                         user_server=v.user_server)
 
     def _forget_pod(self, key: str, *, ended: bool = False) -> PodRecord | None:
         old = self.pods.pop(key, None)

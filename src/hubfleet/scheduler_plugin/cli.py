@@ -77,6 +77,10 @@ def add_parser(subparsers) -> None:
                    help="the preempt verb never chooses a user server active within this window (default: 15m); "
                         "activity is read from the pod annotation hubfleet.io/last-activity, else from the hub "
                         "(--hub-api-url)")
+    p.add_argument("--user-namespace", action="append", default=[], metavar="NAMESPACE",
+                   help="a namespace of user servers (repeat for several; z2jh: the release's namespace): the "
+                        "preempt verb chooses victims only among pods labelled component=singleuser-server there "
+                        "and reads activity annotations only from them; without it nobody is preempted")
     p.add_argument("--hub-api-url", help="JupyterHub REST API (e.g. http://hub:8081/hub/api) to read each ready "
                                          "server's last activity from, with the token in $JUPYTERHUB_API_TOKEN "
                                          "(scopes list:users, read:users:activity, read:servers)")
@@ -114,7 +118,8 @@ def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         policy = Policy(gpu_resource=args.gpu_resource, gpu_node_label=args.gpu_node_label, weights=args.weights,
-                        protect_active=args.protect_active, gpu_block=args.gpu_block)
+                        protect_active=args.protect_active, gpu_block=args.gpu_block,
+                        user_namespaces=tuple(args.user_namespace))
     except ScoringError as e:
         print(f"hubfleet scheduler-extender: {e}", file=sys.stderr)
         return 2
@@ -138,6 +143,9 @@ def run(args) -> int:
         hub_activity = HubActivity(max_age=3 * args.hub_activity_interval)
         poller = HubPoller(args.hub_api_url, token, hub_activity, interval=args.hub_activity_interval,
                            timeout=min(10.0, max(1.0, args.hub_activity_interval)))
+    if not policy.user_namespaces:
+        logging.getLogger("hubfleet.scheduler_plugin").warning(
+            "no --user-namespace given: the preempt verb chooses no victims (nobody is preempted)")
     factory = loop_factory(args.event_loop)
     if isinstance(factory, str):
         print(f"hubfleet scheduler-extender: {factory}", file=sys.stderr)

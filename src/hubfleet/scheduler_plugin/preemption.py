@@ -4,12 +4,14 @@ user servers that make room, never one active within ``Policy.protect_active`` s
 kube-scheduler proposes, per candidate node, a minimal set of lower-priority victims (its DefaultPreemption, after
 "reprieving" the most important pods). The extender may only narrow that: it answers at most one node, the one whose
 most recently active victim has been idle the longest, with the fewest of its proposed victims that still make room
-(idlest first). Victims must be user servers (label ``hubfleet.io/user``) whose last activity (annotation
-``hubfleet.io/last-activity``, RFC 3339, written by the culler, which already reads it from the hub) is known and
-older than the protection window: a pod without it is never chosen (fail closed). With ``--hub-api-url`` the
-activity of a pod without the annotation comes from the hub's REST API (``activity.py``), matched by the hub's pod
-annotations (``server_key``). No node answered means no preemption: the pod stays Pending and kube-scheduler retries
-it later.
+(idlest first). Victims must be user servers: pods labelled ``component=singleuser-server`` (KubeSpawner's label on
+every server it starts) in one of the user-pod namespaces the extender is given (``Policy.user_namespaces``,
+``--user-namespace``), naming a user (label ``hubfleet.io/user`` or the hub's username annotation). Nothing is read
+from any other pod: its annotations could say anything, and it is never a victim. A user server's last activity
+(annotation ``hubfleet.io/last-activity``, RFC 3339) must be known and older than the protection window: a pod
+without it is never chosen (fail closed). With ``--hub-api-url`` the activity of a pod without the annotation comes
+from the hub's REST API (``activity.py``), matched by the hub's pod annotations (``server_key``). No node answered
+means no preemption: the pod stays Pending and kube-scheduler retries it later.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .scoring import LAST_ACTIVITY_ANNOTATION, USER_LABEL, NodeInfo
 HUB_USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, unescaped (its label is an escaped slug)
 HUB_SERVERNAME_ANNOTATION = "hub.jupyter.org/servername"  # absent for the default server
 HUBFLEET_USERNAME_ANNOTATION = "hubfleet.io/username"  # = spawners.profiles.model.USERNAME_ANNOTATION
+
+COMPONENT_LABEL, USER_SERVER_COMPONENT = "component", "singleuser-server"  # KubeSpawner's label on user servers
 
 ServerKey = tuple[str, str]  # (username, servername); "" is the default server
 
@@ -47,6 +51,13 @@ class VictimInfo:
     user: str | None = None
     last_activity: float | None = None  # seconds since the epoch
     server: ServerKey | None = None  # the hub server it is, from its annotations
+    namespace: str = ""
+    user_server: bool = False  # labelled component=singleuser-server
+
+    def trusted(self, namespaces: "frozenset[str] | tuple[str, ...]") -> bool:
+        """A user server in one of the user-pod `namespaces`: the only pods whose labels and annotations are read
+        as a user's and which may be victims."""
+        return self.user_server and self.namespace in namespaces
 
 
 def parse_time(text: object) -> float | None:
@@ -71,9 +82,12 @@ def victim_info(pod: Mapping, requests: Resources) -> VictimInfo:
     server = server_key(annotations)
     if not user and server is not None:  # a server KubeSpawner started without hubfleet's ProfileSpawner
         user = server[0]
-    return VictimInfo(uid=str(meta.get("uid") or ""), name=f"{meta.get('namespace')}/{meta.get('name')}",
+    namespace = meta.get("namespace")
+    component = labels.get(COMPONENT_LABEL) if isinstance(labels, Mapping) else None
+    return VictimInfo(uid=str(meta.get("uid") or ""), name=f"{namespace}/{meta.get('name')}",
                       requests=requests, user=str(user) if user else None, last_activity=parse_time(activity),
-                      server=server)
+                      server=server, namespace=namespace if isinstance(namespace, str) else "",
+                      user_server=component == USER_SERVER_COMPONENT)
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,9 @@ class Decision:
 
 
 def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Mapping[str, NodeInfo],
-           usage: Mapping[str, Resources], pods: Mapping[str, VictimInfo], now: float, protect_active: float
-           ) -> Decision:
+           usage: Mapping[str, Resources], pods: Mapping[str, VictimInfo], now: float, protect_active: float,
+           user_namespaces: "frozenset[str] | tuple[str, ...]") -> Decision:
+    """The victims to answer (see the module docstring); only user servers in `user_namespaces` are considered."""
     refused: dict[str, str] = {}
     options = []
     for node_name, uids in proposed.items():
@@ -97,10 +112,13 @@ def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Map
             refused[node_name] = f"victim(s) not in the extender's cache: {', '.join(unknown)}"
             continue
         proposed_victims = [pods[u] for u in uids]
-        eligible = [v for v in proposed_victims if v.user and v.last_activity is not None
-                    and now - v.last_activity >= protect_active]
+        servers = [v for v in proposed_victims if v.user and v.trusted(user_namespaces)]
+        eligible = [v for v in servers if v.last_activity is not None and now - v.last_activity >= protect_active]
         if not eligible:
-            refused[node_name] = "no proposed victim is a user server idle for longer than the protection window"
+            refused[node_name] = ("no proposed victim is a user server idle for longer than the protection window"
+                                  if servers else "no proposed victim is a user server (label component="
+                                  f"{USER_SERVER_COMPONENT} in namespace(s) "
+                                  f"{', '.join(sorted(user_namespaces)) or 'none given: --user-namespace'})")
             continue
         eligible.sort(key=lambda v: v.last_activity)  # idlest first
         used = usage.get(node_name, {})
@@ -132,4 +150,5 @@ def narrow(requests: Resources, proposed: Mapping[str, list[str]], *, nodes: Map
     return Decision({best: uids}, refused)
 
 
-__all__ = ["Decision", "ServerKey", "VictimInfo", "narrow", "parse_time", "server_key", "victim_info"]
+__all__ = ["COMPONENT_LABEL", "USER_SERVER_COMPONENT", "Decision", "ServerKey", "VictimInfo", "narrow", "parse_time",
+           "server_key", "victim_info"]

@@ -100,7 +100,8 @@ class Weights:
 class Policy:
     """What the extender enforces. `gpu_node_label` is ``key=value`` (or ``key`` for "label present"); nodes carrying
     it are kept for pods requesting `gpu_resource`; empty disables that rule. `protect_active`: seconds during which
-    a server that was active is never preempted. `gpu_block`: the largest GPU request of a profile; GPU pods are
+    a server that was active is never preempted; `user_namespaces`: the namespaces of user servers, the only pods
+    the preempt verb may choose (none: no preemption). `gpu_block`: the largest GPU request of a profile; GPU pods are
     placed so that as many nodes as possible keep room for one (``gpu_fit_score``; 0: plain best fit, fewer
     GPU-node-hours but GPU pods may wait while enough GPUs are free on several nodes)."""
     gpu_resource: str = DEFAULT_GPU_RESOURCE
@@ -108,6 +109,7 @@ class Policy:
     weights: Weights = field(default_factory=Weights)
     protect_active: float = 900.0
     gpu_block: int = 2
+    user_namespaces: tuple[str, ...] = ()
 
     def __post_init__(self):
         key, sep, value = self.gpu_node_label.partition("=")
@@ -116,6 +118,9 @@ class Policy:
             raise ScoringError(f"gpu_block must be a number of GPUs (0: plain best fit), not {self.gpu_block!r}")
         if not isinstance(self.protect_active, (int, float)) or self.protect_active < 0:
             raise ScoringError(f"protect_active must be a non-negative number of seconds, not {self.protect_active!r}")
+        if isinstance(self.user_namespaces, str) or not all(isinstance(n, str) and n for n in self.user_namespaces):
+            raise ScoringError(f"user_namespaces must be a list of namespace names, not {self.user_namespaces!r}")
+        object.__setattr__(self, "user_namespaces", tuple(self.user_namespaces))
 
     def is_gpu_only(self, node: "NodeInfo") -> bool:
         key, value = self._label
@@ -249,10 +254,33 @@ def node_failure(requests: Mapping[str, Decimal], node: NodeInfo, used: Mapping[
 _MISSING = object()
 
 
+def not_cached(name: str) -> str:
+    """The failure reason of a candidate node the extender's node cache does not (yet) hold."""
+    return f"node {name} is not (yet) in the extender's node cache"
+
+
+def empty_node_key(node: NodeInfo, policy: Policy) -> tuple:
+    """What a verdict or score of a node with nothing bound depends on: the nodes of one pool share it."""
+    return (node.shape, policy.is_gpu_only(node), node.to_be_deleted, node.deletion_candidate, node.zone)
+
+
+def evaluate_node(pod: "PodInfo", node: NodeInfo, used: Mapping[str, Decimal] | None, policy: Policy,
+                  view: "View | None", memo: dict) -> tuple[tuple[str, bool] | None, int]:
+    """(``node_failure``, ``score_node``) of placing `pod` on `node`; for a node with nothing bound (`used` empty)
+    kept in `memo` under ``empty_node_key``, so the nodes of one pool are evaluated once."""
+    if used:
+        return (node_failure(pod.requests, node, used, policy),
+                score_node(pod.requests, node, used, policy, pod=pod, view=view or EMPTY_VIEW))
+    key = empty_node_key(node, policy)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (node_failure(pod.requests, node, {}, policy),
+                           score_node(pod.requests, node, {}, policy, pod=pod, view=view or EMPTY_VIEW))
+    return hit
+
+
 def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decimal]], policy: Policy, fn):
-    """Yield (node, fn(node, used)); nodes with nothing bound share one evaluation per (allocatable, GPU-only
-    verdict, autoscaler taints): the nodes of one pool are evaluated once per request."""
-    label_key, label_value = policy._label
+    """Yield (node, fn(node, used)); nodes with nothing bound share one evaluation per ``empty_node_key``."""
     memo: dict = {}
     empty: Resources = {}
     for node in nodes:
@@ -260,9 +288,7 @@ def _evaluate(nodes: Iterable[NodeInfo], usage: Mapping[str, Mapping[str, Decima
         if used:
             yield node, fn(node, used)
             continue
-        have = node.labels.get(label_key) if label_key else None
-        key = (node.shape, have is not None and (label_value is None or have == label_value), node.to_be_deleted,
-               node.deletion_candidate, node.zone)
+        key = empty_node_key(node, policy)
         value = memo.get(key, _MISSING)
         if value is _MISSING:
             value = memo[key] = fn(node, empty)
@@ -369,7 +395,7 @@ def parse_weights(text: str) -> Weights:
     return Weights(**values)
 
 
-__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError", "View",
-           "Weights", "add_usage", "filter_nodes", "gpu_fit_score", "node_failure", "node_info", "parse_quantity",
-           "parse_weights",
-           "pod_info", "pod_requests", "prioritize", "score_node"]
+__all__ = ["MAX_PRIORITY", "MIN_PRIORITY", "FilterOutcome", "NodeInfo", "PodInfo", "Policy", "Lifetimes", "ScoringError",
+           "View", "Weights", "add_usage", "empty_node_key", "evaluate_node", "filter_nodes", "gpu_fit_score",
+           "node_failure", "node_info", "not_cached", "parse_quantity", "parse_weights", "pod_info", "pod_requests",
+           "prioritize", "score_node"]

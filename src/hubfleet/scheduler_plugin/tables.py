@@ -4,9 +4,9 @@ Pods come in a few shapes (one per profile: requests, strategy, profile). For a 
 node (``scoring.node_failure``) and its score (``scoring.score_node``) are computed once and then only for the nodes
 the cache lists as changed since (a pod bound or gone, a node updated); after a re-list the table is rebuilt aside,
 a slice at a time between requests (``rebuild_some``; a request finishes what is left). Each verdict
-and score is kept as the JSON fragments it contributes to an answer (``"n1",`` in NodeNames, ``"n1":"why",`` in
-FailedNodes, ``{"Host":"n1","Score":7}``), so answering any candidate list is a C-speed ``join(map(...))`` over the
-names, not a computation per node.
+and score is kept as the JSON fragments it contributes to an answer (``wire.filter_fragments``,
+``wire.priority_fragment``), so answering any candidate list is a C-speed ``join(map(...))`` over the names, not a
+computation per node; ``wire.encode_filter``/``encode_priorities`` wrap the joined parts.
 
 kube-scheduler sends the same candidate list again and again (every node that passed its own filters; then the
 nodes this filter kept). So each table also keeps the answers for the last few candidate lists (``Prepared``): a
@@ -24,19 +24,16 @@ from collections import OrderedDict
 from itertools import islice
 
 from . import wire
-from .scoring import NodeInfo, PodInfo, Policy, View, node_failure, score_node
+from .scoring import NodeInfo, PodInfo, Policy, View, evaluate_node, not_cached
 
 MAX_TABLES = 64
 MAX_PREPARED = 4  # candidate lists kept per table and verb
 BLOCK = 128  # positions per re-joined block of a kept answer
-NOT_CACHED = "node {} is not (yet) in the extender's node cache"
 
 
 def _unknown(name: str) -> tuple[bytes, bytes, bytes, bytes]:
     """The fragments of a name not in the table (not stored: unknown names are whatever a client sends)."""
-    quoted = wire.dumps(name)
-    failed = quoted + b":" + wire.dumps(NOT_CACHED.format(name)) + b","
-    return b"", failed, b"", b'{"Host":' + quoted + b',"Score":0},'
+    return (*wire.filter_fragments(name, (not_cached(name), False)), wire.priority_fragment(name, 0))
 
 
 def _rows(frags: dict, names: list[str]) -> list[tuple[bytes, bytes, bytes, bytes]]:
@@ -95,13 +92,8 @@ class Prepared:
     def render(self) -> bytes:
         if self.out is None:
             pieces = self.parts if self.blocks is None else self.blocks
-            joined = [b"".join(p)[:-1] for p in pieces]  # [:-1]: the last fragment's comma
-            if self.verb == "prioritize":
-                self.out = b"[" + joined[0] + b"]"
-            else:
-                ok, failed, unresolvable = joined
-                self.out = b"".join((b'{"Nodes":null,"NodeNames":[', ok, b'],"FailedNodes":{', failed,
-                                     b'},"FailedAndUnresolvableNodes":{', unresolvable, b'},"Error":""}'))
+            joined = [b"".join(p) for p in pieces]
+            self.out = wire.encode_priorities(*joined) if self.verb == "prioritize" else wire.encode_filter(*joined)
         return self.out
 
 
@@ -136,32 +128,19 @@ class ShapeTable:
             self._forget(name)
             return
         used = cache.usage.get(name)
-        if not used:  # empty nodes of one pool share their verdict and score
-            key = (node.shape, self.policy.is_gpu_only(node), node.to_be_deleted, node.deletion_candidate)
-            hit = memo.get(key)
-            if hit is None:
-                why = node_failure(self.pod.requests, node, {}, self.policy)
-                hit = memo[key] = (why, score_node(self.pod.requests, node, {}, self.policy, pod=self.pod))
-            why, score = hit
-            self.stale.pop(name, None)
-        else:
-            why = node_failure(self.pod.requests, node, used, self.policy)
+        view = None
+        if used:
             drain = cache.drain_at(name, now)
             view = View(now=now, drain_at={name: drain} if drain is not None else {},
                         expected_stay=cache.lifetimes.expected)
-            score = score_node(self.pod.requests, node, used, self.policy, pod=self.pod, view=view)
-            self.stale.pop(name, None)
-            self.stale[name] = None
+        why, score = evaluate_node(self.pod, node, used, self.policy, view, memo)
+        self.stale.pop(name, None)
+        if used:
+            self.stale[name] = None  # nodes with pods: the lifetime term moves with the clock
         if name in self.verdict and self.verdict[name] == why and self.score[name] == score:
             return
         self.verdict[name], self.score[name] = why, score
-        quoted = wire.dumps(name)
-        answer = b'{"Host":' + quoted + b',"Score":' + str(score).encode() + b"},"
-        if why is None:
-            self.frags[name] = (quoted + b",", b"", b"", answer)
-        else:
-            part = quoted + b":" + wire.dumps(why[0]) + b","
-            self.frags[name] = (b"", b"", part, answer) if why[1] else (b"", part, b"", answer)
+        self.frags[name] = (*wire.filter_fragments(name, why), wire.priority_fragment(name, score))
         self.log.append(name)
 
     def sync(self, cache, now: float, limit: int | None = None) -> bool:

@@ -7,6 +7,10 @@ is ignored, as Go ignores unknown fields.
 
 Malformed payloads raise :class:`WireError` naming the field and what was found; the HTTP layer answers 400 with it.
 JSON is decoded/encoded with orjson when it is installed (3-4x faster than the stdlib on NodeList payloads).
+
+Answers are encoded here only, from per-node fragments (``filter_fragments``, ``priority_fragment``: the JSON a node
+contributes, ending in a comma) joined into an ExtenderFilterResult (``encode_filter``) or a HostPriorityList
+(``encode_priorities``): the score tables keep the fragments and re-join them, a computed answer joins them once.
 """
 
 from __future__ import annotations
@@ -147,21 +151,13 @@ class ExtenderArgs:
 @dataclass
 class ExtenderFilterResult:
     """``ExtenderFilterResult{Nodes *v1.NodeList; NodeNames *[]string; FailedNodes, FailedAndUnresolvableNodes
-    map[string]string; Error string}``. Answer in the same form the request came in (Nodes or NodeNames)."""
+    map[string]string; Error string}``, as kube-scheduler reads it back (the extender encodes its answers with
+    ``encode_filter``, in the form the request came in: Nodes or NodeNames)."""
     nodes: list[dict] | None = None
     node_names: list[str] | None = None
     failed_nodes: dict[str, str] = field(default_factory=dict)
     failed_and_unresolvable_nodes: dict[str, str] = field(default_factory=dict)
     error: str = ""
-
-    def to_json(self) -> dict:
-        return {
-            "Nodes": None if self.nodes is None else {"metadata": {}, "items": self.nodes},
-            "NodeNames": self.node_names,
-            "FailedNodes": self.failed_nodes,
-            "FailedAndUnresolvableNodes": self.failed_and_unresolvable_nodes,
-            "Error": self.error,
-        }
 
     @classmethod
     def from_json(cls, data: object) -> "ExtenderFilterResult":
@@ -181,9 +177,6 @@ class HostPriority:
     host: str
     score: int
 
-    def to_json(self) -> dict:
-        return {"Host": self.host, "Score": self.score}
-
     @classmethod
     def from_json(cls, data: object) -> "HostPriority":
         if not isinstance(data, dict):
@@ -192,8 +185,70 @@ class HostPriority:
         return cls(host=f.get("Host", ""), score=int(f.get("Score", 0)))
 
 
-def host_priority_list(scores: list[tuple[str, int]]) -> list[dict]:
-    return [{"Host": host, "Score": score} for host, score in scores]
+def filter_fragments(name: str, failure: tuple[str, bool] | None) -> tuple[bytes, bytes, bytes]:
+    """What node `name` contributes to an ExtenderFilterResult's NodeNames, FailedNodes and
+    FailedAndUnresolvableNodes: the name when it passes (`failure` None), else ``"name":"why"`` in the second
+    (preemption could help) or the third (``failure[1]``: unresolvable) part. Each ends in a comma or is empty."""
+    quoted = dumps(name)
+    if failure is None:
+        return quoted + b",", b"", b""
+    part = quoted + b":" + dumps(failure[0]) + b","
+    return (b"", b"", part) if failure[1] else (b"", part, b"")
+
+
+def priority_fragment(name: str, score: int) -> bytes:
+    """What node `name` contributes to a HostPriorityList, ending in a comma."""
+    return b'{"Host":' + dumps(name) + b',"Score":' + str(score).encode() + b"},"
+
+
+def encode_filter(ok: bytes = b"", failed: bytes = b"", unresolvable: bytes = b"", *, nodes: list[dict] | None = None,
+                  error: str = "") -> bytes:
+    """An ExtenderFilterResult from joined fragments (each part's trailing comma included or not); with `nodes`
+    (a request that sent Nodes) the kept Node objects go in ``Nodes`` instead of names in ``NodeNames``."""
+    ok, failed, unresolvable = (p[:-1] if p.endswith(b",") else p for p in (ok, failed, unresolvable))
+    if error:  # kube-scheduler reads nothing else of a result with an Error
+        head = b'{"Nodes":null,"NodeNames":null'
+    elif nodes is None:
+        head = b'{"Nodes":null,"NodeNames":[' + ok + b"]"
+    else:
+        head = b'{"Nodes":' + dumps({"metadata": {}, "items": nodes}) + b',"NodeNames":null'
+    return b"".join((head, b',"FailedNodes":{', failed, b'},"FailedAndUnresolvableNodes":{', unresolvable,
+                     b'},"Error":', dumps(error), b"}"))
+
+
+def encode_priorities(joined: bytes) -> bytes:
+    """A HostPriorityList from joined ``priority_fragment``s."""
+    return b"[" + (joined[:-1] if joined.endswith(b",") else joined) + b"]"
+
+
+def encode_preemption(victims: dict[str, list[str]]) -> bytes:
+    return dumps(preemption_result(victims))
+
+
+def split_node_names(body: bytes) -> tuple["ExtenderArgs", int, int] | None:
+    """kube-scheduler encodes ExtenderArgs with NodeNames last (``{"Pod":...,"Nodes":null,"NodeNames":[...]}``):
+    (the args decoded without that array, its start and end in `body`), so that a list seen before is recognised
+    by its bytes without decoding its ~60 KB. None when the body is not shaped so (then decode it whole): no such
+    key, or the array found is not the object's last member, or the rest does not decode to NodeNames-only args."""
+    start = body.find(b'"NodeNames":[')
+    if start < 0:
+        return None
+    start += len(b'"NodeNames":')
+    end = body.find(b"]", start) + 1
+    if end <= 0 or body[end:].strip() != b"}":
+        return None
+    try:
+        args = ExtenderArgs.from_json(loads(body[:start] + b"[]" + body[end:]))
+    except WireError:
+        return None
+    if args.node_names != [] or args.nodes is not None:  # the array cut was not the top-level NodeNames
+        return None
+    return args, start, end
+
+
+def decode_node_names(segment: bytes) -> list[str]:
+    """The node names of a NodeNames array's bytes (from ``split_node_names``)."""
+    return ExtenderArgs.from_json({"Pod": {}, "NodeNames": loads(segment)}).node_names or []
 
 
 @dataclass(frozen=True)
@@ -307,5 +362,6 @@ def decode_preemption_result(data: object) -> dict[str, list[str]]:
 
 
 __all__ = ["ExtenderArgs", "ExtenderBindingArgs", "ExtenderFilterResult", "ExtenderPreemptionArgs", "HostPriority",
-           "JSON_BACKEND", "Victims", "WireError", "decode_preemption_result", "dumps", "host_priority_list", "loads",
-           "preemption_result"]
+           "JSON_BACKEND", "Victims", "WireError", "decode_node_names", "decode_preemption_result", "dumps",
+           "encode_filter", "encode_preemption", "encode_priorities", "filter_fragments", "loads", "preemption_result",
+           "priority_fragment", "split_node_names"]

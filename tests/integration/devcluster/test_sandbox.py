@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.conftest import start_devcluster
+from tests.procs import wait_for
 
 from .conftest import create_pod, pod_body, unique, wait_pod
 
@@ -127,8 +128,9 @@ def test_init_containers_first_then_every_container_with_its_own_log(fast):
     wait_pod(fast, name, lambda p: p["status"].get("phase") == "Running" and all(
         c.get("ready") for c in p["status"].get("containerStatuses") or [{}]) and len(
         p["status"].get("containerStatuses") or []) == 2, "both containers ready", timeout=30)
-    assert log_of(fast, name, container="main").strip() == "prepared"
-    assert log_of(fast, name, container="sidecar").strip() == "sidecar up"
+    # ready as soon as they run (no readiness probe): their first line may come a moment later
+    wait_for("main's log", lambda: log_of(fast, name, container="main").strip() == "prepared")
+    wait_for("the sidecar's log", lambda: log_of(fast, name, container="sidecar").strip() == "sidecar up")
     r = fast.request("GET", f"/api/v1/namespaces/default/pods/{name}/log")
     assert r.status_code == 400 and "a container name must be specified" in r.json()["message"]
     fast.request("DELETE", f"/api/v1/namespaces/default/pods/{name}").raise_for_status()

@@ -113,7 +113,7 @@ def test_invalid_nodes_file_exits_non_zero_naming_the_field(tmp_path):
     path = tmp_path / "nodes.yaml"
     path.write_text(yaml.safe_dump({"nodes": [{"name": "cpu-1", "allocatable": {"cpu": "lots", "memory": "1Gi"}}]}))
     expected = ["invalid nodes file", "nodes[0].allocatable.cpu", "'lots'"]
-    proc = subprocess.run([VENV_BIN / "hubfleet", "devcluster", "--state", tmp_path / "state", "--nodes", path],
+    proc = subprocess.run([VENV_BIN / "hubfleet-devcluster", "--state", tmp_path / "state", "--nodes", path],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     for part in expected:
@@ -227,12 +227,14 @@ def test_an_ignorable_extender_that_fails_is_skipped(ext_cluster, extender):
     create_pod(ext_cluster, pod_body(name, command=SLEEP, scheduler_name="lenient-scheduler"))
     pod = wait_pod(ext_cluster, name, _bound, "bound without the extender")
     assert pod["spec"]["nodeName"] in ("cpu-1", "cpu-2", "cpu-3")
-    assert [p for p, b in extender.calls if b["Pod"]["metadata"]["name"] == name] == ["/broken/filter"]
+    # as kube-scheduler: the failed filter is skipped, and so is the prioritize that fails next
+    assert [p for p, b in extender.calls if b["Pod"]["metadata"]["name"] == name] == ["/broken/filter",
+                                                                                     "/broken/prioritize"]
     assert not _failed_scheduling(ext_cluster, name)
 
 
 def test_bad_extender_options_are_refused_naming_them(tmp_path):
-    proc = subprocess.run([VENV_BIN / "hubfleet", "devcluster", "--state", tmp_path / "s", "--extender",
+    proc = subprocess.run([VENV_BIN / "hubfleet-devcluster", "--state", tmp_path / "s", "--extender",
                            "x=http://127.0.0.1:9/p,ignorable=maybe"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "ignorable must be true or false, not 'maybe'" in proc.stderr, proc.stderr
 

@@ -48,6 +48,7 @@ WEB_POD = textwrap.dedent("""\
         image: python:3.11
         command: [python3, -u, -c, "import http.server; print('hello from NAME'); http.server.HTTPServer(('0.0.0.0', 8000), http.server.SimpleHTTPRequestHandler).serve_forever()"]
         ports: [{containerPort: 8000}]
+        readinessProbe: {tcpSocket: {port: 8000}, periodSeconds: 1}
         env: [{name: A, value: "1"}]
         resources: {requests: {cpu: 100m}, limits: {memory: 300Mi}}
     """)

@@ -117,10 +117,29 @@ def test_the_wheel_installs_and_its_entry_points_load(installed):
 def test_hubfleet_help_from_the_installed_script(installed):
     script = installed["venv"] / "bin" / "hubfleet"
     proc = run([script, "--help"], env=installed["env"], cwd=installed["cwd"], timeout=60)
-    for command in ("demo", "devcluster", "users", "profiles", "culler", "values"):
+    for command in ("users", "profiles", "culler", "values", "scheduler-extender", "pvcs"):
         assert re.search(rf"^\s+{command}\s", proc.stdout, re.M), proc.stdout
+    for command in ("demo", "devcluster"):  # hubfleet-devcluster's commands, not the product's
+        assert not re.search(rf"^\s+{command}\s", proc.stdout, re.M), proc.stdout
     proc = run([script, "values", "check", "--help"], env=installed["env"], cwd=installed["cwd"], timeout=60)
     assert "--chart DIR" in proc.stdout
+
+
+def test_the_wheel_carries_the_product_only(installed):
+    """`pip install hubfleet` in the hub image brings no devcluster, no demo, no pytest plugin and no extra that
+    pulls JupyterLab: those are hubfleet-devcluster's."""
+    import zipfile
+
+    with zipfile.ZipFile(installed["wheel"]) as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry_points = wheel.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    stray = [n for n in names if re.search(r"devcluster|(^|/)demo\.py$|pytest_plugin", n)]
+    assert stray == [], f"the product wheel carries devcluster files: {stray}"
+    assert not re.search(r"^Provides-Extra: devcluster$", metadata, re.M), metadata
+    assert not re.search(r"^Requires-Dist: jupyter-?lab", metadata, re.M | re.I), metadata
+    assert "pytest11" not in entry_points and "devcluster" not in entry_points, entry_points
+    assert not (installed["site"] / "hubfleet_devcluster").exists()
 
 
 def test_the_readme_shows_the_hub_image_dockerfile():

@@ -5,15 +5,34 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import DevClusterHandle, start_devcluster
 from tests.k8s_objects import pod
 from tests.procs import VENV_BIN, Proc, free_port, wait_for
 
 SCHEDULER = "hubfleet-scheduler"
+CONFIGMAP = Path(__file__).resolve().parents[3] / "deploy" / "scheduler-extender" / "configmap.yaml"
+# kube-scheduler's values for a field an extenders[] entry leaves out
+ABSENT = {"filterVerb": "", "prioritizeVerb": "", "preemptVerb": "", "nodeCacheCapable": False, "ignorable": False}
+
+
+def deploy_extenders(port: int) -> list[str]:
+    """``--extender`` flags for the devcluster's scheduler: the ``extenders[]`` entries of
+    deploy/scheduler-extender/configmap.yaml, in order, with the extender on `port`."""
+    config = yaml.safe_load(yaml.safe_load(CONFIGMAP.read_text())["data"]["config.yaml"])
+    flags = []
+    for ext in config["extenders"]:
+        values = {**ABSENT, **{k: ext[k] for k in (*ABSENT, "weight") if k in ext}}
+        options = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items()]
+        flags += ["--extender", ",".join([f"{SCHEDULER}=http://127.0.0.1:{port}", *options])]
+    return flags
+
+
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
 
 
@@ -48,11 +67,10 @@ def start_extender(log_dir, kubeconfig, port: int, *extra: str) -> Proc:
 
 
 def make_stack(tmp_path, *extender_args: str, devcluster_args: tuple = ()) -> Stack:
-    """A devcluster whose `hubfleet-scheduler` pods go through a real extender process (deploy/'s extender settings:
-    NodeNames, ignorable, preempt verb)."""
+    """A devcluster whose `hubfleet-scheduler` pods go through a real extender process, registered as deploy/'s
+    configmap registers it (NodeNames; filter and prioritize ignorable; preempt not)."""
     port = free_port()
-    cluster = start_devcluster(tmp_path / "dc", "--extender", f"{SCHEDULER}=http://127.0.0.1:{port}",
-                               *devcluster_args)
+    cluster = start_devcluster(tmp_path / "dc", *deploy_extenders(port), *devcluster_args)
     try:
         extender = start_extender(tmp_path / "ext", cluster.kubeconfig, port, *extender_args)
     except BaseException:

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import start_devcluster
 
-from .conftest import (GPU_TOLERATION, SCHEDULER, create_pod, failed_scheduling, pod_body, start_extender, unique,
-                       wait_bound, wait_for)
+from .conftest import (GPU_TOLERATION, create_pod, deploy_extenders, failed_scheduling, pod_body,
+                       start_extender, unique, wait_bound, wait_for)
 
 
 def _place_one_by_one(stack, names, **pod_kw) -> list[str]:
@@ -202,8 +202,7 @@ def test_cache_relists_after_the_api_server_restarts(stack):
     stack.cluster.proc.stop()
     time.sleep(1)  # the extender sees the watch end and fails at least one re-list while the API is down
     assert requests.get(stack.url + "/healthz", timeout=5).status_code == 200  # still serving its last view
-    stack.cluster = start_devcluster(stack.cluster.state_dir, "--port", port,
-                                     "--extender", f"{SCHEDULER}=http://127.0.0.1:{stack.port}")
+    stack.cluster = start_devcluster(stack.cluster.state_dir, "--port", port, *deploy_extenders(stack.port))
     snapshot = wait_for("the extender to re-list (0 pods after the restart)",
                         lambda: (lambda c: c if c["pods"] == 0 and c["relists"] >= 1 else None)(stack.cache()),
                         timeout=40, seen=stack.cache)

@@ -109,7 +109,8 @@ def hub_stack(tmp_path, request, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "not-the-token" if request.param == "forbidden" else TOKEN)
     nodes = tmp_path / "nodes.yaml"
     nodes.write_text(yaml.safe_dump(NODES))
-    stack = make_stack(tmp_path, "--protect-active", "45m", "--hub-api-url", url, "--hub-activity-interval", "1s",
+    stack = make_stack(tmp_path, "--protect-active", "45m", "--user-namespace", "default", "--hub-api-url", url,
+                       "--hub-activity-interval", "1s",
                        devcluster_args=("--nodes", str(nodes)))
     stack.hub = hub
     yield stack

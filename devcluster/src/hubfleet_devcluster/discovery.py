@@ -68,9 +68,9 @@ def resource_list(group_version: str) -> dict | None:
     for r in resources or []:
         out.append(_entry(r))
         for sub in r.subresources:
-            verbs = {"status": ["get", "patch", "update"], "log": ["get"], "binding": ["create"],
+            verbs = {"status": ["get", "patch", "update"], "log": ["get"], "binding": ["create"], "exec": ["create", "get"],
                      "finalize": ["update"]}[sub]
-            kind = {"log": "Pod", "binding": "Binding"}.get(sub, r.kind)
+            kind = {"log": "Pod", "binding": "Binding", "exec": "PodExecOptions"}.get(sub, r.kind)
             out.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": kind,
                         "verbs": verbs})
     for _, plural, kind in reviews:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Mapping
 
-from ..quantity import QuantityError
-from ..resources import (Resources, add_usage, insufficient, least_allocated, most_allocated, node_allocatable,
+from hubfleet.quantity import QuantityError
+from hubfleet.resources import (Resources, add_usage, insufficient, least_allocated, most_allocated, node_allocatable,
                          pod_requests)
 
 STRATEGIES = {"LeastAllocated": least_allocated, "MostAllocated": most_allocated}  # NodeResourcesFit scoringStrategy

@@ -136,7 +136,7 @@ def check_metadata(r: ResourceType, meta: dict) -> list[FieldError]:
 
 
 def check_pod_spec(spec: Any) -> list[FieldError]:
-    from ..quantity import QuantityError, parse_quantity
+    from hubfleet.quantity import QuantityError, parse_quantity
 
     if not isinstance(spec, dict):
         return [FieldError("spec", "Required value")]

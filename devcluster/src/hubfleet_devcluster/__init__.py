@@ -6,12 +6,12 @@
 - ``nodes.py``      simulated nodes from a YAML file,
 - ``scheduling.py`` pure placement logic (fit, reasons, scores), ``scheduler.py`` the loop (and extender client),
 - ``kubelet.py``    the process kubelet (each pod a local process on its own 127.0.X.Y),
-- ``app.py``        all of it in one process; ``hubfleet devcluster --state DIR`` runs it.
+- ``app.py``        all of it in one process; ``hubfleet-devcluster --state DIR`` runs it.
 """
 
 from __future__ import annotations
 
-from ..lazy import lazy_exports
+from hubfleet.lazy import lazy_exports
 
 # name -> submodule; imported on first use so that importing a pure submodule (or this package) stays
 # free of KubeSpawner, tornado, aiohttp, kubernetes and ldap3 (tests/unit/test_purity.py checks it).

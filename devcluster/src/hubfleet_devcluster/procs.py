@@ -1,4 +1,4 @@
-"""Child processes for `hubfleet demo`, the benches and the tests: each server runs in its own process group (so
+"""Child processes for `hubfleet-demo`, the benches and the tests: each server runs in its own process group (so
 stopping it stops everything it started), logs to a file, and dies with its parent (PR_SET_PDEATHSIG), so neither
 Ctrl-C nor a killed parent leaves orphans behind."""
 

@@ -25,6 +25,7 @@ import aiohttp.web
 import yaml
 
 from . import discovery, protobuf, validation
+from .exec import serve_exec
 from .faults import Faults
 from .patching import json_patch, merge_patch, strategic_merge_patch
 from .resources import REVIEWS, RESOURCES, ResourceType, resource_for
@@ -34,7 +35,7 @@ from .status import APIError, not_found, now_iso  # noqa: F401
 from .store import Store, Watcher
 from .tables import table
 
-log = logging.getLogger("hubfleet.devcluster.api")
+log = logging.getLogger("hubfleet_devcluster.api")
 
 _CORE_RE = re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+)(?=/[a-z]))?/(?P<plural>[a-z]+)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?/?$")
@@ -55,6 +56,9 @@ class LogSource(Protocol):
     def log_path(self, pod: dict, container: str, previous: bool) -> Path | None: ...
 
     def running(self, pod: dict, container: str) -> bool: ...
+
+    async def exec_process(self, pod: dict, container: str | None, command: list[str],
+                           stdin: bool) -> asyncio.subprocess.Process: ...
 
 
 def _json(data: Any, status: int = 200, headers: dict | None = None) -> aiohttp.web.Response:
@@ -258,6 +262,8 @@ class DevClusterAPI:
             raise APIError(404, "NotFound", f"the server could not find the requested resource ({r.plural}/{sub})")
         if sub == "log":
             return await self._serve_log(raw, ns, name)
+        if sub == "exec":
+            return await serve_exec(raw, self.store.get("pods", ns, name), self.logs)
         if watching:
             return await self._serve_watch(raw, r, ns, name)
         dry_run = q.get("dryRun") == "All"

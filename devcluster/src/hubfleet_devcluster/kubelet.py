@@ -5,8 +5,9 @@ containers' declared ports, so KubeSpawner's normal pod-IP URL works unchanged (
 the pod IP). Init containers run one by one to completion, then every container (sidecars too), each restarted as
 ``restartPolicy`` says with kubelet's back-off, each with its own log for ``pods/log``.
 
-Volumes: a PersistentVolumeClaim is a directory under the state dir (kept across stop/start and devcluster
-restarts), an emptyDir a directory of the pod's, configMap and secret volumes are written out as files. As root the
+Volumes are directories (`volumes.py`), waited for until their object exists. A container runs (phase Running) and
+is ready at once, or once its readinessProbe passes (`probes.py`); `exec_process` runs a command inside a running
+container (``kubectl exec``, exec probes). As root the
 container runs in its own mount namespace where they appear at their mountPaths, as its user, under cgroup limits
 (`sandbox.py`); otherwise paths in env, args and workingDir under a mount path are rewritten to the directories.
 
@@ -16,7 +17,6 @@ Images are not pulled (`images.py`): an image with no mapping fails the pod with
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import json
 import logging
@@ -33,10 +33,12 @@ from .status import now_iso
 from .store import Store
 from .events import forget_events, record_event
 from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_image  # noqa: F401
+from .probes import Readiness, check
 from .podenv import PodFailure, container_env, expand, translate, translate_path
-from .sandbox import Cgroup, Sandbox, identity, limits, prepare_volume
+from .sandbox import Cgroup, Sandbox, identity, limits
+from .volumes import mounts as volume_mounts, prepare as prepare_volumes
 
-log = logging.getLogger("hubfleet.devcluster.kubelet")
+log = logging.getLogger("hubfleet_devcluster.kubelet")
 COMPONENT = "kubelet"
 
 
@@ -75,6 +77,14 @@ def _port_free(ip: str, port: int) -> bool:
 
 
 @dataclass
+class Launch:
+    env: dict
+    cwd: str | None
+    who: object
+    isolated: bool
+
+
+@dataclass
 class RunningPod:
     uid: str
     namespace: str
@@ -83,16 +93,16 @@ class RunningPod:
     procs: dict = field(default_factory=dict)  # container name -> asyncio.subprocess.Process
     task: asyncio.Task | None = None
     tasks: list = field(default_factory=list)  # one per running container
+    launched: dict = field(default_factory=dict)  # container name -> Launch (what an exec runs with)
     stopping: bool = False
 
 
 class ProcessKubelet:
     def __init__(self, store: Store, state_dir: Path, images: tuple[ImageMapping, ...] = DEFAULT_IMAGES,
-                 ready_timeout: float = 300.0, backoff: float = 10.0):
+                 backoff: float = 10.0):
         self.store = store
         self.state_dir = Path(state_dir)
         self.images = tuple(images)
-        self.ready_timeout = ready_timeout
         self.backoff = backoff  # kubelet's first crash back-off (10 s), doubled per restart up to 300 s
         self.sandbox = Sandbox(self.state_dir)
         if self.sandbox.missing:
@@ -196,7 +206,14 @@ class ProcessKubelet:
                 raise PodFailure("NoContainers", "the pod has no containers")
             rp.ip = self.addresses.take(tuple(p.get("containerPort") for c in containers for p in c.get("ports") or []
                                               if isinstance(p.get("containerPort"), int)))
-            volumes = await self._prepare_volumes(rp, pod)
+            self._container_status(rp, pod, first, {
+                "name": first, "image": containers[0].get("image") or "", "imageID": "", "ready": False,
+                "started": False, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}, False)
+            volumes = await prepare_volumes(self.store, pod, self._pod_dir(rp), self.state_dir, identity(pod, {}),
+                                            lambda message: self._event(rp, "Warning", "FailedMount", message),
+                                            lambda: rp.stopping)
+            if volumes is None:
+                return
             self._status(rp, {"podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": "127.0.0.1",
                               "startTime": now_iso()})
             policy = spec.get("restartPolicy", "Always")
@@ -230,6 +247,11 @@ class ProcessKubelet:
                                                      else "", "imageID": "",
                                                      "state": {"waiting": {"reason": e.reason,
                                                                            "message": e.message}}}]})
+        except Exception as e:  # a kubelet bug must still show on the pod, never leave it Pending in silence
+            log.exception("pod %s/%s failed in the kubelet", rp.namespace, rp.name)
+            message = f"the devcluster's kubelet failed: {type(e).__name__}: {e}"
+            self._event(rp, "Warning", "Failed", message)
+            self._status(rp, {"phase": "Failed", "reason": "KubeletError", "message": message})
         finally:
             for t in rp.tasks:
                 t.cancel()
@@ -256,9 +278,7 @@ class ProcessKubelet:
             patch["conditions"] = [{"type": t, "status": "True" if ok else "False", "lastTransitionTime": now}
                                    for t, ok in (("PodScheduled", True), ("Initialized", True),
                                                  ("ContainersReady", ready), ("Ready", ready))]
-            if st.get("phase") in (None, "Pending") and (ready or (started and st.get("phase") == "Running")):
-                patch["phase"] = "Running"
-            elif ready:
+            if started and st.get("phase") in (None, "Pending"):  # Running once a container runs; Ready is apart
                 patch["phase"] = "Running"
         self._status(rp, patch)
 
@@ -310,7 +330,7 @@ class ProcessKubelet:
         if mapping is None:
             raise PodFailure("ErrImagePull",
                              f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
-                             "one with `hubfleet devcluster --images FILE`, FILE a YAML list such as "
+                             "one with `hubfleet-devcluster --images FILE`, FILE a YAML list such as "
                              f'[{{pattern: "{image}", command: [...], args: [...]}}]')
         self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         argv = self._argv(container, mapping)
@@ -320,7 +340,7 @@ class ProcessKubelet:
             raise PodFailure("CreateContainerConfigError", "Error: container has runAsNonRoot and image will run "
                              "as root (set runAsUser)")
         isolated = self.sandbox.isolating
-        mounts = self._mounts(container, volumes)
+        mounts = volume_mounts(container, volumes)
         env = self._env(rp, pod, container, mapping, [] if isolated else [(m, h) for m, h, _ in mounts], isolated)
         home = env.get("HOME") or "/root"
         workdir = container.get("workingDir") or mapping.home or home
@@ -372,6 +392,7 @@ class ProcessKubelet:
         finally:
             logfile.close()
         rp.procs[name] = proc
+        prober = None
         try:
             if rp.stopping:  # deleted while the process was being created: _kill saw no process to stop
                 _signal_group(proc.pid, signal.SIGKILL)
@@ -382,12 +403,13 @@ class ProcessKubelet:
             running = {"name": name, "image": image, "imageID": f"local://{image}", "started": True,
                        "restartCount": restarts, "state": {"running": {"startedAt": started_at}},
                        **({"lastState": last_state} if last_state else {})}
+            rp.launched[name] = Launch(env, cwd if not isolated else None, who, isolated)
             exited = asyncio.ensure_future(proc.wait())
-            ports = [p.get("containerPort") for p in container.get("ports") or [] if p.get("containerPort")]
             if not init:
-                ready = await self._wait_ready(rp, ports[0], exited) if ports else not exited.done()
-                if ready and not rp.stopping:
-                    self._container_status(rp, pod, name, dict(running, ready=True), init)
+                probe = container.get("readinessProbe")
+                self._container_status(rp, pod, name, dict(running, ready=probe is None), init)
+                if probe is not None:
+                    prober = asyncio.ensure_future(self._probe_readiness(rp, pod, container, running, probe, exited))
             code = await exited
             reason = "Completed" if code == 0 else "Error"
             if code < 0:
@@ -396,82 +418,62 @@ class ProcessKubelet:
                 code, reason = 137, "OOMKilled"
             return code, reason, started_at
         finally:
+            if prober is not None:
+                prober.cancel()
             rp.procs.pop(name, None)
+            rp.launched.pop(name, None)
             if cgroup is not None:
                 cgroup.remove()
 
-    def _mounts(self, container: dict, volumes: dict[str, Path]) -> list[tuple[str, Path, bool]]:
-        """(mountPath, host directory, readOnly) for the container's volumeMounts; a subPath stays inside its
-        volume (the API refuses `..`; a symlink out of the volume is refused here)."""
-        out = []
-        for m in container.get("volumeMounts") or []:
-            host = volumes.get(m.get("name"))
-            if host is None:
-                raise PodFailure("CreateContainerConfigError", f'volumeMount "{m.get("name")}" names no volume')
-            if m.get("subPath"):
-                target = (host / m["subPath"]).resolve()
-                if not target.is_relative_to(host.resolve()):
-                    raise PodFailure("CreateContainerConfigError", f'subPath "{m["subPath"]}" leaves volume '
-                                     f'"{m.get("name")}"')
-                target.mkdir(parents=True, exist_ok=True)
-                host = target
-            out.append((m["mountPath"].rstrip("/") or "/", host, bool(m.get("readOnly"))))
-        out.sort(key=lambda mp: len(mp[0]), reverse=True)
-        return out
+    async def _probe_readiness(self, rp: RunningPod, pod: dict, container: dict, running: dict, probe: dict,
+                               exited: asyncio.Future) -> None:
+        """Run the container's readinessProbe until it exits; post `ready` whenever the probe's verdict changes."""
+        name = container.get("name", "container")
+        state = Readiness.of(probe)
+        await asyncio.wait([exited], timeout=float(probe.get("initialDelaySeconds") or 0))
+        period = float(probe.get("periodSeconds") or 10)
+        while not exited.done() and not rp.stopping:
+            ok = await check(probe, container, rp.ip, lambda command: self._exec_code(pod, name, command))
+            if exited.done() or rp.stopping:
+                return
+            before = state.ready
+            if not ok:
+                self._event(rp, "Warning", "Unhealthy", f"Readiness probe failed: {_describe(probe)}")
+            if state.record(ok) != before:
+                self._container_status(rp, pod, name, dict(running, ready=state.ready), False)
+            await asyncio.wait([exited], timeout=period)
 
-    async def _prepare_volumes(self, rp: RunningPod, pod: dict) -> dict[str, Path]:
-        """Back each volume with a directory: a PVC's under STATE/volumes (kept), the others the pod's own."""
-        ns = rp.namespace
-        dirs: dict[str, Path] = {}
-        who = identity(pod, {})
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            name = vol.get("name")
-            if "persistentVolumeClaim" in vol:
-                claim = vol["persistentVolumeClaim"].get("claimName")
-                for _ in range(100):  # the claim may be created just after the pod
-                    if self.store.find("persistentvolumeclaims", ns, claim) is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise PodFailure("FailedMount", f'persistentvolumeclaim "{claim}" not found')
-                d = self.state_dir / "volumes" / ns / claim
-                d.mkdir(parents=True, exist_ok=True)
-                prepare_volume(d, who)
-            elif "configMap" in vol or "secret" in vol:
-                d = self._pod_dir(rp) / "volumes" / name
-                d.mkdir(parents=True, exist_ok=True)
-                if "configMap" in vol:
-                    src = self.store.find("configmaps", ns, vol["configMap"].get("name"))
-                    data = {k: v.encode() for k, v in ((src or {}).get("data") or {}).items()}
-                else:
-                    src = self.store.find("secrets", ns, vol["secret"].get("secretName"))
-                    data = {k: base64.b64decode(v) for k, v in ((src or {}).get("data") or {}).items()}
-                    data.update({k: v.encode() for k, v in ((src or {}).get("stringData") or {}).items()})
-                if src is None and not (vol.get("configMap") or vol.get("secret") or {}).get("optional"):
-                    raise PodFailure("FailedMount", f'volume "{name}": its source does not exist')
-                for k, v in data.items():
-                    target = (d / k).resolve()
-                    if not target.is_relative_to(d.resolve()) or "/" in k:  # the API refuses such keys too
-                        raise PodFailure("FailedMount", f'volume "{name}": key {k!r} is not a file name')
-                    target.write_bytes(v)
-            else:  # emptyDir and other types: an empty directory anyone in the pod may write
-                d = self._pod_dir(rp) / "volumes" / name
-                d.mkdir(parents=True, exist_ok=True)
-                d.chmod(0o777)
-            dirs[name] = d
-        return dirs
+    async def _exec_code(self, pod: dict, container: str, command: list[str]) -> int:
+        proc = await self.exec_process(pod, container, command, stdin=False)
+        try:
+            await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        return proc.returncode
 
-    async def _wait_ready(self, rp: RunningPod, port: int, exited: asyncio.Future) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        while loop.time() < deadline and not exited.done() and not rp.stopping:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(rp.ip, port), 1)
-                writer.close()
-                return True
-            except (OSError, asyncio.TimeoutError):
-                await asyncio.sleep(0.05)
-        return False
+    async def exec_process(self, pod: dict, container: str | None, command: list[str],
+                           stdin: bool) -> asyncio.subprocess.Process:
+        """Start `command` in a running container of `pod`, as `kubectl exec` does: in the container's mount
+        namespace (its volumes, its /tmp), root and working directory, as its user, with its environment; stdout and
+        stderr piped. PodFailure when there is no such running container."""
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        name = container or (names[0] if names else None)
+        if name not in names:
+            raise PodFailure("BadRequest", f"container {name} is not valid for pod {pod['metadata']['name']}")
+        rp = self.pods.get(pod["metadata"]["uid"])
+        proc = rp.procs.get(name) if rp is not None else None
+        launch = rp.launched.get(name) if rp is not None else None
+        if proc is None or proc.returncode is not None or launch is None:
+            raise PodFailure("BadRequest", f'unable to upgrade connection: container not found ("{name}")')
+        argv = self.sandbox.enter(proc.pid, list(command), launch.who) if launch.isolated else list(command)
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv, env=launch.env, cwd=launch.cwd, start_new_session=True,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except OSError as e:
+            raise PodFailure("BadRequest", f"exec {command[0]!r} in container {name}: {e.strerror}") from e
 
     def _argv(self, container: dict, mapping: ImageMapping) -> list[str]:
         command = list(container.get("command") or [])
@@ -553,6 +555,14 @@ class ProcessKubelet:
             for t in [rp.task, *rp.tasks]:
                 if t is not None:
                     t.cancel()
+
+
+def _describe(probe: dict) -> str:
+    if "httpGet" in probe:
+        return f"HTTP probe of {probe['httpGet'].get('path') or '/'} on port {probe['httpGet'].get('port')}"
+    if "tcpSocket" in probe:
+        return f"TCP probe of port {probe['tcpSocket'].get('port')}"
+    return f"command {(probe.get('exec') or {}).get('command')}"
 
 
 def _signal_group(pid: int, sig: int) -> None:

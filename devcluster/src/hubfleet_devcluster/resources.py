@@ -42,7 +42,7 @@ class ResourceType:
 _ALL = (
     ResourceType("namespaces", "Namespace", False, short_names=("ns",), subresources=("status", "finalize")),
     ResourceType("nodes", "Node", False, short_names=("no",), subresources=("status",)),
-    ResourceType("pods", "Pod", True, short_names=("po",), subresources=("status", "log", "binding"),
+    ResourceType("pods", "Pod", True, short_names=("po",), subresources=("status", "log", "binding", "exec"),
                  categories=("all",)),
     ResourceType("events", "Event", True, short_names=("ev",)),
     ResourceType("persistentvolumeclaims", "PersistentVolumeClaim", True, short_names=("pvc",),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from ..errors import HubfleetError
+from hubfleet.errors import HubfleetError
 from .resources import RESOURCES
 
 

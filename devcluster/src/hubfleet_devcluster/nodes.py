@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from ..quantity import QuantityError, parse_quantity
-from ..errors import HubfleetError
+from hubfleet.quantity import QuantityError, parse_quantity
+from hubfleet.errors import HubfleetError
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..quantity import QuantityError, parse_quantity
+from hubfleet.quantity import QuantityError, parse_quantity
 
-log = logging.getLogger("hubfleet.devcluster.sandbox")
+log = logging.getLogger("hubfleet_devcluster.sandbox")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _HIDDEN_TOP = {"proc", "dev", "sys", "tmp", "root", "home", "run", "mnt", "media", "lost+found", "var", "old_root"}
 
@@ -153,6 +153,30 @@ class Sandbox:
                 out.append(p)
         return out
 
+    def _mount_points(self, mounts: list[tuple[str, Path, bool]]) -> list[str]:
+        """Room for mount points the host lacks: bwrap cannot create one inside a read-only system folder (z2jh's
+        ``/usr/local/etc/jupyterhub/jupyterhub_config.py``, which an image would have), so the nearest folder that
+        exists is rebuilt as a tmpfs holding read-only binds of its entries, where the mount point can be made."""
+        args: list[str] = []
+        done: list[Path] = []
+        for mount_path, _, _ in sorted(mounts, key=lambda m: len(m[0])):
+            p = Path(mount_path)
+            if len(p.parts) < 2 or p.parts[1] in _HIDDEN_TOP or p.exists():
+                continue  # on a tmpfs bwrap writes to, or there already
+            if any(p.is_relative_to(m) for m, _, _ in mounts if m != mount_path):
+                continue  # inside another volume: made in that volume's directory, as a kubelet would
+            anc = p.parent
+            while not anc.exists():
+                anc = anc.parent
+            if anc == Path("/") or any(anc.is_relative_to(d) for d in done) or self.state_dir.is_relative_to(anc):
+                continue
+            done.append(anc)
+            args += ["--tmpfs", str(anc)]
+            for entry in sorted(os.listdir(anc)):
+                e = anc / entry
+                args += ["--symlink", os.readlink(e), str(e)] if e.is_symlink() else ["--ro-bind", str(e), str(e)]
+        return args
+
     def argv(self, argv: list[str], mounts: list[tuple[str, Path, bool]], cwd: str, who: Identity) -> list[str]:
         """`argv` wrapped in bwrap (+ setpriv when the pod names a user). `mounts`: (mountPath, host dir, readOnly)."""
         args = [self.bwrap, "--die-with-parent", "--tmpfs", "/"]
@@ -172,6 +196,7 @@ class Sandbox:
         if any(self.state_dir.is_relative_to(Path("/") / top) for top in os.listdir("/")
                if top not in _HIDDEN_TOP and Path("/", top).is_dir()):
             args += ["--tmpfs", str(self.state_dir)]  # no pod sees the devcluster's state (volumes, token)
+        args += self._mount_points(mounts)
         for mount_path, host, read_only in sorted(mounts, key=lambda m: len(m[0])):
             args += ["--ro-bind" if read_only else "--bind", str(host), mount_path]
         for p in self._exposed(argv[0]):  # after the volumes, so that a volume mounted over /root hides no interpreter
@@ -183,11 +208,30 @@ class Sandbox:
                         args += ["--perms", "0755", "--dir", str(parent)]
                 args += ["--ro-bind", str(p), str(p)]
         args += ["--chdir", cwd, "--"]
-        if who.uid is not None:
-            groups = ",".join(str(g) for g in who.groups)
-            args += [self.setpriv, f"--reuid={who.uid}", f"--regid={who.gid or 0}",
-                     f"--groups={groups}" if groups else "--clear-groups", "--"]
-        return args + argv
+        return args + self.as_user(who) + argv
+
+    def as_user(self, who: Identity) -> list[str]:
+        """The setpriv prefix that runs a command as the pod's user and groups (none when it names no user)."""
+        if who.uid is None:
+            return []
+        groups = ",".join(str(g) for g in who.groups)
+        return [self.setpriv, f"--reuid={who.uid}", f"--regid={who.gid or 0}",
+                f"--groups={groups}" if groups else "--clear-groups", "--"]
+
+    def enter(self, pid: int, argv: list[str], who: Identity) -> list[str]:
+        """`argv` run inside the mount namespace, root and working directory of the container whose bwrap process
+        group is `pid` (what ``kubectl exec`` and exec probes run), as the container's user."""
+        mine = os.readlink("/proc/self/ns/mnt")
+        target = pid
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.getpgid(int(entry)) == pid and os.readlink(f"/proc/{entry}/ns/mnt") != mine:
+                        target = int(entry)
+                        break
+                except OSError:
+                    pass
+        return ["nsenter", "-t", str(target), "-m", "-r", "-w", "--", *self.as_user(who), *argv]
 
 
 def prepare_volume(host: Path, who: Identity) -> None:

@@ -1,4 +1,4 @@
-"""``hubfleet devcluster``: run the one-machine Kubernetes stand-in until stopped."""
+"""``hubfleet-devcluster``: run the one-machine Kubernetes stand-in until stopped."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as e:
-        raise SystemExit(f"hubfleet devcluster: cannot read images file {path}: {e.strerror}") from e
+        raise SystemExit(f"hubfleet-devcluster: cannot read images file {path}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise SystemExit(f"hubfleet devcluster: {path}: not valid YAML: {e}") from e
+        raise SystemExit(f"hubfleet-devcluster: {path}: not valid YAML: {e}") from e
     items = data.get("images", data) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise SystemExit(f"{path}: expected a list of images ({{pattern, command, args, home, env}})")
@@ -48,9 +48,16 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     return tuple(out) + DEFAULT_IMAGES
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "devcluster", help="run the devcluster (Kubernetes API emulator + scheduler + process kubelet)",
+def _by_scheduler(entries: list[tuple[str, ExtenderConfig]]) -> dict[str, list[ExtenderConfig]]:
+    out: dict[str, list[ExtenderConfig]] = {}
+    for name, config in entries:
+        out.setdefault(name, []).append(config)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hubfleet-devcluster",
         description="Run a one-machine stand-in for Kubernetes: writes STATE/kubeconfig and runs until stopped. "
                     "Pods run as local processes on 127.0.X.Y; PVCs are directories under STATE/volumes.")
     p.add_argument("--state", required=True, help="state directory (kubeconfig, volumes, pod logs)")
@@ -60,8 +67,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--images", help="YAML list of extra image mappings {pattern, command, args, home, env}")
     p.add_argument("--extender", action="append", type=_parse_extender, default=[],
                    help="SCHEDULER_NAME=URL_PREFIX[,ignorable=false,nodeCacheCapable=false,weight=N,...]: place pods "
-                        "with that schedulerName through a kube-scheduler "
-                        "extender (filter/prioritize over HTTP)")
+                        "with that schedulerName through a kube-scheduler extender (filter/prioritize/preempt over "
+                        "HTTP); repeat a name for several extenders, called in order as kube-scheduler calls its "
+                        "extenders[] entries")
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of API requests answering 429/500")
     p.add_argument("--fault-delay", type=float, default=0.0, help="seconds of delay on a fraction of requests")
     p.add_argument("--fault-delay-rate", type=float, default=0.0)
@@ -69,7 +77,11 @@ def add_parser(subparsers) -> None:
                    help="seconds before a crashed container's first restart, doubled per restart up to 300 "
                         "(kubelet: 10)")
     p.add_argument("--log-level", default="INFO")
-    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def run(args) -> int:
@@ -80,17 +92,21 @@ def run(args) -> int:
     try:
         nodes = load_nodes_file(args.nodes) if args.nodes else default_nodes()
     except NodesFileError as e:
-        print(f"hubfleet devcluster: invalid nodes file: {e}", file=sys.stderr)
+        print(f"hubfleet-devcluster: invalid nodes file: {e}", file=sys.stderr)
         return 2
     images = _load_images(args.images) if args.images else DEFAULT_IMAGES
     try:
         cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes,
-                             extenders=dict(args.extender), images=images,
+                             extenders=_by_scheduler(args.extender), images=images,
                              faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
                                      "delay_rate": args.fault_delay_rate},
                              restart_backoff=args.restart_backoff)
     except APIError as e:
-        print(f"hubfleet devcluster: invalid fault option: {e.message}", file=sys.stderr)
+        print(f"hubfleet-devcluster: invalid fault option: {e.message}", file=sys.stderr)
         return 2
     asyncio.run(run_forever(cluster))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,13 +2,15 @@
 
 Pods with ``schedulerName: default-scheduler`` (or none) are placed by the pure fit check in ``scheduling.py``
 (kube-scheduler's default profile: LeastAllocated). Pods whose ``schedulerName`` names a configured extender are
-placed as kube-scheduler would with hubfleet's profile (MostAllocated) and that extender: the built-in filters run
-first, then the extender's ``filter`` and ``prioritize`` verbs over HTTP with kube-scheduler's wire types
+placed as kube-scheduler would with hubfleet's profile (MostAllocated) and that scheduler's extenders (the
+``extenders[]`` entries of a KubeSchedulerConfiguration, called in order): the built-in filters run first, then each
+extender's ``filter``, then every ``prioritize``, over HTTP with kube-scheduler's wire types
 (k8s.io/kube-scheduler/extender/v1, decoded with ``scheduler_plugin.wire``); the final score is the built-in score
-plus ``extender score x weight x 10``. An ``ignorable`` extender that fails is skipped (the built-in placement
-stands), as kube-scheduler does. A pod that fits nowhere gets kube-scheduler's preemption (DefaultPreemption:
-lower-priority victims on one node, narrowed by the extender's ``preempt`` verb), else stays Pending with a
-``FailedScheduling`` event in kube-scheduler's words, and is retried periodically.
+plus ``extender score x weight x 10``. As in kube-scheduler, a failing filter of an ``ignorable`` extender is
+skipped (else the pod fails this cycle) and a failing prioritize is always skipped. A pod that fits nowhere gets
+kube-scheduler's preemption (DefaultPreemption: lower-priority victims on one node, narrowed by each extender with a
+``preempt`` verb; an ``ignorable`` one that fails is skipped, any other failure means no preemption this cycle),
+else stays Pending with a ``FailedScheduling`` event in kube-scheduler's words, and is retried periodically.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import aiohttp
 from .api import Store
 from .events import record_event
 from .faults import Faults
-from ..quantity import QuantityError
+from hubfleet.quantity import QuantityError
 from .scheduling import (add_usage, choose_node, failed_scheduling_message, fit_reasons, pick_preemption_node,
                          pod_priority, pod_requests, select_victims)
-from ..resources import most_allocated, node_allocatable
-from ..errors import HubfleetError
-from ..scheduler_plugin import wire
+from hubfleet.resources import most_allocated, node_allocatable
+from hubfleet.errors import HubfleetError
+from hubfleet.scheduler_plugin import wire
 
-log = logging.getLogger("hubfleet.devcluster.scheduler")
+log = logging.getLogger("hubfleet_devcluster.scheduler")
 DEFAULT_SCHEDULER = "default-scheduler"
 
 
@@ -84,11 +86,11 @@ class ExtenderError(HubfleetError):
 
 
 class Scheduler:
-    def __init__(self, store: Store, extenders: dict[str, ExtenderConfig] | None = None, retry_interval: float = 1.0,
-                 faults: Faults | None = None):
+    def __init__(self, store: Store, extenders: dict[str, list[ExtenderConfig]] | None = None,
+                 retry_interval: float = 1.0, faults: Faults | None = None):
         self.store = store
         self.faults = faults
-        self.extenders = dict(extenders or {})
+        self.extenders = {name: list(exts) for name, exts in (extenders or {}).items()}
         self.retry_interval = retry_interval
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -151,26 +153,23 @@ class Scheduler:
         nodes = self.store.list("nodes")
         used = self.usage_by_node()
         scheduler_name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
-        ext = self.extenders.get(scheduler_name)
+        exts = self.extenders.get(scheduler_name)
         try:
-            node_name, reasons = choose_node(pod, nodes, used, "MostAllocated" if ext else "LeastAllocated")
+            node_name, reasons = choose_node(pod, nodes, used, "MostAllocated" if exts else "LeastAllocated")
         except QuantityError as e:
             self._fail(pod, f"Pod has an invalid resource quantity: {e}")
             return None
         unresolvable: set[str] = set()
-        if ext is not None:
+        if exts:
             feasible = [n for n in nodes if n["metadata"]["name"] not in reasons]
             try:
-                node_name, reasons, unresolvable = await self._extend(ext, pod, feasible, reasons, used)
+                node_name, reasons, unresolvable = await self._extend(exts, pod, feasible, reasons, used)
             except ExtenderError as e:
-                if not ext.ignorable:
-                    self._fail(pod, str(e))
-                    return None
-                log.warning("ignorable extender failed for %s, placing it with the built-in plugins: %s",
-                            meta["name"], e)
+                self._fail(pod, str(e))
+                return None
         if node_name is None:
             message = failed_scheduling_message(len(nodes), reasons)
-            preempted = await self._preempt(pod, nodes, used, unresolvable, ext)
+            preempted = await self._preempt(pod, nodes, used, unresolvable, exts or [])
             if preempted:
                 message += f" Preempting pods on {preempted} to make room."
             self._fail(pod, message)
@@ -192,9 +191,9 @@ class Scheduler:
         return {pc["metadata"]["name"]: int(pc.get("value", 0)) for pc in self.store.list("priorityclasses")}
 
     async def _preempt(self, pod: dict, nodes: list[dict], used: dict, unresolvable: set[str],
-                       ext: ExtenderConfig | None) -> str | None:
-        """kube-scheduler's DefaultPreemption: victims of lower priority on one node, narrowed by the extender's
-        preempt verb; the victims get a ``Preempted`` event and a DisruptionTarget condition and are deleted
+                       exts: list[ExtenderConfig]) -> str | None:
+        """kube-scheduler's DefaultPreemption: victims of lower priority on one node, narrowed by the extenders'
+        preempt verbs; the victims get a ``Preempted`` event and a DisruptionTarget condition and are deleted
         (gracefully: their volumes stay). Returns the node, or None when nothing was preempted."""
         spec = pod.get("spec") or {}
         if spec.get("preemptionPolicy") == "Never":
@@ -223,14 +222,25 @@ class Scheduler:
             victims = select_victims(pod, node, by_node.get(name, []), used.get(name, {}), classes)
             if victims:
                 candidates[name] = victims
-        if candidates and ext is not None and ext.preempt_verb:
+        for ext in exts:  # kube-scheduler's callExtenders
+            if not candidates:
+                break
+            if not ext.preempt_verb:
+                continue
             try:
-                candidates = await self._extend_preemption(ext, pod, candidates)
+                narrowed = await self._extend_preemption(ext, pod, candidates)
             except ExtenderError as e:
                 if not ext.ignorable:
                     log.warning("preemption for %s aborted: %s", pod["metadata"]["name"], e)
                     return None
-                log.warning("ignorable extender failed on preempt for %s: %s", pod["metadata"]["name"], e)
+                log.warning("ignorable extender failed on preempt for %s, skipped: %s", pod["metadata"]["name"], e)
+                continue
+            empty = [n for n, victims in narrowed.items() if not victims]
+            if empty and not ext.ignorable:
+                log.warning("preemption for %s aborted: expected at least one victim pod on node %s",
+                            pod["metadata"]["name"], empty[0])
+                return None
+            candidates = {n: victims for n, victims in narrowed.items() if victims}
         node_name = pick_preemption_node(candidates, classes)
         if node_name is None:
             return None
@@ -291,57 +301,70 @@ class Scheduler:
             record_event(self.store, current, "Normal", "NotTriggerScaleUp",
                          "pod didn't trigger scale-up: 1 max node group size reached", "cluster-autoscaler")
 
-    async def _extend(self, ext: ExtenderConfig, pod: dict, feasible: list[dict], reasons: dict[str, list[str]],
-                      used: dict) -> tuple[str | None, dict[str, list[str]], set[str]]:
-        """The extender's filter and prioritize after the built-in filters; returns (node or None, reasons,
-        nodes the extender called unresolvable)."""
+    async def _extend(self, exts: list[ExtenderConfig], pod: dict, feasible: list[dict],
+                      reasons: dict[str, list[str]], used: dict) -> tuple[str | None, dict[str, list[str]], set[str]]:
+        """The extenders' filters (in order) after the built-in filters, then their prioritize; returns (node or
+        None, reasons, nodes an extender called unresolvable). Raises ExtenderError when a filter that is not
+        ignorable fails."""
         reasons = dict(reasons)
         unresolvable: set[str] = set()
-        if not feasible:
-            return None, reasons, unresolvable
         by_name = {n["metadata"]["name"]: n for n in feasible}
-        args: dict = {"Pod": pod}
-        if ext.node_cache_capable:
-            args["NodeNames"] = list(by_name)
-        else:
-            args["Nodes"] = {"items": feasible}
-        if ext.filter_verb:
-            result = self._decode(ext, ext.filter_verb, wire.ExtenderFilterResult.from_json,
-                                  await self._call(ext, ext.filter_verb, args))
-            if result.error:
-                raise ExtenderError(f"scheduler extender {ext.url_prefix} filter failed: {result.error}")
+        for ext in exts:
+            if not by_name:
+                return None, reasons, unresolvable
+            if not ext.filter_verb:
+                continue
+            try:
+                result = self._decode(ext, ext.filter_verb, wire.ExtenderFilterResult.from_json,
+                                      await self._call(ext, ext.filter_verb, self._args(ext, pod, by_name)))
+                if result.error:
+                    raise ExtenderError(f"scheduler extender {ext.url_prefix} filter failed: {result.error}")
+            except ExtenderError as e:
+                if not ext.ignorable:
+                    raise
+                log.warning("ignorable extender failed (filter) for %s, skipped: %s", pod["metadata"]["name"], e)
+                continue
             names = result.node_names
             if names is None:
                 names = [(n.get("metadata") or {}).get("name") for n in result.nodes or [] if isinstance(n, dict)]
-            unresolvable = set(result.failed_and_unresolvable_nodes)
+            unresolvable |= set(result.failed_and_unresolvable_nodes)
             for name, why in {**result.failed_nodes, **result.failed_and_unresolvable_nodes}.items():
                 reasons[name] = [str(why)]
             for name in list(by_name):
                 if name not in names:
                     by_name.pop(name)
                     reasons.setdefault(name, ["node(s) were filtered out by the scheduler extender"])
-            if not by_name:
-                return None, reasons, unresolvable
-            if ext.node_cache_capable:
-                args["NodeNames"] = list(by_name)
-            else:
-                args["Nodes"] = {"items": list(by_name.values())}
+        if not by_name:
+            return None, reasons, unresolvable
         requests = pod_requests(pod)
         scores = {name: most_allocated(requests, used.get(name, {}), node_allocatable(node))
                   for name, node in by_name.items()}  # the profile's NodeResourcesFit MostAllocated, 0..100
-        if ext.prioritize_verb:
-            result = await self._call(ext, ext.prioritize_verb, args)
-            if not isinstance(result, list):
-                raise ExtenderError(f"scheduler extender {ext.url_prefix} prioritize answered {result!r}, "
-                                    "expected a HostPriorityList")
-            for item in result:
-                hp = self._decode(ext, ext.prioritize_verb, wire.HostPriority.from_json, item)
+        for ext in exts:
+            if not ext.prioritize_verb:
+                continue
+            try:  # kube-scheduler skips a failing prioritize, ignorable or not
+                result = await self._call(ext, ext.prioritize_verb, self._args(ext, pod, by_name))
+                if not isinstance(result, list):
+                    raise ExtenderError(f"scheduler extender {ext.url_prefix} prioritize answered {result!r}, "
+                                        "expected a HostPriorityList")
+                priorities = [self._decode(ext, ext.prioritize_verb, wire.HostPriority.from_json, item)
+                              for item in result]
+            except ExtenderError as e:
+                log.warning("extender prioritize failed for %s, no score from it: %s", pod["metadata"]["name"], e)
+                continue
+            for hp in priorities:
                 if hp.host in scores:  # kube-scheduler: score x weight x (MaxNodeScore / MaxExtenderPriority)
                     scores[hp.host] += float(hp.score) * ext.weight * 10
         best = max(sorted(scores), key=lambda n: scores[n])
         if fit_reasons(pod, by_name[best], used.get(best, {})):  # built-in feasibility re-checked
             return None, reasons, unresolvable
         return best, reasons, unresolvable
+
+    @staticmethod
+    def _args(ext: ExtenderConfig, pod: dict, by_name: dict[str, dict]) -> dict:
+        if ext.node_cache_capable:
+            return {"Pod": pod, "NodeNames": list(by_name)}
+        return {"Pod": pod, "Nodes": {"items": list(by_name.values())}}
 
     @staticmethod
     def _decode(ext: ExtenderConfig, verb: str, decode, data):

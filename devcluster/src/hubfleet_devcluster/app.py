@@ -14,13 +14,14 @@ from pathlib import Path
 import yaml
 
 from .api import DevClusterAPI, serve
+from .gc import GarbageCollector
 from .kubelet import DEFAULT_IMAGES, ImageMapping, ProcessKubelet
 from .nodes import NodeSpec, default_nodes
 from .scheduler import ExtenderConfig, Scheduler
 from .schemas import definitions
 from .tls import ensure_certificates, server_context, write_private
 
-log = logging.getLogger("hubfleet.devcluster")
+log = logging.getLogger("hubfleet_devcluster")
 
 # What a real cluster keeps in etcd across a restart that users' data depends on. Pods are not kept: stopping the
 # devcluster terminates them (their processes are gone), and the hub sees them gone at its next poll.
@@ -84,7 +85,7 @@ class DevCluster:
     """A one-machine stand-in for Kubernetes. `start()` serves the API and writes `state_dir/kubeconfig`."""
 
     def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                 nodes: list[NodeSpec] | None = None, extenders: dict[str, ExtenderConfig] | None = None,
+                 nodes: list[NodeSpec] | None = None, extenders: dict[str, list[ExtenderConfig]] | None = None,
                  images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None,
                  restart_backoff: float = 10.0):
         self.state_dir = Path(state_dir).resolve()
@@ -98,6 +99,7 @@ class DevCluster:
         self.scheduler = Scheduler(self.api.store, extenders, faults=self.api.faults)
         self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff)
         self.api.logs = self.kubelet
+        self.gc = GarbageCollector(self.api.store)
         self.persistence = Persistence(self.api.store, self.state_dir / "objects.json")
         self._runner = None
         self._tasks: list[asyncio.Task] = []
@@ -121,7 +123,7 @@ class DevCluster:
         ca, crt, key = ensure_certificates(self.state_dir / "pki", self.host)
         self._runner, self.port = await serve(self.api, self.host, self.port, server_context(crt, key))
         self._tasks = [asyncio.ensure_future(self.scheduler.run()), asyncio.ensure_future(self.kubelet.run()),
-                       asyncio.ensure_future(self._sweep())]
+                       asyncio.ensure_future(self.gc.run()), asyncio.ensure_future(self._sweep())]
         write_private(self.kubeconfig_path, kubeconfig_text(self.url, self.token, ca.read_bytes()))
         # whole or not at all: whoever waits for the file (make demo, the tests) must never read it half-written
         info = self.state_dir / "devcluster.json"
