@@ -19,9 +19,10 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 PROFILES = """
 c.JupyterHub.spawner_class = "hubfleet"
 c.ProfileSpawner.start_timeout = 12
+c.ProfileSpawner.http_timeout = 10
 c.ProfileSpawner.profiles = [
     {"slug": "gpu", "display_name": "GPU", "gpu": {"count": 4}, "access": {"users": ["gina"]}},
-    {"slug": "broken-image", "display_name": "Broken image", "image": "quay.io/jupyter/no-such-notebook:1.0",
+    {"slug": "broken-image", "display_name": "Broken image", "image": "registry.example.org/lab/no-such-notebook:1.0",
      "access": {"users": ["ivan"]}},
     {"slug": "small", "display_name": "Small", "memory": {"limit": "256M"}, "access": {"users": ["olga"]},
      "kubespawner_override": {"cmd": ["python3", "-c",
@@ -107,7 +108,7 @@ def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, brow
     page.goto(f"{hub.url}/hub/spawn/ivan")
     _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
     message = page.inner_text("#progress-message")
-    assert "The image quay.io/jupyter/no-such-notebook:1.0 cannot be fetched" in message, message
+    assert "The image registry.example.org/lab/no-such-notebook:1.0 cannot be fetched" in message, message
     assert "pick another image, or ask your administrator" in message
     page.screenshot(path=str(artifacts / "spawn-failed-image-pull.png"), full_page=True)
 

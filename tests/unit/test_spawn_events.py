@@ -72,7 +72,7 @@ CASES = [
      "waiting for it to answer", "starting", "info"),
     ("crash-backoff", "BackOff",
      "Back-off restarting failed container notebook in pod jupyter-alice_jhub(0b6f1ef4-9a4e-4a57-8f5e-1c1d0c8e2f11)",
-     "pkg/kubelet/kuberuntime/kuberuntime_manager.go", "stopped right after starting", "starting", "error"),
+     "pkg/kubelet/kuberuntime/kuberuntime_manager.go", "stopped right after starting", "", "error"),
     ("probe-unready", "Unhealthy",
      'Readiness probe failed: Get "http://10.0.3.7:8888/user/alice/api": dial tcp 10.0.3.7:8888: connect: '
      "connection refused", "pkg/kubelet/prober/prober.go", "does not answer yet", "starting", "info"),
@@ -105,7 +105,7 @@ CASES = [
     ("crash-loop", "CrashLoopBackOff",
      "back-off 40s restarting failed container=notebook pod=jupyter-alice_jhub(0b6f1ef4-9a4e-4a57-8f5e-1c1d0c8e2f11)",
      "pkg/kubelet/kuberuntime/kuberuntime_manager.go, pkg/kubelet/container/sync_result.go",
-     "keeps stopping right after it starts", "starting", "error"),
+     "keeps stopping right after it starts", "", "error"),
     ("image-pull-state", "ErrImagePull",
      'rpc error: code = NotFound desc = failed to pull and unpack image "quay.io/jupyter/no-such-notebook:1.0"',
      "pkg/kubelet/images/types.go (ErrImagePull)", "cannot be fetched", "pulling", "error"),

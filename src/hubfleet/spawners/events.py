@@ -135,7 +135,7 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Your server's program started; waiting for it to answer.", "starting", "info", ""),
     ("crash-backoff", "BackOff", r"^Back-off restarting failed container (?P<container>\S+)",
      "Your server's program stopped right after starting; Kubernetes restarts it with growing pauses.",
-     "starting", "error",
+     "", "error",
      "Your server's program keeps stopping right after it starts; start it again with the default image, and ask "
      "your administrator (who can read its saved log) if it keeps happening."),
     ("probe-unready", "Unhealthy", r"^Readiness probe failed",
@@ -167,7 +167,7 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Your server used more than {its_memory_limit} while starting; pick {larger_profile} or load less at start, "
      "and ask your administrator for more memory if you need it."),
     ("crash-loop", "CrashLoopBackOff", r"",
-     "Your server's program keeps stopping right after it starts.", "starting", "error",
+     "Your server's program keeps stopping right after it starts.", "", "error",
      "Your server's program keeps stopping right after it starts; start it again with the default image, and ask "
      "your administrator (who can read its saved log) if it keeps happening."),
     ("image-pull-state", "ErrImagePull", r"",

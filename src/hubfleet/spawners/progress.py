@@ -6,9 +6,10 @@
   message is the profile's usual spawn time (p50/p90 of its last spawns, :mod:`.history_db`).
   kubespawner 7.0 and 7.1 have no hook to reword events: the stable interface is ``progress()`` yielding
   ``{"progress", "message", "raw_event"}``, so this wraps it (the same on both).
-- :meth:`_explain_and_keep`: when a start fails, the pod's last events and each container's last log lines
-  (bounded, text that is not UTF-8 replaced) are saved in the hub's database (:mod:`.failures_db`) before the
-  pod is deleted, and the error the user reads is one sentence that says why and what to do.
+- :meth:`explain_failure`: when a start fails, the error the user reads is one sentence that says why and what to
+  do; :meth:`keep_failure` (called by ``stop()``, which the hub runs after a failed start, before the pod is
+  deleted) saves the pod's last events and each container's last log lines in the hub's database
+  (:mod:`.failures_db`; bounded, text that is not UTF-8 replaced).
 - :meth:`_record_spawn_time`: a successful spawn's duration, for the usual spawn time.
 
 Database trouble never fails a spawn: it is logged, and the page shows no usual time (or the failure is not kept).
@@ -17,9 +18,11 @@ Database trouble never fails a spawn: it is logged, and the page shows no usual 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets.config import LoggingConfigurable
 
 from . import events as _ev
 from .events import RuleError
@@ -27,8 +30,8 @@ from .events import RuleError
 _PROGRESS = {"waiting": 10, "scheduled": 30, "pulling": 45, "starting": 75, "ready": 100}
 
 
-class SpawnProgress:
-    """Mixin for :class:`~hubfleet.spawners.ProfileSpawner` (a KubeSpawner)."""
+class SpawnProgress(LoggingConfigurable):
+    """Mixin for :class:`~hubfleet.spawners.ProfileSpawner` (a KubeSpawner); its options are ProfileSpawner's."""
 
     progress_rules = List(Dict(), help="""
         Rules that word the Kubernetes events of a spawn, checked before the built-in table (docs/spawner.md lists
@@ -186,17 +189,23 @@ class SpawnProgress:
             yield {"progress": 1, "message": usual}
         context = await self._context()
         seen_states: set = set()
+        seen_events: set = set()
+
+        def new_states():
+            for state in _ev.status_events(self._pod()):
+                key = (state["container"], state["reason"])
+                if key not in seen_states:
+                    seen_states.add(key)
+                    worded, _p = self._word(state, {**context, "container": state["container"]})
+                    yield {"progress": _PROGRESS.get(self._phase, 50), **worded}
+
         events = super().progress().__aiter__()
         pending = asyncio.ensure_future(events.__anext__())
         try:
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=1)
-                for state in _ev.status_events(self._pod()):
-                    key = (state["container"], state["reason"])
-                    if key not in seen_states:
-                        seen_states.add(key)
-                        worded, _p = self._word(state, {**context, "container": state["container"]})
-                        yield {"progress": _PROGRESS.get(self._phase, 50), **worded}
+                for item in new_states():
+                    yield item
                 if pending not in done:
                     continue
                 try:
@@ -208,13 +217,36 @@ class SpawnProgress:
                 if raw is None:
                     yield item
                     continue
+                seen_events.add((raw.get("metadata") or {}).get("uid"))
                 worded, _p = self._word(raw, context)
                 yield {**item, **worded, "progress": max(_PROGRESS.get(self._phase, 0), 1)}
         finally:
             if not pending.done():
                 pending.cancel()
+        # The pod runs; the hub now waits (http_timeout) for the server to answer. A container that dies meanwhile
+        # (out of memory, a crash loop) is said as it happens; the hub ends this generator when the spawn ends.
+        deadline = time.monotonic() + self.http_timeout + 5
+        while time.monotonic() < deadline and self._pod() is not None:
+            await asyncio.sleep(1)
+            for raw in list(self.events or []):
+                uid = (raw.get("metadata") or {}).get("uid")
+                if uid not in seen_events and raw.get("message"):
+                    seen_events.add(uid)
+                    worded, _p = self._word(raw, context)
+                    yield {"progress": max(_PROGRESS.get(self._phase, 0), 1), **worded}
+            for item in new_states():
+                yield item
 
     # ------------------------------------------------------------------ success and failure
+
+    _tasks: set = set()
+
+    def record_spawn_time(self, seconds: float) -> None:
+        """Record a successful spawn's duration in the background (the server is ready; nobody waits for this)."""
+        self._start_returned = time.monotonic()
+        task = asyncio.ensure_future(self._record_spawn_time(seconds))
+        SpawnProgress._tasks.add(task)
+        task.add_done_callback(SpawnProgress._tasks.discard)
 
     async def _record_spawn_time(self, seconds: float) -> None:
         slug = self._profile_slug()
@@ -238,44 +270,87 @@ class SpawnProgress:
             state = cs.get("state") or {}
             if not name or not (state.get("running") or state.get("terminated") or cs.get("lastState")):
                 continue
-            previous = bool(state.get("waiting")) and bool(cs.get("lastState"))
-            try:
-                resp = await self.api.read_namespaced_pod_log(
-                    self.pod_name, self.namespace, container=name, previous=previous,
-                    tail_lines=self.failure_log_lines, limit_bytes=self.failure_log_bytes,
-                    _preload_content=False, _request_timeout=5)
-                data = await resp.read()
-                resp.release()
-            except Exception as e:
-                out[name] = f"(the log could not be read: {e})"
-                continue
-            out[name] = data.decode("utf-8", errors="replace")
+            # a container waiting to restart: its last run's log (previous), else whatever the kubelet still has
+            tries = [True, False] if state.get("waiting") and cs.get("lastState") else [False]
+            for previous in tries:
+                text, ok = await self._read_log(name, previous)
+                if ok or previous is tries[-1]:
+                    out[name] = text
+                    break
         return out
 
-    async def _explain_and_keep(self, error: BaseException, started: float) -> str:
-        """The one sentence for the error page; the pod's last events and logs saved for later. Bounded in time:
-        a slow API or database costs at most a few seconds of the failure, never the error."""
-        pod = self._pod()
+    async def _read_log(self, container: str, previous: bool) -> tuple[str, bool]:
+        """(the log's last lines, read?) — its text, or why it could not be read."""
+        try:
+            resp = await self.api.read_namespaced_pod_log(
+                self.pod_name, self.namespace, container=container, previous=previous,
+                tail_lines=self.failure_log_lines, limit_bytes=self.failure_log_bytes,
+                _preload_content=False, _request_timeout=5)
+            try:
+                data = await resp.read()
+            finally:
+                resp.release()
+        except Exception as e:
+            return f"(the log could not be read: {e})", False
+        text = data.decode("utf-8", errors="replace")
+        if resp.status >= 400:
+            return f"(the log could not be read: HTTP {resp.status} {text[:300]})", False
+        return text, True
+
+    _failed_spawn: tuple | None = None
+    _start_returned: float | None = None
+
+    async def explain_failure(self, error: BaseException) -> str:
+        """The one sentence for the error page (``""`` when nothing explains it); the failure is remembered, so
+        :meth:`keep_failure` saves its events and logs when the hub stops the server, before the pod is
+        deleted."""
         raw_events = [e for e in (self.events or []) if e.get("message")]
-        why = _ev.explain_failure(raw_events, pod, await self._context(), self.progress_rule_table)
+        why = _ev.explain_failure(raw_events, self._pod(), await self._context(), self.progress_rule_table)
         sentence = why.sentence if why is not None else ""
+        self._failed_spawn = (sentence or str(error), raw_events)
+        self.log.info("user:%s spawn failed (%s): %s", self.user.name, why.rule if why else "unexplained",
+                      sentence or error)
+        return sentence
+
+    async def explain_failed_wait(self) -> None:
+        """Called by ``stop()``. When the pod ran but the server never answered (the hub's ``http_timeout``), the
+        hub stops the server while it handles its own TimeoutError ("Server at ... didn't respond"); when the pod
+        says why (a container out of memory, a crash loop), that error is given the sentence instead
+        (``jupyterhub_message``, which JupyterHub's spawn page shows, and its text, for JupyterHub 5.5)."""
+        returned, self._start_returned = self._start_returned, None
+        if self._failed_spawn is not None or returned is None or time.monotonic() - returned > self.http_timeout + 5:
+            return  # not the hub giving up on a server that never answered
+        error = sys.exc_info()[1]
+        if not isinstance(error, Exception):
+            return
+        sentence = await self.explain_failure(error)
+        if sentence:
+            error.jupyterhub_message = sentence
+            error.args = (sentence,)
+
+    async def keep_failure(self) -> None:
+        """Save the last failed start's events and each container's last log lines in the hub's database (once;
+        at most ~10 s, whatever the API and the database do)."""
+        if self._failed_spawn is None:
+            return
+        reason, raw_events = self._failed_spawn
+        self._failed_spawn = None
+        pod = self._pod()
+        raw_events = [e for e in (self.events or []) if e.get("message")] or raw_events
+        kept = [{"type": e.get("type"), "reason": e.get("reason"), "message": e.get("message"),
+                 "count": e.get("count"), "last": e.get("lastTimestamp") or e.get("eventTime")}
+                for e in raw_events[-self.failure_events:]]
         try:
             async with asyncio.timeout(10):
                 logs = await self._container_logs(pod)
                 from .failures_db import record_failure  # noqa: PLC0415
 
-                kept = [{"type": e.get("type"), "reason": e.get("reason"), "message": e.get("message"),
-                         "count": e.get("count"), "last": e.get("lastTimestamp") or e.get("eventTime")}
-                        for e in raw_events[-self.failure_events:]]
                 await self._db_call(lambda conn: record_failure(
                     conn, user=self.user.name, server=self.name or "", profile=self._profile_slug(),
-                    pod=self.pod_name, reason=sentence or str(error), events=kept, logs=logs,
+                    pod=self.pod_name, reason=reason, events=kept, logs=logs,
                     max_events=self.failure_events, max_lines=self.failure_log_lines))
         except Exception as e:
-            self.log.warning("user:%s spawn failure not kept (%s): %s", self.user.name, self.pod_name, e)
-        took = time.monotonic() - started
-        self.log.info("user:%s spawn failed after %.0fs: %s", self.user.name, took, sentence or error)
-        return sentence
+            self.log.warning("user:%s failed spawn of %s not kept: %s", self.user.name, self.pod_name, e)
 
 
 def _hub_app():

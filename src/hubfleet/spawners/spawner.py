@@ -46,6 +46,7 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
+from .progress import SpawnProgress
 from .profiles.model import GROUPS_ANNOTATION, USER_LABEL, USERNAME_ANNOTATION
 from .retry import TransientRetry
 from .storage import StorageSafety
@@ -64,7 +65,7 @@ def _escape_template(value: str) -> str:
     return value.replace("{", "{{").replace("}", "}}")
 
 
-class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
+class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -446,6 +447,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         self._refused = False
         self._notes = []
         try:
+            self.check_progress_rules()
             catalog, choice = await self._resolve(self.user_options, record=True)
         except Exception:
             self._refused = True
@@ -560,10 +562,11 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             async with asyncio.timeout(deadline):
                 result = await future
             outcome = "success"
+            self.record_spawn_time(time.monotonic() - started)
             return result
-        except TimeoutError:
+        except TimeoutError as e:
             future.cancel()
-            raise TimeoutError(self._not_ready_message(deadline)) from None
+            raise TimeoutError(await self.explain_failure(e) or self._not_ready_message(deadline)) from None
         finally:
             # success: the running pod now counts itself; failure: the slot is free (a leftover pod still counts)
             self._release_quota()
@@ -596,6 +599,8 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             self._release_quota()
             return
         try:
+            await self.explain_failed_wait()
+            await self.keep_failure()  # a failed start's events and logs, before the pod is deleted
             await super().stop(now=now)
         finally:
             self._release_quota()
