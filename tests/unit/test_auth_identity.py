@@ -14,7 +14,7 @@ from traitlets.config import Config
 from hubfleet.authenticators import ConfigError, HubfleetAuthenticator, cli, policy
 from hubfleet.authenticators.binding import BindingStore, BindingStoreError, read_json_store
 from hubfleet.db import Database
-from hubfleet.authenticators.ldap import bind_outcome, subject_value
+from hubfleet.authenticators.ldap import bind_outcome
 from hubfleet.authenticators.local import HubfleetLocalAuthenticator, hash_password, write_users_file
 from tests.unit.test_auth_local import run_cli
 
@@ -144,11 +144,22 @@ def test_ldap_bind_outcome(ok, code, outcome):
     assert bind_outcome(ok, code) == outcome
 
 
-def test_subject_value():
-    guid = bytes(range(16))
-    assert subject_value([guid]) == "03020100-0504-0706-0809-0a0b0c0d0e0f"
-    assert subject_value(["2f1c...-uuid"]) == "2f1c...-uuid"
-    assert subject_value(["a", "b"]) == "" and subject_value(None) == ""
+@pytest.mark.parametrize("raw, attribute, subject", [
+    ({"objectGUID": [bytes(range(16))]}, "", "03020100-0504-0706-0809-0a0b0c0d0e0f"),  # AD, little-endian fields
+    ({"entryUUID": [b"2f1c0e5a-8d2b-103f-9b7c-5d1e3b6a7c10"]}, "", "2f1c0e5a-8d2b-103f-9b7c-5d1e3b6a7c10"),
+    ({"entryuuid": [b"u-1"], "objectGUID": [bytes(16)]}, "", "u-1"),  # entryUUID first, names case-insensitive
+    ({}, "", "uid=ann,ou=people,dc=x"),  # neither: the normalised DN
+    ({"nsUniqueId": [b"a-b"]}, "nsUniqueId", "a-b"),
+    ({"nsUniqueId": [b"a", b"b"]}, "nsUniqueId", ""),  # several values: no subject (the login is refused)
+    ({"entryUUID": [b"u-1"]}, "nsUniqueId", ""),
+])
+def test_ldap_subject(raw, attribute, subject):
+    from hubfleet.authenticators.ldap_util import entry_subject, previous_subject
+
+    assert entry_subject("UID=Ann, ou=People,dc=x", raw, attribute) == subject
+    # a binding made under the DN default is the previous subject of an account with an identifier
+    assert previous_subject("UID=Ann, ou=People,dc=x", subject) == (
+        "uid=ann,ou=people,dc=x" if subject not in ("", "uid=ann,ou=people,dc=x") else "")
 
 
 @pytest.mark.parametrize("rounds", ["3", "32", "x"])
@@ -198,3 +209,61 @@ def test_unusable_bindings_fail_closed(tmp_path, broken):
     assert e.value.status_code == 503 and "Sign-in is unavailable" in e.value.log_message
     user = type("U", (), {"name": "ann"})()
     assert asyncio.run(a.refresh_user(user)) is False
+
+
+OIDC_OK = {"issuer": "https://idp.example.org", "client_id": "hub", "client_secret": "s"}
+
+
+def test_an_untrusted_providers_groups_never_meet_the_hub_admin_groups(tmp_path):
+    """c.Authenticator.admin_groups (as the README sets it) also lands on every backend: for an OIDC entry without
+    trust_admin_groups it must not count, and its group_prefix / allowed_groups must apply."""
+    c = Config()
+    c.Authenticator.admin_groups = {"jupyter-admins"}
+    c.Authenticator.allowed_groups = {"jupyter-users"}
+    c.HubfleetAuthenticator.backends = [
+        {"kind": "local", "users_file": _local(tmp_path, "dan", ["jupyter-admins"])},
+        {"kind": "oidc", "name": "partners", **OIDC_OK, "group_prefix": "partner-",
+         "allowed_groups": {"partner-jupyter"}},
+        {"kind": "oidc", "name": "sso", **OIDC_OK, "trust_admin_groups": True},
+    ]
+    c.HubfleetAuthenticator.db_url = f"sqlite:///{tmp_path}/hub.sqlite"
+    a = HubfleetAuthenticator(config=c)
+    assert a.backend_by_name("partners").admin_groups == {"jupyter-admins"}  # what oauthenticator would have used
+    partners = a.rules_for("partners")
+    assert (partners.admin_groups, partners.allowed_groups, partners.group_prefix) == (
+        frozenset(), frozenset({"partner-jupyter"}), "partner-")
+    groups, d = policy.evaluate(partners, username="pat", backend_groups=["jupyter-admins", "jupyter"])
+    assert groups == ["partner-jupyter", "partner-jupyter-admins"] and d.allowed and not d.admin
+    assert a.rules_for("sso").admin_groups == {"jupyter-admins"}
+    assert a.rules_for("local").admin_groups == {"jupyter-admins"}  # trust_admin_groups: on for local
+    assert login(a, "dan")["admin"] is True
+    assert a.rules_for("no-such-backend").admin_groups == frozenset()
+
+
+def test_one_normalisation_and_one_decision_per_login(tmp_path, monkeypatch):
+    calls = {"normalize": 0, "decide": 0}
+    real_normalize, real_decide = policy.normalize_username, policy.decide
+
+    def normalize(*a, **k):
+        calls["normalize"] += 1
+        return real_normalize(*a, **k)
+
+    def decide(*a, **k):
+        calls["decide"] += 1
+        return real_decide(*a, **k)
+
+    a = HubfleetAuthenticator(backends=[{"kind": "local", "name": "one", "users_file": _local(tmp_path)},
+                                        {"kind": "local", "name": "two", "users_file": _local(tmp_path)}],
+                              allowed_groups={"staff"}, db_url=f"sqlite:///{tmp_path}/hub.sqlite")
+    a.backend_by_name("one").accounts()  # loading the file normalises its names once: not part of a login
+    a.backend_by_name("two").accounts()
+    monkeypatch.setattr(policy, "normalize_username", normalize)
+    monkeypatch.setattr(policy, "decide", decide)
+    assert login(a, " Ann ")["name"] == "ann"
+    assert calls == {"normalize": 1, "decide": 1}
+
+
+def test_base_does_not_import_the_composite():
+    import hubfleet.authenticators.base as base
+
+    assert not hasattr(base, "HubfleetAuthenticator")

@@ -51,6 +51,8 @@ def test_lookup_dn_with_search_user_and_allowed_group_dns_over_ldaps():
     assert s["user_search_filter"] == "({username_attribute}={username})"
     assert (s["search_bind_dn"], s["search_bind_password"], s["username_attribute"]) == ("cn=svc,dc=x", "pw", "uid")
     assert s["allowed_groups"] == {"researchers", "staff"} and s["group_search_base"] == "dc=x"
+    # only the listed DNs count: a "cn=staff" made anywhere else under dc=x does not
+    assert s["group_dns"] == ["cn=researchers,ou=groups,dc=x", "cn=staff,ou=projects,dc=x"]
     assert s["auth_state_attributes"] == ["mail"]
 
 

@@ -12,7 +12,8 @@ from joserfc.jwk import KeySet, OctKey, RSAKey
 from tornado import web
 
 from hubfleet.authenticators import oidc as oidc_module
-from hubfleet.authenticators.base import ConfigError, HubfleetAuthenticator
+from hubfleet.authenticators.base import ConfigError
+from hubfleet.authenticators.composite import HubfleetAuthenticator
 from hubfleet.authenticators.oidc import HubfleetOIDCAuthenticator
 
 ISSUER = "https://idp.example.org"
@@ -140,33 +141,40 @@ def _in_flow(coro_or_fn, **flow):
     return asyncio.run(run())
 
 
-def test_groups_from_a_path_or_a_callable_then_mapped(oidc):
+def test_groups_from_a_path_or_a_callable_then_mapped_by_the_policy(oidc):
     oidc.group_mapping = {"kc-users": "jupyter-users"}
     oidc.group_prefix = "sso-"
     state = {"oauth_user": {"groups": ["kc-users", "x"], "role": "solo"}}
-    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"sso-jupyter-users", "sso-x"}
+    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"kc-users", "x"}  # as sent: the policy maps them
     oidc.auth_state_groups_key = "oauth_user.role"  # a single string is one group, not its letters
-    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"sso-solo"}
+    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"solo"}
     oidc.auth_state_groups_key = lambda s: ["from-callable"]
-    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"sso-from-callable"}
+    assert _in_flow(lambda: oidc.get_user_groups(state)) == {"from-callable"}
+    oidc.allowed_groups = {"sso-jupyter-users"}
+    model = {"name": "ann", "admin": None, "auth_state": {"oauth_user": {"sub": "s"}, "oidc_claims": {"sub": "s"}}}
+    final = _in_flow(lambda: oidc._finish(model), raw_groups=["kc-users", "x"])
+    assert final["groups"] == ["sso-jupyter-users", "sso-x"]
 
 
 def test_backend_result_carries_backend_and_subject(oidc, monkeypatch):
     seen = []
     real = oidc.auth_model
-    monkeypatch.setattr(oidc, "auth_model", lambda result, state=None: seen.append(result) or real(result, state))
-    model = {"name": "ann", "admin": None,
+    monkeypatch.setattr(oidc, "auth_model",
+                        lambda result, state=None, **kw: seen.append(result) or real(result, state, **kw))
+    oidc.allowed_groups = {"g"}
+    model = {"name": "ann", "admin": True,  # oauthenticator's admin flag is not the policy's
              "auth_state": {"oauth_user": {"sub": "s-ann", "email": "ann@x"}, "oidc_claims": {"sub": "s-ann"}}}
-    final = _in_flow(lambda: oidc._finish(model), raw_username="Ann", raw_groups=["g"])
-    assert (seen[0].backend, seen[0].subject, seen[0].name) == ("oidc", "s-ann", "Ann")
+    final = _in_flow(lambda: oidc._finish(model), raw_groups=["g"])
+    assert (seen[0].backend, seen[0].subject, seen[0].name) == ("oidc", "s-ann", "ann")
     assert final["name"] == "ann" and final["auth_state"]["hubfleet_backend"] == "oidc"
+    assert final["admin"] is None
 
 
 def test_email_verification(oidc):
     oidc.require_email_verified = True
     model = {"name": "ann", "admin": None, "auth_state": {"oauth_user": {"email": "a@x", "email_verified": False}}}
     with pytest.raises(web.HTTPError, match="not verified"):
-        _in_flow(lambda: oidc._finish(model), raw_username="ann")
+        _in_flow(lambda: oidc._finish(model))
 
 
 def test_username_claim_missing_is_a_clear_refusal(oidc):
@@ -181,7 +189,8 @@ def test_hooks_outside_a_flow_refuse(oidc):
 
 def test_allowed_scopes_let_in_on_its_own(oidc):
     oidc.allowed_scopes = ["openid", "profile"]
-    granted = {"name": "ann", "admin": None, "groups": [], "auth_state": {"scope": ["openid", "profile", "email"]}}
-    short = {**granted, "auth_state": {"scope": ["openid"]}}
-    assert oidc.check_allowed("ann", granted) is True
-    assert oidc.check_allowed("ann", short) is False
+    claims = {"oauth_user": {"sub": "s"}, "oidc_claims": {"sub": "s"}}
+    granted = {"name": "ann", "admin": None, "auth_state": {**claims, "scope": ["openid", "profile", "email"]}}
+    short = {**granted, "auth_state": {**claims, "scope": ["openid"]}}
+    assert _in_flow(lambda: oidc._finish(granted))["name"] == "ann"
+    assert _in_flow(lambda: oidc._finish(short)) is None

@@ -259,7 +259,8 @@ def configurable_classes() -> dict:
     from jupyterhub.auth import Authenticator
     from kubespawner import KubeSpawner
 
-    from hubfleet.authenticators.base import HubfleetAuthenticator, HubfleetBaseAuthenticator
+    from hubfleet.authenticators.base import HubfleetBaseAuthenticator
+    from hubfleet.authenticators.composite import HubfleetAuthenticator
     from hubfleet.authenticators.ldap import HubfleetLDAPAuthenticator
     from hubfleet.authenticators.local import HubfleetLocalAuthenticator
     from hubfleet.authenticators.oidc import HubfleetOIDCAuthenticator

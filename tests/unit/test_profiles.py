@@ -209,7 +209,7 @@ def test_overrides_for_gpu_profile_builds_new_values():
     }
     frozen = copy.deepcopy(base)
     choice = validate_choice(PROFILES, {"profile": "gpu"}, "alice", ["class-a"], False)
-    out = overrides_for(choice, base=base, group_volumes=CATALOG.group_volumes)
+    out = overrides_for(choice, base=base, group_volumes=CATALOG.group_volumes, user_slug="alice")
     assert base == frozen  # nothing mutated in place
     assert out["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
     assert out["node_selector"] == {"zone": "a", "nvidia.com/gpu.present": "true"}
@@ -217,12 +217,12 @@ def test_overrides_for_gpu_profile_builds_new_values():
         {"key": "x", "operator": "Exists"},
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
     ]
-    assert out["environment"] == {"A": "1", "HUBFLEET_PROFILE": "gpu"}
-    assert out["extra_labels"] == {"team": "t", "hubfleet.io/profile": "gpu"}
+    assert out["environment"] == {"A": "1"}
+    assert out["extra_labels"] == {"team": "t", "hubfleet.io/profile": "gpu", "hubfleet.io/user": "alice"}
     assert out["volumes"][1] == {"name": "course", "persistentVolumeClaim": {"claimName": "course-data", "readOnly": True}}
     assert out["volume_mounts"][1] == {"name": "course", "mountPath": "/home/jovyan/course", "readOnly": True}
     # a second call gives equal but distinct objects
-    again = overrides_for(choice, base=base, group_volumes=CATALOG.group_volumes)
+    again = overrides_for(choice, base=base, group_volumes=CATALOG.group_volumes, user_slug="alice")
     assert again == out and again["environment"] is not out["environment"]
     out["environment"]["B"] = "2"
     assert "B" not in PROFILES[2].env and "B" not in base["environment"]
@@ -234,11 +234,31 @@ def test_overrides_for_resources_and_kubespawner_override():
           "env": {"X": "y"}, "kubespawner_override": {"environment": {"Z": "z", "X": None}, "start_timeout": 5}}]
     )
     choice = validate_choice(profile, {}, "u", [], False)
-    out = overrides_for(choice, base={"environment": {"A": "1"}})
+    out = overrides_for(choice, base={"environment": {"A": "1"}}, user_slug="u")
     assert (out["cpu_guarantee"], out["cpu_limit"], out["mem_limit"]) == (0.5, 2.0, 2 * 2**30)
     assert "mem_guarantee" not in out
     assert out["image"] == IMG and out["start_timeout"] == 5
-    assert out["environment"] == {"A": "1", "HUBFLEET_PROFILE": "k", "Z": "z"}  # None removes X
+    assert out["environment"] == {"A": "1", "Z": "z"}  # None removes X
+    named = overrides_for(choice, base={"environment": {"A": "1"}}, user_slug="u",
+                          profile_environment_variable="HUBFLEET_PROFILE")
+    assert named["environment"] == {"A": "1", "HUBFLEET_PROFILE": "k", "Z": "z"}
+
+
+def test_overrides_for_keeps_configured_and_profile_labels_and_annotations():
+    profile = parse_profiles([{"slug": "k", "image": IMG, "scheduling_strategy": "spread", "kubespawner_override": {
+        "extra_labels": {"profile-label": "p", "hubfleet.io/user": "spoofed"},
+        "extra_annotations": {"profile-note": "{username}", "hubfleet.io/groups": "[]"},
+    }}])
+    choice = validate_choice(profile, {}, "b{o}b", ["g{1}"], False)
+    base = {"extra_labels": {"global-label": "g"}, "extra_annotations": {"global-note": "n"}}
+    frozen = copy.deepcopy(base)
+    out = overrides_for(choice, base=base, user_slug="bob-1234")
+    assert base == frozen
+    assert out["extra_labels"] == {"global-label": "g", "profile-label": "p", "hubfleet.io/profile": "k",
+                                   "hubfleet.io/strategy": "spread", "hubfleet.io/user": "bob-1234"}
+    # the profile's own stay templates (KubeSpawner formats them); hubfleet's values are kept literal
+    assert out["extra_annotations"] == {"global-note": "n", "profile-note": "{username}",
+                                        "hubfleet.io/groups": '["g{{1}}"]', "hubfleet.io/username": "b{{o}}b"}
 
 
 def test_merge_overrides_never_touches_arguments():

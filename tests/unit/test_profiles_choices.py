@@ -21,6 +21,7 @@ from .test_profiles_spawner import (
     make_spawner,
     rest,
     saved,
+    submit,
 )
 
 no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
@@ -53,9 +54,9 @@ async def test_an_explicit_request_for_the_same_choice_is_still_refused():
     assert e.value.status_code == 403 and "profile 'gpu' is not available to you" in e.value.log_message
     form = make_spawner()
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available"):
-        await form.run_options_from_form({"profile": ["gpu"]})
+        await submit(form, {"profile": ["gpu"]})
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available"):
-        await form.options_from_query({"opt-profile": ["gpu"]})
+        await submit(form, {"opt-profile": ["gpu"]}, query=True)
 
 
 async def test_the_form_preselects_the_default_and_shows_the_note():

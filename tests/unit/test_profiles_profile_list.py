@@ -23,7 +23,7 @@ from hubfleet.spawners import ProfileSpawner
 from hubfleet.spawners.profiles import ChoiceError, parse_catalog, validate_choice
 
 from . import test_profiles_spawner
-from .test_profiles_spawner import K8S_VERSION, FakeHub, FakeUser, NoKubernetes, as_dict, rest
+from .test_profiles_spawner import K8S_VERSION, FakeHub, FakeUser, NoKubernetes, as_dict, rest, submit
 
 no_cluster = test_profiles_spawner.no_cluster  # the fixture: a fake pod reflector, no cluster
 
@@ -149,13 +149,11 @@ def build(cls, profile_list, user="alice"):
 
 
 def without_hubfleet_parts(pod: dict) -> dict:
-    """The manifest minus what ProfileSpawner adds on purpose (its labels, annotations and HUBFLEET_PROFILE)."""
+    """The manifest minus what ProfileSpawner adds on purpose (its labels and annotations)."""
     pod = copy.deepcopy(pod)
     for key in ("labels", "annotations"):
         pod["metadata"][key] = {k: v for k, v in (pod["metadata"].get(key) or {}).items()
                                 if not k.startswith("hubfleet.io/")}
-    for container in pod["spec"]["containers"]:
-        container["env"] = [e for e in container.get("env") or [] if e["name"] != "HUBFLEET_PROFILE"]
     return pod
 
 
@@ -242,10 +240,9 @@ async def test_form_offers_profile_options_like_kubespawner_and_posts_back():
     assert "Must be an image matching" in html
     form = {"profile": ["demo-1"], "profile-option-demo-1--image": ["unlisted-choice"],
             "profile-option-demo-1--image--unlisted-choice": ["jupyter/r-notebook:1"]}
-    assert await ours.run_options_from_form(form) == {"profile": "demo-1",
-                                                      "image--unlisted-choice": "jupyter/r-notebook:1"}
+    assert await submit(ours, form) == {"profile": "demo-1", "image--unlisted-choice": "jupyter/r-notebook:1"}
     with pytest.raises(web.HTTPError, match="is not allowed for option 'image'"):
-        await ours.run_options_from_form({**form, "profile-option-demo-1--image--unlisted-choice": ["evil/x:1"]})
+        await submit(ours, {**form, "profile-option-demo-1--image--unlisted-choice": ["evil/x:1"]})
 
 
 async def test_hubfleet_keys_on_profile_list_entries():

@@ -6,6 +6,7 @@ quota reservations under concurrency; hooks; the form callable. A minimal fake h
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import types
 from importlib import resources
@@ -74,15 +75,16 @@ class NoKubernetes:
 
 
 class FakeRequest:
-    def __init__(self, method, path, body=b""):
+    def __init__(self, method, path, body=b"", query_arguments=None):
         self.method, self.path, self.body = method, path, body
+        self.query_arguments = query_arguments or {}
 
 
 class FakeHandler:
     """What JupyterHub hands the spawner as ``spawner.handler``: the request that asked for the spawn."""
 
-    def __init__(self, method, path, body=None):
-        self.request = FakeRequest(method, path, b"" if body is None else json.dumps(body).encode())
+    def __init__(self, method, path, body=None, query_arguments=None):
+        self.request = FakeRequest(method, path, b"" if body is None else json.dumps(body).encode(), query_arguments)
 
 
 def rest(spawner, options, shape="user_options"):
@@ -96,6 +98,21 @@ def rest(spawner, options, shape="user_options"):
     spawner.handler = FakeHandler("POST", path, body)
     spawner.user_options = options if (shape == "plain" or compat.JUPYTERHUB_VERSION >= (6, 0)) else body
     return spawner
+
+
+async def submit(spawner, data, *, query=False):
+    """What the hub does with a posted form (or a ``/hub/spawn?...`` query): ``await maybe_future(
+    spawner.run_options_from_form(data))`` (``options_from_query``), then hand the options to the spawner and run
+    ``apply_user_options`` before anything else of the spawn. Returns the options."""
+    options = spawner.options_from_query(data) if query else spawner.run_options_from_form(data)
+    if inspect.isawaitable(options):
+        options = await options
+    path = f"/hub/spawn/{spawner.user.name}"
+    spawner.handler = (FakeHandler("GET", path, query_arguments={k: [v.encode() for v in vs] for k, vs in data.items()})
+                       if query else FakeHandler("POST", path))
+    spawner.user_options = options
+    await spawner._run_apply_user_options(options)
+    return options
 
 
 def saved(spawner, options):
@@ -198,7 +215,7 @@ async def test_demo_pod_manifests_validate_and_carry_the_profile(profile):
         assert "nvidia.com/gpu" not in limits
         assert spec["nodeSelector"] == {"hub.jupyter.org/node-purpose": "user"}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["HUBFLEET_PROFILE"] == profile
+    assert "HUBFLEET_PROFILE" not in env
 
 
 @pytest.mark.parametrize("server, claim", [("", "claim-alice"), ("ws1", "claim-alice--ws1")])
@@ -238,7 +255,7 @@ async def test_a_new_choice_starts_from_the_configured_values():
     await spawner.load_user_options()
     assert spawner.extra_resource_limits == {}
     assert spawner.node_selector == {} and spawner.tolerations == []
-    assert spawner.environment == {"KEEP": "1", "HUBFLEET_PROFILE": "small"}
+    assert spawner.environment == {"KEEP": "1"}
 
 
 # --- refusals: before any Kubernetes call -------------------------------------------------------------------------
@@ -274,26 +291,37 @@ async def test_jupyterhub_apply_user_options_refuses_before_pre_spawn_hook():
      "profile 'small' does not allow another image"),
     ({"profile": ["medium"]}, "profile 'medium' is not available to you"),
 ])
-async def test_options_from_form_refuses_tampered_forms(formdata, message):
+async def test_a_tampered_form_is_refused_before_the_spawn(formdata, message):
     spawner = make_spawner()
     with pytest.raises(web.HTTPError) as e:
-        await spawner.run_options_from_form(formdata)
+        await submit(spawner, formdata)
     assert e.value.status_code in (400, 403)
     assert message in e.value.jupyterhub_message
+    assert spawner.user_options == {}  # refused before JupyterHub hands the options over and starts a spawn
+    assert spawner.api.calls == []
 
 
-async def test_options_from_query_is_validated_like_the_form():
-    spawner = make_spawner(groups=["researchers"])
-    assert await spawner.options_from_query({"profile": ["medium"]}) == {"profile": "medium"}
+async def test_options_from_form_returns_the_options_as_kubespawners_does():
+    spawner = make_spawner()
+    assert spawner.options_from_form({"profile": ["gpu"]}) == {"profile": "gpu"}  # a dict, checked later
+    with pytest.raises(web.HTTPError, match="unknown form field 'cpu_limit'"):
+        spawner.options_from_form({"profile": ["small"], "cpu_limit": ["64"]})
     with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
-        await spawner.options_from_query({"profile": ["gpu"]})
+        await spawner.run_options_from_form({"profile": ["gpu"]})  # what JupyterHub awaits: checked there
+
+
+async def test_a_query_string_is_checked_like_the_form():
+    spawner = make_spawner(groups=["researchers"])
+    assert await submit(spawner, {"profile": ["medium"]}, query=True) == {"profile": "medium"}
+    with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
+        await submit(spawner, {"profile": ["gpu"]}, query=True)
 
 
 async def test_options_from_form_accepts_a_valid_form():
     spawner = make_spawner(groups=["researchers"])
     formdata = {"profile": ["medium"], "image--medium": [OTHER_IMAGE], "other_image--medium": ["quay.io/jupyter/r:1"],
                 "image--small": ["default"]}
-    assert await spawner.run_options_from_form(formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
+    assert await submit(spawner, formdata) == {"profile": "medium", "other_image": "quay.io/jupyter/r:1"}
 
 
 async def test_invalid_configuration_is_a_500_naming_the_field():
@@ -380,7 +408,7 @@ async def test_pre_spawn_and_post_stop_hooks_compose():
         post_stop_hook=lambda s: seen.append(("single-post", s.user.name)),
     )
     await spawner.load_user_options()
-    assert spawner.environment["SYNC_HOOK"] == "small" and spawner.environment["HUBFLEET_PROFILE"] == "small"
+    assert spawner.environment["SYNC_HOOK"] == "small"
     await spawner.run_post_stop_hook()
     assert seen == [("pre", "small"), ("single-post", "alice"), ("post", "small")]
 
@@ -433,6 +461,59 @@ async def test_without_profiles_it_is_a_hardened_kubespawner():
     assert legacy.image == "x/y:1"
 
 
+# --- the user objects code other than JupyterHub hands over ------------------------------------------------------
+
+
+@pytest.mark.parametrize("groups, usable", [
+    ("absent", ["small"]),  # no ``groups`` attribute at all
+    (None, ["small"]),
+    (["researchers"], ["small", "medium"]),  # group names as plain strings
+    ([FakeGroup("researchers")], ["small", "medium"]),  # JupyterHub's group objects
+], ids=["no-attribute", "none", "names", "objects"])
+async def test_any_user_object_a_kubespawner_takes(groups, usable):
+    spawner = make_spawner()
+    if groups == "absent":
+        del spawner.user.groups
+    else:
+        spawner.user.groups = groups
+    assert [p.slug for p in await spawner.visible_profiles()] == usable
+    rest(spawner, {"profile": usable[-1]})
+    await spawner.load_user_options()
+    assert spawner.choice.profile.slug == usable[-1]
+
+
+async def test_a_form_parsed_by_one_spawner_object_and_spawned_by_another_is_still_refused():
+    """JupyterHub replaces a spawner whose last spawn failed with a new object for the form, and spawns with yet
+    another: whether the request named a choice is read from the request, not remembered by an object."""
+    parser, spawner = make_spawner(), make_spawner()
+    options = parser.options_from_form({"profile": ["gpu"]})
+    spawner.handler = FakeHandler("POST", "/hub/spawn/alice")
+    spawner.user_options = options
+    with pytest.raises(web.HTTPError, match="profile 'gpu' is not available to you"):
+        await spawner._run_apply_user_options(options)
+
+
+@pytest.mark.parametrize("method, path, body, query, named", [
+    ("POST", "/hub/spawn", None, {}, True),  # the form
+    ("POST", "/prefix/hub/spawn/alice/ws1", None, {}, True),
+    ("GET", "/hub/spawn", None, {"profile": [b"gpu"]}, True),
+    ("GET", "/hub/spawn/alice", None, {"opt-profile": [b"gpu"], "next": [b"/x"]}, True),
+    ("GET", "/hub/spawn", None, {"next": [b"/x"], "display_name": [b"X"]}, False),  # no options in the query
+    ("GET", "/hub/spawn-pending/alice", None, {"profile": [b"gpu"]}, False),
+    ("POST", "/hub/api/users/alice/server", {"user_options": {"profile": "gpu"}}, {}, True),  # JupyterHub 6
+    ("POST", "/hub/api/users/alice/server", {"profile": "gpu"}, {}, True),  # JupyterHub 5
+    ("POST", "/hub/api/users/alice/server", {"display_name": "x"}, {}, False),
+    ("POST", "/hub/api/users/alice/server", {}, {}, False),
+    ("POST", "/hub/api/users/alice/server", None, {}, False),  # the admin panel's start button
+    ("GET", "/user/alice/lab", None, {}, False),
+], ids=["form", "form-named", "query", "opt-query", "no-query", "pending-page", "rest6", "rest5", "rest6-none",
+        "rest-empty", "rest-nobody", "other"])
+def test_which_requests_name_their_options(method, path, body, query, named):
+    assert compat.names_options(FakeRequest(method, path, b"" if body is None else json.dumps(body).encode(),
+                                            query)) is named
+    assert compat.names_options(None) is False
+
+
 # --- JupyterHub 5.5 and 6.x ---------------------------------------------------------------------------------------
 
 
@@ -466,7 +547,7 @@ async def test_both_rest_body_shapes_resolve_the_same(shape):
     ({"opt-profile": ["medium"], "next": ["/x"], "display_name": ["X"]}, {"profile": "medium"}),
 ])
 async def test_query_strings_in_both_spellings(query, expected):
-    assert await make_spawner(groups=["researchers"]).options_from_query(query) == expected
+    assert await submit(make_spawner(groups=["researchers"]), query, query=True) == expected
 
 
 @pytest.mark.parametrize("name, ok", [("ws-1", True), ("a", True), ("x" * 30, True), ("Bad_Name", False),

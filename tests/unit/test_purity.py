@@ -20,6 +20,7 @@ FORBIDDEN = ("tornado", "aiohttp", "ldap3", "kubernetes", "kubernetes_asyncio", 
 PURE = [
     "hubfleet.errors",
     "hubfleet.files",
+    "hubfleet.labels",
     "hubfleet.lazy",
     "hubfleet.db",
     "hubfleet.db.url",

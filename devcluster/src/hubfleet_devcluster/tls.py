@@ -7,19 +7,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
-
-def write_private(path: Path, data: bytes | str) -> None:
-    """Write `path` atomically, readable by its owner only from its first byte (keys, tokens, passwords)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+from hubfleet.files import write_private  # the project's one writer of secret files; re-exported for app/demo
 
 
 def ensure_certificates(pki: Path, host: str) -> tuple[Path, Path, Path]:

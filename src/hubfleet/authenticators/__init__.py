@@ -1,5 +1,5 @@
 """Authenticators: one hubfleet Authenticator composing LDAP/AD (ldap3), OIDC (oauthenticator) and local-account
-backends, with allow/block lists, admin and allowed groups, and group sync into JupyterHub groups. (Issue #3.)
+backends, with allow/block lists, admin and allowed groups, and group sync into JupyterHub groups.
 
 Entry points (``c.JupyterHub.authenticator_class = ...``):
 

@@ -14,16 +14,22 @@ turn (the first that authenticates wins) and every OIDC backend gets its own "Si
 runs (the composite, or a backend used on its own) is the one applied; a ``backends[]`` entry may set the
 per-backend policy options in :data:`PER_BACKEND_POLICY` for its own users (see ``composite.py``).
 
+One login path for every backend (:meth:`HubfleetBaseAuthenticator.get_authenticated_user`): the username is
+normalised once (:meth:`~HubfleetBaseAuthenticator.canonical_username` before a password backend is asked, or
+oauthenticator's ``normalize_username`` call for an OIDC claim), the backend's :class:`BackendResult` goes through
+the policy once (:meth:`~HubfleetBaseAuthenticator.auth_model`: :meth:`~HubfleetBaseAuthenticator.rules_for` the
+backend, then :func:`.policy.evaluate`), then JupyterHub's ``post_auth_hook`` and the identity binding.
+
 Identity binding: each hub user is bound to the ``(backend, subject)`` of their first login — the backend's name
-and its stable identifier for the account (:attr:`BackendResult.subject`: the LDAP entry DN or `subject_attribute`,
-the OIDC ``sub``, the local account name). A later login whose backend or subject differs is refused on the login
+and its stable identifier for the account (:attr:`BackendResult.subject`: the LDAP entry's entryUUID / objectGUID /
+DN, the OIDC ``sub``, the local account name). A later login whose backend or subject differs is refused on the login
 page; an admin re-links with ``hubfleet users unbind NAME`` (the next login binds again). The authenticator the hub
 runs owns the bindings, ``self.bindings`` (a :class:`~.binding.BindingStore` in the hub's database, `db_url`);
 the backends of a composite share their owner's.
 
 A backend that overrides ``authenticate`` (OIDC) puts the subject in the :class:`BackendResult` and builds the
-model with ``self.owner.auth_model(result, auth_state)``. The owner's ``get_authenticated_user`` then checks and
-records the binding for every login path, once (it reads ``hubfleet_backend`` / ``hubfleet_subject`` from the
+model with ``self.owner.auth_model(result, auth_state)`` (None: refused). The owner's ``get_authenticated_user``
+then checks and records the binding for every login path, once (it reads ``hubfleet_backend`` / ``hubfleet_subject`` from the
 model's auth_state, which :meth:`auth_model` fills). At refresh, a backend checks with
 ``await self.owner.bindings.check(user.name, backend, subject, login=False)`` (False: log the user out).
 """
@@ -84,6 +90,20 @@ class LoginRefused(HubfleetAuthError):
 #: other policy option (allowed_users, admin_users, blocked_users, allow_all, username_*) is refused in an entry.
 PER_BACKEND_POLICY = ("allowed_groups", "admin_groups", "group_mapping", "group_mapping_only", "group_prefix",
                       "lowercase_groups")
+
+
+def trust_admin_groups_trait(default: bool) -> Bool:
+    """``trust_admin_groups``, declared by each backend with its own default (True: ldap, local; False: oidc)."""
+    return Bool(
+        default,
+        config=True,
+        help=f"""Inside ``hubfleet`` (the composite): let this backend's groups satisfy the composite's
+        `admin_groups`. Default {default} for this kind of backend. Off, a user of this backend is an admin only
+        through `admin_users`, this backend's own `admin_groups` (its ``backends[]`` entry or class config) or
+        an admin flag it reports itself (the local accounts file): group names sent by a less-trusted provider
+        or directory never make admins through admin groups meant for another backend. Without the composite
+        this option has no effect (the backend's `admin_groups` are its own).""",
+    )
 
 
 @dataclass
@@ -341,15 +361,6 @@ class HubfleetBaseAuthenticator(Authenticator):
     def owner(self) -> HubfleetBaseAuthenticator:
         return self.policy_owner or self
 
-    async def get_authenticated_user(self, handler, data):
-        model = await super().get_authenticated_user(handler, data)
-        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
-            state = model.get("auth_state") or {}
-            await self.bindings.check(model["name"], state.get("hubfleet_backend") or self.backend_name,
-                                      state.get("hubfleet_subject") or "", login=True,
-                                      previous_subject=state.get("hubfleet_previous_subject") or "")
-        return model
-
     # ---- normalisation ------------------------------------------------------------------------------------
     def canonical_username(self, raw: str) -> str | None:
         """The normalised username, or None when the input must be refused before any backend call.
@@ -380,75 +391,77 @@ class HubfleetBaseAuthenticator(Authenticator):
     def backend_by_name(self, name):
         return self if name == self.backend_name else None
 
-    def _policy(self, option: str, backend: str | None):
-        """``option``'s value for users of ``backend``: the backend entry's own value when it sets one."""
-        child = self.backend_by_name(backend) if backend else None
-        if child is not None and child is not self and option in child._policy_overrides:
-            return getattr(child, option)
-        return getattr(self, option)
+    def rules_for(self, backend: str) -> policy.Rules:
+        """The policy for users of ``backend``: the hub-wide sets, each option of :data:`PER_BACKEND_POLICY` from
+        the backend's own configuration where it sets one, else this authenticator's; the hub's `admin_groups`
+        only with its `trust_admin_groups`. An unknown backend gets no group rights (fail closed)."""
+        child = self.backend_by_name(backend)
+        own = set(PER_BACKEND_POLICY) if child is self else (child._policy_overrides if child is not None else set())
 
-    def hub_groups(self, backend_groups, backend: str | None = None) -> list[str]:
-        return policy.map_groups(
-            backend_groups,
-            mapping=self._policy("group_mapping", backend),
-            prefix=self._policy("group_prefix", backend),
-            only_mapped=self._policy("group_mapping_only", backend),
-            lowercase=self._policy("lowercase_groups", backend),
+        def value(option: str):
+            return getattr(child if option in own else self, option)
+
+        if "admin_groups" in own:
+            admin_groups = value("admin_groups")
+        elif child is not None and getattr(child, "trust_admin_groups", False):
+            admin_groups = self.admin_groups
+        else:
+            admin_groups = ()
+        return policy.Rules(
+            allow_all=self.allow_all, allowed_users=frozenset(self.allowed_users),
+            blocked_users=frozenset(self.blocked_users), admin_users=frozenset(self.admin_users),
+            allowed_groups=frozenset(value("allowed_groups") if child is not None else ()),
+            admin_groups=frozenset(admin_groups), group_mapping=dict(value("group_mapping")),
+            group_mapping_only=value("group_mapping_only"), group_prefix=value("group_prefix"),
+            lowercase_groups=value("lowercase_groups"),
         )
 
-    def decide(self, name: str, groups, backend_admin=None, backend: str | None = None) -> policy.Decision:
-        return policy.decide(
-            username=name,
-            groups=groups,
-            backend_admin=backend_admin,
-            allow_all=self.allow_all,
-            allowed_users=self.allowed_users,
-            blocked_users=self.blocked_users,
-            allowed_groups=self._policy("allowed_groups", backend),
-            admin_users=self.admin_users,
-            admin_groups=self._policy("admin_groups", backend),
-        )
-
-    def auth_model(self, result: BackendResult, auth_state: dict | None = None) -> dict:
-        """Turn a backend's result into JupyterHub's auth model (name, admin, groups, auth_state)."""
-        name = self.canonical_username(result.name)
-        if name is None:
-            label = result.backend or self.backend_label
-            raise web.HTTPError(403, f"The {label} account name is not a valid hub username.")
+    def auth_model(self, result: BackendResult, auth_state: dict | None = None, *,
+                   backend_allows: str = "") -> dict | None:
+        """The policy step of every login and refresh, once: ``result`` (whose ``name`` is the already normalised
+        hub username) under :meth:`rules_for` its backend, one :func:`policy.evaluate` call. JupyterHub's auth
+        model (name, admin, groups, auth_state), or None when the policy refuses the user (the reason is
+        logged)."""
         backend = result.backend or self.backend_name
-        groups = self.hub_groups(result.groups, backend)
-        decision = self.decide(name, groups, result.admin, backend)
+        groups, decision = policy.evaluate(self.rules_for(backend), username=result.name,
+                                           backend_groups=result.groups, backend_admin=result.admin,
+                                           backend_allows=backend_allows)
+        if not decision.allowed:
+            self.log.warning("user:%s denied (%s): %s", result.name, backend, decision.reason)
+            return None
+        self.log.info("user:%s allowed (%s): %s", result.name, backend, decision.reason)
         state = dict(auth_state or {})
         state.update(result.attributes)
         state["hubfleet_backend"] = backend
-        # until every backend fills BackendResult.subject, an OIDC id_token's sub stands in for it
-        state["hubfleet_subject"] = result.subject or str((state.get("oidc_claims") or {}).get("sub") or "")
+        state["hubfleet_subject"] = result.subject
         state["backend_groups"] = sorted(set(result.groups))
-        model = {"name": name, "admin": decision.admin, "auth_state": state}
+        model = {"name": result.name, "admin": decision.admin, "auth_state": state}
         if self.manage_groups:
             model["groups"] = groups
         return model
 
-    def check_blocked_users(self, username, authentication=None):
-        return username not in self.blocked_users
-
-    def check_allowed(self, username, authentication=None):
-        if authentication is None:  # JupyterHub < 5 calls this for existing users
-            return super().check_allowed(username, authentication)
-        backend = (authentication.get("auth_state") or {}).get("hubfleet_backend")
-        decision = self.decide(username, authentication.get("groups") or (), authentication.get("admin"), backend)
-        if not decision.allowed:
-            self.log.warning("user:%s denied: %s", username, decision.reason)
-        else:
-            self.log.info("user:%s allowed: %s", username, decision.reason)
-        return decision.allowed
+    async def get_authenticated_user(self, handler, data):
+        """The hub's login entry point, one path for every backend: :meth:`authenticate` (the name normalised
+        once, the backend asked, :meth:`auth_model` deciding once), ``post_auth_hook``, the identity binding.
+        (JupyterHub's own would normalise again and ask ``check_allowed`` for a decision already made.)"""
+        model = await self.authenticate(handler, data)
+        if not model:
+            return None
+        model.setdefault("user_info", None)
+        model = await self.run_post_auth_hook(handler, model)
+        if model and self.policy_owner is None:  # the hub's own authenticator: every login path comes here
+            state = model.get("auth_state") or {}
+            await self.bindings.check(model["name"], state.get("hubfleet_backend") or self.backend_name,
+                                      state.get("hubfleet_subject") or "", login=True,
+                                      previous_subject=state.get("hubfleet_previous_subject") or "")
+        return model
 
     # ---- the password flow -----------------------------------------------------------------------------------
     async def authenticate(self, handler, data):
         data = data or {}
         raw = data.get("username", "")
         username = self.canonical_username(raw)
-        if username is None or not self.validate_username(username):
+        if username is None:
             self.log.warning("login refused: invalid username (%d chars)", len(raw) if isinstance(raw, str) else -1)
             return None
         if not policy.password_acceptable(data.get("password")):
@@ -469,8 +482,10 @@ class HubfleetBaseAuthenticator(Authenticator):
             raise web.HTTPError(403, e.message) from e
         if result is None:
             return None
-        self._origin[result.name] = result.backend or self.backend_name
-        return self.auth_model(result)
+        model = self.auth_model(result)
+        if model:
+            self._origin[result.name] = result.backend or self.backend_name
+        return model
 
     async def authenticate_password(self, username: str, password: str) -> BackendResult | None:
         """Check ``password`` for the (normalised) ``username``. Override in password backends."""
@@ -529,7 +544,7 @@ class HubfleetBaseAuthenticator(Authenticator):
             return False
         self._verified[user.name] = time.monotonic()
         model = self.auth_model(result)
-        if not self.check_blocked_users(model["name"], model) or not self.check_allowed(model["name"], model):
+        if not model:
             return False
         if not self.enable_auth_state:
             model.pop("auth_state", None)
@@ -583,13 +598,3 @@ class HubfleetLogoutHandler(LogoutHandler):
             self.redirect(self._hubfleet_redirect)
             return
         await super().render_logout_page()
-
-
-
-
-def __getattr__(name):  # the composite moved to composite.py; ``from .base import HubfleetAuthenticator`` still works
-    if name == "HubfleetAuthenticator":
-        from .composite import HubfleetAuthenticator
-
-        return HubfleetAuthenticator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

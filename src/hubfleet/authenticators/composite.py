@@ -28,6 +28,19 @@ _HUB_WIDE = set(HubfleetBaseAuthenticator.class_trait_names(config=True)) - set(
     "executor_threads", "login_timeout", "unavailable_message", "misconfigured_message"}
 
 
+def own_policy_options(composite, child, spec: dict) -> set[str]:
+    """The options of :data:`PER_BACKEND_POLICY` that ``child``'s own configuration sets: its ``backends[]`` entry
+    (``spec``), the config sections only it reads (``c.HubfleetOIDCAuthenticator``, ``c.GenericOAuthenticator``,
+    ...; not ``c.Authenticator``, which configures the composite too), and translated ldapauthenticator options."""
+    shared = set(type(composite).mro())
+    sections = [k.__name__ for k in type(child).mro() if k not in shared]
+    configured = set(spec) | set(getattr(child, "compat_options", ()))
+    for name in sections:
+        if name in composite.config:
+            configured |= set(composite.config[name])
+    return {k for k in PER_BACKEND_POLICY if k in configured}
+
+
 def _load(path: str):
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -122,10 +135,13 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
                 raise
             except Exception as e:  # traitlets raises TraitError / TypeError for unknown or badly typed options
                 raise ConfigError(f"{where}: {e}") from e
-            class_config = self.config.get(cls.__name__, {})
-            child._policy_overrides = {k for k in PER_BACKEND_POLICY if k in spec or k in class_config}
+            child._policy_overrides = own_policy_options(self, child, spec)
             if child._policy_overrides:
                 self.log.info("backend %s: own policy options %s", name, sorted(child._policy_overrides))
+            if self.admin_groups and "admin_groups" not in child._policy_overrides and not child.trust_admin_groups:
+                self.log.info("backend %s: the hub's admin_groups %s do not make its users admins (set "
+                              "\"trust_admin_groups\": True on its entry if it is trusted to name admins)", name,
+                              sorted(self.admin_groups))
             children.append(child)
         if not children:
             raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")

@@ -7,11 +7,13 @@
   found by a search with a service account (the filter value is escaped with ``escape_filter_chars``), then bound
   with the user's password. The entry's `username_attribute` must equal the typed name after normalisation.
 - Groups: a group search (groupOfNames ``member``, groupOfUniqueNames ``uniqueMember``, posixGroup ``memberUid``)
-  and/or the user's ``memberOf``; nested groups by a breadth-first walk with a depth limit and cycle detection, or
+  and/or the user's ``memberOf``, only groups under `group_search_base` (or listed in `group_dns`); nested groups by a breadth-first walk with a depth limit and cycle detection, or
   by Active Directory's in-chain matching rule (``1.2.840.113556.1.4.1941``) when `ad_in_chain` is on.
-- Identity: the subject a hub user is bound to (base.py) is the entry's normalised DN, or the value of
-  `subject_attribute` (``entryUUID``, ``objectGUID``) — so a second `bind_dn_templates` entry or a re-created
-  account with the same name cannot silently become an existing hub user.
+- Identity: the subject a hub user is bound to (base.py) is the entry's ``entryUUID`` / ``objectGUID`` when it has
+  one, else its normalised DN, or the value of `subject_attribute` (:func:`.ldap_util.entry_subject`) — so a second
+  `bind_dn_templates` entry or a re-created account with the same DN cannot silently become an existing hub user.
+- Search mode binds for unknown names too (against a DN that does not exist), so they cost the same round trips as
+  a wrong password.
 - ldapauthenticator 2.0's options (``c.LDAPAuthenticator.*``) are read through ``ldap_compat.py``.
 - Blocking ldap3 calls run on the authenticator's bounded thread pool; each worker thread keeps (reuses) one
   connection for user binds and one bound as the service account. Connect and operation timeouts bound every call.
@@ -20,22 +22,24 @@
 from __future__ import annotations
 
 import math
+import secrets
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ldap3
 from ldap3.core import exceptions as lexc
 from jupyterhub.auth import Authenticator
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union, validate
 
-from . import ldap_compat, policy
+from . import ldap_compat, ldap_groups
 from .ldap_util import (  # noqa: F401 -- the DN helpers stay importable from here
-    SEARCH_UNAVAILABLE_CODES, bind_outcome, normalize_dn, rdn_value, render_dn, render_filter, subject_value,
-    values_of,
+    SEARCH_UNAVAILABLE_CODES, STABLE_ID_ATTRIBUTES, bind_outcome, entry_subject, normalize_dn, previous_subject,
+    rdn_value, render_dn, render_filter, values_of,
 )
-from .base import BackendMisconfigured, BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator
+from .base import (BackendMisconfigured, BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator,
+                   trust_admin_groups_trait)
 
 # ldap3 errors that mean "the connection or server is unusable" rather than "wrong credentials".
 _CONNECTION_ERRORS = (lexc.LDAPCommunicationError, lexc.LDAPStartTLSError, lexc.LDAPSSLConfigurationError,
@@ -44,12 +48,17 @@ _CONNECTION_ERRORS = (lexc.LDAPCommunicationError, lexc.LDAPStartTLSError, lexc.
 class _Entry:
     dn: str
     attributes: dict
+    raw: dict = field(default_factory=dict)  # raw_attributes (bytes), for the subject
 
 
 class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     """Authenticate against LDAP or Active Directory; groups from group search and/or memberOf, nested groups."""
 
     backend_label = "LDAP"
+    #: options set from ``c.LDAPAuthenticator`` (ldapauthenticator's names), which count as this backend's own
+    compat_options: frozenset[str] = frozenset()
+
+    trust_admin_groups = trust_admin_groups_trait(True)
 
     server_urls = List(
         Unicode(),
@@ -157,7 +166,16 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     group_search_base = Unicode(
         "",
         config=True,
-        help="""Base DN of the group search. Empty: no group search (use `use_member_of`).""",
+        help="""Base DN under which groups are read: the group search, nested groups, and `use_member_of`
+        (a ``memberOf`` value outside it is ignored, so a group someone made elsewhere in the directory, e.g.
+        ``cn=hub-admins,ou=projects``, never counts). Empty: no groups.""",
+    )
+
+    group_dns = List(
+        Unicode(),
+        config=True,
+        help="""When set, only these groups (by DN, compared case-insensitively) count; every other group the
+        user is in is ignored. ldapauthenticator's `allowed_groups` DNs are read as this list.""",
     )
 
     group_search_filter = Unicode(
@@ -166,7 +184,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         help="""Filter finding the groups a user is a direct member of. ``{dn}`` is the user's escaped DN,
         ``{username}`` the escaped username. The default covers groupOfNames (``member``), groupOfUniqueNames
         (``uniqueMember``) and posixGroup (``memberUid``); restrict it with an objectClass if other entries under
-        `group_search_base` carry those attributes.
+        `group_search_base` carry those attributes. Empty: no group search (groups from `use_member_of` only).
         """,
     )
 
@@ -181,7 +199,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         False,
         config=True,
         help="""Also take groups from the user's `member_of_attribute` (Active Directory, or OpenLDAP's memberof
-        overlay). Works without `group_search_base`.
+        overlay). Only groups under `group_search_base` count (required with this option).
         """,
     )
 
@@ -243,9 +261,11 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         "",
         config=True,
         help="""Attribute holding the account's stable identifier, to which the hub user is bound at first login
-        (``entryUUID`` on OpenLDAP, ``objectGUID`` on Active Directory, ``nsUniqueId`` on 389-DS). Empty
-        (default): the entry's DN — a user whose entry is moved or renamed must then be re-linked
-        (``hubfleet users unbind NAME``). An entry without the attribute cannot log in.
+        (e.g. ``nsUniqueId`` on 389-DS). Empty (default): the entry's ``entryUUID`` (OpenLDAP) or ``objectGUID``
+        (Active Directory) when it has one, else its DN (a user whose entry is then moved or renamed must be
+        re-linked with ``hubfleet users unbind NAME``). A hub user bound to the DN before (the earlier default)
+        is moved to the entry's identifier at their next login or refresh. With this option set, an entry without
+        the attribute cannot log in.
         """,
     )
 
@@ -255,6 +275,9 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         self._servers: list[ldap3.Server] = []
         self._logged_config_errors: set[str] = set()
         super().__init__(**kwargs)
+        # search mode binds unknown names against this DN, which no entry has (the same round trips as a wrong
+        # password; a failed bind to it can lock no account)
+        self._nobody_dn = f"cn=hubfleet-nobody-{secrets.token_hex(8)},{self.user_search_base}"
         self._servers = [self._make_server(url) for url in self.server_urls]
 
     # ---- configuration -------------------------------------------------------------------------------------
@@ -274,6 +297,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             self.log.info(line)
         for name, value in tr.settings.items():
             setattr(self, name, value)
+        self.compat_options = frozenset(tr.settings)
 
     def check_config(self):
         self._read_ldapauthenticator_config()
@@ -303,6 +327,11 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             raise ConfigError(f"{cls}.search_bind_password is empty for search_bind_dn {self.search_bind_dn!r}.")
         if "{username}" not in self.user_search_filter:
             raise ConfigError(f"{cls}.user_search_filter {self.user_search_filter!r} has no {{username}} placeholder.")
+        if self.use_member_of and not self.group_search_base:
+            raise ConfigError(
+                f"{cls}.use_member_of needs group_search_base: memberOf lists groups anywhere in the directory, and "
+                f"only those under group_search_base count; set it to the DN under which your groups live "
+                f"(or group_dns to the exact group DNs).")
         if self.nested_groups and not self.group_search_base:
             raise ConfigError(f"{cls}.nested_groups needs group_search_base (where parent groups are searched).")
         if self.ad_in_chain and not self.group_search_base:
@@ -424,7 +453,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         if not ok and code in SEARCH_UNAVAILABLE_CODES:
             raise lexc.LDAPCommunicationError(f"search failed: {conn.result}")
         return [
-            _Entry(r["dn"], dict(r.get("attributes") or {}))
+            _Entry(r["dn"], dict(r.get("attributes") or {}), dict(r.get("raw_attributes") or {}))
             for r in (conn.response or [])
             if r.get("type") == "searchResEntry"
         ]
@@ -432,8 +461,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
     # ---- the login (runs on a worker thread) ------------------------------------------------------------------
     def _user_attributes(self) -> list[str]:
         attrs = {self.username_attribute, *self.auth_state_attributes}
-        if self.subject_attribute:
-            attrs.add(self.subject_attribute)
+        attrs.update([self.subject_attribute] if self.subject_attribute else STABLE_ID_ATTRIBUTES)
         if self.use_member_of:
             attrs.add(self.member_of_attribute)
         return sorted(attrs)
@@ -482,9 +510,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
         return None
 
     def _groups(self, purpose: str, entry: _Entry, username: str) -> list[str]:
-        names: dict[str, str] = {}  # normalised group DN -> group name
-
-        def search_groups(flt: str) -> list[tuple[str, str]]:
+        def search(flt: str) -> list[tuple[str, str]]:
             attrs = [self.group_name_attribute]
             found = self._with(purpose, lambda c: self._search(c, self.group_search_base, flt, attrs))
             out = []
@@ -495,52 +521,21 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
                 out.append((g.dn, str(value) if value else rdn_value(g.dn)))
             return out
 
-        direct: set[str] = set()
-        if self.ad_in_chain:
-            for dn, name in search_groups(render_filter(self.ad_in_chain_filter, dn=entry.dn)):
-                names.setdefault(normalize_dn(dn), name)
-            return sorted(set(names.values()))
-        if self.group_search_base:
-            for dn, name in search_groups(render_filter(self.group_search_filter, dn=entry.dn, username=username)):
-                key = normalize_dn(dn)
-                names.setdefault(key, name)
-                direct.add(key)
-        if self.use_member_of:
-            values = entry.attributes.get(self.member_of_attribute) or []
-            for dn in [values] if isinstance(values, str) else values:
-                key = normalize_dn(str(dn))
-                names.setdefault(key, rdn_value(str(dn)))
-                direct.add(key)
-        if self.nested_groups:
-            originals: dict[str, str] = {}
+        return ldap_groups.user_groups(self, search, dn=entry.dn, username=username,
+                                       member_of=values_of(entry.attributes.get(self.member_of_attribute)),
+                                       warn=self.log.warning)
 
-            def parents_of(key: str):
-                parents = search_groups(render_filter(self.nested_group_filter, dn=originals.get(key, key)))
-                out = []
-                for dn, name in parents:
-                    pkey = normalize_dn(dn)
-                    names.setdefault(pkey, name)
-                    originals.setdefault(pkey, dn)
-                    out.append(pkey)
-                return out
-
-            walked = policy.expand_nested_groups(direct, parents_of, max_depth=self.nested_groups_max_depth)
-            if walked.truncated:
-                self.log.warning("user:%s nested groups deeper than nested_groups_max_depth=%d were ignored",
-                                 username, self.nested_groups_max_depth)
-            keys = walked.groups
-        else:
-            keys = direct
-        return sorted({names[k] for k in keys if k in names})
-
-    def _subject(self, entry: _Entry) -> str:
-        if not self.subject_attribute:
-            return normalize_dn(entry.dn)
-        value = subject_value(entry.attributes.get(self.subject_attribute))
-        if not value:
+    def _result(self, username: str, entry: _Entry, groups: list[str]) -> BackendResult:
+        subject = entry_subject(entry.dn, entry.raw, self.subject_attribute)
+        if not subject:
             self.log.warning("LDAP entry %s has no single %s value: no subject to bind to", entry.dn,
                              self.subject_attribute)
-        return value
+        attributes = self._attributes(entry)
+        previous = previous_subject(entry.dn, subject)
+        if previous:  # read by the identity binding, which moves a binding to the DN to ``subject``
+            attributes["hubfleet_previous_subject"] = previous
+        return BackendResult(name=username, groups=groups, attributes=attributes, backend=self.backend_name,
+                             subject=subject)
 
     def _attributes(self, entry: _Entry) -> dict:
         out = {"dn": entry.dn}
@@ -569,14 +564,15 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
             purpose = "service" if self.search_bind_dn else "auth"
         else:
             entry = self._find_user(username)
-            if entry is None or not self._bind(entry.dn, password):
+            if entry is None:  # bind anyway: an unknown name costs the round trips of a wrong password
+                self._bind(self._nobody_dn, password)
+                return None
+            if not self._bind(entry.dn, password):
                 return None
             purpose = "service"
         if entry is None or self._matches(entry, username) is None:
             return None
-        groups = self._groups(purpose, entry, username)
-        return BackendResult(name=username, groups=groups, attributes=self._attributes(entry),
-                             backend=self.backend_name, subject=self._subject(entry))
+        return self._result(username, entry, self._groups(purpose, entry, username))
 
     def _lookup(self, username: str) -> BackendResult | None:
         if self.user_search_base:
@@ -589,9 +585,7 @@ class HubfleetLDAPAuthenticator(HubfleetBaseAuthenticator):
                     break
         if entry is None or self._matches(entry, username) is None:
             return None
-        return BackendResult(name=username, groups=self._groups("service", entry, username),
-                             attributes=self._attributes(entry), backend=self.backend_name,
-                             subject=self._subject(entry))
+        return self._result(username, entry, self._groups("service", entry, username))
 
     # ---- async hooks ----------------------------------------------------------------------------------------
     async def authenticate_password(self, username, password):

@@ -32,9 +32,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
                                   "other key refused (certificates are always validated)"),
     "bind_dn_template": ("bind_dn_templates", "a string or a list; blank entries dropped; with lookup_dn not "
                                               "used (hubfleet binds as the DN the lookup found)"),
-    "allowed_groups": ("allowed_groups, group_search_base",
-                       "group DNs -> their first RDN value as hub group names; group_search_base = the DNs' "
-                       "common parent, so that the group search finds them"),
+    "allowed_groups": ("allowed_groups, group_search_base, group_dns",
+                       "group DNs -> their first RDN value as hub group names; group_dns = the DNs (no other "
+                       "group counts); group_search_base = the DNs' common parent, so that the group search finds "
+                       "them"),
     "group_search_filter": ("group_search_filter", "``{userdn}`` -> ``{dn}``, ``{uid}`` -> ``{username}``"),
     "group_attributes": ("-", "accepted at its default; other values refused (membership is group_search_filter)"),
     "valid_username_regex": ("username_pattern", "the same regular expression"),
@@ -286,6 +287,7 @@ def translate(ldapauth: Mapping, *, own: Iterable[str] = (), passthrough: Iterab
             raise LdapCompatError(f"c.LDAPAuthenticator.allowed_groups {groups!r} share no parent DN")
         put("allowed_groups", set(names), "allowed_groups", f"hub groups {sorted(names)}")
         put("group_search_base", parent, "allowed_groups", f"groups are searched under {parent}")
+        put("group_dns", list(groups), "allowed_groups", "only these groups count")
         if attrs != {"cn"}:
             put("group_name_attribute", rdns[0][0], "allowed_groups")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from ldap3.core import exceptions as lexc
 from ldap3.utils.conv import escape_filter_chars
@@ -24,13 +25,53 @@ def bind_outcome(ok: bool, code: int | None) -> str:
     return "unavailable" if code in BIND_UNAVAILABLE_CODES else "refused"
 
 
-def subject_value(value) -> str:
-    """An attribute value as a subject string: objectGUID's 16 bytes as a UUID, other bytes as hex."""
-    if isinstance(value, list):
-        value = value[0] if len(value) == 1 else None
-    if isinstance(value, (bytes, bytearray)):
-        return str(uuid.UUID(bytes_le=bytes(value))) if len(value) == 16 else bytes(value).hex()
-    return str(value).strip() if value not in (None, "") else ""
+#: Attributes holding an entry's stable identifier, looked for in this order when `subject_attribute` is empty:
+#: OpenLDAP / RFC 4530 ``entryUUID``, Active Directory ``objectGUID``.
+STABLE_ID_ATTRIBUTES = ("entryUUID", "objectGUID")
+
+
+def _raw_values(raw_attributes: Mapping, name: str) -> list:
+    for key, values in raw_attributes.items():
+        if key.lower() == name.lower():
+            return list(values) if isinstance(values, (list, tuple)) else [values]
+    return []
+
+
+def entry_subject(dn: str, raw_attributes: Mapping, subject_attribute: str = "") -> str:
+    """The subject an LDAP account is bound by (one function for login, refresh and the binding's upgrade).
+
+    With ``subject_attribute``: its single value ("" when the entry has none or several: no subject, the login is
+    refused). Without: the entry's ``entryUUID`` or ``objectGUID`` when it has one (a re-created account with the
+    same DN gets a new one), else its normalised DN. ``objectGUID``'s 16 bytes read as a UUID (little-endian
+    fields, as Active Directory shows it)."""
+    for name in ([subject_attribute] if subject_attribute else STABLE_ID_ATTRIBUTES):
+        values = _raw_values(raw_attributes, name)
+        if len(values) == 1 and values[0] not in (b"", ""):
+            value = values[0]
+            if isinstance(value, (bytes, bytearray)):
+                if name.lower() == "objectguid" and len(value) == 16:
+                    return str(uuid.UUID(bytes_le=bytes(value)))
+                try:
+                    return bytes(value).decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    return bytes(value).hex()
+            return str(value).strip()
+        if subject_attribute:
+            return ""
+    return normalize_dn(dn)
+
+
+def previous_subject(dn: str, subject: str) -> str:
+    """The subject the same account was bound by under the earlier default (its normalised DN) when ``subject``
+    is another one, else "": a binding to it is moved to ``subject`` once."""
+    key = normalize_dn(dn)
+    return key if subject and subject != key else ""
+
+
+def dn_under(dn: str, base: str) -> bool:
+    """True when ``dn`` is strictly below ``base`` (compared as normalised DNs)."""
+    key, base_key = normalize_dn(dn), normalize_dn(base)
+    return bool(base_key) and key.endswith("," + base_key)
 
 
 def normalize_dn(dn: str) -> str:

@@ -25,7 +25,7 @@ import bcrypt
 import yaml
 from traitlets import Integer, Unicode
 
-from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused
+from .base import BackendResult, ConfigError, HubfleetBaseAuthenticator, LoginRefused, trust_admin_groups_trait
 from ..errors import HubfleetError
 
 #: bcrypt uses at most this many bytes of a password (bcrypt 5 raises on longer ones): longer ones are refused.
@@ -146,6 +146,8 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
     """Accounts from a YAML file with bcrypt password hashes, groups and an admin flag."""
 
     backend_label = "local accounts"
+
+    trust_admin_groups = trust_admin_groups_trait(True)
 
     users_file = Unicode(
         config=True,

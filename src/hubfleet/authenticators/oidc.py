@@ -12,16 +12,17 @@ hooks:
   and at login the ``nonce`` bound to the signed state cookie);
 - ``token_to_user``: the verified claims, merged with userinfo (whose ``sub`` must be the id_token's); at refresh
   the subject must not change;
-- ``get_user_groups``: groups from ``auth_state_groups_key`` (default ``oauth_user.<groups_claim>``) renamed by
-  the hubfleet policy (`group_mapping`, `group_prefix`);
-- after the model is built, the hubfleet policy decides admin and access (``BackendResult`` with ``backend`` and
-  ``subject`` = the id_token's ``sub``), and a login whose ``sub`` differs from the one stored for that hub user
-  is refused.
+- ``get_user_groups``: the provider's group names from ``auth_state_groups_key`` (default
+  ``oauth_user.<groups_claim>``), as sent;
+- after the model is built, the hubfleet policy (``auth_model``, one call) maps those names with this backend's
+  `group_mapping` / `group_prefix` and decides access and admin (``BackendResult`` with ``backend`` and ``subject``
+  = the id_token's ``sub``); oauthenticator's own admin flag (``admin_groups`` against the unmapped names) is not
+  used. A login whose ``sub`` differs from the one stored for that hub user is refused.
 
 URLs the provider sends the browser back to (``redirect_uri``, ``post_logout_redirect_uri``) come from
 `oauth_callback_url` or ``c.JupyterHub.public_url``, never from the request's Host header.
 
-Inside :class:`~hubfleet.authenticators.base.HubfleetAuthenticator` each OIDC backend has its own
+Inside :class:`~hubfleet.authenticators.composite.HubfleetAuthenticator` each OIDC backend has its own
 ``/hub/oauth_login/<name>`` and ``/hub/oauth_callback/<name>`` and a "Sign in with <login_service>" button.
 """
 
@@ -40,7 +41,8 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from . import policy
-from .base import BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler
+from .base import (BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler,
+                   trust_admin_groups_trait)
 from .oidc_handlers import OIDCCallbackHandler, OIDCLoginHandler
 from .oidc_tokens import IdTokenRefused, Provider, check_provider_urls, verify_id_token
 
@@ -52,7 +54,6 @@ class _Flow:
     previous: dict | None = None  # the stored auth_state (refresh only)
     id_claims: dict | None = None  # claims of an id_token verified in this flow
     claims: dict | None = None  # the identity claims this flow uses (fresh, or at refresh the stored ones)
-    raw_username: str | None = None
     raw_groups: list[str] | None = None
 
 
@@ -115,18 +116,7 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         help="""Refuse users whose ``email_verified`` claim is not true.""",
     )
 
-    trust_admin_groups = Bool(
-        False,
-        config=True,
-        help="""Inside ``hubfleet`` (the composite): let this provider's groups satisfy the composite's
-        `admin_groups`.
-
-        Off (the default), a user of this provider is an admin only through `admin_users` or this backend's
-        own `admin_groups`: a group name sent by a less-trusted provider does not make its users admins (nor
-        let them in) through admin groups meant for another backend. Without the composite this option has
-        no effect (the backend's `admin_groups` are its own).
-        """,
-    )
+    trust_admin_groups = trust_admin_groups_trait(False)
 
     id_token_algorithms = List(
         Unicode(),
@@ -235,10 +225,11 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 f"{cls}.allowed_scopes is honoured by hubfleet-oidc on its own, not inside hubfleet (the composite "
                 f"decides access from groups and users only); use allowed_groups there."
             )
-        if self.composed and self.owner.admin_groups and not (self.trust_admin_groups or self.admin_groups):
-            self.log.warning("%s: %s's admin_groups %s do not make this provider's users admins; set "
-                             "\"trust_admin_groups\": True on its backends[] entry if it is trusted to name admins",
-                             self.label, type(self.owner).__name__, sorted(self.owner.admin_groups))
+        if not self.enable_auth_state and self.refresh_groups and self.auth_refresh_age:
+            self.log.warning("%s: without enable_auth_state no tokens are kept, so sessions cannot be re-validated: "
+                             "users must sign in again every auth_refresh_age (%ss). Set enable_auth_state = True "
+                             "(with JUPYTERHUB_CRYPT_KEY), or refresh_groups = False to keep sessions unchecked.",
+                             self.label, self.auth_refresh_age)
         if not self.oauth_callback_url:
             app = self._hub_app()
             if app is not None and not app.public_url:
@@ -401,9 +392,6 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
             what = "the username_claim callable found no name" if callable(self.username_claim) else (
                 f"the provider sent no {self.username_claim!r} claim")
             raise self._refuse(f"{what}.") from e
-        flow = _FLOW.get()
-        if flow is not None:
-            flow.raw_username = str(name)
         return name
 
     def build_auth_state_dict(self, token_info, user_info):
@@ -416,7 +404,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         return state
 
     async def get_user_groups(self, auth_state: dict):
-        """Groups at ``auth_state_groups_key`` (a dotted path or a callable), renamed by the hubfleet policy."""
+        """The provider's group names at ``auth_state_groups_key`` (a dotted path or a callable), as sent; the
+        hubfleet policy maps them (``auth_model``)."""
         key = self.auth_state_groups_key
         if callable(key):
             raw = await super().get_user_groups(auth_state)
@@ -427,23 +416,16 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         flow = _FLOW.get()
         if flow is not None:
             flow.raw_groups = raw
-        return set(self.owner.hub_groups(raw))
+        return set(raw)
 
     # ---- the hubfleet policy on oauthenticator's model ---------------------------------------------------------
-    def _decision(self, name: str, groups, backend_admin) -> policy.Decision:
-        if not self.composed:
-            return self.decide(name, groups, backend_admin)
-        owner = self.owner
-        return policy.decide(
-            username=name, groups=groups, backend_admin=backend_admin, allow_all=owner.allow_all,
-            allowed_users=owner.allowed_users, blocked_users=owner.blocked_users,
-            allowed_groups=owner.allowed_groups, admin_users=owner.admin_users,
-            admin_groups=owner.admin_groups if self.trust_admin_groups else (),
-        )
-
-    def _finish(self, model: dict) -> dict:
-        """oauthenticator's auth model -> the hubfleet model (canonical name, mapped groups, admin, backend)."""
+    def _finish(self, model: dict) -> dict | None:
+        """oauthenticator's auth model -> the hubfleet model through the policy's one call (``auth_model``), or
+        None when the policy refuses the user. The name is the one oauthenticator normalised (``normalize_username``,
+        once); oauthenticator's admin flag is not used: admin comes from the policy only."""
         flow = self._flow()
+        if not model.get("name"):
+            raise self._refuse("the account name is not a valid hub username.")
         state = model.get("auth_state") or {}
         user_info = state.get(self.user_auth_state_key) or {}
         if self.require_email_verified and user_info.get("email_verified") is not True:
@@ -453,18 +435,12 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
             )
         claims = state.get("oidc_claims") or flow.claims or {}
         attrs = {k: user_info[k] for k in ("email", "name") if isinstance(user_info.get(k), str)}
-        result = BackendResult(
-            name=flow.raw_username or model["name"], groups=list(flow.raw_groups or []),
-            admin=True if model.get("admin") else None,  # admin_users, this backend's admin_groups, update_auth_model
-            attributes=attrs, backend=self.backend_name, subject=str(claims.get("sub", "")),
-        )
-        final = self.owner.auth_model(result, state)
-        decision = self._decision(final["name"], final.get("groups") or (), result.admin)
-        final["admin"] = decision.admin
-        if not decision.allowed and self.composed:  # the composite's check_allowed would count admin_groups
-            self.log.warning("user:%s denied by %s: %s", final["name"], self.label, decision.reason)
-            return {}
-        return final
+        result = BackendResult(name=model["name"], groups=list(flow.raw_groups or []), attributes=attrs,
+                               backend=self.backend_name, subject=str(claims.get("sub", "")))
+        allows = ""
+        if self.allowed_scopes and not self.composed and set(self.allowed_scopes) <= set(state.get("scope") or []):
+            allows = f"granted scopes {sorted(self.allowed_scopes)}"
+        return self.owner.auth_model(result, state, backend_allows=allows)
 
     async def authenticate(self, handler, data=None, **kwargs):
         """oauthenticator's authenticate (code -> tokens -> user model) under discovery, checks and policy."""
@@ -486,13 +462,18 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
 
     async def refresh_user(self, user, handler=None, **kwargs):
         """oauthenticator's refresh: userinfo with the stored access token, else the refresh token. Without a
-        userinfo endpoint, the refresh token (and the id_token it brings) alone; without either, the claims of
-        the last verified id_token. A refusal ends the session; so does a provider that is down, unless
+        userinfo endpoint, the refresh token (and the id_token it brings) alone. A session the provider cannot be
+        asked about (no tokens kept without `enable_auth_state`; neither userinfo nor a refresh token) must log in
+        again, and so must one the provider refuses; so does a provider that is down, unless
         ``refresh_outage_grace`` covers it (fail closed, as the other backends); the (backend, subject) binding is
         checked as at login."""
         self._prepare_handler_for_refresh(handler)
-        if not self.enable_auth_state:
-            return True
+        if not self.enable_auth_state:  # no tokens kept: nothing to re-validate with
+            if not self.refresh_groups:
+                return True
+            self.log.info("user:%s: %s keeps no tokens without enable_auth_state; login required", user.name,
+                          self.label)
+            return False
         auth_state = await user.get_auth_state()
         if self.refresh_user_hook is not None:
             refreshed = await self._call_refresh_user_hook(user, auth_state)
@@ -519,8 +500,7 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
             return self.owner._outage(user.name, BackendUnavailable(self.label, f"unavailable ({e})"))
         finally:
             _FLOW.reset(token)
-        if not model or not self.owner.check_blocked_users(model["name"], model) \
-                or not self.owner.check_allowed(model["name"], model):
+        if not model:
             return False
         subject = (model.get("auth_state") or {}).get("hubfleet_subject", "")
         if not await self.owner.bindings.check(model["name"], self.backend_name, subject, login=False):
@@ -540,10 +520,11 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 self.log.info("user:%s access token refused by %s (%s); trying the refresh token",
                               user.name, self.label, e.code)
         refresh_token = auth_state.get("refresh_token")
-        if not refresh_token:
-            if self.userdata_url and not self.userdata_from_id_token:
-                return None  # the access token was refused and there is nothing to renew it with
-            return await self._token_to_auth_model(stored)  # the last verified id_token's claims
+        if not refresh_token:  # nothing the provider would answer for this session: it cannot be re-validated
+            self.log.info("user:%s: %s has %s and no refresh token; login required", user.name, self.label,
+                          "refused the access token" if self.userdata_url and not self.userdata_from_id_token
+                          else "no userinfo endpoint")
+            return None
         try:
             token_info = await self.get_token_info(handler, self.build_refresh_token_request_params(refresh_token))
         except HTTPClientError as e:
@@ -553,14 +534,6 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
             return None
         token_info.setdefault("refresh_token", refresh_token)
         return await self._token_to_auth_model(token_info)
-
-    def check_allowed(self, username, authentication=None):
-        if authentication is not None and self.allowed_scopes and not self.composed:
-            granted = (authentication.get("auth_state") or {}).get("scope") or []
-            if set(self.allowed_scopes) <= set(granted):
-                self.log.info("user:%s allowed: granted scopes %s", username, sorted(self.allowed_scopes))
-                return True
-        return super().check_allowed(username, authentication)
 
     # ---- handlers ------------------------------------------------------------------------------------------
     def oidc_buttons(self):

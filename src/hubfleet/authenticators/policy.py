@@ -11,6 +11,8 @@ The pieces, in the order a login uses them:
   (an LDAP simple bind with an empty password is an *unauthenticated* bind that "succeeds").
 - :func:`map_groups` — backend group names -> hub group names (explicit mapping, optional prefix).
 - :func:`decide` — blocked / allowed / admin decision from the configured sets and the mapped groups.
+- :func:`evaluate` — the one policy call of a login or refresh: :func:`map_groups` then :func:`decide`, with the
+  :class:`Rules` in force for the backend the user came through.
 - :func:`expand_nested_groups` — breadth-first walk of parent groups with a depth limit and cycle detection;
   the lookup of one group's parents is a callable supplied by the backend.
 """
@@ -132,6 +134,7 @@ def decide(
     username: str,
     groups: Iterable[str] = (),
     backend_admin: bool | None = None,
+    backend_allows: str = "",
     allow_all: bool = False,
     allowed_users: Iterable[str] = (),
     blocked_users: Iterable[str] = (),
@@ -142,8 +145,8 @@ def decide(
     """Decide whether ``username`` (already normalised) with hub ``groups`` (already mapped) may log in.
 
     Order: ``blocked_users`` always wins; then admins (``admin_users``, ``admin_groups``, or an admin flag from
-    the backend, e.g. the local accounts file) are allowed; then ``allow_all``, ``allowed_users`` and
-    ``allowed_groups``. The admin flag is ``True``/``False`` when the configuration decides it (admin groups or a
+    the backend, e.g. the local accounts file) are allowed; then ``backend_allows`` (a reason the backend itself
+    grants access, e.g. OIDC ``allowed_scopes``), ``allow_all``, ``allowed_users`` and ``allowed_groups``. The admin flag is ``True``/``False`` when the configuration decides it (admin groups or a
     backend flag are configured, so leaving an admin group demotes at the next login) and ``None`` ("leave as is")
     when nothing about this user's admin status is configured.
     """
@@ -164,6 +167,8 @@ def decide(
         admin, why = None, ""
     if admin:
         return Decision(True, True, why)
+    if backend_allows:
+        return Decision(True, admin, backend_allows)
     if allow_all:
         return Decision(True, admin, "allow_all")
     if username in set(allowed_users):
@@ -172,6 +177,38 @@ def decide(
     if matched:
         return Decision(True, admin, f"in allowed group(s) {sorted(matched)}")
     return Decision(False, admin, "not in allowed_users or allowed_groups")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything the policy decides from, for the users of one backend: the hub-wide sets and the group options
+    in force for that backend (its own where its configuration sets them, else the hub's)."""
+
+    allow_all: bool = False
+    allowed_users: frozenset[str] = frozenset()
+    blocked_users: frozenset[str] = frozenset()
+    admin_users: frozenset[str] = frozenset()
+    allowed_groups: frozenset[str] = frozenset()
+    admin_groups: frozenset[str] = frozenset()
+    group_mapping: Mapping[str, str] = field(default_factory=dict)
+    group_mapping_only: bool = False
+    group_prefix: str = ""
+    lowercase_groups: bool = False
+
+
+def evaluate(
+    rules: Rules, *, username: str, backend_groups: Iterable[str] = (), backend_admin: bool | None = None,
+    backend_allows: str = "",
+) -> tuple[list[str], Decision]:
+    """The policy of one login or refresh, in one call: the backend's group names mapped to hub groups with the
+    backend's rules (:func:`map_groups`), then the decision on those hub groups (:func:`decide`)."""
+    groups = map_groups(backend_groups, mapping=rules.group_mapping, prefix=rules.group_prefix,
+                        only_mapped=rules.group_mapping_only, lowercase=rules.lowercase_groups)
+    decision = decide(username=username, groups=groups, backend_admin=backend_admin, backend_allows=backend_allows,
+                      allow_all=rules.allow_all, allowed_users=rules.allowed_users,
+                      blocked_users=rules.blocked_users, allowed_groups=rules.allowed_groups,
+                      admin_users=rules.admin_users, admin_groups=rules.admin_groups)
+    return groups, decision
 
 
 @dataclass

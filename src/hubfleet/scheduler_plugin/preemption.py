@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
+from ..labels import USERNAME_ANNOTATION as HUBFLEET_USERNAME_ANNOTATION
 from ..resources import Resources, add_usage, fits
 from .scoring import LAST_ACTIVITY_ANNOTATION, USER_LABEL, NodeInfo
 
 HUB_USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, unescaped (its label is an escaped slug)
 HUB_SERVERNAME_ANNOTATION = "hub.jupyter.org/servername"  # absent for the default server
-HUBFLEET_USERNAME_ANNOTATION = "hubfleet.io/username"  # = spawners.profiles.model.USERNAME_ANNOTATION
 
 COMPONENT_LABEL, USER_SERVER_COMPONENT = "component", "singleuser-server"  # KubeSpawner's label on user servers
 

@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
 from ..errors import HubfleetError
+from ..labels import LAST_ACTIVITY_ANNOTATION, PROFILE_LABEL, STRATEGY_LABEL, USER_LABEL  # noqa: F401 (re-exported)
 from ..quantity import QuantityError
 from ..quantity import parse_quantity as _parse_quantity
 from ..resources import (ResourceError, Resources, ZERO, add_usage, insufficient, least_allocated, most_allocated,
@@ -45,10 +46,6 @@ MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 MIN_PRIORITY = 0
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.present=true"
-STRATEGY_LABEL = "hubfleet.io/strategy"
-PROFILE_LABEL = "hubfleet.io/profile"
-USER_LABEL = "hubfleet.io/user"
-LAST_ACTIVITY_ANNOTATION = "hubfleet.io/last-activity"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 DELETION_CANDIDATE_TAINT = "DeletionCandidateOfClusterAutoscaler"

@@ -1,1 +1,2 @@
-"""Services: a hub-managed idle-culler service built on jupyterhub-idle-culler, with per-profile cull policies (pods carry the ``hubfleet.io/profile`` label it will key on)."""
+"""Services: the hub-managed idle-culler service with per-profile cull policies (:mod:`.culler`) and the HTTPS
+certificate probe it runs (:mod:`.certprobe`)."""

@@ -1,5 +1,5 @@
 """Spawners: ProfileSpawner, a profile-aware KubeSpawner subclass with group-restricted profiles, server-side
-validation, quotas, per-user storage and hardened pods. (Issue #4.)
+validation, quotas, per-user storage and hardened pods.
 
 Public API:
 

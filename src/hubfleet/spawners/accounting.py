@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from .profiles import PROFILE_LABEL, QuotaExceeded, ResolvedChoice, RunningServer, quota_violation
-from .profiles.model import GROUPS_ANNOTATION, USERNAME_ANNOTATION
+from ..labels import GROUPS_ANNOTATION, PROFILE_LABEL, USERNAME_ANNOTATION
+from .profiles import QuotaExceeded, ResolvedChoice, RunningServer, quota_violation
 
 
 class QuotaAccounting:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import jupyterhub
@@ -34,6 +35,8 @@ SERVER_NAME_RULE = ("1-30 characters: lowercase letters, digits and single hyphe
 _SERVER_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 _BODY_KEYS = frozenset({"user_options", "display_name"})
+_RESERVED_QUERY_KEYS = ("next", "display_name")
+_SPAWN_PAGE = re.compile(r"/hub/spawn(?:/|$)")
 
 
 def refusal(status: int, message: str, reason: str) -> web.HTTPError:
@@ -58,9 +61,34 @@ def unwrap_options(user_options):
 def strip_query_prefix(query: dict) -> dict:
     """``opt-profile`` -> ``profile`` (JupyterHub 6 spelling, on 5.5 where the hub does not strip it); when both
     spellings are mixed, JupyterHub 6 uses only the prefixed ones, and so does this."""
-    query = {k: v for k, v in query.items() if k not in ("next", "display_name")}
+    query = {k: v for k, v in query.items() if k not in _RESERVED_QUERY_KEYS}
     prefixed = {k[4:]: v for k, v in query.items() if k.startswith("opt-") and k[4:]}
     return prefixed if prefixed else query
+
+
+def names_options(request) -> bool:
+    """Whether the request that started a spawn named its ``user_options`` (an explicit choice, refused when not
+    allowed) rather than letting the hub reuse the last spawn's (a saved choice, replaced by the default when no
+    longer allowed). Named: a posted spawn form, ``/hub/spawn?...`` with options, a REST body carrying options (either
+    version's shape). Not named: a REST POST without options (the admin panel's start button), the spawn page without
+    options, no request at all. Decided from the request alone, since JupyterHub may parse a form with one spawner
+    object and spawn with another."""
+    if request is None:
+        return False
+    if _SPAWN_PAGE.search(request.path):
+        if request.method == "POST":
+            return True
+        query = getattr(request, "query_arguments", None) or {}
+        return any(key not in _RESERVED_QUERY_KEYS for key in query)
+    if request.method != "POST" or "/api/users/" not in request.path:
+        return False
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        return False
+    if isinstance(body, dict) and set(body) & _BODY_KEYS:
+        return body.get("user_options") is not None
+    return bool(body)
 
 
 def server_name_problem(name: str) -> str | None:

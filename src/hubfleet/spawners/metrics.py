@@ -19,7 +19,7 @@ import threading
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .profiles import PROFILE_LABEL
+from ..labels import PROFILE_LABEL
 
 SPAWN_DURATION = Histogram(
     "hubfleet_spawn_duration_seconds", "Time for a ProfileSpawner start, by profile and outcome",

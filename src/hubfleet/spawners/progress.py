@@ -328,6 +328,28 @@ class SpawnProgress(LoggingConfigurable):
             error.jupyterhub_message = sentence
             error.args = (sentence,)
 
+    async def settle_failure(self) -> None:
+        """Called by ``stop()`` before the pod is deleted: :meth:`explain_failed_wait`, then :meth:`keep_failure`."""
+        await self.explain_failed_wait()
+        await self.keep_failure()
+
+    def _not_ready_message(self, waited: float) -> str:
+        """What a user (and the admin they ask) needs when a server does not come up in time."""
+        pod = (self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None) or {}
+        status = pod.get("status") or {}
+        phase = status.get("phase") or "not created"
+        detail = f"pod {self.pod_name} is {phase}"
+        for cs in status.get("containerStatuses") or []:
+            if cs.get("state", {}).get("running") and not cs.get("ready"):
+                detail += f", its container runs but nothing answers on port {self.port}"
+            waiting = cs.get("state", {}).get("waiting")
+            if waiting:
+                detail += f", container waiting: {waiting.get('reason')} {waiting.get('message', '')}".rstrip()
+        events = [e for e in self.events if e.get("message")]
+        last = f" Last event: {events[-1]['message']}." if events else ""
+        return (f"Your server did not become ready within {waited:.0f} seconds ({detail}).{last} "
+                "Try again; if it keeps failing, ask an admin to look at the pod's events and logs.")
+
     async def keep_failure(self) -> None:
         """Save the last failed start's events and each container's last log lines in the hub's database (once;
         at most ~10 s, whatever the API and the database do)."""

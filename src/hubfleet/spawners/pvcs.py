@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ..errors import HubfleetError, explain
-from .profiles.model import CREATED_BY_LABEL, SERVERNAME_ANNOTATION, USERNAME_ANNOTATION
+from ..labels import CREATED_BY_LABEL, SERVERNAME_ANNOTATION, USERNAME_ANNOTATION
 
 TIMEOUT = 10
 PAGE = 200

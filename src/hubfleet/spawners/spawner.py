@@ -6,18 +6,26 @@ This module only wires traits and overrides KubeSpawner's hooks; the rules live 
 
 Where each check happens (the same on JupyterHub 5.5 and 6.x):
 
-- ``options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``):
-  parse and validate, so a tampered form is refused with the error shown on the spawn page.
-- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook``) and ``load_user_options`` (the first step
-  of ``start()``, for every path including both REST body shapes): validate ``user_options`` again, fall back to the
-  default profile for a stale *saved* choice, apply the profile's trait overrides, record the resolved choice in
-  ``user_options``, reserve a quota slot and run ``pre_spawn_hooks``. A refusal (JupyterHub 6's
-  ``SpawnException``, an ``HTTPError`` on 5.5) comes before any PVC or pod is created.
+- ``run_options_from_form`` / ``options_from_query`` (the form, ``/hub/spawn?profile=...`` and ``?opt-profile=...``,
+  which JupyterHub awaits before it starts a spawn): parse (``options_from_form`` itself returns the dict, as
+  KubeSpawner's does) and validate, so a tampered form is refused with the error shown on the spawn page, and a
+  refusal is never a failed spawn (JupyterHub 5.5 counts every failed spawn towards ``consecutive_failure_limit``).
+- ``apply_user_options`` (JupyterHub calls it before ``pre_spawn_hook`` and ``start``, on every path): validate the
+  choice, so a REST request is refused before anything runs.
+- ``load_user_options`` (the first step of KubeSpawner's start coroutine, for every path including both REST body
+  shapes): validate ``user_options`` again, fall back to the default profile for a stale *saved* choice, apply the
+  profile's trait overrides, record the resolved choice in ``user_options``, reserve a quota slot and run
+  ``pre_spawn_hooks``. A refusal (JupyterHub 6's ``SpawnException``, an ``HTTPError`` on 5.5) comes before any PVC
+  or pod is created.
+
+The call shapes are KubeSpawner's (``options_from_form`` returns a dict, ``start()`` schedules the spawn and returns
+the future that ``progress()`` follows); docs/spawner.md lists what differs on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Mapping
@@ -47,7 +55,6 @@ from .profiles import (
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
 from .progress import SpawnProgress
-from .profiles.model import GROUPS_ANNOTATION, USER_LABEL, USERNAME_ANNOTATION
 from .retry import TransientRetry
 from .storage import StorageSafety
 
@@ -58,11 +65,6 @@ _HOOK_HELP = """
     :class:`hubfleet.spawners.profiles.ResolvedChoice` (None if no profile was resolved). Accept ``**kwargs`` so
     that new arguments do not break your hook.
 """
-
-
-def _escape_template(value: str) -> str:
-    """KubeSpawner ``str.format``s labels and annotations; keep user data literal."""
-    return value.replace("{", "{{").replace("}", "}}")
 
 
 class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
@@ -179,6 +181,11 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         help="Where the per-user (per-named-server) PVC is mounted by the default ``volumes``/``volume_mounts``.",
     ).tag(config=True)
 
+    profile_environment_variable = Unicode("", help="""
+        Name of an environment variable that carries the chosen profile's slug into the server (e.g.
+        ``HUBFLEET_PROFILE``). Empty (the default): none, the server's environment is KubeSpawner's. A profile's own
+        ``env`` may set any variable too.""").tag(config=True)
+
     hide_form_for_single_choice = Bool(
         True,
         help="Skip the spawn form when the user can pick only one profile and it offers no image choice.",
@@ -291,8 +298,10 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
     # ------------------------------------------------------------------ who is asking
 
     def _identity(self) -> tuple[str, frozenset[str], bool]:
+        """(name, group names, admin) of this spawner's user. A user object without ``groups`` (or with None) has
+        no groups; a group may be a JupyterHub group (its ``name``) or a plain string."""
         user = self.user
-        groups = frozenset(g.name for g in getattr(user, "groups", None) or ())
+        groups = frozenset(g if isinstance(g, str) else g.name for g in getattr(user, "groups", None) or ())
         return user.name, groups, bool(getattr(user, "admin", False))
 
     async def visible_profiles(self):
@@ -310,26 +319,10 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         _metrics.REFUSALS.labels(reason=error.reason, profile=profile or "").inc()
         return compat.refusal(error.status, message, error.reason)
 
-    def _is_saved_choice(self, user_options) -> bool:
-        """True when ``user_options`` are the last spawn's, reused because this spawn named none (JupyterHub passes
-        ``options=None``): a REST POST without options, the admin panel's start button, a spawn without a form.
-        False for the form, a query string and a REST body carrying options (an explicit request)."""
-        explicit = self._explicit_options
-        if explicit is not None and explicit == user_options:
-            return False
-        request = getattr(getattr(self, "handler", None), "request", None)
-        if request is None or request.method != "POST" or "/api/users/" not in request.path:
-            return True
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            return True
-        if isinstance(body, dict) and set(body) & {"user_options", "display_name"}:
-            return body.get("user_options") is None
-        return not body
-
-    async def _resolve(self, user_options, *, record: bool):
-        """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared."""
+    async def _resolve(self, user_options, *, named: bool = False):
+        """(catalog, choice) for ``user_options``, or a refusal; choice is None when no profiles are declared. A
+        choice the spawn's request did not name (the last spawn's, reused) falls back to the default profile when it
+        is no longer allowed; a named one (``named``, or so says the request) is refused."""
         try:
             catalog = await self.load_catalog()
         except ProfileError as e:
@@ -338,7 +331,7 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             return catalog, None
         options = compat.unwrap_options(user_options)
         name, groups, is_admin = self._identity()
-        saved = self._is_saved_choice(options)
+        saved = not (named or compat.names_options(getattr(getattr(self, "handler", None), "request", None)))
         try:
             if self.name and self.check_server_names and (problem := compat.server_name_problem(self.name)):
                 raise ChoiceError(problem)
@@ -346,8 +339,6 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         except ProfileError as e:
             asked = options.get("profile") if isinstance(options, Mapping) else None
             raise self._refusal(e, asked if isinstance(asked, str) else "") from e
-        if record:
-            self._explicit_options = None
         return catalog, choice
 
     # ------------------------------------------------------------------ the form
@@ -399,27 +390,35 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
     def _default_options_from_form(self):
         return self._profile_options_from_form
 
-    async def _profile_options_from_form(self, formdata):
-        return await self._validated_options(_form.form_to_user_options, formdata)
+    def _profile_options_from_form(self, formdata):
+        """The ``user_options`` a posted form asks for (a refusal naming a malformed field otherwise)."""
+        try:
+            return _form.form_to_user_options(formdata)
+        except ProfileError as e:
+            raise self._refusal(e) from e
+
+    def run_options_from_form(self, form_data):
+        """What JupyterHub awaits for a posted form: ``options_from_form`` (sync or async, KubeSpawner's call), then
+        the choice checked against what this user may choose, before the hub starts any spawn."""
+        return self._named_choice(super().run_options_from_form(form_data))
 
     async def options_from_query(self, query_data):
         """``/hub/spawn?profile=medium&image=scipy`` or ``?opt-profile=medium`` (JupyterHub 6 spelling, also on
-        5.5), or the form's field names: validated like the form."""
+        5.5), or the form's field names: parsed and checked like the form, before the hub starts any spawn."""
         try:
-            return await self._validated_options(_form.query_to_user_options, compat.strip_query_prefix(query_data))
+            try:
+                options = _form.query_to_user_options(compat.strip_query_prefix(query_data))
+            except ProfileError as e:
+                raise self._refusal(e) from e
+            return await self._named_choice(options)
         except Exception:
-            self._refused_query = True
+            self._refused_query = True  # the hub then shows the form with the refusal, even for a single choice
             raise
 
-    async def _validated_options(self, parse, data):
-        """The user_options parsed from a form or a query string, checked against what this user may choose (a
-        refusal naming the problem otherwise)."""
-        try:
-            options = parse(data)
-        except ProfileError as e:
-            raise self._refusal(e) from e
-        self._explicit_options = options
-        catalog, _choice = await self._resolve(options, record=False)
+    async def _named_choice(self, options):
+        if inspect.isawaitable(options):
+            options = await options
+        await self._resolve(options, named=True)
         return options
 
     # ------------------------------------------------------------------ start: validate, apply, reserve, hooks
@@ -429,12 +428,16 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         return self._check_user_options
 
     async def _check_user_options(self, spawner, user_options):
-        """JupyterHub >= 5.3 calls this before ``pre_spawn_hook`` and ``start``: refuse a bad choice that early too.
-        (Applying happens in ``load_user_options``, which checks again.)"""
-        await self._resolve(user_options, record=False)
+        """JupyterHub calls this before ``pre_spawn_hook`` and ``start``: refuse a choice this user may not make
+        before anything runs. (Applying happens in ``load_user_options``, which checks again.)"""
+        self._refused = False
+        try:
+            await self._resolve(user_options)
+        except Exception:
+            self._refused = True  # nothing was created: stop() has nothing to delete
+            raise
 
     choice: ResolvedChoice | None = None
-    _explicit_options: dict | None = None
     _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
@@ -448,7 +451,7 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         self._notes = []
         try:
             self.check_progress_rules()
-            catalog, choice = await self._resolve(self.user_options, record=True)
+            catalog, choice = await self._resolve(self.user_options)
         except Exception:
             self._refused = True
             raise
@@ -461,16 +464,8 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
 
         self._restore_traits()
         overrides = overrides_for(choice, base=TraitView(self), group_volumes=catalog.group_volumes,
-                                  group_rules=catalog.group_rules)
-        overrides["extra_labels"] = {
-            **overrides["extra_labels"],
-            USER_LABEL: safe_slug(name, is_valid=is_valid_label),
-        }
-        overrides["extra_annotations"] = {
-            **self.extra_annotations,
-            GROUPS_ANNOTATION: _escape_template(json.dumps(sorted(choice.groups))),
-            USERNAME_ANNOTATION: _escape_template(name),
-        }
+                                  group_rules=catalog.group_rules, user_slug=safe_slug(name, is_valid=is_valid_label),
+                                  profile_environment_variable=self.profile_environment_variable)
         self._apply_traits(overrides)
         self.choice = choice
         self._record(choice)
@@ -550,14 +545,15 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self):
-        # Give up a little before the hub's own start_timeout, saying what was seen: when the hub's timeout fires
-        # first, the spawn page only shows "Spawn failed: " (an empty TimeoutError).
+    async def _start(self):
+        """KubeSpawner's start coroutine (which ``start()`` schedules and ``progress()`` follows), timed for the
+        metrics and given up a little before the hub's own ``start_timeout``, saying what was seen: when the hub's
+        timeout fires first, the spawn page only shows "Spawn failed: " (an empty TimeoutError)."""
         _metrics.install(type(self), getattr(self.user, "db", None), user_groups=self.export_user_group_info)
         deadline = max(self.start_timeout - min(1.0, self.start_timeout * 0.1), 0.1)
         started = time.monotonic()
         outcome = "failure"
-        future = super().start()
+        future = asyncio.ensure_future(super()._start())
         try:
             async with asyncio.timeout(deadline):
                 result = await future
@@ -575,23 +571,6 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             profile = self.choice.profile.slug if self.choice is not None else ""
             _metrics.SPAWN_DURATION.labels(profile=profile, outcome=outcome).observe(time.monotonic() - started)
 
-    def _not_ready_message(self, waited: float) -> str:
-        """What a user (and the admin they ask) needs when a server does not come up in time."""
-        pod = (self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None) or {}
-        status = pod.get("status") or {}
-        phase = status.get("phase") or "not created"
-        detail = f"pod {self.pod_name} is {phase}"
-        for cs in status.get("containerStatuses") or []:
-            if cs.get("state", {}).get("running") and not cs.get("ready"):
-                detail += f", its container runs but nothing answers on port {self.port}"
-            waiting = cs.get("state", {}).get("waiting")
-            if waiting:
-                detail += f", container waiting: {waiting.get('reason')} {waiting.get('message', '')}".rstrip()
-        events = [e for e in self.events if e.get("message")]
-        last = f" Last event: {events[-1]['message']}." if events else ""
-        return (f"Your server did not become ready within {waited:.0f} seconds ({detail}).{last} "
-                "Try again; if it keeps failing, ask an admin to look at the pod's events and logs.")
-
     async def stop(self, now=False):
         if self._refused:
             # the last start was refused before any PVC or pod was created: nothing to delete
@@ -599,8 +578,7 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             self._release_quota()
             return
         try:
-            await self.explain_failed_wait()
-            await self.keep_failure()  # a failed start's events and logs, before the pod is deleted
+            await self.settle_failure()  # a failed start explained, its events and logs kept, before the pod goes
             await super().stop(now=now)
         finally:
             self._release_quota()

@@ -2,9 +2,8 @@
 for exactly this server and no other pod mounts it (KubeSpawner's ``delete_forever`` deletes whatever
 ``pvc_name`` names, also a PVC shared by several servers: kubespawner #880).
 
-The labels (also read by ``hubfleet pvcs list|prune``): ``hubfleet.io/created-by: hubfleet``,
-``hubfleet.io/user`` (the user's safe slug), ``hubfleet.io/server`` (the named server's safe slug, empty for the
-default server); annotations ``hubfleet.io/username`` and ``hubfleet.io/servername`` hold the names as they are.
+The labels and annotations (also read by ``hubfleet pvcs list|prune``) are built by :mod:`hubfleet.labels`, added to
+KubeSpawner's own.
 """
 
 from __future__ import annotations
@@ -16,23 +15,13 @@ from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.slugs import is_valid_label, safe_slug
 
-from .profiles.model import (
-    CREATED_BY_LABEL,
-    SERVER_LABEL,
-    SERVERNAME_ANNOTATION,
-    USER_LABEL,
-    USERNAME_ANNOTATION,
-)
-
-CREATED_BY = "hubfleet"
+from ..labels import pvc_annotations, pvc_labels
 
 
 def owner_labels(user: str, server: str) -> dict[str, str]:
-    return {
-        CREATED_BY_LABEL: CREATED_BY,
-        USER_LABEL: safe_slug(user, is_valid=is_valid_label),
-        SERVER_LABEL: safe_slug(server, is_valid=is_valid_label) if server else "",
-    }
+    """The labels that mark a PVC as created by hubfleet for ``user``'s server ``server``."""
+    return pvc_labels(user_slug=safe_slug(user, is_valid=is_valid_label),
+                      server_slug=safe_slug(server, is_valid=is_valid_label) if server else "")
 
 
 def pods_mounting(pods, claim: str, *, exclude: str = "") -> list[str]:
@@ -55,8 +44,8 @@ class StorageSafety:
     def get_pvc_manifest(self):
         pvc = super().get_pvc_manifest()
         pvc.metadata.labels = {**(pvc.metadata.labels or {}), **owner_labels(self.user.name, self.name)}
-        pvc.metadata.annotations = {**(pvc.metadata.annotations or {}), USERNAME_ANNOTATION: self.user.name,
-                                    SERVERNAME_ANNOTATION: self.name}
+        pvc.metadata.annotations = {**(pvc.metadata.annotations or {}),
+                                    **pvc_annotations(username=self.user.name, servername=self.name)}
         return pvc
 
     async def _k8s(self, call, **kwargs):

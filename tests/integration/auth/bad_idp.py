@@ -15,7 +15,8 @@ use its refresh token (``grant_type=refresh_token`` is answered with fresh token
 claims are the login's updated by ``refresh_claims`` of the last ``/_mode``).
 
 ``POST /_revoke_refresh_tokens`` makes every refresh token issued so far invalid (``invalid_grant``).
-``bad_idp.py PORT --no-userinfo`` publishes no ``userinfo_endpoint`` (identity comes from id_tokens only).
+``bad_idp.py PORT --no-userinfo`` publishes no ``userinfo_endpoint`` (identity comes from id_tokens only);
+``--no-refresh-token`` issues no refresh tokens.
 ``GET /_requests`` lists the paths (with query strings) of the userinfo requests received so far.
 
 The authorize endpoint logs the user in at once (redirect with a code); userinfo returns the same claims.
@@ -38,6 +39,7 @@ ISSUER = f"http://127.0.0.1:{PORT}"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
 OTHER_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
 NO_USERINFO = "--no-userinfo" in sys.argv[2:]
+NO_REFRESH_TOKEN = "--no-refresh-token" in sys.argv[2:]
 STATE = {"mode": "good", "claims": {}, "refresh_claims": {}}
 USERINFO_REQUESTS: list[str] = []
 CODES: dict[str, dict] = {}
@@ -159,8 +161,11 @@ class Handler(BaseHTTPRequestHandler):
             id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, id_claims, key)
             access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
             TOKENS[access], REFRESH[refresh] = claims, claims
-            return self._json({"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
-                               "expires_in": 600, "id_token": id_token, "scope": "openid profile email"})
+            answer = {"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": 600,
+                      "id_token": id_token, "scope": "openid profile email"}
+            if NO_REFRESH_TOKEN:
+                answer.pop("refresh_token")
+            return self._json(answer)
         self._json({"error": "not found"}, 404)
 
 

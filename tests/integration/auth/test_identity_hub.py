@@ -118,10 +118,10 @@ def test_another_backend_offering_the_same_name_is_refused_until_relinked(hub):
         r = S.form_login(hub.url, "bench19", "local-impostor-pw")
         assert r.status == 403 and S.whoami(r.session, hub.url) is None
         assert "belongs to the 'ldap' sign-in, not 'local'" in r.error
-        assert "ldap: uid=bench19" in _cli("bindings", "--db-url", store).stdout
+        assert "bench19: ldap: " in _cli("bindings", "--db-url", store).stdout  # the entry's entryUUID
         # the documented re-link: the admin unbinds, the next login binds to the account that logs in
         r = _cli("unbind", "bench19", "--db-url", store)
-        assert r.returncode == 0 and "unbound bench19 (was ldap: uid=bench19" in r.stdout, r.stderr
+        assert r.returncode == 0 and "unbound bench19 (was ldap: " in r.stdout, r.stderr
         r = S.form_login(hub.url, "bench19", "local-impostor-pw")
         assert r.ok and hub.user("bench19")["groups"] == ["local-users"]
     finally:

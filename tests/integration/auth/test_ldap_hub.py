@@ -61,10 +61,10 @@ def test_nested_admin_group_makes_admin_ldapauthenticator_239(hub):
     assert "hub-admins" in model["groups"]
 
 
-def test_member_of_only_group_allows_login_ldapauthenticator_303(hub):
-    """grace's only group (project-x) is outside group_search_base: only her memberOf attribute shows it (#303)."""
-    login_ok(hub, "grace", "grace-pw")
-    assert sorted(hub.user("grace")["groups"]) == ["project-x"]
+def test_member_of_outside_group_search_base_is_ignored(hub):
+    """grace's only group (project-x) is outside group_search_base: her memberOf value for it counts for nothing."""
+    login_refused(hub, "grace", "grace-pw")
+    assert hub.user("grace") is None
 
 
 def test_posix_group_mapped_and_unique_member_group(hub):

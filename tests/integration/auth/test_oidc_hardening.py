@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
+from tests.procs import wait_for
+
 from . import servers as S
 
 pytestmark = pytest.mark.usefixtures("hub_log_on_failure")
@@ -149,3 +151,34 @@ def test_refresh_without_userinfo_uses_the_refresh_token_and_its_id_token(id_tok
     requests.post(f"{idp.issuer}/_revoke_refresh_tokens", timeout=5).raise_for_status()
     _wait_refresh(r.session, id_token_hub.url, None)
     assert requests.get(f"{idp.issuer}/_requests", timeout=5).json() == []  # no userinfo was ever asked for
+
+
+# ---- sessions the provider cannot be asked about end at the next refresh ---------------------------------------
+@pytest.fixture(scope="module")
+def idp_id_token_only(auth_tmp):
+    b = S.start_bad_idp(auth_tmp / "bad-idp-id-token-only", "--no-userinfo", "--no-refresh-token")
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("case", ["no_auth_state", "no_userinfo_no_refresh_token"])
+def test_a_session_that_cannot_be_revalidated_must_log_in_again(auth_tmp, oidc_mock, idp_id_token_only, case):
+    """Without auth_state no token is kept; without userinfo and a refresh token the provider cannot be asked:
+    either way the next refresh requires a new login (the stored claims are not reused)."""
+    if case == "no_auth_state":
+        issuer, sub, name = oidc_mock.issuer, "olivia", "olivia"
+        extra = "c.Authenticator.enable_auth_state = False\nc.HubfleetOIDCAuthenticator.auth_refresh_age = 1\n"
+    else:
+        issuer, sub, name = idp_id_token_only.issuer, None, "eve"
+        extra = "c.HubfleetOIDCAuthenticator.auth_refresh_age = 1\n"
+    hub = S.start_hub(auth_tmp / f"hub-revalidate-{case}", solo_config(issuer, extra=extra),
+                      name=f"hub-revalidate-{case}")
+    try:
+        r = S.oidc_login(hub.url, "", sub=sub)
+        assert r.ok and S.whoami(r.session, hub.url) == name, r.text[:800]
+        # each request past auth_refresh_age refreshes; the first one must end the session
+        wait_for(f"{name}'s session to end at a refresh", lambda: S.whoami(r.session, hub.url) is None,
+                 timeout=15, interval=0.25, seen=lambda: hub.log_tail(20))
+        assert "login required" in hub.log_tail(80)
+    finally:
+        hub.stop()

@@ -1,4 +1,5 @@
-"""A hub-managed idle-culler service with per-profile policies, built on jupyterhub-idle-culler.
+"""A hub-managed idle-culler service with per-profile policies (its own sweep; from jupyterhub-idle-culler it takes
+``make_ssl_context`` and ``utcnow``, and :func:`.arbiter.idle_culler_hook` plugs its policies into that culler's hook).
 
 - :mod:`.policies` (pure): ``CullPolicy`` and the policies file (JSON Schema, ``hubfleet.yamlfile``).
 - :mod:`.arbiter` (pure): ``cull_decision`` (cull, warn, wait or keep), ``resolve_policy``, ``user_cull_decision``.

@@ -35,8 +35,6 @@ from __future__ import annotations
 from .choice import default_profile, resolve_choice, validate_choice, visible_profiles
 from .model import (
     GPU,
-    PROFILE_LABEL,
-    STRATEGY_LABEL,
     UNLISTED_SUFFIX,
     USER_OPTION_KEYS,
     Access,
@@ -74,8 +72,8 @@ from .quota import QuotaCounts, applicable_quotas, quota_violation
 
 __all__ = [
     "Access", "AccessDenied", "Catalog", "ChoiceError", "GPU", "GroupRule", "ImageChoice", "OptionChoice",
-    "PROFILE_LABEL", "Profile", "ProfileConfigError", "ProfileError", "ProfileOption", "Quota", "QuotaCounts",
-    "QuotaExceeded", "ResolvedChoice", "RunningServer", "STRATEGY_LABEL", "UNLISTED_SUFFIX", "USER_OPTION_KEYS",
+    "Profile", "ProfileConfigError", "ProfileError", "ProfileOption", "Quota", "QuotaCounts",
+    "QuotaExceeded", "ResolvedChoice", "RunningServer", "UNLISTED_SUFFIX", "USER_OPTION_KEYS",
     "UnlistedChoice", "VolumeSpec", "applicable_quotas", "deep_merge", "default_profile", "format_bytes",
     "format_cpu", "merge_overrides", "overrides_for", "parse_catalog", "parse_cpu", "parse_memory",
     "parse_profiles", "parse_quotas", "profile_list_entries", "quota_violation", "read_document",

@@ -23,16 +23,6 @@ USER_OPTION_KEYS = ("profile", "image", "other_image")
 #: KubeSpawner's suffix for the free-text value of a profile option (``image--unlisted-choice``).
 UNLISTED_SUFFIX = "--unlisted-choice"
 
-# What ProfileSpawner writes on pods and PVCs (read back by quotas, metrics, the culler and `hubfleet pvcs`).
-PROFILE_LABEL = "hubfleet.io/profile"
-STRATEGY_LABEL = "hubfleet.io/strategy"
-USER_LABEL = "hubfleet.io/user"  # the user's safe slug
-GROUPS_ANNOTATION = "hubfleet.io/groups"  # JSON list of the user's groups at spawn time
-USERNAME_ANNOTATION = "hubfleet.io/username"  # the name as it is
-SERVERNAME_ANNOTATION = "hubfleet.io/servername"
-CREATED_BY_LABEL = "hubfleet.io/created-by"  # "hubfleet" on the PVCs hubfleet created
-SERVER_LABEL = "hubfleet.io/server"  # the named server's safe slug ("" for the default server)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Errors

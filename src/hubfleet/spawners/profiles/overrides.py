@@ -4,10 +4,13 @@ the parsed profiles: dicts and lists are copied and extended.
 The layers, later ones winning (KubeSpawner's order, with hubfleet's declarative keys first):
 
 1. the spawner's configured traits (``base``);
-2. the profile's hubfleet keys (resources, GPU, image, env, volumes, placement, pod parts, labels);
+2. the profile's hubfleet keys (resources, GPU, image, env, volumes, placement, pod parts);
 3. the profile's ``kubespawner_override``;
 4. each ``profile_options`` entry's chosen ``kubespawner_override``, in declaration order (an unlisted choice's
-   with ``{value}`` replaced by what the user typed).
+   with ``{value}`` replaced by what the user typed);
+5. hubfleet's ``hubfleet.io/*`` labels and annotations (:mod:`hubfleet.labels`), added to ``extra_labels`` and
+   ``extra_annotations`` as they stand after the layers above, so that the configured and the profile's own are
+   kept and no layer can drop or alter the ones quotas and the extender rely on.
 
 A dict value is merged recursively into the current dict (``None`` removes a key), anything else replaces it.
 """
@@ -17,7 +20,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 
-from .model import PROFILE_LABEL, STRATEGY_LABEL, GroupRule, ResolvedChoice, VolumeSpec
+from ...labels import pod_annotations, pod_labels
+from .model import GroupRule, ResolvedChoice, VolumeSpec
 
 
 class _Keep(dict):
@@ -34,6 +38,11 @@ def recursive_format(obj, /, **kwargs):
     if isinstance(obj, Mapping):
         return {recursive_format(k, **kwargs): recursive_format(v, **kwargs) for k, v in obj.items()}
     return obj
+
+
+def escape_template(value: str) -> str:
+    """``value`` kept literal through KubeSpawner's ``str.format`` of ``extra_labels`` and ``extra_annotations``."""
+    return value.replace("{", "{{").replace("}", "}}")
 
 
 def _as_list(value) -> list:
@@ -103,8 +112,12 @@ def overrides_for(
     base: Mapping | None = None,
     group_volumes: Mapping[str, Sequence[VolumeSpec]] | None = None,
     group_rules: Sequence[GroupRule] = (),
+    user_slug: str,
+    profile_environment_variable: str = "",
 ) -> dict:
-    """A NEW dict of KubeSpawner trait overrides for a resolved choice (``base``: the configured trait values)."""
+    """A NEW dict of KubeSpawner trait overrides for a resolved choice (``base``: the configured trait values;
+    ``user_slug``: the user's name as a label value; ``profile_environment_variable``: the name of an environment
+    variable to carry the profile's slug, none when empty)."""
     base = base or {}
     profile = choice.profile
     out: dict = {
@@ -138,11 +151,11 @@ def overrides_for(
         out["extra_containers"] = (_as_list(base.get("extra_containers"))
                                    + copy.deepcopy(list(profile.extra_containers)))
 
-    out["environment"] = {
-        **copy.deepcopy(dict(base.get("environment") or {})),
-        **profile.env,
-        "HUBFLEET_PROFILE": profile.slug,
-    }
+    environment = {**copy.deepcopy(dict(base.get("environment") or {})), **profile.env}
+    if profile_environment_variable:
+        environment[profile_environment_variable] = profile.slug
+    if environment:
+        out["environment"] = environment
 
     extra_volumes = list(profile.volumes)
     for group in sorted(choice.groups):
@@ -160,12 +173,15 @@ def overrides_for(
         out["volumes"] = volumes
         out["volume_mounts"] = mounts
 
-    labels = {**copy.deepcopy(dict(base.get("extra_labels") or {})), PROFILE_LABEL: profile.slug}
-    if profile.scheduling_strategy:
-        labels[STRATEGY_LABEL] = profile.scheduling_strategy
-    out["extra_labels"] = labels
-
     for layer in [profile.kubespawner_override, *option_overrides(choice)]:
         if layer:
             out.update(merge_overrides({**base, **out}, layer))
+
+    ours = {
+        "extra_labels": pod_labels(profile=profile.slug, strategy=profile.scheduling_strategy, user_slug=user_slug),
+        "extra_annotations": pod_annotations(username=choice.user, groups=choice.groups),
+    }
+    for name, keys in ours.items():
+        current = out[name] if name in out else base.get(name)
+        out[name] = {**copy.deepcopy(dict(current or {})), **{k: escape_template(v) for k, v in keys.items()}}
     return out
