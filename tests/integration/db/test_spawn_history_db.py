@@ -35,3 +35,23 @@ def test_durations_per_profile_survive_a_new_process_and_stay_bounded(db_url):
         again.run(lambda conn, s=s: record_duration(conn, "large", 100 + s, keep=5), write=True)
     assert again.run(read_durations, "large") == [106, 105, 104, 103, 102], "only the newest kept"
     again.dispose()
+
+
+def test_a_failed_spawn_is_kept_bounded_with_bytes_that_are_not_utf8_replaced(tmp_path):
+    from hubfleet.spawners.failures_db import COMPONENT as FAILURES, read_failures, record_failure
+
+    db = Database(f"sqlite:///{tmp_path}/jupyterhub.sqlite")
+    migrate(db, FAILURES)
+    huge = b"".join(b"line %d \xff\xfe\n" % i for i in range(100_000)) + b"x" * 10_000
+    events = [{"type": "Warning", "reason": "BackOff", "message": f"Back-off {i}", "count": 2} for i in range(80)]
+    db.run(lambda conn: record_failure(conn, user="olga", profile="small", pod="jupyter-olga",
+                                       reason="Your server used more than its 256 MiB memory limit while starting",
+                                       events=events, logs={"notebook": huge}, max_events=30, max_lines=100),
+           write=True)
+    [kept] = db.run(lambda conn: read_failures(conn, user="olga"))
+    assert [e["message"] for e in kept.events] == [f"Back-off {i}" for i in range(50, 80)]
+    lines = kept.logs["notebook"]
+    assert len(lines) == 100 and lines[-2] == "line 99999 \ufffd\ufffd"
+    assert len(lines[-1]) <= 2001, "a line is cut too"
+    assert db.run(lambda conn: read_failures(conn, user="someone-else")) == []
+    db.dispose()
