@@ -189,7 +189,6 @@ class SpawnProgress(LoggingConfigurable):
             yield {"progress": 1, "message": usual}
         context = await self._context()
         seen_states: set = set()
-        seen_events: set = set()
 
         def new_states():
             for state in _ev.status_events(self._pod()):
@@ -217,25 +216,13 @@ class SpawnProgress(LoggingConfigurable):
                 if raw is None:
                     yield item
                     continue
-                seen_events.add((raw.get("metadata") or {}).get("uid"))
                 worded, _p = self._word(raw, context)
                 yield {**item, **worded, "progress": max(_PROGRESS.get(self._phase, 0), 1)}
         finally:
             if not pending.done():
                 pending.cancel()
-        # The pod runs; the hub now waits (http_timeout) for the server to answer. A container that dies meanwhile
-        # (out of memory, a crash loop) is said as it happens; the hub ends this generator when the spawn ends.
-        deadline = time.monotonic() + self.http_timeout + 5
-        while time.monotonic() < deadline and self._pod() is not None:
-            await asyncio.sleep(1)
-            for raw in list(self.events or []):
-                uid = (raw.get("metadata") or {}).get("uid")
-                if uid not in seen_events and raw.get("message"):
-                    seen_events.add(uid)
-                    worded, _p = self._word(raw, context)
-                    yield {"progress": max(_PROGRESS.get(self._phase, 0), 1), **worded}
-            for item in new_states():
-                yield item
+            elif not pending.cancelled():
+                pending.exception()  # retrieved: an ended generator's StopAsyncIteration is not an error
 
     # ------------------------------------------------------------------ success and failure
 
