@@ -113,6 +113,8 @@ class SpawnProgress(LoggingConfigurable):
         url = self.db_url
         if not url:
             app = _hub_app()
+            if app is None:  # not inside a hub (a script, a test): no database to guess at
+                raise RuntimeError("no database: set ProfileSpawner.db_url outside a JupyterHub process")
             url = getattr(app, "db_url", "") or HUB_DEFAULT_URL
             kwargs = getattr(app, "db_kwargs", None)
         db = shared(url, timeout=self.db_timeout, engine_kwargs=kwargs)
