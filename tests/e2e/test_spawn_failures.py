@@ -33,7 +33,8 @@ def test_pod_that_never_becomes_ready_times_out_with_a_clear_message(start_hub, 
     # Running (its container runs) but not Ready (its readiness probe fails), as Kubernetes reports such a pod
     assert "(pod jupyter-carol is Running, its container runs but nothing answers on port 8888). Last event: " \
            "Readiness probe failed: TCP probe of port 8888." in msgs[-1], msgs
-    assert any("Started container" in m for m in msgs), "the kubelet's events reach the progress page"
+    assert any("[starting] Your server's program started; waiting for it to answer." in m for m in msgs), \
+        "the kubelet's events reach the progress page, in words"
     assert elapsed < 30
     status, user = hub.api("GET", "/users/carol")
     assert user["servers"] == {}

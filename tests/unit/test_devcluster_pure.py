@@ -450,7 +450,8 @@ def test_faults_bad_values_are_400_and_change_nothing(data, expected):
 def test_faults_update():
     faults = Faults()
     faults.update({"error_rate": 1, "error_codes": [429], "delay": 0.5, "delay_rate": 0.25, "seed": 7})
-    assert faults.as_dict() == {"error_rate": 1.0, "error_codes": [429], "delay_rate": 0.25, "delay": 0.5, "seed": 7}
+    assert faults.as_dict() == {"error_rate": 1.0, "error_codes": [429], "delay_rate": 0.25, "delay": 0.5, "seed": 7,
+                                "autoscaler": ""}
 
 
 # --- the --images file ------------------------------------------------------------------------------------------------

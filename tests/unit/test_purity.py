@@ -40,6 +40,7 @@ PURE = [
     "hubfleet.spawners.profiles.quota",
     "hubfleet.spawners.form",
     "hubfleet.spawners.queue_policy",
+    "hubfleet.spawners.events",
     "hubfleet.services.culler.arbiter",
     "hubfleet.services.adminpage.access",
     "hubfleet.services.adminpage.fleet",

@@ -96,7 +96,7 @@ class DevCluster:
         self.api = DevClusterAPI(token=self.token)
         if faults:
             self.api.faults.update(faults)
-        self.scheduler = Scheduler(self.api.store, extenders)
+        self.scheduler = Scheduler(self.api.store, extenders, faults=self.api.faults)
         self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff)
         self.api.logs = self.kubelet
         self.gc = GarbageCollector(self.api.store)

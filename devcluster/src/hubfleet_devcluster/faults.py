@@ -1,4 +1,5 @@
-"""Fault knobs for tests (`/devcluster/faults`): a fraction of resource requests answers an error, or answers late."""
+"""Fault knobs for tests (`/devcluster/faults`): a fraction of resource requests answers an error, or answers late;
+and what a cluster autoscaler would say about an unschedulable pod (``autoscaler``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .status import APIError
+
+AUTOSCALER_MODES = ("", "scale-up", "no-scale-up")
 
 
 @dataclass
@@ -17,11 +20,14 @@ class Faults:
     delay_rate: float = 0.0
     delay: float = 0.0
     seed: int | None = None
+    # "" (no cluster autoscaler), "scale-up" (a TriggeredScaleUp event beside each FailedScheduling) or
+    # "no-scale-up" (NotTriggerScaleUp): the events cluster-autoscaler records; no node is added
+    autoscaler: str = ""
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def update(self, data: dict) -> None:
         """Validate every value first, then apply them all (a bad request changes nothing)."""
-        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed")
+        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed", "autoscaler")
         if not isinstance(data, dict):
             raise APIError(400, "BadRequest", f"faults: expected a JSON object with some of {', '.join(known)}, "
                            f"got {data!r}")
@@ -53,6 +59,11 @@ class Faults:
                 new["seed"] = int(data["seed"])
             except (TypeError, ValueError) as e:
                 raise APIError(400, "BadRequest", f"faults.seed: {data['seed']!r} is not an integer") from e
+        if "autoscaler" in data:
+            if data["autoscaler"] not in AUTOSCALER_MODES:
+                raise APIError(400, "BadRequest", f"faults.autoscaler: {data['autoscaler']!r} must be one of "
+                               + ", ".join(repr(m) for m in AUTOSCALER_MODES))
+            new["autoscaler"] = data["autoscaler"]
         for key, value in new.items():
             setattr(self, key, value)
         if "seed" in new:
@@ -60,4 +71,4 @@ class Faults:
 
     def as_dict(self) -> dict:
         return {"error_rate": self.error_rate, "error_codes": list(self.error_codes), "delay_rate": self.delay_rate,
-                "delay": self.delay, "seed": self.seed}
+                "delay": self.delay, "seed": self.seed, "autoscaler": self.autoscaler}

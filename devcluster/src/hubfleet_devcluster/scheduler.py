@@ -24,6 +24,7 @@ import aiohttp
 
 from .api import Store
 from .events import record_event
+from .faults import Faults
 from hubfleet.quantity import QuantityError
 from .scheduling import (add_usage, choose_node, failed_scheduling_message, fit_reasons, pick_preemption_node,
                          pod_priority, pod_requests, select_victims)
@@ -86,8 +87,9 @@ class ExtenderError(HubfleetError):
 
 class Scheduler:
     def __init__(self, store: Store, extenders: dict[str, list[ExtenderConfig]] | None = None,
-                 retry_interval: float = 1.0):
+                 retry_interval: float = 1.0, faults: Faults | None = None):
         self.store = store
+        self.faults = faults
         self.extenders = {name: list(exts) for name, exts in (extenders or {}).items()}
         self.retry_interval = retry_interval
         self._wake = asyncio.Event()
@@ -291,6 +293,13 @@ class Scheduler:
                              "status")
         scheduler_name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
         record_event(self.store, current, "Warning", "FailedScheduling", message, scheduler_name)
+        mode = self.faults.autoscaler if self.faults is not None else ""
+        if mode == "scale-up":  # cluster-autoscaler's wording (processors/status/eventing_scale_up_processor.go)
+            record_event(self.store, current, "Normal", "TriggeredScaleUp",
+                         "pod triggered scale-up: [{devcluster-pool 0->1 (max: 3)}]", "cluster-autoscaler")
+        elif mode == "no-scale-up":
+            record_event(self.store, current, "Normal", "NotTriggerScaleUp",
+                         "pod didn't trigger scale-up: 1 max node group size reached", "cluster-autoscaler")
 
     async def _extend(self, exts: list[ExtenderConfig], pod: dict, feasible: list[dict],
                       reasons: dict[str, list[str]], used: dict) -> tuple[str | None, dict[str, list[str]], set[str]]:

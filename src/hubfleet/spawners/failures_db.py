@@ -80,7 +80,7 @@ def bound_failure(events, logs, *, max_events: int = MAX_EVENTS, max_lines: int 
     """``(events, logs)`` cut to size: the last ``max_events`` events, each container's last ``max_lines`` lines.
     ``logs`` maps a container to its log as text, bytes or a list of lines."""
     kept_events = []
-    for ev in list(events or [])[-max_events:]:
+    for ev in list(events or [])[-max_events:] if max_events > 0 else []:
         ev = ev if isinstance(ev, dict) else {"message": ev}
         kept_events.append({k: _text(ev.get(k), max_line_chars) for k in ("type", "reason", "message", "last")}
                            | {"count": int(ev.get("count") or 1)})
@@ -89,7 +89,8 @@ def bound_failure(events, logs, *, max_events: int = MAX_EVENTS, max_lines: int 
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
         lines = text.splitlines() if isinstance(text, str) else [_text(x, max_line_chars) for x in text]
-        kept_logs[_text(container, 253)] = [_text(line, max_line_chars) for line in lines[-max_lines:]]
+        kept_logs[_text(container, 253)] = [_text(line, max_line_chars) for line in lines[-max_lines:]] \
+            if max_lines > 0 else []
     return kept_events, kept_logs
 
 

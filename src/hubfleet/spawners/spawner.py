@@ -54,6 +54,7 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
+from .progress import SpawnProgress
 from .retry import TransientRetry
 from .storage import StorageSafety
 
@@ -66,7 +67,7 @@ _HOOK_HELP = """
 """
 
 
-class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
+class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -450,6 +451,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         self._refused = False
         self._notes = []
         try:
+            self.check_progress_rules()
             catalog, choice = await self._resolve(self.user_options)
         except Exception:
             self._refused = True
@@ -557,10 +559,11 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             async with asyncio.timeout(deadline):
                 result = await future
             outcome = "success"
+            self.record_spawn_time(time.monotonic() - started)
             return result
-        except TimeoutError:
+        except TimeoutError as e:
             future.cancel()
-            raise TimeoutError(self._not_ready_message(deadline)) from None
+            raise TimeoutError(await self.explain_failure(e) or self._not_ready_message(deadline)) from None
         finally:
             # success: the running pod now counts itself; failure: the slot is free (a leftover pod still counts)
             self._release_quota()
@@ -569,23 +572,6 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             profile = self.choice.profile.slug if self.choice is not None else ""
             _metrics.SPAWN_DURATION.labels(profile=profile, outcome=outcome).observe(time.monotonic() - started)
 
-    def _not_ready_message(self, waited: float) -> str:
-        """What a user (and the admin they ask) needs when a server does not come up in time."""
-        pod = (self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None) or {}
-        status = pod.get("status") or {}
-        phase = status.get("phase") or "not created"
-        detail = f"pod {self.pod_name} is {phase}"
-        for cs in status.get("containerStatuses") or []:
-            if cs.get("state", {}).get("running") and not cs.get("ready"):
-                detail += f", its container runs but nothing answers on port {self.port}"
-            waiting = cs.get("state", {}).get("waiting")
-            if waiting:
-                detail += f", container waiting: {waiting.get('reason')} {waiting.get('message', '')}".rstrip()
-        events = [e for e in self.events if e.get("message")]
-        last = f" Last event: {events[-1]['message']}." if events else ""
-        return (f"Your server did not become ready within {waited:.0f} seconds ({detail}).{last} "
-                "Try again; if it keeps failing, ask an admin to look at the pod's events and logs.")
-
     async def stop(self, now=False):
         if self._refused:
             # the last start was refused before any PVC or pod was created: nothing to delete
@@ -593,6 +579,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             self._release_quota()
             return
         try:
+            await self.settle_failure()  # a failed start explained, its events and logs kept, before the pod goes
             await super().stop(now=now)
         finally:
             self._release_quota()

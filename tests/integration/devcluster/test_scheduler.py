@@ -248,3 +248,28 @@ def test_extender_cluster_still_schedules_default_pods(ext_cluster, extender):
     create_pod(ext_cluster, pod_body(name, command=SLEEP))
     assert wait_pod(ext_cluster, name, _bound, "bound")["spec"]["nodeName"] in ("cpu-1", "cpu-2", "cpu-3")
     assert not [c for c in extender.calls[before:] if c[1]["Pod"]["metadata"]["name"] == name]
+
+
+@pytest.mark.parametrize("mode,reason,message", [
+    ("scale-up", "TriggeredScaleUp", "pod triggered scale-up: [{devcluster-pool 0->1 (max: 3)}]"),
+    ("no-scale-up", "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached"),
+])
+def test_cluster_autoscaler_events_on_request(cluster, mode, reason, message):
+    """A test asks (`/devcluster/faults` `autoscaler`) for what cluster-autoscaler says about an unschedulable pod."""
+    r = cluster.request("POST", "/devcluster/faults", json={"autoscaler": "sometimes"})
+    assert r.status_code == 400 and "faults.autoscaler: 'sometimes' must be one of" in r.text
+    cluster.set_faults(autoscaler=mode)
+    try:
+        name = unique("wants-a-node")
+        create_pod(cluster, pod_body(name, command=SLEEP, requests={"cpu": "100"}))
+        events = wait_for(f"a {reason} event for {name}",
+                          lambda: [e for e in cluster.events(name) if e["reason"] == reason])
+        assert (events[0]["type"], events[0]["message"], events[0]["source"]["component"]) == \
+            ("Normal", message, "cluster-autoscaler")
+        assert _failed_scheduling(cluster, name), "beside kube-scheduler's FailedScheduling"
+    finally:
+        cluster.set_faults(autoscaler="")
+    later = unique("no-autoscaler")
+    create_pod(cluster, pod_body(later, command=SLEEP, requests={"cpu": "100"}))
+    wait_for(f"a FailedScheduling event for {later}", lambda: _failed_scheduling(cluster, later))
+    assert not [e for e in cluster.events(later) if e["reason"] == reason]
