@@ -214,7 +214,7 @@ class GpuSimulation(Simulation):
         for p in gpu_pods:
             g, gpus = self.group_of(p.arrival), float(p.requests[GPU])
             a = p.arrival.time
-            asked[g] = asked.get(g, 0.0) + gpus * max(0.0, min(horizon, a + self.lifetime_of(p)) - a)
+            asked[g] = asked.get(g, 0.0) + gpus * max(0.0, min(horizon, a + min(p.lifetime, MAX_AGE)) - a)
             if p.id in self.admitted_at:
                 start, end = self.admitted_at[p.id], p.ended_at if p.ended_at is not None else self.now
                 got[g] = got.get(g, 0.0) + gpus * max(0.0, min(horizon, end) - min(horizon, start))

@@ -126,3 +126,16 @@ def test_the_traces_with_groups():
         gpu = [a for a in t if a.profile.startswith("gpu")]
         by_group = {g: sum(1 for a in gpu if a.group == g) for g in groups}
         assert max(by_group.values()) >= 1.5 * min(by_group.values())  # unequal demand
+
+
+def test_fairness_against_weights_and_against_what_each_group_asked():
+    # one slot, 1-hour servers (30 min work + 30 min idle); a queues three behind its running one, b one; the day
+    # ends at the last arrival (3 h). b asks for 1 h of the 3: entitled to it, a to the rest
+    rows = [(i * 10, f"a{i}", "gpu", 1800, "a") for i in range(4)] + [(40, "b0", "gpu", 1800, "b"),
+                                                                      (3 * 3600, "a9", "gpu", 1800, "a")]
+    _, fifo = run(rows, "fifo")
+    _, fair = run(rows, "fair_share")
+    assert fifo["group_shares"]["b"] == 0 and fifo["jain_entitled"] == pytest.approx(0.5)
+    assert fair["group_shares"]["b"] == pytest.approx(1 / 3, abs=0.01)
+    assert fair["jain_entitled"] == pytest.approx(1.0, abs=0.01)
+    assert fair["jain"] == pytest.approx(jain([2 / 3 / 0.5, 1 / 3 / 0.5]), abs=0.01)
