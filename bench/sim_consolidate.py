@@ -120,6 +120,18 @@ class ConsolidationSimulation(Simulation):
                 "idle_reached": self.idle_reached / self.idle_sweeps if self.idle_sweeps else 0.0}
 
 
+class ShortTimeoutSimulation(Simulation):
+    """Reference, not a policy: every server stopped `idle_after` after its user's last activity, on any node, without
+    a warning (what consolidation could reach at most with that ``idle_after``)."""
+
+    def __init__(self, trace: list[Arrival], place, *, idle_after: float, pools=POOLS):
+        super().__init__(trace, place, pools)
+        self.idle_after = idle_after
+
+    def lifetime_of(self, pod: SimPod) -> float:
+        return pod.arrival.duration + min(self.idle_after, CULLER_TIMEOUT[pod.arrival.profile])
+
+
 def simulate_consolidation(trace: list[Arrival], place, **kw) -> dict:
     sim = ConsolidationSimulation(trace, place, **kw)
     r = sim.run()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.sim_churn import PLACEMENTS, load_trace, simulate
-from bench.sim_consolidate import COME_BACK, SWEEP, WARN_BEFORE, policies, simulate_consolidation
+from bench.sim_consolidate import (COME_BACK, SWEEP, WARN_BEFORE, ShortTimeoutSimulation, policies,
+                                   simulate_consolidation)
 from bench.sim_gpu import ADMIT_LATENCY, MAX_AGE, MODES, RETRY, SCARCITY, simulate_gpu
 
 IDLE_AFTER = 600.0
@@ -55,12 +56,15 @@ def consolidation_table(traces: list[Path]) -> list[dict]:
             ("both, come back 0 %", "hubfleet", THRESHOLD, 0.0), ("both, come back 50 %", "hubfleet", THRESHOLD, 0.5)]
     runs += [(f"both, below {t:g} %", "hubfleet", t, COME_BACK) for t in LEVER]
     runs += [(f"consolidation, below {t:g} %", "MostAllocated", t, COME_BACK) for t in LEVER]
+    runs += [("ref: idle timeout 10 min", "MostAllocated", "timeout", 0.0)]
     for path in traces:
         trace = load_trace(path)
         group = []
         for label, placement, below, come_back in runs:
             if below is None:
                 r = simulate(trace, placement)
+            elif below == "timeout":
+                r = ShortTimeoutSimulation(trace, PLACEMENTS[placement], idle_after=IDLE_AFTER).run()
             else:
                 r = simulate_consolidation(trace, PLACEMENTS[placement], policies=policies(IDLE_AFTER, below),
                                            come_back=come_back)
@@ -78,7 +82,7 @@ def consolidation_table(traces: list[Path]) -> list[dict]:
     print(head)
     print("-" * len(head))
     for r in rows:
-        cost = ("-", "-", "-", "-") if r["below"] is None else (
+        cost = ("-", "-", "-", "-") if r["below"] in (None, "timeout") else (
             f"{r['stops_per_day']:.0f}", f"{r['lost_idle_p50_min']:.0f}/{r['lost_idle_p95_min']:.0f}",
             f"{r['came_back']}/{r['warnings']}", f"{r['idle_reached']:.0%}")
         print(f"{r['trace']:<14}{r['run']:<28}{r['node_hours']:>8.0f}{r['vs_most_allocated']:>+13.1%}{cost[0]:>12}"
@@ -86,5 +90,6 @@ def consolidation_table(traces: list[Path]) -> list[dict]:
     print("(lost idle: the normal cull time minus the consolidation stop, per stopped server; came back: warnings "
           "that lapsed because the user was active within them;\n idle reached: of the servers idle >= idle_after at a "
           "sweep, the share on a node being emptied; 'below N %': node_requests_below N; 100 % = every idle server "
-          "after idle_after, i.e. a shorter idle timeout)")
+          "after idle_after, i.e. a shorter idle timeout;\n ref: every server stopped 10 min after its user's last activity, "
+          "without a warning: the most stopping idle servers can save)")
     return rows
