@@ -5,7 +5,9 @@ bench_sim`` (or ``python -m bench.bench_sim TRACE...``; ``python -m bench.bench_
 generated traces).
 
 Two cluster variants: the GPU pool tainted (as GKE/EKS GPU pools are; the headline) and untainted (CPU pods may land
-on GPU nodes unless a placement keeps them off). Results go to stdout and test-artifacts/bench_sim.json.
+on GPU nodes unless a placement keeps them off). Then two more tables (bench/sim_tables.py): GPU scarcity (retry
+against the queue, FIFO against fair share; bench/sim_gpu.py) and consolidation (bench/sim_consolidate.py). Results
+go to stdout and test-artifacts/bench_sim.json.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from bench._common import save_results
 from bench.sim_churn import PLACEMENTS, POOLS, UNTAINTED_POOLS, load_trace, lower_bound_by_pool, simulate
+from bench.sim_tables import consolidation_table, gpu_table
 
 TRACES = sorted((Path(__file__).parent / "traces").glob("*.jsonl"))
 COLUMNS = (("node_hours", "node-h", "{:.0f}"), ("pool_node_hours", "cpu+gpu pools", "{0[cpu]:.0f}+{0[gpu]:.0f}"),
@@ -62,7 +65,9 @@ def main(paths: list[str] | None = None) -> None:
           " oracle: knows when each session ends (not runnable); bound: no placement can do better, pods bound on "
           "arrival and packed as a fluid, boot + 10 min tail per node kept (bench/sim_bound.py); none without the "
           "GPU taint, where CPU pods may use GPU nodes)")
-    save_results("bench_sim", {"rows": rows})
+    gpu = gpu_table(traces)
+    consolidation = consolidation_table(traces)
+    save_results("bench_sim", {"rows": rows, "gpu": gpu, "consolidation": consolidation})
 
 
 def seeds(n: int) -> None:

@@ -5,6 +5,12 @@
   the small profile for ~75 minutes, plus staff and researchers all day (small, medium, GPU).
 - ``research-day``: 800 researchers over a working day with a 10:00 GPU workshop (60 within 10 minutes), long
   medium sessions and GPU bursts, plus a lunchtime tutorial (120 on small).
+- ``lab-day`` (two groups, equal weights): ``vision`` (300 users) asks for twice the GPU sessions of ``nlp``
+  (100 users) all day; both ask for more than half the GPU quota; CPU sessions of both beside.
+- ``course-day`` (two groups, weights course 1 : research 2 in the bench): ``course`` (600 students) with GPU labs
+  at 10:00 and 14:00 and GPU homework all afternoon, ``research`` (120) with steady GPU and long medium sessions.
+
+The last two carry each session's ``group``; the first two carry none.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ def _class(rng, users, at, n, minutes=10, profile="small", length=75 * 60):
             for u in rng.sample(users, n)]
 
 
-def _no_overlap(records):
+def _no_overlap(records, groups=None):
     """One server per user: a user's next session starts after their previous one ended."""
     busy: dict[str, float] = {}
     out = []
@@ -43,7 +49,10 @@ def _no_overlap(records):
         if busy.get(user, -1) > t:
             continue
         busy[user] = t + duration + 3600
-        out.append({"time": round(t, 1), "user": user, "profile": profile, "duration": round(duration, 1)})
+        rec = {"time": round(t, 1), "user": user, "profile": profile, "duration": round(duration, 1)}
+        if groups is not None:
+            rec["group"] = groups(user)
+        out.append(rec)
     return out
 
 
@@ -69,9 +78,33 @@ def research_day(rng: random.Random) -> list[dict]:
     return _no_overlap(records)
 
 
+def lab_day(rng: random.Random) -> list[dict]:
+    vision = [f"v{i:03d}" for i in range(300)]
+    nlp = [f"n{i:03d}" for i in range(100)]
+    h = 3600
+    records = (_background(rng, vision, 8 * h, 19 * h, 320, {"gpu": 0.85, "gpu-2": 0.15})
+               + _background(rng, nlp, 8 * h, 19 * h, 160, {"gpu": 0.85, "gpu-2": 0.15})
+               + _background(rng, vision + nlp, 7 * h, 21 * h, 900, {"small": 0.6, "medium": 0.4}))
+    return _no_overlap(records, groups=lambda u: "vision" if u[0] == "v" else "nlp")
+
+
+def course_day(rng: random.Random) -> list[dict]:
+    course = [f"c{i:03d}" for i in range(600)]
+    research = [f"s{i:03d}" for i in range(120)]
+    h = 3600
+    records = (_class(rng, course, 10 * h, 40, profile="gpu", length=60 * 60)
+               + _class(rng, course, 14 * h, 40, profile="gpu", length=60 * 60)
+               + _background(rng, course, 15 * h, 22 * h, 160, {"gpu": 1.0})
+               + _background(rng, course, 8 * h, 22 * h, 900, {"small": 1.0})
+               + _background(rng, research, 8 * h, 20 * h, 200, {"gpu": 0.75, "gpu-2": 0.25})
+               + _background(rng, research, 7 * h, 19 * h, 150, {"medium": 1.0}))
+    return _no_overlap(records, groups=lambda u: "course" if u[0] == "c" else "research")
+
+
 def main() -> None:
     HERE.mkdir(exist_ok=True)
-    for name, fn, seed in (("school-day", school_day, 13), ("research-day", research_day, 31)):
+    for name, fn, seed in (("school-day", school_day, 13), ("research-day", research_day, 31),
+                           ("lab-day", lab_day, 47), ("course-day", course_day, 59)):
         records = fn(random.Random(seed))
         path = HERE / f"{name}.jsonl"
         path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))

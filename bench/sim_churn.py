@@ -2,7 +2,7 @@
 reading the trace file).
 
 Trace: JSON lines ``{"time": <s since the start of the day>, "user": "<name>", "profile": "<slug>", "duration": <s
-the user works>}``; a malformed line is refused naming the line and the field (:class:`TraceError`). A server lives
+the user works>, "group": "<name>"}`` (``group`` optional); a malformed line is refused naming the line and the field (:class:`TraceError`). A server lives
 ``duration`` plus its profile's culler timeout (the culler stops it once that long idle), from the moment it is bound
 to a node (the user waits while it is Pending).
 
@@ -84,6 +84,7 @@ class Arrival:
     user: str
     profile: str
     duration: float
+    group: str = ""  # the group the user's use is accounted to ("": the trace names none)
 
 
 def parse_trace(text: str, *, name: str = "trace") -> list[Arrival]:
@@ -107,7 +108,10 @@ def parse_trace(text: str, *, name: str = "trace") -> list[Arrival]:
         if rec.get("profile") not in PROFILES:
             raise TraceError(f"{where}: field 'profile': {rec.get('profile')!r} is not a profile of the simulation; "
                              f"choose one of: {', '.join(PROFILES)}")
-        out.append(Arrival(float(rec["time"]), rec["user"], rec["profile"], float(rec["duration"])))
+        group = rec.get("group", "")
+        if not isinstance(group, str):
+            raise TraceError(f"{where}: field 'group': expected a group name (string), got {group!r}")
+        out.append(Arrival(float(rec["time"]), rec["user"], rec["profile"], float(rec["duration"]), group))
     out.sort(key=lambda a: a.time)
     return out
 
@@ -125,6 +129,7 @@ class SimPod:
     node: str | None = None
     bound_at: float | None = None
     ended_at: float | None = None
+    end_at: float | None = None  # the pending end event's time (a later one supersedes it)
     fragmented: bool = False
 
     @property
@@ -239,6 +244,7 @@ class Simulation:
         self._seq = 0
         self._counter = {p.name: 0 for p in pools}
         self.peak_nodes = 0
+        self.draining: set[str] = set()  # nodes marked by consolidation: new pods go elsewhere when they fit
         for pool in pools:
             for _ in range(pool.min_nodes):
                 self._add_node(pool, ready=True)
@@ -276,8 +282,16 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._events, (t, self._seq, kind, payload))
 
+    def lifetime_of(self, pod: SimPod) -> float:
+        return pod.lifetime
+
     def _try(self, pod: SimPod) -> bool:
-        name = self.place(pod, self.ready_nodes(), self.usage, self)
+        ready = self.ready_nodes()
+        name = None
+        if self.draining:  # a PreferNoSchedule mark: every placement tries the other nodes first
+            name = self.place(pod, [n for n in ready if n.name not in self.draining], self.usage, self)
+        if name is None:
+            name = self.place(pod, ready, self.usage, self)
         if name is None:
             if pod.wants_gpu and not pod.fragmented:
                 free = sum(n.info.allocatable.get(GPU, Decimal(0)) - self.usage.get(n.name, {}).get(GPU, Decimal(0))
@@ -289,8 +303,35 @@ class Simulation:
         node.empty_since = None
         self.usage[name] = add_usage(self.usage.get(name, {}), pod.requests)
         pod.node, pod.bound_at = name, self.now
-        self._push(self.now + pod.lifetime, "end", pod.id)
+        self.schedule_end(pod, self.now + self.lifetime_of(pod))
         return True
+
+    def schedule_end(self, pod: SimPod, at: float) -> None:
+        pod.end_at = at
+        self._push(at, "end", pod.id)
+
+    def arrive(self, pod: SimPod) -> None:
+        if not self._try(pod):
+            self.pending.append(pod)
+
+    def end(self, pod: SimPod) -> None:
+        node = self.nodes[pod.node]
+        node.pods.discard(pod.id)
+        self.usage[pod.node] = add_usage(self.usage[pod.node], pod.requests, sign=-1)
+        pod.ended_at = self.now
+        self.lifetimes.observe(pod.arrival.profile, self.now - pod.bound_at)
+        if not node.pods:
+            node.empty_since = self.now
+        self._retry_pending()
+
+    def advance(self, t: float) -> None:
+        """Called with the next event's time before the clock moves there (for integrals over time)."""
+
+    def handle(self, kind: str, payload) -> None:
+        raise ValueError(f"unknown event {kind!r}")
+
+    def done(self) -> bool:
+        return not self.pending and all(p.ended_at is not None for p in self.pods)
 
     def _retry_pending(self) -> None:
         still = []
@@ -335,29 +376,24 @@ class Simulation:
             self._push(t, "scan", None)
             t += SCAN_INTERVAL
         while self._events:
-            self.now, _, kind, payload = heapq.heappop(self._events)
+            t, _, kind, payload = heapq.heappop(self._events)
+            self.advance(t)
+            self.now = t
             if kind == "arrive":
-                pod = self.pods[payload]
-                if not self._try(pod):
-                    self.pending.append(pod)
+                self.arrive(self.pods[payload])
             elif kind == "end":
                 pod = self.pods[payload]
-                node = self.nodes[pod.node]
-                node.pods.discard(pod.id)
-                self.usage[pod.node] = add_usage(self.usage[pod.node], pod.requests, sign=-1)
-                pod.ended_at = self.now
-                self.lifetimes.observe(pod.arrival.profile, self.now - pod.bound_at)
-                if not node.pods:
-                    node.empty_since = self.now
-                self._retry_pending()
+                if pod.ended_at is None and pod.end_at == self.now:
+                    self.end(pod)
             elif kind == "ready":
                 self.nodes[payload].empty_since = self.now
                 self._retry_pending()
             elif kind == "scan":
                 self._autoscale()
-                if not self.pending and all(p.ended_at is not None for p in self.pods) and all(
-                        self._live(pool) <= pool.min_nodes for pool in self.pools):
+                if self.done() and all(self._live(pool) <= pool.min_nodes for pool in self.pools):
                     break
+            else:
+                self.handle(kind, payload)
         return self.results()
 
     def results(self) -> dict:
