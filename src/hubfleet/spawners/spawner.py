@@ -54,6 +54,7 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
+from .queueing import SpawnQueue
 from .retry import TransientRetry
 from .storage import StorageSafety
 
@@ -66,7 +67,7 @@ _HOOK_HELP = """
 """
 
 
-class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
+class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -383,7 +384,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             visible, quotas=catalog.quotas, counts=counts, groups=groups, user=name,
             user_options={} if note or choice is None else saved,
         )
-        return _form.render_form(cards, message=note)
+        return _form.render_form(cards, message=note) + await self._queue_panel(catalog, name)
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -440,7 +441,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
     _refused_query = False
     _refused = False
     _trait_backup: dict | None = None
-    _notes: list | None = None
+    _notes: list | None = None  # the progress notes of this start (a stale choice replaced)
     _last_recorded: dict | None = None
 
     async def load_user_options(self):
@@ -472,6 +473,8 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
         quotas = applicable_quotas(catalog.quotas, choice.profile.slug, choice.groups)
         if quotas:
             await self._start_watching_pods()  # read-only (list + watch); shared by every spawner in the hub
+            if choice.profile.queue:
+                await self._queue_gate(choice, quotas)  # joins the queue (and refuses) when full or not empty
             self._reserve_quota(choice, quotas)
         await self._run_pre_spawn_hooks(choice)
 
@@ -487,14 +490,12 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
 
     def get_state(self):
         state = super().get_state()
-        if self._last_recorded:
-            state["hubfleet"] = dict(self._last_recorded)
+        state.update({"hubfleet": dict(self._last_recorded)} if self._last_recorded else {})
         return state
 
     def load_state(self, state):
         super().load_state(state)
-        recorded = (state or {}).get("hubfleet")
-        if isinstance(recorded, dict):
+        if isinstance(recorded := (state or {}).get("hubfleet"), dict):
             self._last_recorded = recorded
 
     async def progress(self):
@@ -556,6 +557,7 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             async with asyncio.timeout(deadline):
                 result = await future
             outcome = "success"
+            self._record_usage_start(self.choice)
             return result
         except TimeoutError:
             future.cancel()
@@ -595,3 +597,4 @@ class ProfileSpawner(QuotaAccounting, HookRunner, StorageSafety, TransientRetry,
             await super().stop(now=now)
         finally:
             self._release_quota()
+        self._record_usage_stop()
