@@ -27,16 +27,24 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
 
 from ..db import DatabaseUnavailable, migrate, shared
 from ..db.url import HUB_DEFAULT_URL
 from . import queue_policy, queue_store
-from .profiles import QuotaExceeded, RunningServer, quota_violation
+from .profiles import ProfileError, QuotaExceeded, RunningServer, quota_violation
 
 log = logging.getLogger("hubfleet.queue")
 
 UNAVAILABLE = ("The queue of profile {profile!r} is unavailable right now: the hub's database cannot be reached. "
                "Try again in a minute, or pick another profile.")
+
+
+class QueueUnavailable(ProfileError):
+    """The queue's database cannot be reached: a spawn of a queued profile is refused (fail closed)."""
+
+    status = 503
+    reason = "unavailable"
 
 
 class QueueRefusal(QuotaExceeded):
@@ -46,7 +54,7 @@ class QueueRefusal(QuotaExceeded):
     reason = "queued"
 
 
-class SpawnQueue:
+class SpawnQueue(LoggingConfigurable):
     """Mixin for ProfileSpawner (needs ``load_catalog``, ``_running_servers``, ``_pod_key``, ``_refusal``)."""
 
     queue_order = Unicode(queue_policy.FAIR_SHARE, config=True, help="""
@@ -148,7 +156,7 @@ class SpawnQueue:
         except DatabaseUnavailable as e:
             self.log.error("user:%s queue of %s: %s", user, slug, e)
             self._refused = True
-            raise self._refusal(QuotaExceeded(UNAVAILABLE.format(profile=slug)), slug) from e
+            raise self._refusal(QueueUnavailable(UNAVAILABLE.format(profile=slug)), slug) from e
         position = [r.id for r in rows].index(entry.id) + 1 if entry.id in [r.id for r in rows] else len(rows)
         self.log.info("user:%s %s the queue of %s at position %d of %d", user, "joined" if added else "is in",
                       slug, position, len(rows))

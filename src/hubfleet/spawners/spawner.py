@@ -277,7 +277,8 @@ class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, Tra
 
     async def _check_async(self) -> None:
         try:
-            await self.load_catalog()
+            if any(p.queue for p in (await self.load_catalog()).profiles):
+                self._start_admitter()  # also resumes admissions after a hub restart
         except ProfileError as e:
             self.log.error("profiles: invalid configuration: %s", e)
 
@@ -438,8 +439,7 @@ class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, Tra
             raise
 
     choice: ResolvedChoice | None = None
-    _refused_query = False
-    _refused = False
+    _refused_query = _refused = False
     _trait_backup: dict | None = None
     _notes: list | None = None  # the progress notes of this start (a stale choice replaced)
     _last_recorded: dict | None = None

@@ -1,0 +1,116 @@
+"""The spawn queue in a real hub on the devcluster: a spawn over a ``queue: true`` profile's quota joins the queue
+(429 "Queued", not a pending spawn); joining twice keeps the place; the order survives a hub restart; when the
+running server stops, the next request is admitted and its server starts with the options it was queued with,
+without its user doing anything; a direct spawn does not overtake; a user deleted while waiting is dropped; the
+database unreachable refuses the queued profile and leaves the others alone.
+
+Run it on both stacks: ``../run-tests tests/integration/spawner/test_queue.py`` and with ``VENV=.../.venv-hub``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import time
+
+import pytest
+import requests
+
+from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all, wait_until
+
+RES = {"cpu": {"guarantee": 0.01, "limit": 1}, "memory": {"guarantee": "64M", "limit": "1G"}}
+PROFILES = [
+    {"slug": "small", "display_name": "Small", "default": True, "image": IMG, **RES},
+    {"slug": "q", "display_name": "Queued", "image": IMG, "quota": 1, "queue": True,
+     "access": {"groups": ["gpu-users"]}, "env": {"QUEUED_WITH": "yes"}, **RES},
+]
+
+
+def queue_config(token: str, extra: str = "") -> str:
+    return hub_config(f"""
+import hubfleet.spawners.queue_web
+c.ProfileSpawner.profiles = {PROFILES!r}
+c.JupyterHub.extra_handlers = hubfleet.spawners.queue_web.handlers()
+c.JupyterHub.services.append({{"name": "hubfleet-queue", "api_token": {token!r}}})
+c.JupyterHub.load_roles.append({{"name": "hubfleet-queue", "scopes": ["servers"], "services": ["hubfleet-queue"]}})
+c.ProfileSpawner.queue_api_token = {token!r}
+c.ProfileSpawner.queue_admit_interval = 2
+c.ProfileSpawner.queue_order = "fifo"
+{extra}
+""")
+
+
+def my_queue(hub, user):
+    r = requests.get(f"{hub.url}/hub/api/queue", headers={"Authorization": f"token {hub.tokens[user]}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {q["profile"]: q for q in r.json()["queued"]}
+
+
+def pod_exists(devcluster, user):
+    return bool(devcluster.pods(selector=f"hub.jupyter.org/username={user}"))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database, request):
+    token = secrets.token_hex(16)
+    extra = ""
+    if database == "postgresql":
+        extra = f"c.JupyterHub.db_url = {request.getfixturevalue('pg_url')!r}"
+    hub = start_hub(queue_config(token, extra))
+    users = ["run1", "w1", "w2", "w3", "late"]
+    make_users(hub, *users, "outsider", groups={"gpu-users": users})
+    hub.tokens = {u: hub.user_token(u) for u in users}
+
+    assert spawn(hub, "run1", {"profile": "q"})[0] in (201, 202)
+    hub.wait_ready("run1", timeout=120)
+    for i, user in enumerate(["w1", "w2", "w3"], start=1):
+        status, body = spawn(hub, user, {"profile": "q"})
+        assert status == 429 and f"you are number {i} of {i} waiting" in body["message"], (user, status, body)
+        hub.wait_stopped(user)  # not a pending spawn
+    status, body = spawn(hub, "w1", {"profile": "q"})  # joining twice: the same place
+    assert status == 429 and "you are number 1 of 3" in body["message"], body
+    status, body = spawn(hub, "outsider", {"profile": "q"})  # may not use the profile: 403 as without a queue
+    assert status == 403, body
+    assert [my_queue(hub, u)["q"]["position"] for u in ("w1", "w2", "w3")] == [1, 2, 3]
+
+    # -- a hub restart keeps the order (and the running server)
+    hub.restart()
+    assert [(my_queue(hub, u)["q"]["position"], my_queue(hub, u)["q"]["waiting"]) for u in ("w1", "w2", "w3")] \
+        == [(1, 3), (2, 3), (3, 3)]
+
+    # -- the slot frees: w1 is admitted and started with its queued options, nobody else
+    stop(hub, "run1")
+    model = hub.wait_ready("w1", timeout=120)
+    assert model["user_options"]["profile"] == "q"
+    env = {e["name"]: e.get("value") for e in pod(devcluster, "w1")["spec"]["containers"][0]["env"]}
+    assert env.get("QUEUED_WITH") == "yes"
+    assert not pod_exists(devcluster, "w2") and my_queue(hub, "w2")["q"]["position"] == 1
+    # -- a direct spawn does not overtake
+    status, body = spawn(hub, "late", {"profile": "q"})
+    assert status == 429 and "number 3 of 3" in body["message"], body
+
+    # -- w2 deleted while waiting: dropped with a log line, never admitted; w3 is next
+    assert hub.api("DELETE", "/users/w2")[0] == 204
+    stop(hub, "w1")
+    hub.wait_ready("w3", timeout=120)
+    assert "dropping w2's request for 'q'" in hub.log_tail(400)
+    assert my_queue(hub, "late")["q"]["position"] == 1
+    r = requests.delete(f"{hub.url}/hub/api/queue/q", headers={"Authorization": f"token {hub.tokens['late']}"},
+                        timeout=30)
+    assert r.status_code == 204 and my_queue(hub, "late") == {}
+    stop_all(hub, devcluster)
+
+
+def test_database_down_refuses_queued_profile_only(start_hub, devcluster):
+    hub = start_hub(queue_config(secrets.token_hex(16), """
+c.ProfileSpawner.queue_db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
+c.ProfileSpawner.queue_db_timeout = 2
+"""))
+    make_users(hub, "dana", "eve", groups={"gpu-users": ["dana", "eve"]})
+    status, body = spawn(hub, "dana", {"profile": "q"})  # the quota has room, but whether anyone waits is unknown
+    assert status == 503 and "the hub's database cannot be reached" in body["message"], body
+    hub.wait_stopped("dana")
+    assert spawn(hub, "eve", {"profile": "small"})[0] in (201, 202)
+    hub.wait_ready("eve", timeout=120)
+    stop_all(hub, devcluster)
