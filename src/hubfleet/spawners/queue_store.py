@@ -208,3 +208,21 @@ def running(conn: Connection, *, profile: str) -> list[tuple[str, str, float]]:
     rows = conn.execute(select(usage_table.c.username, usage_table.c.server_name, usage_table.c.started)
                         .where(usage_table.c.profile == profile, usage_table.c.stopped.is_(None)))
     return [(r.username, r.server_name, r.started) for r in rows]
+
+
+def uses_of(conn: Connection, *, since: float, amount: str = "gpus", user: str | None = None,
+            group: str | None = None, profile: str | None = None) -> list[queue_policy.Use]:
+    """The records overlapping ``[since, now]`` of ``user`` / of members of ``group`` / of ``profile`` (when given),
+    as :class:`~.queue_policy.Use` of ``amount`` (``gpus`` or ``cpu``)."""
+    q = select(usage_table).where((usage_table.c.stopped.is_(None)) | (usage_table.c.stopped >= since))
+    if user is not None:
+        q = q.where(usage_table.c.username == user)
+    if profile is not None:
+        q = q.where(usage_table.c.profile == profile)
+    out = []
+    for r in conn.execute(q):
+        groups = json.loads(r.groups or "[]")
+        if group is not None and group not in groups:
+            continue
+        out.append(queue_policy.Use(r.username, group or "", r.started, r.stopped, float(getattr(r, amount))))
+    return out

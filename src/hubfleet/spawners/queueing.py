@@ -338,12 +338,13 @@ class SpawnQueue(LoggingConfigurable):
                 "at_latest": shown.at_latest if shown else None, "expected": shown.expected if shown else None,
                 "user_options": entry.user_options,
             })
-        return {"queued": out}
+        _, groups, _ = self._identity()
+        return {"queued": out, "budgets": await self.budget_status(user, groups) if self.budgets else []}
 
     async def _queue_panel(self, catalog, user: str) -> str:
         """The spawn form's queue panel (the user's place, updated by the page itself, and a leave button); empty
         when no profile queues."""
-        if not any(p.queue for p in catalog.profiles):
+        if not any(p.queue for p in catalog.profiles) and not self.budgets:
             return ""
         try:
             status = await self.queue_status(user)
@@ -390,6 +391,12 @@ _PANEL = """
         };
         p.appendChild(document.createTextNode(" ")); p.appendChild(b);
       }
+      box.appendChild(p);
+    });
+    (status.budgets || []).forEach(function (b) {
+      var p = document.createElement("p");
+      p.className = "hubfleet-budget" + (b.ok ? "" : " text-danger");
+      p.textContent = "Budget: " + b.text + ".";
       box.appendChild(p);
     });
     Object.keys(seen).forEach(function (profile) {

@@ -54,6 +54,7 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
+from .budgets import UsageBudgets
 from .queueing import SpawnQueue
 from .retry import TransientRetry
 from .storage import StorageSafety
@@ -67,7 +68,7 @@ _HOOK_HELP = """
 """
 
 
-class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
+class ProfileSpawner(SpawnQueue, UsageBudgets, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -299,14 +300,12 @@ class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, Tra
     # ------------------------------------------------------------------ who is asking
 
     def _identity(self) -> tuple[str, frozenset[str], bool]:
-        """(name, group names, admin) of this spawner's user. A user object without ``groups`` (or with None) has
-        no groups; a group may be a JupyterHub group (its ``name``) or a plain string."""
+        """(name, group names, admin) of this spawner's user (groups: JupyterHub groups or plain strings)."""
         user = self.user
         groups = frozenset(g if isinstance(g, str) else g.name for g in getattr(user, "groups", None) or ())
         return user.name, groups, bool(getattr(user, "admin", False))
 
-    async def visible_profiles(self):
-        """The profiles this spawner's user may use."""
+    async def visible_profiles(self):  # the profiles this spawner's user may use
         name, groups, is_admin = self._identity()
         return visible_profiles((await self.load_catalog()).profiles, name, groups, is_admin)
 
@@ -470,6 +469,7 @@ class ProfileSpawner(SpawnQueue, QuotaAccounting, HookRunner, StorageSafety, Tra
         self._record(choice)
         self.log.info("user:%s server %r: profile %s image %s", name, self.name, choice.profile.slug, self.image)
 
+        await self._budget_gate(choice)  # usage budgets over a window (none configured: nothing is read)
         quotas = applicable_quotas(catalog.quotas, choice.profile.slug, choice.groups)
         if quotas:
             await self._start_watching_pods()  # read-only (list + watch); shared by every spawner in the hub

@@ -17,6 +17,9 @@ import time
 import pytest
 import requests
 
+from hubfleet.db import Database
+from hubfleet.spawners import queue_store as qs
+
 from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all, wait_until
 
 RES = {"cpu": {"guarantee": 0.01, "limit": 1}, "memory": {"guarantee": "64M", "limit": "1G"}}
@@ -37,6 +40,7 @@ c.JupyterHub.load_roles.append({{"name": "hubfleet-queue", "scopes": ["servers"]
 c.ProfileSpawner.queue_api_token = {token!r}
 c.ProfileSpawner.queue_admit_interval = 2
 c.ProfileSpawner.queue_order = "fifo"
+c.ProfileSpawner.budgets = [{{"cpu_hours": 1, "window": "7d", "profile": "small"}}]
 {extra}
 """)
 
@@ -54,10 +58,9 @@ def pod_exists(devcluster, user):
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database, request):
     token = secrets.token_hex(16)
-    extra = ""
-    if database == "postgresql":
-        extra = f"c.JupyterHub.db_url = {request.getfixturevalue('pg_url')!r}"
-    hub = start_hub(queue_config(token, extra))
+    pg = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    hub = start_hub(queue_config(token, f"c.JupyterHub.db_url = {pg!r}" if pg else ""))
+    db_url = pg or f"sqlite:///{hub.state}/jupyterhub.sqlite"
     users = ["run1", "w1", "w2", "w3", "late"]
     make_users(hub, *users, "outsider", groups={"gpu-users": users})
     hub.tokens = {u: hub.user_token(u) for u in users}
@@ -73,6 +76,21 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
     status, body = spawn(hub, "outsider", {"profile": "q"})  # may not use the profile: 403 as without a queue
     assert status == 403, body
     assert [my_queue(hub, u)["q"]["position"] for u in ("w1", "w2", "w3")] == [1, 2, 3]
+
+    # -- a budget: 1 CPU-hour of 'small' per 7 days, used up by a record of 1 CPU for an hour, ended 2 hours ago
+    db = Database(db_url, timeout=10)
+    now = time.time()
+    db.run(lambda c: qs.record_start(c, user="late", server_name="x", profile="small", groups=["gpu-users"], gpus=0,
+                                     cpu=1, memory=0, now=now - 3 * 3600), write=True)
+    db.run(lambda c: qs.record_stop(c, user="late", server_name="x", now=now - 2 * 3600), write=True)
+    db.dispose()
+    status, body = spawn(hub, "late", {"profile": "small"})
+    assert status == 403 and body["message"].startswith(
+        "Budget used up: You have used 1.0 of 1 CPU-hours in the last 7 days; 1.0 CPU-hours free up on "), body
+    hub.wait_stopped("late")
+    budget = requests.get(f"{hub.url}/hub/api/queue", headers={"Authorization": f"token {hub.tokens['late']}"},
+                          timeout=30).json()["budgets"]
+    assert [(b["used_hours"], b["budget_hours"], b["ok"]) for b in budget] == [(pytest.approx(1.0), 1.0, False)]
 
     # -- a hub restart keeps the order (and the running server)
     hub.restart()
