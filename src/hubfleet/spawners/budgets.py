@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from traitlets import List, Dict, validate
 from traitlets.config import LoggingConfigurable
@@ -123,7 +123,12 @@ class UsageBudgets(LoggingConfigurable):
                                              user=None if b.per == "group" else user,
                                              group=b.group if b.per == "group" else None,
                                              profile=b.profile)
-            out.append((b, queue_policy.budget_check(uses=records, now=now, window=b.window, budget=b.hours * 3600)))
+            check = queue_policy.budget_check(uses=records, now=now, window=b.window, budget=b.hours * 3600)
+            if not check.ok:  # when does one hour of one GPU (CPU) fit again: what the message names
+                check = queue_policy.budget_check(uses=records, now=now, window=b.window, budget=b.hours * 3600,
+                                                  need=min(3600.0, b.hours * 3600 / 2))
+                check = replace(check, ok=False)
+            out.append((b, check))
         return out
 
     async def _budget_gate(self, choice) -> None:

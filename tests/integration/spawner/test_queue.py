@@ -86,7 +86,7 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
     db.dispose()
     status, body = spawn(hub, "late", {"profile": "small"})
     assert status == 403 and body["message"].startswith(
-        "Budget used up: You have used 1.0 of 1 CPU-hours in the last 7 days; 1.0 CPU-hours free up on "), body
+        "Budget used up: You have used 1.0 of 1 CPU-hours in the last 7 days; 0.5 CPU-hours free up on "), body
     hub.wait_stopped("late")
     budget = requests.get(f"{hub.url}/hub/api/queue", headers={"Authorization": f"token {hub.tokens['late']}"},
                           timeout=30).json()["budgets"]
