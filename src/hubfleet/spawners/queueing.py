@@ -25,6 +25,7 @@ import time
 from typing import ClassVar
 from urllib.parse import quote
 
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
@@ -127,7 +128,10 @@ class SpawnQueue(LoggingConfigurable):
         return shared(url, timeout=self.queue_db_timeout, engine_kwargs=engine_kwargs)
 
     async def _queue_call(self, fn, *args, write=False, **kwargs):
-        db = self._queue_db()
+        try:
+            db = self._queue_db()
+        except (ImportError, SQLAlchemyError) as e:  # e.g. the URL's driver is not installed
+            raise DatabaseUnavailable(f"the queue's database: {e}") from e
         if queue_store.QUEUE.name not in db.migrated:
             await db.call_blocking(migrate, db, queue_store.QUEUE)
         return await db.call(lambda conn: fn(conn, *args, **kwargs), write=write)
