@@ -32,12 +32,9 @@ PROFILES = [
 
 def queue_config(token: str, extra: str = "") -> str:
     return hub_config(f"""
-import hubfleet.spawners.queue_web
+from hubfleet.config.queue import enable_queue
 c.ProfileSpawner.profiles = {PROFILES!r}
-c.JupyterHub.extra_handlers = hubfleet.spawners.queue_web.handlers()
-c.JupyterHub.services.append({{"name": "hubfleet-queue", "api_token": {token!r}}})
-c.JupyterHub.load_roles.append({{"name": "hubfleet-queue", "scopes": ["servers"], "services": ["hubfleet-queue"]}})
-c.ProfileSpawner.queue_api_token = {token!r}
+enable_queue(c, api_token={token!r})
 c.ProfileSpawner.queue_admit_interval = 2
 c.ProfileSpawner.queue_order = "fifo"
 c.ProfileSpawner.budgets = [{{"cpu_hours": 1, "window": "7d", "profile": "small"}}]
@@ -57,7 +54,7 @@ def pod_exists(devcluster, user):
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database, request):
-    token = secrets.token_hex(16)
+    token = secrets.token_hex(32)
     pg = request.getfixturevalue("pg_url") if database == "postgresql" else None
     hub = start_hub(queue_config(token, f"c.JupyterHub.db_url = {pg!r}" if pg else ""))
     db_url = pg or f"sqlite:///{hub.state}/jupyterhub.sqlite"
@@ -121,7 +118,7 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
 
 
 def test_database_down_refuses_queued_profile_only(start_hub, devcluster):
-    hub = start_hub(queue_config(secrets.token_hex(16), """
+    hub = start_hub(queue_config(secrets.token_hex(32), """
 c.ProfileSpawner.queue_db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
 c.ProfileSpawner.queue_db_timeout = 2
 """))
