@@ -201,10 +201,7 @@ class SpawnQueue(LoggingConfigurable):
         except DatabaseUnavailable as e:
             self.log.error("user:%s usage record (%s) not written: %s", values["user"], fn.__name__, e)
         if admit:
-            try:
-                await self.admit_queued()
-            except Exception:  # noqa: BLE001
-                self.log.exception("queue: admission pass failed")
+            await self._admit_pass()
 
     # ---- admission -----------------------------------------------------------------------------------------------
     def _start_admitter(self) -> None:
@@ -215,11 +212,16 @@ class SpawnQueue(LoggingConfigurable):
 
     async def _admit_forever(self) -> None:
         while True:
-            try:
-                await self.admit_queued()
-            except Exception:  # noqa: BLE001 - the loop must survive any one pass
-                self.log.exception("queue: admission pass failed")
+            await self._admit_pass()
             await asyncio.sleep(self.queue_admit_interval)
+
+    async def _admit_pass(self) -> None:
+        try:
+            await self.admit_queued()
+        except DatabaseUnavailable as e:
+            self.log.error("queue: admission pass skipped: %s", e)
+        except Exception:  # noqa: BLE001 - the periodic loop must survive any one pass
+            self.log.exception("queue: admission pass failed")
 
     async def admit_queued(self) -> int:
         """Admit as many queued requests as there are free slots; how many were admitted."""

@@ -118,9 +118,12 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
 
 
 def test_database_down_refuses_queued_profile_only(start_hub, devcluster):
+    """Fail closed: the queued (and budgeted) profile is refused with a message; 'small', with no queue and no
+    budget, starts."""
     hub = start_hub(queue_config(secrets.token_hex(32), """
 c.ProfileSpawner.queue_db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
 c.ProfileSpawner.queue_db_timeout = 2
+c.ProfileSpawner.budgets = [{"cpu_hours": 1, "window": "7d", "profile": "q"}]
 """))
     make_users(hub, "dana", "eve", groups={"gpu-users": ["dana", "eve"]})
     status, body = spawn(hub, "dana", {"profile": "q"})  # the quota has room, but whether anyone waits is unknown
