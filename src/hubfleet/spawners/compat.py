@@ -96,3 +96,15 @@ def server_name_problem(name: str) -> str | None:
     if not name or (len(name) <= 30 and _SERVER_NAME.match(name)):
         return None
     return f"invalid server name {name!r}: a server name must be {SERVER_NAME_RULE}"
+
+
+def uncount_refusal(spawner) -> None:
+    """JupyterHub 5.5 counts every spawn that raises towards ``consecutive_failure_limit`` (z2jh's
+    ``hub.consecutiveFailureLimit``), and exits when it is reached; JupyterHub 6 does not count a
+    ``SpawnException``. A spawn that ends by joining a queue is the normal path, so on 5.5 the count this refusal is
+    about to add is taken back beforehand (the hub's handler adds one when the spawn's future fails)."""
+    if HAS_SPAWN_EXCEPTION:
+        return
+    settings = getattr(getattr(spawner, "handler", None), "settings", None)
+    if isinstance(settings, dict):
+        settings["failure_count"] = settings.get("failure_count", 0) - 1

@@ -32,7 +32,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..db import DatabaseUnavailable, migrate, shared
 from ..db.url import HUB_DEFAULT_URL
-from . import queue_policy, queue_store
+from . import compat, queue_policy, queue_store
 from .profiles import ProfileError, QuotaExceeded, RunningServer, quota_violation
 
 log = logging.getLogger("hubfleet.queue")
@@ -166,6 +166,7 @@ class SpawnQueue(LoggingConfigurable):
                       slug, position, len(rows))
         self._refused = True
         self._start_admitter()
+        compat.uncount_refusal(self)  # joining a queue is no failure (JupyterHub 5.5 would count it)
         raise self._refusal(QueueRefusal(
             f"Queued: '{choice.profile.display_name}' is full; you are number {position} of {len(rows)} waiting. "
             "Your server starts by itself when a slot frees; follow your place on the spawn page or at "
