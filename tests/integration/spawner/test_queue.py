@@ -37,6 +37,7 @@ c.ProfileSpawner.profiles = {PROFILES!r}
 enable_queue(c, api_token={token!r})
 c.ProfileSpawner.queue_admit_interval = 2
 c.ProfileSpawner.queue_order = "fifo"
+c.ProfileSpawner.consecutive_failure_limit = 3  # joining a queue is no failure: four joins in a row keep the hub up
 c.ProfileSpawner.budgets = [{{"cpu_hours": 1, "window": "7d", "profile": "small"}}]
 {extra}
 """)
