@@ -1,5 +1,5 @@
-"""The queue's hub API: ``GET /hub/api/queue`` (the caller's queued requests, JSON) and
-``DELETE /hub/api/queue/<profile>`` (leave that queue).
+"""The queue's hub API: ``GET /hub/api/queue`` (the caller's queued requests and budgets, JSON; scope
+``read:servers`` on the caller) and ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``).
 
 Registered in the hub process with ``c.JupyterHub.extra_handlers = hubfleet.spawners.queue_web.handlers()``: on
 JupyterHub 5.5 and 6.1 alike these are hub API handlers, authenticated as every ``/hub/api/`` request (a token,
@@ -23,17 +23,21 @@ from . import queue_store
 class QueueAPIHandler(APIHandler):
     """The calling user's queued requests (only their own)."""
 
-    def _spawner(self):
+    def _spawner(self, scope: str):
+        """The caller's (a user's) spawner, when the request holds ``scope`` on that user (``read:servers`` to read,
+        ``servers`` to leave: the scopes of the user's own servers, which the queued requests stand for)."""
         user = self.current_user
         if user is None or not hasattr(user, "spawner"):
             raise web.HTTPError(403, "only users have queued requests")
+        if not self.has_scope(f"{scope}!user={user.name}"):
+            raise web.HTTPError(403, f"this token lacks the scope {scope} on user {user.name}")
         spawner = user.spawner
         if not hasattr(spawner, "queue_status"):
             raise web.HTTPError(404, "this hub's spawner has no queue")
         return user, spawner
 
     async def get(self, profile=None):
-        user, spawner = self._spawner()
+        user, spawner = self._spawner("read:servers")
         try:
             status = await spawner.queue_status(user.name)
         except DatabaseUnavailable as e:
@@ -43,7 +47,7 @@ class QueueAPIHandler(APIHandler):
         self.write(json.dumps(status))
 
     async def delete(self, profile):
-        user, spawner = self._spawner()
+        user, spawner = self._spawner("servers")
         try:
             left = await spawner._queue_call(queue_store.leave, user=user.name, profile=profile, write=True)
         except DatabaseUnavailable as e:

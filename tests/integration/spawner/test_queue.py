@@ -112,6 +112,11 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
     hub.wait_ready("w3", timeout=120)
     assert "dropping w2's request for 'q'" in hub.log_tail(400)
     assert my_queue(hub, "late")["q"]["position"] == 1
+    status, body = hub.api("POST", "/users/late/tokens", json={"scopes": ["read:servers!user=late"]})
+    assert status == 201, body
+    r = requests.delete(f"{hub.url}/hub/api/queue/q", headers={"Authorization": f"token {body['token']}"},
+                        timeout=30)  # a read-only token may not leave the queue
+    assert r.status_code == 403 and my_queue(hub, "late")["q"]["position"] == 1, r.text
     r = requests.delete(f"{hub.url}/hub/api/queue/q", headers={"Authorization": f"token {hub.tokens['late']}"},
                         timeout=30)
     assert r.status_code == 204 and my_queue(hub, "late") == {}
