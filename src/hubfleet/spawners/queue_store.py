@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, Text, Unicode, UniqueConstraint, delete, select, update
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, Text, Unicode, UniqueConstraint, delete, select,
+                        update)
 from sqlalchemy.engine import Connection
 
 from ..db import Component, insert_ignore, table

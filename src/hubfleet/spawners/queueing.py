@@ -291,7 +291,8 @@ class SpawnQueue(LoggingConfigurable):
                         entry.user, entry.profile)
             return "retry"
         user = quote(entry.user, safe="")
-        path = f"users/{user}/servers/{quote(entry.server_name, safe='')}" if entry.server_name else f"users/{user}/server"
+        server = quote(entry.server_name, safe="")
+        path = f"users/{user}/servers/{server}" if entry.server_name else f"users/{user}/server"
         url = self.hub.api_url.rstrip("/") + "/" + path
         request = HTTPRequest(url, method="POST", body=json.dumps(entry.user_options),
                               headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
@@ -328,7 +329,8 @@ class SpawnQueue(LoggingConfigurable):
                                           weights=self.queue_group_weights)
             order = queue_policy.admission_order(
                 queue=[r.request() for r in same if r.state == queue_store.WAITING],
-                usage=queue_policy.group_usage(uses=uses, now=now, window=self.queue_window), weights=self.queue_group_weights,
+                usage=queue_policy.group_usage(uses=uses, now=now, window=self.queue_window),
+                weights=self.queue_group_weights,
                 order=self.queue_order)
             ids = [q.seq for q in order]
             lengths = await self._queue_call(queue_store.session_lengths, profile=entry.profile)
