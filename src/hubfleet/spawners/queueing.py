@@ -151,6 +151,8 @@ class SpawnQueue(LoggingConfigurable):
             full = quota_violation(quotas, self._running_servers(exclude=self._pod_key()), profile=slug,
                                    groups=choice.groups, user=user)
             if not full and not others:
+                if mine is not None:  # first in line and a slot is free: this spawn is the admission
+                    await self._queue_call(queue_store.drop, mine.id, write=True)
                 return
             group = queue_policy.accounting_group(groups=choice.groups, weights=self.queue_group_weights)
             entry, added = await self._queue_call(
