@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "scheduler-extender": ("hubfleet.scheduler_plugin.cli", "run the kube-scheduler extender (bin packing, GPU-aware)"),
     "culler": ("hubfleet.services.culler.cli", "run the per-profile idle-culler service (a JupyterHub service)"),
     "values": ("hubfleet.config.cli", "check or migrate z2jh Helm values (values check, values migrate)"),
+    "usage": ("hubfleet.spawners.usage_cli", "report server usage by user, group or profile (GPU-hours, CPU-hours)"),
     "pvcs": ("hubfleet.spawners.pvcs", "list or prune users' PVCs (home and named-server volumes)"),
 }
 

@@ -69,6 +69,11 @@ from hubfleet.config.culler import culler_service
 _culler, _culler_role = culler_service(policies_file="{culler_policies}", timeout=8 * 3600, cull_every=300)
 c.JupyterHub.services = [_culler]
 c.JupyterHub.load_roles = [_culler_role]
+
+# the GPU queue (admitted servers start by themselves) and a small weekly GPU budget; see docs/queue.md
+from hubfleet.config.queue import enable_queue
+enable_queue(c)
+c.ProfileSpawner.budgets = [{{"gpu_hours": 2, "window": "7d"}}]
 """
 
 CULLER_POLICIES = """\
@@ -217,7 +222,8 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
         for name, password, groups, admin in accounts:
             notes = ", ".join((["admin"] if admin else []) + [f"group {g}" for g in groups])
             print(f"    {name:<8} {password}   {('(' + notes + ')') if notes else ''}")
-        print("\n  profiles: small (everyone), medium (group demo-researchers), gpu (1 GPU, at most 2 running)")
+        print("\n  profiles: small (everyone), medium (group demo-researchers), gpu (1 GPU, at most 2 running, "
+              "then a queue; 2 GPU-hours per user per week)")
         print(f"  idle servers are culled per profile ({policies}); pods are placed by the scheduler extender")
         print(f"  logs: {logs}   state: {state}")
         print("  Ctrl-C stops everything; your files are kept for the next run.\n", flush=True)

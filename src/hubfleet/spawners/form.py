@@ -108,7 +108,8 @@ def build_cards(
     user: str = "",
     user_options: Mapping | None = None,
 ) -> list[Card]:
-    """One card per (already access-filtered) profile; a profile whose quota is full is disabled with the reason.
+    """One card per (already access-filtered) profile; a profile whose quota is full is disabled with the reason,
+    unless it queues (``queue: true``: choosing it joins the queue).
 
     ``user_options`` (the last choice) pre-selects a profile and image when they are still offered and enabled.
     """
@@ -116,7 +117,8 @@ def build_cards(
     quotas = tuple(quotas)
     groups = frozenset(groups)
     user_options = user_options if isinstance(user_options, Mapping) else {}
-    disabled = {p.slug: quota_violation(quotas, counts, profile=p.slug, groups=groups, user=user) for p in profiles}
+    disabled = {p.slug: None if p.queue else quota_violation(quotas, counts, profile=p.slug, groups=groups, user=user)
+                for p in profiles}
     enabled = [p for p in profiles if not disabled[p.slug]]
     wanted = user_options.get("profile")
     checked = next((p for p in enabled if p.slug == wanted), None)

@@ -54,7 +54,9 @@ from .profiles import (
 )
 from .accounting import QuotaAccounting
 from .hooks import HookRunner, TraitView
+from .budgets import UsageBudgets
 from .progress import SpawnProgress
+from .queueing import SpawnQueue
 from .retry import TransientRetry
 from .storage import StorageSafety
 
@@ -67,7 +69,8 @@ _HOOK_HELP = """
 """
 
 
-class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, TransientRetry, KubeSpawner):
+class ProfileSpawner(SpawnQueue, UsageBudgets, SpawnProgress, QuotaAccounting, HookRunner, StorageSafety,
+                     TransientRetry, KubeSpawner):
     """KubeSpawner with profiles declared as data, re-validated on every spawn path, with quotas counted from live
     pods, a per-user home PVC and hardened pod defaults.
 
@@ -277,7 +280,8 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
 
     async def _check_async(self) -> None:
         try:
-            await self.load_catalog()
+            if any(p.queue for p in (await self.load_catalog()).profiles):
+                self._start_admitter()  # also resumes admissions after a hub restart
         except ProfileError as e:
             self.log.error("profiles: invalid configuration: %s", e)
 
@@ -298,14 +302,12 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
     # ------------------------------------------------------------------ who is asking
 
     def _identity(self) -> tuple[str, frozenset[str], bool]:
-        """(name, group names, admin) of this spawner's user. A user object without ``groups`` (or with None) has
-        no groups; a group may be a JupyterHub group (its ``name``) or a plain string."""
+        """(name, group names, admin) of this spawner's user (groups: JupyterHub groups or plain strings)."""
         user = self.user
         groups = frozenset(g if isinstance(g, str) else g.name for g in getattr(user, "groups", None) or ())
         return user.name, groups, bool(getattr(user, "admin", False))
 
-    async def visible_profiles(self):
-        """The profiles this spawner's user may use."""
+    async def visible_profiles(self):  # the profiles this spawner's user may use
         name, groups, is_admin = self._identity()
         return visible_profiles((await self.load_catalog()).profiles, name, groups, is_admin)
 
@@ -385,7 +387,7 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             visible, quotas=catalog.quotas, counts=counts, groups=groups, user=name,
             user_options={} if note or choice is None else saved,
         )
-        return _form.render_form(cards, message=note)
+        return _form.render_form(cards, message=note) + await self._queue_panel(catalog, name)
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -439,10 +441,9 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             raise
 
     choice: ResolvedChoice | None = None
-    _refused_query = False
-    _refused = False
+    _refused_query = _refused = False
     _trait_backup: dict | None = None
-    _notes: list | None = None
+    _notes: list | None = None  # the progress notes of this start (a stale choice replaced)
     _last_recorded: dict | None = None
 
     async def load_user_options(self):
@@ -472,9 +473,12 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
         self._record(choice)
         self.log.info("user:%s server %r: profile %s image %s", name, self.name, choice.profile.slug, self.image)
 
+        await self._budget_gate(choice)  # usage budgets over a window (none configured: nothing is read)
         quotas = applicable_quotas(catalog.quotas, choice.profile.slug, choice.groups)
         if quotas:
             await self._start_watching_pods()  # read-only (list + watch); shared by every spawner in the hub
+            if choice.profile.queue:
+                await self._queue_gate(choice, quotas)  # joins the queue (and refuses) when full or not empty
             self._reserve_quota(choice, quotas)
         await self._run_pre_spawn_hooks(choice)
 
@@ -490,14 +494,12 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
 
     def get_state(self):
         state = super().get_state()
-        if self._last_recorded:
-            state["hubfleet"] = dict(self._last_recorded)
+        state.update({"hubfleet": dict(self._last_recorded)} if self._last_recorded else {})
         return state
 
     def load_state(self, state):
         super().load_state(state)
-        recorded = (state or {}).get("hubfleet")
-        if isinstance(recorded, dict):
+        if isinstance(recorded := (state or {}).get("hubfleet"), dict):
             self._last_recorded = recorded
 
     async def progress(self):
@@ -560,6 +562,7 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
                 result = await future
             outcome = "success"
             self.record_spawn_time(time.monotonic() - started)
+            self._record_usage_start(self.choice)
             return result
         except TimeoutError as e:
             future.cancel()
@@ -583,3 +586,4 @@ class ProfileSpawner(SpawnProgress, QuotaAccounting, HookRunner, StorageSafety, 
             await super().stop(now=now)
         finally:
             self._release_quota()
+        self._record_usage_stop()

@@ -10,6 +10,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from pathlib import Path
 
 import requests
 
@@ -100,8 +101,10 @@ def form_post(session, hub, data: dict) -> requests.Response:
                         allow_redirects=False)
 
 
-def test_demo_profiles_gating_quota_and_tampering(start_hub, devcluster, artifacts):
-    hub = start_hub(hub_config(f"c.ProfileSpawner.profiles_file = {DEMO_FILE!r}"))
+def test_demo_profiles_gating_quota_and_tampering(start_hub, devcluster, artifacts, tmp_path):
+    unqueued = tmp_path / "profiles.yaml"  # the demo's profiles, its GPU profile refusing instead of queueing
+    unqueued.write_text(Path(DEMO_FILE).read_text().replace("    queue: true", "    queue: false"))
+    hub = start_hub(hub_config(f"c.ProfileSpawner.profiles_file = {str(unqueued)!r}"))
     make_users(hub, "alice", "rita", "bob", "carol", "dave", groups={"demo-researchers": ["rita"]})
 
     # -- each demo profile spawns, and its pod holds the declared resources, security context, volumes, placement

@@ -220,6 +220,7 @@ class Profile:
     image_pull_policy: str | None = None
     scheduling_strategy: str | None = None
     priority_class_name: str | None = None
+    queue: bool = False  # a spawn over one of this profile's quotas joins its queue instead of being refused
 
     @property
     def default_image(self) -> ImageChoice | None:

@@ -288,6 +288,7 @@ def _profile(spec: Mapping, source: str) -> tuple[Profile, list[Quota]]:
         image_pull_policy=spec.get("image_pull_policy"),
         scheduling_strategy=spec.get("scheduling_strategy"),
         priority_class_name=spec.get("priority_class_name"),
+        queue=bool(spec.get("queue", False)),
     )
     quotas = _profile_quotas(spec.get("quota"), slug)
     if spec.get("max_per_user") is not None:

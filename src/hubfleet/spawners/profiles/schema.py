@@ -104,6 +104,7 @@ PROFILE = {
             "type": "object", "additionalProperties": False,
             "properties": {"max_servers": _COUNT, "groups": {"type": "object", "additionalProperties": _COUNT}}}]},
         "max_per_user": _COUNT,
+        "queue": {"type": "boolean"},
         "init_containers": {"type": "array", "items": _CONTAINER},
         "extra_containers": {"type": "array", "items": _CONTAINER},
         "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"]},

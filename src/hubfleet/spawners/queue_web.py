@@ -1,0 +1,63 @@
+"""The queue's hub API: ``GET /hub/api/queue`` (the caller's queued requests and budgets, JSON; scope
+``read:servers`` on the caller) and ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``).
+
+Registered in the hub process with ``c.JupyterHub.extra_handlers = hubfleet.spawners.queue_web.handlers()``: on
+JupyterHub 5.5 and 6.1 alike these are hub API handlers, authenticated as every ``/hub/api/`` request (a token,
+or the hub's cookie with its XSRF check for a browser), and they answer from the same process and database as
+the spawner, so what they show is what the admitter decides. JupyterHub logs that ``extra_handlers`` is
+deprecated (in favour of services); a service would need its own process, its own OAuth client and its own copy
+of the profiles, for two small endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from ..db import DatabaseUnavailable
+from . import queue_store
+
+
+class QueueAPIHandler(APIHandler):
+    """The calling user's queued requests (only their own)."""
+
+    def _spawner(self, scope: str):
+        """The caller's (a user's) spawner, when the request holds ``scope`` on that user (``read:servers`` to read,
+        ``servers`` to leave: the scopes of the user's own servers, which the queued requests stand for)."""
+        user = self.current_user
+        if user is None or not hasattr(user, "spawner"):
+            raise web.HTTPError(403, "only users have queued requests")
+        if not self.has_scope(f"{scope}!user={user.name}"):
+            raise web.HTTPError(403, f"this token lacks the scope {scope} on user {user.name}")
+        spawner = user.spawner
+        if not hasattr(spawner, "queue_status"):
+            raise web.HTTPError(404, "this hub's spawner has no queue")
+        return user, spawner
+
+    async def get(self, profile=None):
+        user, spawner = self._spawner("read:servers")
+        try:
+            status = await spawner.queue_status(user.name)
+        except DatabaseUnavailable as e:
+            raise web.HTTPError(503, f"the queue is unavailable: {e}") from e
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(status))
+
+    async def delete(self, profile):
+        user, spawner = self._spawner("servers")
+        try:
+            left = await spawner._queue_call(queue_store.leave, user=user.name, profile=profile, write=True)
+        except DatabaseUnavailable as e:
+            raise web.HTTPError(503, f"the queue is unavailable: {e}") from e
+        if not left:
+            raise web.HTTPError(404, f"you are not in the queue of {profile!r}")
+        self.log.info("user:%s left the queue of %s", user.name, profile)
+        self.set_status(204)
+
+
+def handlers() -> list:
+    """The handlers for ``c.JupyterHub.extra_handlers`` (the hub adds its ``/hub`` prefix)."""
+    return [(r"/api/queue", QueueAPIHandler), (r"/api/queue/([^/]+)", QueueAPIHandler)]
