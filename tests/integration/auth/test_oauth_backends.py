@@ -1,0 +1,173 @@
+"""oauthenticator's own GitHubOAuthenticator and GoogleOAuthenticator as backends of the composite, beside LDAP
+(real slapd) and local accounts, through a real hub running the docs' example (``<!-- example: oauth-backends -->``
+in docs/authenticators.md): GitHub against a GitHub Enterprise protocol emulator (github_emulator.py), Google
+against oidc-provider-mock. Teams and organisations go through hubfleet's policy; the binding is to GitHub's
+numeric id, so a renamed account keeps its hub user and an account taking the old login is refused; a provider
+that fails leaves the page saying the sign-in service is unavailable and creates no user. Also the start-up errors
+(unknown kind, two backends on one callback path) and a screenshot of the login page (test-artifacts/).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from traitlets.config import Config
+
+from hubfleet.authenticators.base import ConfigError
+from hubfleet.authenticators.composite import HubfleetAuthenticator
+from tests.procs import ARTIFACTS, REPO
+
+from . import servers as S
+from .conftest import LOCAL_USERS
+
+
+DOC = REPO / "docs" / "authenticators.md"
+SECRETS = {"LDAP_BIND_PASSWORD": S.SVC_PW, "GITHUB_CLIENT_SECRET": "gh-secret", "GOOGLE_CLIENT_SECRET": "g-secret"}
+GINA, GABE, THIEF, OUTSIDER = 4242, 4243, 5151, 6161
+
+
+def doc_example() -> str:
+    m = re.search(r"<!-- example: oauth-backends -->\n```python\n(.*?)```", DOC.read_text(), re.S)
+    assert m, f"{DOC}: the example after '<!-- example: oauth-backends -->' is gone"
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def site(auth_tmp, slapd, oidc_mock, users_file):
+    tmp = auth_tmp / "oauth-backends"
+    gh = S.start_github_emulator(tmp / "github", "hub-client", "gh-secret")
+    gh.set_account(GINA, "gina", name="Gina", email="gina@example.org", teams=["example-org:data-science"],
+                   orgs=["example-org"])
+    gh.set_account(GABE, "gabe", teams=["example-org:hub-admins", "example-org:data-science"], orgs=["example-org"])
+    gh.set_account(OUTSIDER, "olaf", teams=["other-org:data-science"], orgs=["other-org"])
+    oidc_mock.set_user("google-sub-gwen", {"email": "gwen@example.org", "email_verified": True, "hd": "example.org"})
+    oidc_mock.set_user("google-sub-eve", {"email": "eve@elsewhere.org", "email_verified": True, "hd": "elsewhere.org"})
+    example = doc_example()
+    swaps = {
+        '"ldap://ldap.example.org"': repr(slapd.url),
+        "dc=example,dc=org": S.BASE_DN,
+        "/srv/jupyterhub/users.yaml": str(users_file),
+        "https://github.example.org": gh.url,
+        '"https://hub.example.org/"': "c.JupyterHub.bind_url",
+    }
+    for old, new in swaps.items():
+        assert old in example, f"the doc's oauth-backends example no longer contains {old!r}: update the swaps"
+        example = example.replace(old, new)
+    cfg = example + "\n".join([
+        "",
+        f"c.HubfleetLDAPAuthenticator.tls_ca_file = {str(slapd.ca_file)!r}",
+        f"c.GoogleOAuthenticator.authorize_url = '{oidc_mock.issuer}/oauth2/authorize'",
+        f"c.GoogleOAuthenticator.token_url = '{oidc_mock.issuer}/oauth2/token'",
+        f"c.GoogleOAuthenticator.userdata_url = '{oidc_mock.issuer}/userinfo'",
+        "c.HubfleetAuthenticator.login_timeout = 4",
+        "",
+    ])
+    hub = S.start_hub(tmp / "hub", cfg, name="hub-oauth-backends", extra_env=SECRETS)
+    hub.extra.update(github=gh)
+    yield hub
+    hub.stop()
+    gh.stop()
+
+
+def _login(site, backend, account):
+    r = S.oidc_login(site.url, backend, sub=str(account))
+    return r, S.whoami(r.session, site.url)
+
+
+def test_the_login_page_offers_github_google_ldap_and_local_sign_in(site):
+    page = S.requests.get(f"{site.url}/hub/login", timeout=10).text
+    assert "Sign in with GitHub" in page and "Sign in with Google" in page
+    assert 'name="password"' in page
+    for who, password in (("alice", "alice-pw"), ("localadmin", LOCAL_USERS["localadmin"][0])):
+        r = S.form_login(site.url, who, password)
+        assert r.ok, f"{who}: {r.status} {r.error}"
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    shot = ARTIFACTS / "login-github-google-ldap-local.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(f"{site.url}/hub/login", timeout=30_000)
+        assert page.get_by_text("Sign in with GitHub").is_visible()
+        assert page.get_by_text("Sign in with Google").is_visible()
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 0
+
+
+def test_github_teams_and_organisations_go_through_the_policy(site):
+    r, who = _login(site, "github", GINA)
+    assert who == "gina", r.text[:500]
+    gina = site.user("gina")
+    assert "jupyter-users" in gina["groups"] and not gina["admin"]
+    r, who = _login(site, "github", GABE)
+    assert who == "gabe", r.text[:500]
+    assert site.user("gabe")["admin"] is True  # example-org:hub-admins -> jupyter-admins, the entry's admin group
+    r, who = _login(site, "github", OUTSIDER)  # neither an allowed organisation nor an allowed group
+    assert who is None and site.user("olaf") is None
+
+
+def test_a_renamed_github_account_keeps_its_hub_user_and_its_old_login_cannot_be_taken(site):
+    gh = site.extra["github"]
+    r, who = _login(site, "github", GINA)
+    assert who == "gina", r.text[:500]
+    gh.set_account(GINA, "gina-renamed", teams=["example-org:data-science"], orgs=["example-org"])
+    gh.set_account(THIEF, "gina", teams=["example-org:data-science"], orgs=["example-org"])
+    r, who = _login(site, "github", GINA)
+    assert who == "gina", f"the renamed account signed in as {who!r}: {r.text[:500]}"
+    assert site.user("gina-renamed") is None
+    r, who = _login(site, "github", THIEF)
+    assert who is None, "another GitHub account that took the login 'gina' got the hub user"
+    assert "Sign-in refused" in r.text and "belongs to" in r.text, r.text[:800]
+    gh.set_account(GINA, "gina", teams=["example-org:data-science"], orgs=["example-org"])
+    gh.set_account(THIEF, "thief")
+
+
+def test_google_signs_in_by_sub_within_its_hosted_domain(site):
+    r, who = _login(site, "google", "google-sub-gwen")
+    assert who == "gwen", r.text[:500]
+    state = site.api("GET", "/users/gwen").json()
+    assert state["name"] == "gwen"
+    r, who = _login(site, "google", "google-sub-eve")  # not in hosted_domain: Google's own block still holds
+    assert who is None and site.user("eve") is None
+
+
+@pytest.mark.parametrize("mode", ["500", "html", "hang", "other-client"])
+def test_a_failing_provider_says_so_and_creates_no_user(site, mode):
+    gh = site.extra["github"]
+    gh.set_account(7000, f"new-{mode}", teams=["example-org:data-science"], orgs=["example-org"])
+    gh.set_mode(mode)
+    try:
+        r, who = _login(site, "github", 7000)
+    finally:
+        gh.set_mode("ok")
+    assert who is None and site.user(f"new-{mode}") is None
+    if mode == "other-client":
+        assert "Sign-in with GitHub refused" in r.text or "access token was not returned" in r.text, r.text[:800]
+    else:
+        assert "The login service (GitHub) is unavailable right now" in r.text, r.text[:800]
+
+
+def _composite(backends):
+    c = Config()
+    c.HubfleetAuthenticator.backends = backends
+    return HubfleetAuthenticator(config=c)
+
+
+def test_an_unknown_kind_is_a_startup_error_listing_the_installed_ones():
+    with pytest.raises(ConfigError) as e:
+        _composite([{"kind": "githbu"}])
+    assert "'githbu' names no installed authenticator" in str(e.value)
+    for kind in ("github", "google", "generic-oauth", "hubfleet-ldap"):
+        assert kind in str(e.value)
+
+
+def test_two_oauth_backends_on_one_callback_path_are_a_startup_error():
+    url = "https://hub.example.org/hub/oauth_callback"
+    with pytest.raises(ConfigError, match="both use /hub/oauth_callback"):
+        _composite([{"kind": "github", "name": "gh", "client_id": "a", "oauth_callback_url": url},
+                    {"kind": "oauthenticator.gitlab:GitLabOAuthenticator", "name": "gl", "client_id": "b",
+                     "oauth_callback_url": url}])
