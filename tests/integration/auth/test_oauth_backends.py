@@ -60,6 +60,8 @@ def site(auth_tmp, slapd, oidc_mock, users_file):
         f"c.GoogleOAuthenticator.authorize_url = '{oidc_mock.issuer}/oauth2/authorize'",
         f"c.GoogleOAuthenticator.token_url = '{oidc_mock.issuer}/oauth2/token'",
         f"c.GoogleOAuthenticator.userdata_url = '{oidc_mock.issuer}/userinfo'",
+        # the session's oidc-provider-mock insists on a nonce (Google does not ask for one)
+        "c.GoogleOAuthenticator.extra_authorize_params = {'nonce': 'n-0'}",
         "c.HubfleetAuthenticator.login_timeout = 4",
         "",
     ])
