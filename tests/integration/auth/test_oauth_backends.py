@@ -3,8 +3,8 @@
 in docs/authenticators.md): GitHub against a GitHub Enterprise protocol emulator (github_emulator.py), Google
 against oidc-provider-mock. Teams and organisations go through hubfleet's policy; the binding is to GitHub's
 numeric id, so a renamed account keeps its hub user and an account taking the old login is refused; a provider
-that fails leaves the page saying the sign-in service is unavailable and creates no user. Also the start-up errors
-(unknown kind, two backends on one callback path) and a screenshot of the login page (test-artifacts/).
+that fails leaves the page saying the sign-in service is unavailable and creates no user. A screenshot of the login
+page goes to test-artifacts/. (The start-up errors are in tests/unit/test_auth_config.py.)
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from traitlets.config import Config
-
-from hubfleet.authenticators.base import ConfigError
-from hubfleet.authenticators.composite import HubfleetAuthenticator
 from tests.procs import ARTIFACTS, REPO
 
 from . import servers as S
@@ -151,25 +147,3 @@ def test_a_failing_provider_says_so_and_creates_no_user(site, mode):
         assert "Sign-in with GitHub refused" in r.text or "access token was not returned" in r.text, r.text[:800]
     else:
         assert "The login service (GitHub) is unavailable right now" in r.text, r.text[:800]
-
-
-def _composite(backends):
-    c = Config()
-    c.HubfleetAuthenticator.backends = backends
-    return HubfleetAuthenticator(config=c)
-
-
-def test_an_unknown_kind_is_a_startup_error_listing_the_installed_ones():
-    with pytest.raises(ConfigError) as e:
-        _composite([{"kind": "githbu"}])
-    assert "'githbu' names no installed authenticator" in str(e.value)
-    for kind in ("github", "google", "generic-oauth", "hubfleet-ldap"):
-        assert kind in str(e.value)
-
-
-def test_two_oauth_backends_on_one_callback_path_are_a_startup_error():
-    url = "https://hub.example.org/hub/oauth_callback"
-    with pytest.raises(ConfigError, match="both use /hub/oauth_callback"):
-        _composite([{"kind": "github", "name": "gh", "client_id": "a", "oauth_callback_url": url},
-                    {"kind": "oauthenticator.gitlab:GitLabOAuthenticator", "name": "gl", "client_id": "b",
-                     "oauth_callback_url": url}])
