@@ -1,6 +1,8 @@
-"""``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC) under one policy.
+"""``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC, any other Authenticator) under one policy.
 
-The password backends are tried in order at the login form; each OIDC backend has its own button and handlers.
+The password backends are tried in order at the login form; each OIDC or OAuth backend has its own button and
+handlers. An entry of any other kind (a ``jupyterhub.authenticators`` entry point or an import path) is wrapped by
+:class:`~.foreign.ForeignBackend`.
 Refresh asks the backend the user is bound to (the bindings, ``binding.py``), so it works the same after a
 hub restart. A ``backends[]`` entry may set the options of :data:`~.base.PER_BACKEND_POLICY` for its own users;
 any other policy option in an entry is refused at start-up.
@@ -69,13 +71,17 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
         Union([Unicode(), Dict()]),
         default_value=["local"],
         config=True,
-        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
-        ``kind``, an optional ``name`` (unique; used in OIDC URLs ``/hub/oauth_login/<name>``) and that backend's
-        options, which override the class config (``c.HubfleetLDAPAuthenticator...``).
+        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``, any other
+        ``jupyterhub.authenticators`` entry point such as ``"github"`` or ``"google"``, or an import path
+        ``"package.module:Class"``) or a dict with ``kind``, an optional ``name`` (unique; used in OAuth URLs
+        ``/hub/oauth_login/<name>``) and that backend's options, which override the class config
+        (``c.HubfleetLDAPAuthenticator...``, ``c.GitHubOAuthenticator...``).
 
         The login form tries the password backends (ldap, local) in this order; the first that accepts the
         username and password wins, so list the authoritative directory first. Each OIDC backend gets a
-        "Sign in with <login_service>" button. Each hub user is bound to the backend of their first login.
+        "Sign in with <login_service>" button, and so does each OAuthenticator class (its callback:
+        its ``oauth_callback_url``, default ``<public_url>/hub/oauth_callback/<name>``). Each hub user is bound to
+        the backend of their first login.
 
         An entry (or the backend's class config) may set `allowed_groups`, `admin_groups`, `group_mapping`,
         `group_mapping_only`, `group_prefix` and `lowercase_groups` for the users of that backend only (e.g. a

@@ -17,7 +17,9 @@ from importlib.metadata import entry_points
 GROUPS = ("jupyterhub.authenticators", "jupyterhub.spawners")
 # configurables that are not JupyterHub plugins but are configured the same way (hub-managed services)
 SERVICES = {"hubfleet.services.culler.app": ("CullerApp", "service: `hubfleet culler`"),
-            "hubfleet.services.certprobe": ("CertificateProbe", "in the culler service (`--config` file)")}
+            "hubfleet.services.certprobe": ("CertificateProbe", "in the culler service (`--config` file)"),
+            "hubfleet.authenticators.foreign": ("ForeignBackend", "a `hubfleet` `backends[]` entry of any other "
+                                                "kind (`github`, `google`, ...)")}
 
 
 def hubfleet_entry_points() -> dict[type, list[str]]:
