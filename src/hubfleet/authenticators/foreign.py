@@ -249,6 +249,7 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         if not model:
             return None
         result, allows = await self._inner_call(self._result(model))
+        await self._follow_rename(result)
         model = self.owner.auth_model(result, model.get("auth_state"), backend_allows=allows)
         if model:
             self._origin[model["name"]] = self.backend_name
@@ -290,16 +291,6 @@ class ForeignBackend(HubfleetBaseAuthenticator):
                                          f"account id ({path!r}).")
         else:
             subject = name
-        if self.is_oauth:  # an account renamed at the provider stays the hub user it is bound to
-            try:
-                bound = await self.owner.bindings.name_of(self.backend_name, str(subject))
-            except BindingStoreError as e:
-                self.log.error("user:%s login refused: bindings unusable: %s", name, e)
-                raise web.HTTPError(503, UNAVAILABLE) from e
-            if bound and bound != name:
-                self.log.info("user:%s is %s account %s, bound to hub user %s: signing in as %s", name,
-                              self.login_service, subject, bound, bound)
-                name = bound
         groups = set(model.get("groups") or [])
         allows = ""
         orgs = getattr(self.inner, "allowed_organizations", None)
@@ -314,6 +305,18 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         return BackendResult(name=name, groups=sorted(groups), attributes=attrs, backend=self.backend_name,
                              subject=str(subject)), allows
 
+    async def _follow_rename(self, result: BackendResult) -> None:
+        """An account renamed at the provider stays the hub user its subject is bound to."""
+        try:
+            bound = await self.owner.bindings.name_of(self.backend_name, result.subject)
+        except BindingStoreError as e:
+            self.log.error("user:%s login refused: bindings unusable: %s", result.name, e)
+            raise web.HTTPError(503, UNAVAILABLE) from e
+        if bound and bound != result.name:
+            self.log.info("user:%s is %s account %s, bound to hub user %s: signing in as %s", result.name,
+                          self.login_service, result.subject, bound, bound)
+            result.name = bound
+
     # ---- refresh and spawn ------------------------------------------------------------------------------------
     async def refresh_user(self, user, handler=None):
         """The class's own refresh (tokens, ``refresh_user_hook``), then the policy and the binding again."""
@@ -325,6 +328,7 @@ class ForeignBackend(HubfleetBaseAuthenticator):
             if not isinstance(refreshed, dict):
                 return bool(refreshed)
             result, allows = await self._inner_call(self._result(refreshed))
+            await self._follow_rename(result)
         except web.HTTPError as e:
             if e.status_code >= 500:
                 return self.owner._outage(user.name, BackendUnavailable(self.login_service, str(e.log_message)))
