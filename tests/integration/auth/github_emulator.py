@@ -50,8 +50,8 @@ def main(port: int, client_id: str, client_secret: str) -> None:
         if mode == "html":
             return web.Response(text="<html><body>Unicorn! This page is taking too long</body></html>",
                                 content_type="text/html")
-        if mode == "hang":
-            await asyncio.sleep(3600)
+        while STATE["mode"] == "hang":  # no answer until the test sets another mode
+            await asyncio.sleep(0.05)
         if form.get("client_id") != client_id or form.get("client_secret") != client_secret or mode == "other-client":
             return web.json_response({"error": "incorrect_client_credentials",
                                       "error_description": "The client_id and/or client_secret passed are incorrect."})
@@ -112,7 +112,7 @@ def main(port: int, client_id: str, client_secret: str) -> None:
     app.router.add_get("/api/v3/orgs/{org}/members/{login}", org_member)
     app.router.add_put("/_control/accounts/{id}", put_account)
     app.router.add_post("/_control/mode", set_mode)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=1)
 
 
 if __name__ == "__main__":
