@@ -92,7 +92,16 @@ def test_local_config_errors(tmp_path):
     "backends, message",
     [
         ([], "backends is empty"),
-        (["kerberos"], "backends[0]: kind 'kerberos' is not one of ['ldap', 'local', 'oidc']"),
+        (["kerberos"], "backends[0] (kerberos 'kerberos'): kind 'kerberos' names no installed authenticator"),
+        (["githbu"], "Use an entry point of 'jupyterhub.authenticators' (auth0, azuread, bitbucket"),
+        ([{"kind": "oauthenticator.nowhere:Nothing", "name": "x"}], "kind 'oauthenticator.nowhere:Nothing' names no"),
+        ([{"kind": "github", "client_id": "a", "allowed_user": ["x"]}],
+         "backends[0] (github 'github'): unknown option(s) ['allowed_user']; GitHubOAuthenticator has no such"),
+        ([{"kind": "github", "client_id": "a", "admin_users": {"x"}}], "['admin_users'] apply to the whole hub"),
+        ([{"kind": "github", "name": "gh", "client_id": "a", "oauth_callback_url": "https://h/hub/oauth_callback"},
+          {"kind": "oauthenticator.gitlab:GitLabOAuthenticator", "name": "gl", "client_id": "b",
+           "oauth_callback_url": "https://h/hub/oauth_callback"}],
+         "'gh' and 'gl' both use /hub/oauth_callback; give each OAuth backend its own oauth_callback_url"),
         ([{"kind": "local", "name": "Bad Name", "users_file": "/x"}], "name 'Bad Name' must be lowercase"),
         ([{"kind": "oidc", "name": "a", **OIDC_OK}, {"kind": "oidc", "name": "a", **OIDC_OK}], "'a' is used twice"),
         ([{"kind": "local", "users_file": "/x", "no_such_option": 1}], "backends[0] (local 'local')"),
@@ -113,16 +122,20 @@ def test_composite_builds_ordered_backends_with_class_config(tmp_path):
         "ldap",
         {"kind": "local", "users_file": str(tmp_path / "u.yaml")},
         {"kind": "oidc", "name": "keycloak", **OIDC_OK},
-        {"kind": "oidc", "name": "github-enterprise", "login_service": "GHE", **OIDC_OK},
+        {"kind": "oidc", "name": "partner-sso", "login_service": "Partner SSO", **OIDC_OK},
+        {"kind": "github", "client_id": "gh-client", "login_service": "GitHub", "group_prefix": "gh-"},
     ]
     a = HubfleetAuthenticator(config=c)
-    assert [b.backend_name for b in a._children] == ["ldap", "local", "keycloak", "github-enterprise"]
+    assert [b.backend_name for b in a._children] == ["ldap", "local", "keycloak", "partner-sso", "github"]
+    assert a._children[4].inner.client_id == "gh-client" and a._children[4]._policy_overrides == {"group_prefix"}
     assert a._children[0].server_urls == ["ldap://ldap.example.org"]
     assert a.password_backend is True
-    assert a.oidc_buttons() == [("Keycloak", "oauth_login/keycloak"), ("GHE", "oauth_login/github-enterprise")]
+    assert a.oidc_buttons() == [("Keycloak", "oauth_login/keycloak"), ("Partner SSO", "oauth_login/partner-sso"),
+                                ("GitHub", "oauth_login/github")]
     routes = [r for r, _h in a.get_handlers(None)]
     assert routes == ["/login", "/logout", "/oauth_login/keycloak", "/oauth_callback/keycloak",
-                      "/oauth_login/github-enterprise", "/oauth_callback/github-enterprise"]
+                      "/oauth_login/partner-sso", "/oauth_callback/partner-sso",
+                      "/oauth_login/github", "/oauth_callback/github"]
     from jinja2 import Template
 
     page = Template(a.get_custom_html("/hub/"))

@@ -73,6 +73,13 @@ def _get(conn: Connection, name: str) -> Binding | None:
     return Binding(row.backend, row.subject) if row else None
 
 
+def _name_of(conn: Connection, backend: str, subject: str) -> str | None:
+    t = bindings_table.c
+    row = conn.execute(select(t.username).where(t.backend == backend, t.subject == subject)
+                       .order_by(t.bound_at).limit(1)).first()
+    return row.username if row else None
+
+
 def _bind(conn: Connection, name: str, backend: str, subject: str, previous: str) -> tuple[Binding | None, str]:
     """Bind ``name`` when it is unbound, or move its binding from ``previous`` to ``subject`` (same backend).
     Returns (the binding before this call, what was done: "bound", "upgraded" or "")."""
@@ -224,6 +231,11 @@ class BindingStore:
     async def lookup(self, name: str) -> Binding | None:
         """``name``'s binding, or None. Raises :class:`BindingStoreError` when the database cannot tell."""
         return await self._call(self.get, name)
+
+    async def name_of(self, backend: str, subject: str) -> str | None:
+        """The hub user bound to ``(backend, subject)``, or None. Raises :class:`BindingStoreError` when the
+        database cannot tell."""
+        return await self._call(lambda: self._run(_name_of, backend, subject))
 
     async def check(self, name: str, backend: str, subject: str, *, login: bool = True,
                     previous_subject: str = "") -> bool:

@@ -1,6 +1,8 @@
-"""``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC) under one policy.
+"""``HubfleetAuthenticator``: ordered backends (LDAP, local accounts, OIDC, any other Authenticator) under one policy.
 
-The password backends are tried in order at the login form; each OIDC backend has its own button and handlers.
+The password backends are tried in order at the login form; each OIDC or OAuth backend has its own button and
+handlers. An entry of any other kind (a ``jupyterhub.authenticators`` entry point or an import path) is wrapped by
+:class:`~.foreign.ForeignBackend`.
 Refresh asks the backend the user is bound to (the bindings, ``binding.py``), so it works the same after a
 hub restart. A ``backends[]`` entry may set the options of :data:`~.base.PER_BACKEND_POLICY` for its own users;
 any other policy option in an entry is refused at start-up.
@@ -9,6 +11,7 @@ any other policy option in an entry is refused at start-up.
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 
 from traitlets import Dict, List, Unicode, Union
@@ -16,6 +19,7 @@ from traitlets import Dict, List, Unicode, Union
 from .base import (PER_BACKEND_POLICY, BackendMisconfigured, BackendUnavailable, ConfigError,
                    HubfleetBaseAuthenticator, HubfleetLogoutHandler, LoginRefused)
 from .binding import BindingStoreError
+from .foreign import WRAPPER_OPTIONS, ForeignBackend, resolve
 
 BACKEND_KINDS = {
     "ldap": "hubfleet.authenticators.ldap:HubfleetLDAPAuthenticator",
@@ -67,13 +71,17 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
         Union([Unicode(), Dict()]),
         default_value=["local"],
         config=True,
-        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``) or a dict with
-        ``kind``, an optional ``name`` (unique; used in OIDC URLs ``/hub/oauth_login/<name>``) and that backend's
-        options, which override the class config (``c.HubfleetLDAPAuthenticator...``).
+        help="""The ordered backends. Each entry is a kind (``"ldap"``, ``"local"``, ``"oidc"``, any other
+        ``jupyterhub.authenticators`` entry point such as ``"github"`` or ``"google"``, or an import path
+        ``"package.module:Class"``) or a dict with ``kind``, an optional ``name`` (unique; used in OAuth URLs
+        ``/hub/oauth_login/<name>``) and that backend's options, which override the class config
+        (``c.HubfleetLDAPAuthenticator...``, ``c.GitHubOAuthenticator...``).
 
         The login form tries the password backends (ldap, local) in this order; the first that accepts the
         username and password wins, so list the authoritative directory first. Each OIDC backend gets a
-        "Sign in with <login_service>" button. Each hub user is bound to the backend of their first login.
+        "Sign in with <login_service>" button, and so does each OAuthenticator class (its callback:
+        its ``oauth_callback_url``, default ``<public_url>/hub/oauth_callback/<name>``). Each hub user is bound to
+        the backend of their first login.
 
         An entry (or the backend's class config) may set `allowed_groups`, `admin_groups`, `group_mapping`,
         `group_mapping_only`, `group_prefix` and `lowercase_groups` for the users of that backend only (e.g. a
@@ -100,10 +108,9 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
         for i, entry in enumerate(self.backends):
             spec = {"kind": entry} if isinstance(entry, str) else dict(entry)
             kind = spec.pop("kind", None)
-            if kind not in BACKEND_KINDS:
-                raise ConfigError(
-                    f"HubfleetAuthenticator.backends[{i}]: kind {kind!r} is not one of {sorted(BACKEND_KINDS)}."
-                )
+            if not isinstance(kind, str) or not kind:
+                raise ConfigError(f"HubfleetAuthenticator.backends[{i}]: set 'kind' ({sorted(BACKEND_KINDS)}, an "
+                                  f"entry point of jupyterhub.authenticators, or 'package.module:Class').")
             name = spec.pop("name", kind)
             where = f"HubfleetAuthenticator.backends[{i}] ({kind} {name!r})"
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
@@ -116,21 +123,32 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
                     f"give each backend a unique 'name'."
                 )
             seen.add(name)
-            cls = _load(BACKEND_KINDS[kind])
-            unknown = sorted(set(spec) - set(cls.class_trait_names(config=True)))
+            extra: dict = {}
+            if kind in BACKEND_KINDS:
+                cls = _load(BACKEND_KINDS[kind])
+                options, known = spec, set(cls.class_trait_names(config=True))
+            else:  # any other Authenticator class, wrapped (foreign.py); the class's options go to it
+                cls, inner_cls = ForeignBackend, resolve(kind, where)
+                ours = set(PER_BACKEND_POLICY) | WRAPPER_OPTIONS
+                extra = {"inner_class": inner_cls, "inner_options": {k: v for k, v in spec.items() if k not in ours}}
+                options, spec = spec, {k: v for k, v in spec.items() if k in ours}
+                known = set(inner_cls.class_trait_names(config=True)) | ours
+            unknown = sorted(set(options) - known)
             if unknown:
                 raise ConfigError(
                     f"{where}: unknown option(s) {unknown}; "
                     f"see `python -m hubfleet.config.docgen` for {cls.__name__}'s options."
+                    if not extra else f"{where}: unknown option(s) {unknown}; "
+                    f"{extra['inner_class'].__name__} has no such configurable options."
                 )
-            hub_wide = sorted(set(spec) & _HUB_WIDE - set(shared))
+            hub_wide = sorted(set(options) & _HUB_WIDE - set(shared))
             if hub_wide:
                 raise ConfigError(
                     f"{where}: {hub_wide} apply to the whole hub, not one backend; set them on "
                     f"HubfleetAuthenticator (an entry may set only {list(PER_BACKEND_POLICY)})."
                 )
             try:
-                child = cls(parent=self, policy_owner=self, backend_name=name, **shared, **spec)
+                child = cls(parent=self, policy_owner=self, backend_name=name, **shared, **spec, **extra)
             except ConfigError:
                 raise
             except Exception as e:  # traitlets raises TraitError / TypeError for unknown or badly typed options
@@ -146,6 +164,15 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
             children.append(child)
         if not children:
             raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")
+        routes: dict[str, str] = {}
+        for child in children:
+            for path, _ in child.composed_handlers():
+                if path in routes:
+                    raise ConfigError(
+                        f"HubfleetAuthenticator.backends: {routes[path]!r} and {child.backend_name!r} both use "
+                        f"/hub{path}; give each OAuth backend its own oauth_callback_url (each registered with "
+                        f"its provider) or its own name.")
+                routes[path] = child.backend_name
         return children
 
     @property
@@ -225,9 +252,20 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
             state = await user.get_auth_state() or {}
             origin = state.get("hubfleet_backend")
         child = self.backend_by_name(origin) if origin else None
-        if child is not None and not child.password_backend:
+        if child is not None and (not child.password_backend or getattr(child, "owns_refresh", False)):
             return await child.refresh_user(user, handler)
         return await super().refresh_user(user, handler)
+
+    async def pre_spawn_start(self, user, spawner):
+        """The bound backend's own ``pre_spawn_start`` (an OAuthenticator's, for a wrapped class)."""
+        try:
+            bound = await self.bindings.lookup(user.name)
+        except BindingStoreError:
+            bound = None
+        child = self.backend_by_name(bound.backend) if bound else None
+        result = child.pre_spawn_start(user, spawner) if child is not None else None
+        if inspect.isawaitable(result):
+            await result
 
     def oidc_buttons(self):
         return [b for c in self._children for b in c.oidc_buttons()]

@@ -19,7 +19,9 @@ GROUPS = ("jupyterhub.authenticators", "jupyterhub.spawners")
 SERVICES = {"hubfleet.services.culler.app": ("CullerApp", "service: `hubfleet culler`"),
             "hubfleet.services.certprobe": ("CertificateProbe", "in the culler service (`--config` file)"),
             "hubfleet.services.adminpage.app": ("AdminPageApp",
-                                                "service: `python -m hubfleet.services.adminpage`")}
+                                                "service: `python -m hubfleet.services.adminpage`"),
+            "hubfleet.authenticators.foreign": ("ForeignBackend", "a `hubfleet` `backends[]` entry of any other "
+                                                "kind (`github`, `google`, ...)")}
 
 
 def hubfleet_entry_points() -> dict[type, list[str]]:

@@ -550,3 +550,35 @@ def oidc_login(hub_url: str, backend: str, *, sub: str | None = None, session: r
         callback = re.sub(r"state=[^&]+", "state=eyJzdGF0ZV9pZCI6ICJmb3JnZWQifQ", callback)
     r = s.get(callback, allow_redirects=False, timeout=timeout)
     return OidcLogin(r.status_code, r.headers.get("Location", ""), r.text, s, authorize)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class GitHubEmulator:
+    """tests/integration/auth/github_emulator.py: GitHub Enterprise's OAuth app protocol and REST API."""
+
+    proc: Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_account(self, account_id: int, login: str, *, teams: tuple = (), orgs: tuple = (), **info) -> None:
+        requests.put(f"{self.url}/_control/accounts/{account_id}",
+                     json={"login": login, "teams": list(teams), "orgs": list(orgs), **info},
+                     timeout=5).raise_for_status()
+
+    def set_mode(self, mode: str) -> None:
+        requests.post(f"{self.url}/_control/mode", json={"mode": mode}, timeout=5).raise_for_status()
+
+    def stop(self):
+        self.proc.stop()
+
+
+def start_github_emulator(tmp: Path, client_id: str, client_secret: str) -> GitHubEmulator:
+    port = free_port()
+    proc = Proc("github-emulator", [sys.executable, HERE / "github_emulator.py", str(port), client_id, client_secret],
+                tmp)
+    proc.wait_for_port("127.0.0.1", port, timeout=20)
+    return GitHubEmulator(proc, port)
