@@ -75,7 +75,7 @@ def login(url: str, user: str, password: str) -> requests.Session:
     return s
 
 
-def spawn_and_open_lab(s: requests.Session, url: str, user: str, profile: str, timeout: float = 120) -> float:
+def spawn_and_open_lab(s: requests.Session, url: str, user: str, profile: str, timeout: float = 240) -> float:
     """POST the spawn form with `profile`, then follow the spawn-pending page until JupyterLab's page loads.
     Returns the seconds from the form POST to JupyterLab's HTML."""
     t0 = time.monotonic()
@@ -85,12 +85,17 @@ def spawn_and_open_lab(s: requests.Session, url: str, user: str, profile: str, t
     deadline = t0 + timeout
     last = None
     while time.monotonic() < deadline:
-        r = s.get(f"{url}/user/{user}/lab", timeout=30)
+        try:  # a server's first JupyterLab page can take long on a loaded machine: wait for it, within the deadline
+            r = s.get(f"{url}/user/{user}/lab", timeout=max(5.0, deadline - time.monotonic()))
+        except requests.RequestException as e:
+            last = e
+            continue
         last = r
         if r.status_code == 200 and "jupyter-config-data" in r.text and "/user/" in r.url:
             return time.monotonic() - t0
         time.sleep(0.1)
-    raise AssertionError(f"JupyterLab for {user} not loaded in {timeout}s; last {last.status_code} {last.url}")
+    seen = f"{last.status_code} {last.url}" if isinstance(last, requests.Response) else repr(last)
+    raise AssertionError(f"JupyterLab for {user} not loaded in {timeout}s; last {seen}")
 
 
 def progress_messages(s: requests.Session, url: str, user: str, timeout: float = 60) -> list[str]:
