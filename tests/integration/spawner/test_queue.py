@@ -20,7 +20,9 @@ import requests
 from hubfleet.db import Database
 from hubfleet.spawners import queue_store as qs
 
-from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all, wait_until
+from tests.procs import wait_for
+
+from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all
 
 RES = {"cpu": {"guarantee": 0.01, "limit": 1}, "memory": {"guarantee": "64M", "limit": "1G"}}
 PROFILES = [
@@ -156,9 +158,9 @@ def test_admission_latency(start_hub, devcluster, artifacts):
     latencies = []
     for running, nxt in zip(users, users[1:]):
         assert hub.api("DELETE", f"/users/{running}/server")[0] in (202, 204)
-        wait_until(lambda: not pod_exists(devcluster, running), f"{running}'s pod to go", timeout=60)
+        wait_for(f"{running}'s pod to go", lambda: not pod_exists(devcluster, running), timeout=60)
         gone = time.monotonic()
-        wait_until(lambda: pod_exists(devcluster, nxt), f"{nxt}'s pod to be created", timeout=60)
+        wait_for(f"{nxt}'s pod to be created", lambda: pod_exists(devcluster, nxt), timeout=60)
         latencies.append(time.monotonic() - gone)
         hub.wait_ready(nxt, timeout=120)
     q = statistics.quantiles(latencies, n=20)
