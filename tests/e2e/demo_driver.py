@@ -27,7 +27,7 @@ class Demo:
         self.out_path = state.parent / f"{state.name}-demo.out"
         self.popen: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "Demo":
+    def start(self, timeout: float = 240) -> "Demo":
         self.state.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.out_path, "wb")  # this run's output only
         self.popen = subprocess.Popen([sys.executable, "-m", "hubfleet_devcluster.demo", "--state", str(self.state),
@@ -50,8 +50,9 @@ class Demo:
         return dict(re.findall(r"^\s{4}(\S+)\s+(\S+)", self.output().split("logins (username / password):")[-1],
                                re.M))
 
-    def stop(self, timeout: float = 60) -> int:
-        """Ctrl-C, as a person would."""
+    def stop(self, timeout: float = 150) -> int:
+        """Ctrl-C, as a person would (the demo stops hub, proxy, extender and devcluster one after the other,
+        each given up to 20 s on a loaded machine)."""
         if self.popen is None or self.popen.poll() is not None:
             return self.popen.returncode if self.popen else 0
         self.popen.send_signal(signal.SIGINT)
@@ -68,7 +69,7 @@ class Demo:
 
 def login(url: str, user: str, password: str) -> requests.Session:
     s = requests.Session()
-    s.get(f"{url}/hub/login", timeout=10).raise_for_status()
+    s.get(f"{url}/hub/login", timeout=30).raise_for_status()
     r = s.post(f"{url}/hub/login", data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf")},
                allow_redirects=False, timeout=30)
     assert r.status_code == 302, f"login of {user} answered {r.status_code}: {r.text[:300]}"
