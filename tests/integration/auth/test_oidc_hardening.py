@@ -168,7 +168,7 @@ def test_a_session_that_cannot_be_revalidated_must_log_in_again(auth_tmp, oidc_m
         assert r.ok and S.whoami(r.session, hub.url) == name, r.text[:800]
         # each request past auth_refresh_age refreshes; the first one must end the session
         wait_for(f"{name}'s session to end at a refresh", lambda: S.whoami(r.session, hub.url) is None,
-                 timeout=15, interval=0.25, seen=lambda: hub.log_tail(20))
+                 timeout=60, interval=0.25, seen=lambda: hub.log_tail(20))
         assert "login required" in hub.log_tail(80)
     finally:
         hub.stop()
