@@ -69,6 +69,8 @@ _ALL = (
     ResourceType("poddisruptionbudgets", "PodDisruptionBudget", True, "policy", short_names=("pdb",),
                  subresources=("status",)),
     ResourceType("priorityclasses", "PriorityClass", False, "scheduling.k8s.io", short_names=("pc",)),
+    # stored and served (deploy/ and the chart apply them); not enforced: pods talk over loopback
+    ResourceType("networkpolicies", "NetworkPolicy", True, "networking.k8s.io", short_names=("netpol",)),
 )
 RESOURCES: dict[str, ResourceType] = {r.plural: r for r in _ALL}
 GROUPS: dict[str, list[ResourceType]] = {}
