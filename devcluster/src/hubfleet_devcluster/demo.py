@@ -169,6 +169,9 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
             p.stop(timeout=20)
         print("stopped.", flush=True)
 
+    # Ctrl-C stops everything, also when started in the background of a non-interactive shell, which starts its
+    # children with SIGINT ignored (`make test` runs its two stacks that way)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         print("[1/5] demo accounts", flush=True)
