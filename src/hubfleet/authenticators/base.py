@@ -543,7 +543,7 @@ class HubfleetBaseAuthenticator(Authenticator):
         """(label, url relative to the hub base) per OIDC backend; empty for a password backend."""
         return []
 
-    def composed_handlers(self) -> list[tuple[str, type]]:
+    def composed_handlers(self) -> list[tuple]:
         """Extra handlers this backend needs when it runs inside a composite (OIDC login/callback)."""
         return []
 

@@ -166,7 +166,7 @@ class HubfleetAuthenticator(HubfleetBaseAuthenticator):
             raise ConfigError("HubfleetAuthenticator.backends is empty; configure at least one backend.")
         routes: dict[str, str] = {}
         for child in children:
-            for path, _ in child.composed_handlers():
+            for path, *_ in child.composed_handlers():  # (path, handler) or (path, handler, kwargs)
                 if path in routes:
                     raise ConfigError(
                         f"HubfleetAuthenticator.backends: {routes[path]!r} and {child.backend_name!r} both use "
