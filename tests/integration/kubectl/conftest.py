@@ -27,9 +27,7 @@ def _describe_on_failure(request):
     yield
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed and "cluster" in request.fixturenames:
-        handle = request.getfixturevalue("cluster")
-        print("\n--- devcluster state ---\n" + handle.describe())
-        print("--- devcluster log ---\n" + handle.proc.log_tail(40))
+        print(request.getfixturevalue("cluster").report())
 
 
 def kubectl(cluster, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60
