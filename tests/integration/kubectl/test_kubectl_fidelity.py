@@ -25,6 +25,12 @@ def get(cluster, kind: str, name: str) -> dict | None:
     return json.loads(p.stdout) if p.returncode == 0 else None
 
 
+def events_of(cluster, pod: str, reason: str) -> list[dict]:
+    p = kubectl(cluster, "get", "events", "--field-selector", f"involvedObject.name={pod},reason={reason}",
+                "-o", "json")
+    return json.loads(p.stdout)["items"]
+
+
 def conditions(pod: dict) -> dict[str, str]:
     return {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
 
@@ -91,12 +97,8 @@ def test_a_secret_created_after_its_pod_is_waited_for(cluster):
             volumeMounts: [{{name: certs, mountPath: /etc/jupyterhub/ssl}}]
           volumes: [{{name: certs, secret: {{secretName: late-certs}}}}]
         """)
-
-    def failed_mount():
-        p = kubectl(cluster, "get", "events", "--field-selector", "involvedObject.name=late,reason=FailedMount",
-                    "-o", "json")
-        return json.loads(p.stdout)["items"]
-    events = wait_for("a FailedMount warning for pod late", failed_mount, timeout=30)
+    events = wait_for("a FailedMount warning for pod late", lambda: events_of(cluster, "late", "FailedMount"),
+                      timeout=30)
     assert events[0]["type"] == "Warning" and 'secret "late-certs" not found' in events[0]["message"]
     pod = get(cluster, "pod", "late")
     assert pod["status"]["phase"] == "Pending", pod["status"]
@@ -183,12 +185,7 @@ def test_readiness_probe_decides_ready_and_a_running_container_makes_the_pod_run
               successThreshold: 1
           volumes: [{name: www, emptyDir: {}}]
         """)
-
-    def unhealthy():
-        p = kubectl(cluster, "get", "events", "--field-selector", "involvedObject.name=probed,reason=Unhealthy",
-                    "-o", "json")
-        return json.loads(p.stdout)["items"]
-    wait_for("a failed readiness probe of pod probed", unhealthy, timeout=30)
+    wait_for("a failed readiness probe of pod probed", lambda: events_of(cluster, "probed", "Unhealthy"), timeout=30)
     pod = get(cluster, "pod", "probed")
     assert pod["status"]["phase"] == "Running", pod["status"]
     assert conditions(pod)["Ready"] == "False" and pod["status"]["containerStatuses"][0]["ready"] is False
