@@ -74,3 +74,16 @@ def test_the_acme_retry_sidecar_runs_the_charts_own_secret_sync_image():
                if c["name"] == "acme-retry"]
     assert retry["image"] == f"{image['name']}:{image['tag']}"
     assert retry["restartPolicy"] == "Always"  # a native sidecar: runs beside Traefik, not once before it
+
+
+@pytest.mark.parametrize("values", [
+    {"proxy": "x"}, {"proxy": {"https": True}}, {"proxy": {"https": {"hosts": "hub.example.org"}}},
+    {"proxy": {"https": {"letsencrypt": "yes"}}},
+    {"proxy": {"traefik": {"extraStaticConfig": {"certificatesResolvers": ["default"]}}}},
+    {"proxy": {"traefik": {"extraStaticConfig": {"certificatesResolvers": {"default": "acme"}}}}},
+    {"proxy": {"traefik": {"extraStaticConfig": {"certificatesResolvers": {"default": {"acme": 1}}}}}},
+])
+def test_a_value_of_the_wrong_type_is_left_to_the_charts_schema(values):
+    """`hubfleet values check` runs these checks beside the chart's schema, which names a value of the wrong type
+    (`proxy.https: true`): they must not crash on it, so that problem is reported."""
+    assert autohttps_problems(values) == []

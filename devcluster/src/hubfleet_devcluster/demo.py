@@ -169,10 +169,11 @@ def run_demo(state: Path, ip: str, port: int, repo_dir: Path) -> int:
             p.stop(timeout=20)
         print("stopped.", flush=True)
 
-    # Ctrl-C stops everything, also when started in the background of a non-interactive shell, which starts its
-    # children with SIGINT ignored (`make test` runs its two stacks that way)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM stop everything (default_int_handler raises KeyboardInterrupt whatever the signal), also
+    # when started in the background of a non-interactive shell, which starts its children with SIGINT ignored
+    # (`make test` runs its two stacks that way)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         print("[1/5] demo accounts", flush=True)
         accounts = ensure_accounts(state)

@@ -72,9 +72,6 @@ def _port_free(ip: str, port: int) -> bool:
         except OSError:
             return False
 
-    def give_back(self, ip: str) -> None:
-        self._released.append(ip)
-
 
 @dataclass
 class Launch:

@@ -1,16 +1,9 @@
 """Simulated nodes: the nodes file format, its validation and the Node objects built from it. Pure (no I/O but
 `load_nodes_file`).
 
-A nodes file is YAML, either a list of nodes or ``{nodes: [...]}``::
-
-    nodes:
-      - name: cpu-1
-        labels: {hub.jupyter.org/node-purpose: user}
-        allocatable: {cpu: "4", memory: 16Gi, pods: 110}
-      - name: gpu-1
-        labels: {hub.jupyter.org/node-purpose: user, nvidia.com/gpu.present: "true"}
-        taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]
-        allocatable: {cpu: "8", memory: 32Gi, nvidia.com/gpu: 2}
+A nodes file is YAML, either a list of nodes or ``{nodes: [...]}``; each node has a ``name``, optional ``labels``
+and ``taints`` (``{key, value, effect}``) and an ``allocatable`` with at least cpu and memory (pods: 110 unless
+given). ``DEFAULT_NODES_YAML`` below, the nodes a devcluster has unless given a file, is an example.
 """
 
 from __future__ import annotations

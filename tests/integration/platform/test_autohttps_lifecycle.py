@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from hubfleet.services.certprobe import CertificateProbe, inspect
 from tests.conftest import start_devcluster
-from tests.integration.platform.acme import (MockDNS, Pebble, Traefik, start_dns, start_pebble, start_traefik,
-                                             wait_for_certificate)
+from tests.integration.platform.acme import (MockDNS, Pebble, Traefik, start_acme_retry, start_dns, start_pebble,
+                                             start_traefik, wait_for_certificate)
 from tests.integration.platform.conftest import render_only, rendered_container, traefik_files
 from tests.procs import ARTIFACTS, REPO, VENV_BIN, Proc, free_port, wait_for
 from tests.unit.test_chart_values import Z2JH
@@ -272,6 +273,36 @@ def test_a_failed_first_certificate_is_served_without_a_restart_once_the_name_is
     assert pod.traefik.proc.popen.poll() is None and pod.traefik.proc.popen.pid == pid  # never restarted
     assert seconds < 6 + 10 + 20  # one retry delay + one poll + the order
     record("late", {"fix_to_valid_certificate_s": round(seconds, 1)})
+
+
+def test_the_acme_retry_sidecar_says_when_it_cannot_tell_and_keeps_checking(tmp_path):
+    """A dynamic.yaml the sidecar cannot read (here a domain without `main`) is reported in its log, every check,
+    and the checks go on: once the file is good, a host without a certificate makes Traefik order again."""
+    container = rendered_container(render_only(STACK, extra=(site(LATE_HOST),)), "acme-retry", init=True)
+    dynamic = tmp_path / "dynamic.yaml"
+    dynamic.write_text(yaml.safe_dump({"http": {"routers": {"default": {"tls": {
+        "certResolver": "default", "domains": [{"sans": [LATE_HOST]}]}}}}}))
+    static = {"providers": {"http": {}}}
+    retry = start_acme_retry(container, static, tmp_path, name="acme-retry",
+                             env={"RETRY_FIRST_SECONDS": "0.05", "RETRY_MAX_SECONDS": "0.1"})
+    endpoint = static["providers"]["http"]["endpoint"]
+
+    def retries() -> int:
+        served = requests.get(endpoint, timeout=5).json()
+        return int(served["http"]["middlewares"]["acme-retry"]["headers"]["customRequestHeaders"]["X-Acme-Retry"])
+
+    try:
+        wait_for("two reports that the sidecar cannot tell which hosts lack a certificate",
+                 lambda: retry.log_tail(40).count("cannot tell which hosts lack a certificate (KeyError") >= 2,
+                 timeout=20, seen=lambda: retry.log_tail(20))
+        assert str(dynamic) in retry.log_tail(1) and retries() == 0
+        dynamic.write_text(yaml.safe_dump({"http": {"routers": {"default": {"tls": {
+            "certResolver": "default", "domains": [{"main": LATE_HOST}]}}}}}))
+        wait_for("a retry once dynamic.yaml names the host (no acme.json: no certificate)", lambda: retries() >= 1,
+                 timeout=20, seen=lambda: retry.log_tail(20))
+        assert retry.popen.poll() is None
+    finally:
+        retry.stop()
 
 
 # --------------------------------------------------------------------------------------------- two hosts, TLS-ALPN-01
