@@ -231,9 +231,10 @@ class HubHandle:
         raise AssertionError(f"server {user}/{server} still there after {timeout}s: {body}")
 
 
-def new_hub(state: Path, devcluster: DevClusterHandle, chp: CHPHandle, extra_config: str = "", *, name: str = "hub",
-            password: str = "test-password") -> HubHandle:
-    """A hub (not started yet) wired to the devcluster and the proxy; also for module-scoped fixtures."""
+def new_hub(state: Path, devcluster: DevClusterHandle | None, chp: CHPHandle, extra_config: str = "", *,
+            name: str = "hub", password: str = "test-password") -> HubHandle:
+    """A hub (not started yet) wired to the devcluster (None: none, for local-process spawners) and the proxy; also
+    for module-scoped fixtures."""
     state.mkdir(parents=True, exist_ok=True)
     hub_port = free_port()
     admin_token = secrets.token_hex(16)
@@ -241,7 +242,8 @@ def new_hub(state: Path, devcluster: DevClusterHandle, chp: CHPHandle, extra_con
         public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
         password=password, admin_token=admin_token, image=SINGLEUSER_IMAGE,
     ) + textwrap.dedent(extra_config)
-    env = {"KUBECONFIG": str(devcluster.kubeconfig), "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}
+    env = {"JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+           **({"KUBECONFIG": str(devcluster.kubeconfig)} if devcluster is not None else {})}
     return HubHandle(name, state, config, env, chp, admin_token, password, hub_port)
 
 

@@ -6,24 +6,47 @@ reads it from the environment, and is never logged.
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 from .errors import HubfleetError
 
-_ADDRESS = re.compile(r"^[^\s@<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_NOT_IN_ADDRESS = frozenset(',;:<>()[]"\\ ')  # separators of address lists, display names, quoting, routes
 
 
 class MailError(HubfleetError):
     """The mail could not be handed to the SMTP server (the message names the server and the reason)."""
 
 
+def address_problem(value) -> str | None:
+    """Why ``value`` is not one plain ``local@domain`` address (``repr`` of it: it may carry line breaks); None
+    when it is. No control characters, no lists, no display names or comments, no quoting. The domain may be a
+    bare host name (``jupyterhub@localhost``): the SMTP server decides where it delivers."""
+    if not isinstance(value, str):
+        return f"not a string: {type(value).__name__}"
+    if not value or len(value) > 254:
+        return f"{value[:80]!r}: empty or longer than 254 characters"
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch in _NOT_IN_ADDRESS for ch in value):
+        return f"{value[:80]!r}: one plain address only (no spaces, line breaks, commas, names or quotes)"
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or "@" in local:
+        return f"{value[:80]!r}: not of the form local@domain"
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, IndexError, HeaderParseError) as e:
+        return f"{value[:80]!r}: not an address ({e})"
+    if parsed.addr_spec != value:
+        return f"{value[:80]!r}: not a plain address (reads as {parsed.addr_spec!r})"
+    return None
+
+
 def valid_address(address: str) -> bool:
     """One plain address (``name@example.org``): no display name, no list, no line break (no header injection)."""
-    return bool(address) and len(address) <= 254 and bool(_ADDRESS.match(address))
+    return address_problem(address) is None
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,30 @@ def test_bad_consolidation_input_is_a_start_up_error_naming_the_key(tmp_path):
                  "{idle_after: 10m, node_requests_below: 25}}\n")
     with pytest.raises(CullConfigError, match="--extender-url is not set"):
         CullerApp().initialize([f"--policies-file={f}"])
+
+
+async def test_the_draining_listener_refuses_bad_input_and_marks_only_known_nodes(extender):
+    """``PUT /draining`` is reachable by whatever the NetworkPolicy admits: anything but ``{"nodes": [names]}``
+    within 1 MiB is refused with a clear answer and changes nothing; names not in the cache are reported, not
+    marked."""
+    from aiohttp import ClientSession
+
+    cache, ext_url, _ = extender
+    cache.set_draining(["a"])
+    async with ClientSession() as s:
+        for body in (b"not json", b"[" * 100_000, b'{"nodes": "c"}', b'{"nodes": ["c", 1]}', b"\xff\xfe",
+                     b'["c"]'):
+            async with s.put(ext_url + "/draining", data=body) as r:
+                assert r.status == 400, (body[:20], r.status, await r.text())
+                assert (await r.json())["error"] == 'expected {"nodes": [node names]}'
+        async with s.put(ext_url + "/draining", data=b'{"nodes": ["' + b"c" * (2 << 20) + b'"]}') as r:
+            assert r.status == 413, r.status
+        assert cache.draining == {"a"}  # nothing refused changed the marks
+        async with s.put(ext_url + "/draining", json={"nodes": ["c", "nowhere"]}) as r:
+            assert r.status == 200, await r.text()
+            assert await r.json() == {"draining": ["c"], "unknown": ["nowhere"]}
+        assert cache.draining == {"c"}
+        cache.pods_synced = False
+        async with s.put(ext_url + "/draining", json={"nodes": []}) as r:
+            assert r.status == 503 and "not synced yet" in (await r.json())["error"], r.status
+        assert cache.draining == {"c"}

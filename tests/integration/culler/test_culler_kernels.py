@@ -27,7 +27,7 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from hubfleet.config.culler import culler_service
-from tests.conftest import BASE_HUB_CONFIG, SINGLEUSER_IMAGE, HubHandle, start_chp, start_devcluster
+from tests.conftest import new_hub, start_chp, start_devcluster
 from tests.integration.culler.backdate import hub_config as backdate_config
 from tests.procs import REPO, free_port, wait_for
 
@@ -57,12 +57,7 @@ def env(tmp_path_factory):
     service, role = culler_service(timeout=3600, policies_file=str(tmp / "policies.yaml"), cull_every=2,
                                    api_token=token, name=SERVICE, profiles_file=str(tmp / "profiles.yaml"),
                                    server_url=chp.public_url, metrics_port=metrics_port)
-    state = tmp / "hub"
-    state.mkdir()
-    hub_port, admin_token = free_port(), secrets.token_hex(16)
-    config = BASE_HUB_CONFIG.format(
-        public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
-        password="pw", admin_token=admin_token, image=SINGLEUSER_IMAGE) + textwrap.dedent(f"""
+    config = textwrap.dedent(f"""
         c.JupyterHub.spawner_class = "hubfleet"
         c.JupyterHub.last_activity_interval = 0
         c.ProfileSpawner.profiles_file = {str(tmp / "profiles.yaml")!r}
@@ -70,9 +65,7 @@ def env(tmp_path_factory):
         c.JupyterHub.services.append({service!r})
         c.JupyterHub.load_roles.append({role!r})
         """) + backdate_config(str(REPO))
-    hub = HubHandle("hub", state, config, {"KUBECONFIG": str(devcluster.kubeconfig),
-                                            "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)},
-                    chp, admin_token, "pw", hub_port).start()
+    hub = new_hub(tmp / "hub", devcluster, chp, config, password="pw").start()
     try:
         yield hub, devcluster, chp, token
     finally:

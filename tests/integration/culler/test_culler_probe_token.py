@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from hubfleet.config.culler import culler_service
-from tests.conftest import BASE_HUB_CONFIG, SINGLEUSER_IMAGE, HubHandle, start_chp
+from tests.conftest import new_hub, start_chp
 from tests.integration.culler.backdate import hub_config as backdate_config
-from tests.procs import REPO, free_port, wait_for
+from tests.procs import REPO, wait_for
 
 THIEF = Path(__file__).with_name("header_thief.py")
 POLICIES = "default: {timeout: 1h, max_age: 4h, spare_busy_kernels: true}\n"
@@ -36,12 +36,7 @@ def env(tmp_path_factory):
     token = secrets.token_hex(16)
     service, role = culler_service(timeout=3600, policies_file=str(tmp / "policies.yaml"), cull_every=2,
                                    api_token=token, name="culler", server_url=chp.public_url)
-    state = tmp / "hub"
-    state.mkdir()
-    hub_port, admin_token = free_port(), secrets.token_hex(16)
-    config = BASE_HUB_CONFIG.format(
-        public_port=chp.public_port, hub_port=hub_port, state=state, chp_api=chp.api_url, chp_token=chp.token,
-        password="pw", admin_token=admin_token, image=SINGLEUSER_IMAGE) + textwrap.dedent(f"""
+    config = textwrap.dedent(f"""
         c.JupyterHub.spawner_class = "simple"
         c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp / "home-{username}")!r}
         c.Spawner.args = ["--allow-root"]
@@ -61,8 +56,7 @@ def env(tmp_path_factory):
         c.JupyterHub.services.append({service!r})
         c.JupyterHub.load_roles.append({role!r})
         """) + backdate_config(str(REPO))
-    hub = HubHandle("hub", state, config, {"JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)}, chp, admin_token, "pw",
-                    hub_port).start()
+    hub = new_hub(tmp / "hub", None, chp, config, password="pw").start()
     try:
         yield hub, token, record
     finally:

@@ -10,7 +10,8 @@ Addresses (SMTP): from the user's auth state when ``to_auth_state`` names keys (
 ``oidc_claims.email``; this needs the ``admin:auth_state`` scope, which :func:`hubfleet.config.culler.culler_service`
 adds only then), else from the ``to`` template (``{username}@example.org``). Passwords come from the environment
 (``SMTPNotifier.password_env``), never from the command line, and are never logged. An address is one plain
-``local@domain`` (:func:`one_address`): an auth state value with a line break, a comma list, a display name or
+``local@domain`` (:func:`hubfleet.mail.address_problem`, the project's one address check; mail is handed over by
+:class:`hubfleet.mail.SMTPServer`): an auth state value with a line break, a comma list, a display name or
 anything else is refused for that warning (logged, counted, tried again at the next sweep), never sent to, and never
 ends the sweep for that user. The claim an identity provider gives is the user's to shape, so it is untrusted input.
 """
@@ -22,13 +23,8 @@ import inspect
 import json
 import logging
 import os
-import smtplib
-import ssl
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-from email.message import EmailMessage
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Any, Bool, Dict, Float, Int, List, Unicode
@@ -36,6 +32,7 @@ from traitlets.config import Configurable
 from traitlets.utils.importstring import import_item
 
 from ...errors import HubfleetError
+from ...mail import MailError, SMTPServer, address_problem
 
 log = logging.getLogger("hubfleet.culler")
 
@@ -69,30 +66,6 @@ def lookup(data, dotted: str):
             return None
         data = data[part]
     return data
-
-
-_NOT_IN_ADDRESS = frozenset(',;:<>()[]"\\ ')  # separators of address lists, display names, quoting, routes
-
-
-def one_address(value) -> str:
-    """``value`` if it is one plain ``local@domain`` address, else :class:`ValueError` saying why (with ``repr``:
-    the value may carry line breaks). No control characters, no lists, no display names or comments, no quoting."""
-    if not isinstance(value, str):
-        raise ValueError(f"not a string: {type(value).__name__}")
-    if not value or len(value) > 254:
-        raise ValueError(f"{value[:80]!r}: empty or longer than 254 characters")
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch in _NOT_IN_ADDRESS for ch in value):
-        raise ValueError(f"{value[:80]!r}: one plain address only (no spaces, line breaks, commas, names or quotes)")
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or "@" in local:
-        raise ValueError(f"{value[:80]!r}: not of the form local@domain")
-    try:
-        parsed = Address(addr_spec=value)
-    except (ValueError, IndexError, HeaderParseError) as e:
-        raise ValueError(f"{value[:80]!r}: not an address ({e})") from e
-    if parsed.addr_spec != value:
-        raise ValueError(f"{value[:80]!r}: not a plain address (reads as {parsed.addr_spec!r})")
-    return value
 
 
 class SMTPNotifier(Configurable):
@@ -135,15 +108,14 @@ class SMTPNotifier(Configurable):
                 value = value[0] if value else None
             if value is None or value == "":
                 continue
-            try:
-                return one_address(value)
-            except ValueError as e:
-                raise NotifyError(f"smtp: {notice.user}'s auth state {key} is not one address: {e}") from e
+            if problem := address_problem(value):
+                raise NotifyError(f"smtp: {notice.user}'s auth state {key} is not one address: {problem}")
+            return value
         if self.to:
-            try:
-                return one_address(self.to.format(username=notice.user))
-            except ValueError as e:
-                raise NotifyError(f"smtp: the `to` template gives no address for user {notice.user!r}: {e}") from e
+            value = self.to.format(username=notice.user)
+            if problem := address_problem(value):
+                raise NotifyError(f"smtp: the `to` template gives no address for user {notice.user!r}: {problem}")
+            return value
         return None
 
     async def notify(self, notice: Notice, user: Mapping) -> None:
@@ -151,28 +123,15 @@ class SMTPNotifier(Configurable):
         if not to:
             raise NotifyError(f"smtp: no address for {notice.user} (auth state keys "
                               f"{', '.join(self.to_auth_state) or '(none)'}; no `to` template)")
+        if problem := address_problem(self.sender):
+            raise NotifyError(f"smtp: SMTPNotifier.sender (--smtp-from) is not one address: {problem}")
+        server = SMTPServer(self.host, self.port, starttls=self.starttls, use_ssl=self.use_ssl,
+                            username=self.username, password=os.environ.get(self.password_env, ""),
+                            timeout=self.timeout)
         try:
-            sender = one_address(self.sender)
-        except ValueError as e:
-            raise NotifyError(f"smtp: SMTPNotifier.sender (--smtp-from) is not one address: {e}") from e
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = sender, to, self.subject
-        msg.set_content(notice.text())
-        try:
-            await asyncio.to_thread(self._send, msg, to)
-        except (OSError, smtplib.SMTPException) as e:
-            raise NotifyError(f"smtp: {self.host}:{self.port}: {type(e).__name__}: {e}") from e
-
-    def _send(self, msg: EmailMessage, to: str) -> None:
-        context = ssl.create_default_context()
-        cls = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
-        kwargs = {"context": context} if self.use_ssl else {}
-        with cls(self.host, self.port, timeout=self.timeout, **kwargs) as smtp:
-            if self.starttls:
-                smtp.starttls(context=context)
-            if self.username:
-                smtp.login(self.username, os.environ.get(self.password_env, ""))
-            smtp.send_message(msg, to_addrs=[to])  # the one checked address, not whatever the headers say
+            await asyncio.to_thread(server.send, self.sender, [to], self.subject, notice.text())
+        except MailError as e:
+            raise NotifyError(str(e)) from e  # "smtp HOST:PORT: <why>"
 
 
 class WebhookNotifier(Configurable):
@@ -250,4 +209,4 @@ def check_hook(notifier: HookNotifier) -> None:
 
 
 __all__ = ["Notice", "NotifyError", "SMTPNotifier", "WebhookNotifier", "HookNotifier", "NOTIFIER_CLASSES",
-           "check_hook", "lookup", "one_address"]
+           "check_hook", "lookup"]
