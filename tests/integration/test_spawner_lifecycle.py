@@ -11,6 +11,8 @@ import pytest
 import requests
 from traitlets.config import Config
 
+from tests.procs import wait_for_async
+
 REAL = os.environ.get("HUBFLEET_REAL_CLUSTER") == "1"
 IMAGE = "python:3.12-slim"
 CMD = ["python3", "-m", "http.server", "8888", "--bind", "0.0.0.0"]
@@ -82,12 +84,22 @@ async def test_start_poll_stop(cluster, class_name):
             await reflector.stop()
 
 
+def _get(url):
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
+
+
 async def _lifecycle(spawner, cluster, class_name):
     url = await spawner.start()
     url = url if isinstance(url, str) else f"http://{url[0]}:{url[1]}"
     assert await spawner.poll() is None, "running after start"
     if not REAL:  # pods are reachable from here only on the devcluster
-        r = await asyncio.to_thread(requests.get, url, timeout=5)
+        # a pod without a readiness probe is Running once its process starts, before that process listens: like
+        # the hub (Spawner.http_timeout), wait for the server to answer
+        r = await wait_for_async("the pod's server to answer", lambda: asyncio.to_thread(_get, url), timeout=60,
+                                 interval=0.2)
         assert r.status_code == 200
         pod = cluster.devcluster.get(f"/api/v1/namespaces/default/pods/{spawner.pod_name}")
         assert pod["status"]["phase"] == "Running" and pod["spec"]["nodeName"]
