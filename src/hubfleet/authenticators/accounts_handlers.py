@@ -48,8 +48,11 @@ class AccountPage(BaseHandler):
         self.a = service.a
 
     def hub_url(self) -> str:
-        """The hub's URL as the browser sees it (scheme and host of this request), ending in ``/hub/``."""
-        return f"{self.request.protocol}://{self.request.host}{self.hub.base_url}"
+        """The hub's URL for the links in mails, ending in ``/hub/``: from ``JupyterHub.public_url``, never from the
+        request's Host header (the client chooses it: a confirmation link would carry its token to any host).
+        Empty without ``public_url`` (start-up requires it when mails are sent)."""
+        public = self.settings.get("public_url")
+        return f"{public.scheme}://{public.netloc}{self.hub.base_url}" if public else ""
 
     async def page(self, name: str, status: int = 200, **ns) -> None:
         env = self.settings.get("hubfleet_jinja2_env")
