@@ -232,6 +232,12 @@ class TcpProxy:
         if not self._started.wait(10):
             raise RuntimeError("tcp proxy did not start")
 
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def _run(self):
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
