@@ -1,11 +1,14 @@
 """Sending one e-mail through an SMTP server (blocking: run it on a thread): shared by the parts that send mail.
 
-The server's certificate is verified (STARTTLS or implicit TLS); the password is passed in by the caller, which
-reads it from the environment, and is never logged.
+:func:`address_problem` says why a value is not one plain address (:func:`check_address` raises it,
+:func:`valid_address` answers yes or no); :meth:`SMTPServer.send` sends one text
+mail to checked addresses only, raising :class:`MailError`. The server's certificate is verified (STARTTLS or
+implicit TLS); the password is passed in by the caller, which reads it from the environment, and is never logged.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -16,10 +19,11 @@ from email.message import EmailMessage
 from .errors import HubfleetError
 
 _NOT_IN_ADDRESS = frozenset(',;:<>()[]"\\ ')  # separators of address lists, display names, quoting, routes
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 class MailError(HubfleetError):
-    """The mail could not be handed to the SMTP server (the message names the server and the reason)."""
+    """The mail could not be handed to the SMTP server, or an address is unusable (the message says why)."""
 
 
 def address_problem(value) -> str | None:
@@ -35,6 +39,8 @@ def address_problem(value) -> str | None:
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain or "@" in local:
         return f"{value[:80]!r}: not of the form local@domain"
+    if not _HOST.fullmatch(domain):
+        return f"{value[:80]!r}: the domain is not a host name"
     try:
         parsed = Address(addr_spec=value)
     except (ValueError, IndexError, HeaderParseError) as e:
@@ -44,7 +50,14 @@ def address_problem(value) -> str | None:
     return None
 
 
-def valid_address(address: str) -> bool:
+def check_address(value) -> str:
+    """``value`` if it is one plain address, else :class:`MailError` saying why (:func:`address_problem`)."""
+    if problem := address_problem(value):
+        raise MailError(f"not an e-mail address: {problem}")
+    return value
+
+
+def valid_address(address) -> bool:
     """One plain address (``name@example.org``): no display name, no list, no line break (no header injection)."""
     return address_problem(address) is None
 
@@ -60,9 +73,10 @@ class SMTPServer:
     timeout: float = 20.0
 
     def send(self, sender: str, to: list[str], subject: str, body: str) -> None:
-        bad = [a for a in [sender, *to] if not valid_address(a)]
-        if bad:
-            raise MailError(f"not an e-mail address: {bad[0][:80]!r}")
+        if not to:
+            raise MailError("no recipient")
+        for address in (sender, *to):
+            check_address(address)
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = sender, ", ".join(to), subject
         msg.set_content(body)
@@ -77,6 +91,6 @@ class SMTPServer:
                     smtp.starttls(context=context)
                 if self.username:
                     smtp.login(self.username, self.password)
-                smtp.send_message(msg)
+                smtp.send_message(msg, from_addr=sender, to_addrs=list(to))  # the checked addresses only
         except (OSError, smtplib.SMTPException) as e:
             raise MailError(f"smtp {self.host}:{self.port}: {type(e).__name__}: {e}") from e

@@ -234,3 +234,20 @@ def test_config_reference_is_up_to_date():
 
     committed = (Path(__file__).parents[2] / "docs" / "config-reference.md").read_text()
     assert committed == docgen.render(), "docs/config-reference.md is out of date: run `make docs`"
+
+
+def test_mails_with_links_need_the_hubs_public_url(tmp_path):
+    """The links in sign-up mails are built from JupyterHub.public_url, never from a request's Host header."""
+    from traitlets import Unicode
+    from traitlets.config import Configurable
+
+    class App(Configurable):  # what the authenticators look up their hub application by
+        public_url = Unicode("")
+        hub_prefix = Unicode("/hub/")
+
+    opts = dict(users_file=str(tmp_path / "u.yaml"), enable_signup=True, smtp_host="smtp.example.org",
+                db_url=f"sqlite:///{tmp_path}/hub.sqlite", subject_store_file="")
+    with pytest.raises(ConfigError, match=r"smtp_host is set: set c.JupyterHub.public_url too"):
+        HubfleetLocalAuthenticator(parent=App(), **opts)
+    HubfleetLocalAuthenticator(parent=App(public_url="https://hub.example.org/"), **opts)
+    HubfleetLocalAuthenticator(parent=App(), **{**opts, "smtp_host": ""})  # no mail, no links

@@ -30,3 +30,28 @@ async def test_a_password_class_signs_in_through_the_policy_and_is_bound(tmp_pat
     assert model["name"] == "sp-ann" and not model["admin"]
     assert model["auth_state"]["hubfleet_backend"] == "shared"
     assert (await a.bindings.lookup("sp-ann")).backend == "shared"
+
+
+class _User:
+    name = "gina"
+
+    async def get_auth_state(self):
+        return None
+
+
+async def test_a_wrapped_oauth_class_without_auth_state_ends_the_session_at_refresh(tmp_path):
+    """GitHubOAuthenticator's own refresh answers True when it keeps no tokens: the composite must not keep such a
+    session unchecked (as hubfleet's OIDC backend, the user logs in again), unless refresh_groups is off."""
+    c = Config()
+    c.HubfleetAuthenticator.db_url = f"sqlite:///{tmp_path}/hubfleet.sqlite"
+    c.HubfleetAuthenticator.subject_store_file = ""
+    c.HubfleetAuthenticator.enable_auth_state = False
+    c.HubfleetAuthenticator.backends = [{"kind": "github", "client_id": "a", "client_secret": "b",
+                                         "oauth_callback_url": "https://hub.example/hub/oauth_callback/github"}]
+    a = HubfleetAuthenticator(config=c)
+    (gh,) = a._children
+    assert gh.is_oauth and not gh.enable_auth_state
+    assert await gh.inner.refresh_user(_User()) is True  # the class alone would keep the session
+    assert await gh.refresh_user(_User()) is False
+    gh.refresh_groups = False
+    assert await gh.refresh_user(_User()) is True

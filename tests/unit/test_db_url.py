@@ -44,3 +44,12 @@ def test_what_cannot_be_reached_says_why(tmp_path, db, message):
     _mount(tmp_path, {"hub": {"db": db}})
     with pytest.raises(HubfleetError, match=message):
         z2jh_db_url(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["hub: [unclosed", "- a list\n- of values\n", "hub: 3\n", "hub:\n  db: [1, 2]\n"])
+def test_unreadable_values_say_which_file(tmp_path, text):
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "values.yaml").write_text(text)
+    with pytest.raises(HubfleetError, match=r"secret/values.yaml: not the chart's values") as e:
+        z2jh_db_url(tmp_path)
+    assert "--db-url" in str(e.value)

@@ -197,18 +197,22 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def confirm(conn: Connection, token: str) -> Account | None:
-    """Approve the account waiting for this confirmation token (if it has not expired); the account, or None."""
+def confirming(conn: Connection, token: str) -> str | None:
+    """The name of the account waiting for this confirmation token, if it has not expired; else None."""
     a = accounts_table.c
-    row = conn.execute(select(accounts_table).where(a.confirm_digest == _digest(token),
-                                                    a.status == CONFIRMING)).first()
+    row = conn.execute(select(a.username, a.confirm_expires).where(a.confirm_digest == _digest(token),
+                                                                   a.status == CONFIRMING)).first()
     if row is None or row.confirm_expires is None:
         return None
     expires = row.confirm_expires if row.confirm_expires.tzinfo else row.confirm_expires.replace(
         tzinfo=utcnow().tzinfo)  # SQLite gives naive datetimes back
-    if expires < utcnow():
-        return None
-    return decide(conn, row.username, True, "e-mail confirmation")
+    return row.username if expires >= utcnow() else None
+
+
+def confirm(conn: Connection, token: str) -> Account | None:
+    """Approve the account waiting for this confirmation token (if it has not expired); the account, or None."""
+    name = confirming(conn, token)
+    return decide(conn, name, True, "e-mail confirmation") if name else None
 
 
 # ---- TOTP ----------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The pages of the self-service local accounts, on the hub (JupyterHub's BaseHandler and page templates):
 
-- ``/hub/signup`` (and ``/hub/signup/confirm?token=...``, the e-mailed link): create an account;
+- ``/hub/signup`` (and ``/hub/signup/confirm?token=...``, the e-mailed link, whose button approves): create an
+  account;
 - ``/hub/authorize``: accounts waiting for approval, approve or reject, reset a password — for users with the
   ``admin:users`` scope (JupyterHub admins have it);
 - ``/hub/change-password``: the signed-in user changes their password;
@@ -47,8 +48,11 @@ class AccountPage(BaseHandler):
         self.a = service.a
 
     def hub_url(self) -> str:
-        """The hub's URL as the browser sees it (scheme and host of this request), ending in ``/hub/``."""
-        return f"{self.request.protocol}://{self.request.host}{self.hub.base_url}"
+        """The hub's URL for the links in mails, ending in ``/hub/``: from ``JupyterHub.public_url``, never from the
+        request's Host header (the client chooses it: a confirmation link would carry its token to any host).
+        Empty without ``public_url`` (start-up requires it when mails are sent)."""
+        public = self.settings.get("public_url")
+        return f"{public.scheme}://{public.netloc}{self.hub.base_url}" if public else ""
 
     async def page(self, name: str, status: int = 200, **ns) -> None:
         env = self.settings.get("hubfleet_jinja2_env")
@@ -85,11 +89,22 @@ class SignupHandler(AccountPage):
 
 
 class ConfirmHandler(AccountPage):
+    """The e-mailed link shows a button; only its POST approves (a mail scanner that opens every link must not)."""
+
+    _INVALID = "This confirmation link is not valid (or has expired, or was used)."
+
     async def get(self):
-        acct = await self.service.call(adb.confirm, self.get_query_argument("token", ""), write=True)
+        token = self.get_query_argument("token", "")
+        name = await self.service.call(adb.confirming, token)
+        if name is None:
+            await self.page("message.html", 400, title="Confirmation", error=self._INVALID)
+            return
+        await self.page("confirm.html", account=name, token=token)
+
+    async def post(self):
+        acct = await self.service.call(adb.confirm, self.get_argument("token", ""), write=True)
         if acct is None:
-            await self.page("message.html", 400, title="Confirmation",
-                            error="This confirmation link is not valid (or has expired, or was used).")
+            await self.page("message.html", 400, title="Confirmation", error=self._INVALID)
             return
         self.log.info("user:%s confirmed their e-mail address; account approved", acct.name)
         await self.page("message.html", title="Confirmation",

@@ -20,7 +20,7 @@ from tornado import web
 
 from . import accounts as rules
 from . import accounts_db as adb
-from .base import BackendResult, ConfigError, LoginRefused
+from .base import BackendResult, ConfigError, LoginRefused, hub_app, public_origin
 from .binding import UNAVAILABLE
 from ..db import DatabaseUnavailable
 from ..mail import MailError, SMTPServer
@@ -56,6 +56,10 @@ def check_options(a) -> None:
         raise ConfigError(f"{cls}.seconds_before_next_try must be at least 1, not {a.seconds_before_next_try}.")
     if a.allowed_email_domains and not a.smtp_host:
         raise ConfigError(f"{cls}.allowed_email_domains needs {cls}.smtp_host (the confirmation link is mailed).")
+    app = hub_app(a)
+    if a.smtp_host and (a.enable_signup or a.database_accounts) and app is not None and not public_origin(app):
+        raise ConfigError(f"{cls}.smtp_host is set: set c.JupyterHub.public_url too (e.g. 'https://hub.example.org/'); "
+                          f"the links in the mails are built from it, never from the request's Host header.")
     if a.allowed_email_domains and not a.enable_signup:
         raise ConfigError(f"{cls}.allowed_email_domains is set but {cls}.enable_signup is False.")
     if a.common_passwords_file:

@@ -41,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any as TAny
+from urllib.parse import urlparse
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LogoutHandler
@@ -86,6 +87,24 @@ class LoginRefused(HubfleetAuthError):
 #: other policy option (allowed_users, admin_users, blocked_users, allow_all, username_*) is refused in an entry.
 PER_BACKEND_POLICY = ("allowed_groups", "admin_groups", "group_mapping", "group_mapping_only", "group_prefix",
                       "lowercase_groups")
+
+
+def hub_app(obj):
+    """The JupyterHub application the configurable ``obj`` runs in (None in tools and unit tests)."""
+    while obj is not None:
+        if hasattr(obj, "public_url") and hasattr(obj, "hub_prefix"):
+            return obj
+        obj = getattr(obj, "parent", None)
+    return None
+
+
+def public_origin(app) -> str:
+    """``scheme://host[:port]`` of ``app``'s ``JupyterHub.public_url``; "" when it is not set. URLs the hub sends
+    out (OAuth callbacks, links in mails) are built from it, never from a request's Host header."""
+    if app is None or not app.public_url:
+        return ""
+    u = urlparse(app.public_url)
+    return f"{u.scheme}://{u.netloc}"
 
 
 def trust_admin_groups_trait(default: bool) -> Bool:
@@ -509,6 +528,23 @@ class HubfleetBaseAuthenticator(Authenticator):
                              self.refresh_outage_grace)
             return True
         self.log.warning("user:%s refresh: %s; login required (fail closed)", name, e)
+        return False
+
+    def _warn_if_tokenless(self, label: str) -> None:
+        """At start-up, for a backend whose sessions are re-validated with the provider's tokens (OAuth)."""
+        if not self.enable_auth_state and self.refresh_groups and self.auth_refresh_age:
+            self.log.warning("%s: without enable_auth_state no tokens are kept, so sessions cannot be re-validated: "
+                             "users must sign in again every auth_refresh_age (%ss). Set enable_auth_state = True "
+                             "(with JUPYTERHUB_CRYPT_KEY), or refresh_groups = False to keep sessions unchecked.",
+                             label, self.auth_refresh_age)
+
+    def _tokenless_refresh(self, name: str, label: str) -> bool:
+        """Refresh of a session the provider must be asked about when no tokens are kept (no
+        ``enable_auth_state``): nothing to re-validate with, so the user logs in again unless ``refresh_groups``
+        is off (fail closed). One rule for every OAuth backend, hubfleet's own and wrapped ones."""
+        if not self.refresh_groups:
+            return True
+        self.log.info("user:%s: %s keeps no tokens without enable_auth_state; login required", name, label)
         return False
 
     async def refresh_user(self, user, handler=None):

@@ -70,9 +70,7 @@ def _name(raw: str) -> str | None:
 
 
 def cmd_add(args) -> int:
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     doc = load_users_file(args.file)
     if name in doc["users"]:
         print(f"error: user {name!r} already exists in {args.file}; use 'hubfleet users passwd'", file=sys.stderr)
@@ -91,9 +89,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_passwd(args) -> int:
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     doc = load_users_file(args.file)
     if name not in doc["users"]:
         print(f"error: no user {name!r} in {args.file}; add it with 'hubfleet users add'", file=sys.stderr)
@@ -108,9 +104,7 @@ def cmd_passwd(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     doc = load_users_file(args.file)
     if doc["users"].pop(name, None) is None:
         print(f"error: no user {name!r} in {args.file}", file=sys.stderr)
@@ -167,9 +161,7 @@ def cmd_accounts(args) -> int:
 def cmd_approve(args) -> int:
     from . import accounts_db as adb
 
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     store = _accounts(args)
     acct = store.run(adb.decide, name, not args.reject, "hubfleet users", write=True)
     if acct is None:
@@ -184,9 +176,7 @@ def cmd_approve(args) -> int:
 def cmd_reset(args) -> int:
     from . import accounts_db as adb
 
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     store = _accounts(args)
     if store.run(adb.get_account, name) is None:
         print(f"error: no account {name!r} in {store.db.display_url}", file=sys.stderr)
@@ -203,9 +193,7 @@ def cmd_reset(args) -> int:
 
 
 def cmd_unbind(args) -> int:
-    name = _name(args.name)
-    if name is None:
-        return 2
+    name = args.name
     store = _store(args)
     old = store.unbind(name)
     if old is None:
@@ -222,7 +210,13 @@ def cmd_bindings(args) -> int:
 
 
 def _guard(func):
+    """Run one subcommand: its NAME (if any) normalised first (exit 2 when invalid), errors printed (exit 1)."""
+
     def run(args) -> int:
+        if getattr(args, "name", None) is not None:
+            args.name = _name(args.name)
+            if args.name is None:
+                return 2
         try:
             return func(args)
         except (UsersFileError, BindingStoreError, HubfleetError) as e:  # DatabaseUnavailable too
@@ -239,73 +233,47 @@ def add_parser(subparsers) -> None:
     users = subparsers.add_parser("users", help="manage local accounts (YAML file for the hubfleet local backend)")
     sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
 
-    def common(p, password: bool = False):
-        p.add_argument("--file", "-f", required=True, help="the YAML accounts file (created if missing)")
+    def command(action: str, help: str, func, *, name: bool = False, file: bool = False, password: bool = False,
+                db: bool = False):
+        """One subcommand: NAME, the options its kind takes (accounts file, password, hub database), its function."""
+        p = sub.add_parser(action, help=help)
+        if name:
+            p.add_argument("name")
+        if file:
+            p.add_argument("--file", "-f", required=True, help="the YAML accounts file (created if missing)")
         if password:
             p.add_argument("--password-stdin", action="store_true",
                            help="read the password as one line from standard input instead of prompting")
             p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS,
                            help=f"bcrypt cost, {MIN_ROUNDS}..{MAX_ROUNDS} (default {DEFAULT_ROUNDS}; use the "
                                 f"hub's HubfleetLocalAuthenticator.bcrypt_rounds)")
+        if db:
+            p.add_argument("--db-url", default="",
+                           help="the hub's database, as JupyterHub.db_url (default: the z2jh hub's, read from the "
+                                "chart's values in the hub pod; else sqlite:///jupyterhub.sqlite)")
+            p.add_argument("--db-timeout", type=float, default=10.0,
+                           help="seconds to wait for the database (default 10)")
+        p.set_defaults(func=_guard(func))
+        return p
 
-    p = sub.add_parser("add", help="add an account")
-    p.add_argument("name")
+    p = command("add", "add an account", cmd_add, name=True, file=True, password=True)
     p.add_argument("--group", "-g", action="append", help="a group (repeat for several)")
     p.add_argument("--admin", action="store_true", help="make the user a JupyterHub admin")
-    common(p, password=True)
-    p.set_defaults(func=_guard(cmd_add))
-
-    p = sub.add_parser("passwd", help="set an account's password")
-    p.add_argument("name")
-    common(p, password=True)
-    p.set_defaults(func=_guard(cmd_passwd))
-
-    p = sub.add_parser("remove", help="remove an account")
-    p.add_argument("name")
-    common(p)
-    p.set_defaults(func=_guard(cmd_remove))
-
-    p = sub.add_parser("list", help="list accounts and their groups")
-    common(p)
-    p.set_defaults(func=_guard(cmd_list))
-
-    def store(p):
-        p.add_argument("--db-url", default="",
-                       help="the hub's database, as JupyterHub.db_url (default: the z2jh hub's, read from the "
-                            "chart's values in the hub pod; else sqlite:///jupyterhub.sqlite)")
-        p.add_argument("--db-timeout", type=float, default=10.0,
-                       help="seconds to wait for the database (default 10)")
-
-    p = sub.add_parser("unbind", help="re-link: forget which backend account a hub user is bound to")
-    p.add_argument("name")
-    store(p)
-    p.set_defaults(func=_guard(cmd_unbind))
-
-    p = sub.add_parser("bindings", help="list which backend account each hub user is bound to")
-    store(p)
-    p.set_defaults(func=_guard(cmd_bindings))
-
-    p = sub.add_parser("accounts", help="list the self-service accounts in the hub's database")
+    command("passwd", "set an account's password", cmd_passwd, name=True, file=True, password=True)
+    command("remove", "remove an account", cmd_remove, name=True, file=True)
+    command("list", "list accounts and their groups", cmd_list, file=True)
+    command("unbind", "re-link: forget which backend account a hub user is bound to", cmd_unbind, name=True, db=True)
+    command("bindings", "list which backend account each hub user is bound to", cmd_bindings, db=True)
+    p = command("accounts", "list the self-service accounts in the hub's database", cmd_accounts, db=True)
     p.add_argument("--pending", action="store_true", help="only those waiting for approval")
-    store(p)
-    p.set_defaults(func=_guard(cmd_accounts))
-
-    p = sub.add_parser("approve", help="approve (or --reject) a self-service account waiting for approval")
-    p.add_argument("name")
+    p = command("approve", "approve (or --reject) a self-service account waiting for approval", cmd_approve,
+                name=True, db=True)
     p.add_argument("--reject", action="store_true", help="reject: remove the account")
     p.add_argument("--group", "-g", action="append", help="set its groups (repeat for several)")
     p.add_argument("--admin", action="store_true", help="make the user a JupyterHub admin")
-    store(p)
-    p.set_defaults(func=_guard(cmd_approve))
-
-    p = sub.add_parser("reset", help="set a new password for a self-service account (and lift its lock)")
-    p.add_argument("name")
+    p = command("reset", "set a new password for a self-service account (and lift its lock)", cmd_reset,
+                name=True, password=True, db=True)
     p.add_argument("--totp", action="store_true", help="also remove its second factor (a lost phone)")
-    p.add_argument("--password-stdin", action="store_true",
-                   help="read the password as one line from standard input instead of prompting")
-    p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS, help="bcrypt cost (default 12)")
-    store(p)
-    p.set_defaults(func=_guard(cmd_reset))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import time
 from importlib.metadata import entry_points
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import url_path_join
@@ -35,7 +36,8 @@ from traitlets import Any, Unicode
 
 from . import policy
 from .binding import UNAVAILABLE, BindingStoreError
-from .base import BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, trust_admin_groups_trait
+from .base import (BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, hub_app, public_origin,
+                   trust_admin_groups_trait)
 
 ENTRY_POINT_GROUP = "jupyterhub.authenticators"
 
@@ -175,16 +177,16 @@ class ForeignBackend(HubfleetBaseAuthenticator):
             raise ConfigError(f"{self.where}: {cls.__name__} refused its options: {e}") from e
         self.login_service = getattr(self.inner, "login_service", "") or self.backend_name
         self.backend_label = self.login_service or self.backend_name
+        if self.is_oauth:
+            self._warn_if_tokenless(self.login_service)
         if self.is_oauth and not self.inner.oauth_callback_url:
-            app = _hub_app(self)
+            app = hub_app(self)
             if app is not None:
                 if not app.public_url:
                     raise ConfigError(
                         f"{self.where}: set c.JupyterHub.public_url or this entry's oauth_callback_url (the URL "
                         f"registered with {self.login_service}); callback URLs are never guessed from requests.")
-                u = urlparse(app.public_url)
-                origin = urlunparse(u._replace(path="", params="", query="", fragment=""))
-                self.inner.oauth_callback_url = origin + url_path_join(app.hub_prefix, "oauth_callback",
+                self.inner.oauth_callback_url = public_origin(app) + url_path_join(app.hub_prefix, "oauth_callback",
                                                                        self.backend_name)
 
     @property
@@ -200,7 +202,7 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         url = self.inner.oauth_callback_url
         if not url:
             return f"/oauth_callback/{self.backend_name}"
-        app = _hub_app(self)
+        app = hub_app(self)
         prefix = app.hub_prefix if app is not None else "/hub/"
         path = urlparse(url).path
         if not path.startswith(prefix):
@@ -321,6 +323,8 @@ class ForeignBackend(HubfleetBaseAuthenticator):
     async def refresh_user(self, user, handler=None):
         """The class's own refresh (tokens, ``refresh_user_hook``), then the policy and the binding again."""
         self._prepare_handler_for_refresh(handler)
+        if self.is_oauth and not self.enable_auth_state:  # the class would answer True: nothing was checked
+            return self._tokenless_refresh(user.name, self.login_service)
         if not self.refresh_groups:
             return True
         try:
@@ -338,9 +342,12 @@ class ForeignBackend(HubfleetBaseAuthenticator):
                                                                            result.subject, login=False):
             return False
         model = self.owner.auth_model(result, refreshed.get("auth_state"), backend_allows=allows)
-        if model and not self.enable_auth_state:
+        if not model:
+            return False
+        self.owner._verified[user.name] = time.monotonic()  # a successful check: refresh_outage_grace counts from it
+        if not self.enable_auth_state:
             model.pop("auth_state", None)
-        return model or False
+        return model
 
     async def pre_spawn_start(self, user, spawner):
         result = self.inner.pre_spawn_start(user, spawner)
@@ -350,11 +357,3 @@ class ForeignBackend(HubfleetBaseAuthenticator):
     async def lookup_user(self, username):
         return None
 
-
-def _hub_app(obj):
-    """The JupyterHub application ``obj`` runs in (None in tools and unit tests)."""
-    while obj is not None:
-        if hasattr(obj, "public_url") and hasattr(obj, "hub_prefix"):
-            return obj
-        obj = getattr(obj, "parent", None)
-    return None

@@ -238,7 +238,8 @@ class HubfleetLocalAuthenticator(HubfleetBaseAuthenticator):
         "",
         config=True,
         help="""SMTP server for the sign-up mails (to `smtp_admin_addresses` on each sign-up; to the user on
-        approval and for `allowed_email_domains` confirmation). Empty: no mail.""",
+        approval and for `allowed_email_domains` confirmation). Empty: no mail. Needs `c.JupyterHub.public_url`:
+        the links in the mails are built from it, never from a request's Host header.""",
     )
     smtp_port = Integer(25, config=True, help="""SMTP port (25, 587 with `smtp_starttls`, 465 with
         `smtp_use_ssl`).""")

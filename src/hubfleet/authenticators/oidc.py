@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextvars
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlparse, urlunparse
+from urllib.parse import urlencode, urlparse
 
 from jupyterhub.utils import url_path_join
 from oauthenticator.generic import GenericOAuthenticator
@@ -42,7 +42,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from . import policy
 from .base import (BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, HubfleetLogoutHandler,
-                   trust_admin_groups_trait)
+                   hub_app, public_origin, trust_admin_groups_trait)
 from .oidc_handlers import OIDCCallbackHandler, OIDCLoginHandler
 from .oidc_tokens import IdTokenRefused, Provider, check_provider_urls, verify_id_token
 
@@ -225,13 +225,9 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 f"{cls}.allowed_scopes is honoured by hubfleet-oidc on its own, not inside hubfleet (the composite "
                 f"decides access from groups and users only); use allowed_groups there."
             )
-        if not self.enable_auth_state and self.refresh_groups and self.auth_refresh_age:
-            self.log.warning("%s: without enable_auth_state no tokens are kept, so sessions cannot be re-validated: "
-                             "users must sign in again every auth_refresh_age (%ss). Set enable_auth_state = True "
-                             "(with JUPYTERHUB_CRYPT_KEY), or refresh_groups = False to keep sessions unchecked.",
-                             self.label, self.auth_refresh_age)
+        self._warn_if_tokenless(self.label)
         if not self.oauth_callback_url:
-            app = self._hub_app()
+            app = hub_app(self)
             if app is not None and not app.public_url:
                 raise ConfigError(
                     f"{cls}: set c.JupyterHub.public_url (e.g. 'https://hub.example.org/') or "
@@ -240,21 +236,12 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
                 )
 
     # ---- URLs from configuration ---------------------------------------------------------------------------
-    def _hub_app(self):
-        """The JupyterHub application this authenticator runs in (None in tools and unit tests)."""
-        obj = self.parent
-        while obj is not None:
-            if hasattr(obj, "public_url") and hasattr(obj, "hub_prefix"):
-                return obj
-            obj = getattr(obj, "parent", None)
-        return None
-
     def _public_origin(self) -> tuple[str, str]:
         """(``scheme://host[:port]``, the hub's path prefix) from configuration; ("", "") when unknown."""
-        app = self._hub_app()
+        app = hub_app(self)
         prefix = app.hub_prefix if app is not None else "/hub/"
-        if app is not None and app.public_url:
-            return urlunparse(urlparse(app.public_url)._replace(path="", params="", query="", fragment="")), prefix
+        if public_origin(app):
+            return public_origin(app), prefix
         if self.oauth_callback_url:
             u = urlparse(self.oauth_callback_url)
             return f"{u.scheme}://{u.netloc}", prefix
@@ -468,12 +455,8 @@ class HubfleetOIDCAuthenticator(HubfleetBaseAuthenticator, GenericOAuthenticator
         ``refresh_outage_grace`` covers it (fail closed, as the other backends); the (backend, subject) binding is
         checked as at login."""
         self._prepare_handler_for_refresh(handler)
-        if not self.enable_auth_state:  # no tokens kept: nothing to re-validate with
-            if not self.refresh_groups:
-                return True
-            self.log.info("user:%s: %s keeps no tokens without enable_auth_state; login required", user.name,
-                          self.label)
-            return False
+        if not self.enable_auth_state:
+            return self._tokenless_refresh(user.name, self.label)
         auth_state = await user.get_auth_state()
         if self.refresh_user_hook is not None:
             refreshed = await self._call_refresh_user_hook(user, auth_state)

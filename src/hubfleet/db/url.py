@@ -25,8 +25,13 @@ def z2jh_db_url(config_dir: str | os.PathLike = Z2JH_CONFIG_DIR) -> tuple[str, d
         path = root / source / "values.yaml"
         if path.exists():
             found = True
-            values = yaml.safe_load(path.read_text()) or {}
-            db.update(((values.get("hub") or {}).get("db") or {}))
+            try:
+                values = yaml.safe_load(path.read_text()) or {}
+                section = (values.get("hub") or {}).get("db") or {}
+                db.update(section)
+            except (yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
+                raise HubfleetError(f"{path}: not the chart's values (hub.db unreadable: {type(e).__name__})",
+                                    fix="pass --db-url") from e
     if not found:
         return None
     kind = db.get("type") or "sqlite-pvc"

@@ -45,9 +45,8 @@ def slapd(auth_tmp):
 
 @pytest.fixture(scope="session")
 def ldap_proxy(slapd):
-    p = S.TcpProxy("127.0.0.1", slapd.port)
-    yield p
-    p.stop()
+    with S.TcpProxy("127.0.0.1", slapd.port) as p:
+        yield p
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,12 @@ class TcpProxy:
         self._thread.start()
         if not self._started.wait(10):
             raise RuntimeError("tcp proxy did not start")
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
@@ -582,3 +589,29 @@ def start_github_emulator(tmp: Path, client_id: str, client_secret: str) -> GitH
                 tmp)
     proc.wait_for_port("127.0.0.1", port, timeout=20)
     return GitHubEmulator(proc, port)
+
+
+def side_by_side(scenario, cases: dict, timeout: float = 600) -> dict:
+    """``scenario(*args)`` for every ``key: args`` of ``cases`` on threads at once (hub start-ups dominate): key ->
+    its result, or the exception it raised (reported by that case's test)."""
+    with ThreadPoolExecutor(len(cases)) as pool:
+        futures = {key: pool.submit(scenario, *args) for key, args in cases.items()}
+        results = {}
+        for key, f in futures.items():
+            try:
+                results[key] = f.result(timeout=timeout)
+            except Exception as e:
+                results[key] = e
+        return results
+
+
+def doc_example(doc: Path, tag: str, swaps: dict[str, str]) -> str:
+    """The python block after ``<!-- example: TAG -->`` in ``doc``, with each ``old: new`` of ``swaps`` replaced
+    (each must be there: a changed example fails here, naming what is gone)."""
+    m = re.search(rf"<!-- example: {re.escape(tag)} -->\n```python\n(.*?)```", doc.read_text(), re.S)
+    assert m, f"{doc}: the example after '<!-- example: {tag} -->' is gone"
+    example = m.group(1)
+    for old, new in swaps.items():
+        assert old in example, f"the doc's {tag} example no longer contains {old!r}: update the test's swaps"
+        example = example.replace(old, new)
+    return example

@@ -117,6 +117,7 @@ def hub_config(users: Path, smtp_port: int, db_url: str | None, extra: str = "")
         c.HubfleetLocalAuthenticator.allow_2fa = True
         c.HubfleetLocalAuthenticator.totp_required_groups = {{"secure"}}
         c.HubfleetLocalAuthenticator.smtp_host = "127.0.0.1"
+        c.JupyterHub.public_url = c.JupyterHub.bind_url  # the links in the mails come from it
         c.HubfleetLocalAuthenticator.smtp_port = {smtp_port}
         c.HubfleetLocalAuthenticator.smtp_sender = "hub@hub.example"
         c.HubfleetLocalAuthenticator.smtp_admin_addresses = ["admins@hub.example"]
@@ -128,9 +129,12 @@ def text_of(html: str, element_id: str) -> str:
     return unescape(m.group(1).strip()) if m else ""
 
 
-def post_form(s: requests.Session, url: str, data: dict, *, ip: str = "", allow_redirects: bool = False):
-    """GET ``url`` (xsrf cookie and field), then POST ``data`` to it."""
+def post_form(s: requests.Session, url: str, data: dict, *, ip: str = "", host: str = "",
+              allow_redirects: bool = False):
+    """GET ``url`` (xsrf cookie and field), then POST ``data`` to it (with ``host``: in that Host header)."""
     headers = {"X-Real-Ip": ip} if ip else {}  # the client address the hub sees (tornado's xheaders)
+    if host:
+        headers["Host"] = host
     r = s.get(url, headers=headers, timeout=30)
     m = _XSRF.search(r.text)
     xsrf = m.group(1) if m else s.cookies.get("_xsrf", "")

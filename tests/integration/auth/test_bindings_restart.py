@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -83,15 +82,7 @@ def restarted(auth_tmp, slapd, postgres):
     for d in DATABASES:  # the working directories: fresh and empty, but for an earlier hubfleet's JSON store
         (auth_tmp / f"bindings-restart-{d}" / "workdir-1").mkdir(parents=True)
         (auth_tmp / f"bindings-restart-{d}" / "workdir-2").mkdir(parents=True)
-    with ThreadPoolExecutor(len(DATABASES)) as pool:
-        futures = {d: pool.submit(_scenario, auth_tmp, slapd, d, urls[d]) for d in DATABASES}
-        results = {}
-        for d, f in futures.items():
-            try:
-                results[d] = f.result(timeout=600)
-            except Exception as e:  # reported by that database's test
-                results[d] = e
-    return results
+    return S.side_by_side(_scenario, {d: (auth_tmp, slapd, d, urls[d]) for d in DATABASES})
 
 
 @pytest.mark.parametrize("db", DATABASES)

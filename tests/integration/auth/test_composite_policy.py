@@ -53,10 +53,8 @@ CASES = [
 ]
 
 
-def doc_example() -> str:
-    m = re.search(r"<!-- example: composite -->\n```python\n(.*?)```", DOC.read_text(), re.S)
-    assert m, f"{DOC}: the composite example (after '<!-- example: composite -->') is gone"
-    return m.group(1)
+def doc_example(swaps: dict[str, str] | None = None) -> str:
+    return S.doc_example(DOC, "composite", swaps or {})
 
 
 def _partner_ldif() -> list[str]:
@@ -95,7 +93,6 @@ def site(auth_tmp, oidc_mock):
             for u, g in users.items()}})
     for sub, groups in OIDC_USERS.items():
         oidc_mock.set_user(sub, {"preferred_username": sub, "groups": groups})
-    example = doc_example()
     swaps = {
         '"ldap://ldap.example.org"': repr(slapd.url),
         "dc=example,dc=org": S.BASE_DN,
@@ -104,9 +101,7 @@ def site(auth_tmp, oidc_mock):
         "https://sso.example.org/realms/staff": oidc_mock.issuer,
         "https://login.partner.example.com": oidc_mock.issuer,
     }
-    for old, new in swaps.items():
-        assert old in example, f"the doc's composite example no longer contains {old!r}: update this test's swaps"
-        example = example.replace(old, new)
+    example = doc_example(swaps)
     cfg = example + "\n".join([
         "",
         f"c.HubfleetLDAPAuthenticator.tls_ca_file = {str(slapd.ca_file)!r}",

@@ -9,7 +9,6 @@ page goes to test-artifacts/. (The start-up errors are in tests/unit/test_auth_c
 
 from __future__ import annotations
 
-import re
 
 import pytest
 from tests.procs import ARTIFACTS, REPO, wait_for
@@ -23,10 +22,8 @@ SECRETS = {"LDAP_BIND_PASSWORD": S.SVC_PW, "GITHUB_CLIENT_SECRET": "gh-secret", 
 GINA, GABE, THIEF, OUTSIDER = 4242, 4243, 5151, 6161
 
 
-def doc_example() -> str:
-    m = re.search(r"<!-- example: oauth-backends -->\n```python\n(.*?)```", DOC.read_text(), re.S)
-    assert m, f"{DOC}: the example after '<!-- example: oauth-backends -->' is gone"
-    return m.group(1)
+def doc_example(swaps: dict[str, str] | None = None) -> str:
+    return S.doc_example(DOC, "oauth-backends", swaps or {})
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,6 @@ def site(auth_tmp, slapd, oidc_mock, users_file, postgres):
     gh.set_account(OUTSIDER, "olaf", teams=["other-org:data-science"], orgs=["other-org"])
     oidc_mock.set_user("google-sub-gwen", {"email": "gwen@example.org", "email_verified": True, "hd": "example.org"})
     oidc_mock.set_user("google-sub-eve", {"email": "eve@elsewhere.org", "email_verified": True, "hd": "elsewhere.org"})
-    example = doc_example()
     swaps = {
         '"ldap://ldap.example.org"': repr(slapd.url),
         "dc=example,dc=org": S.BASE_DN,
@@ -50,9 +46,7 @@ def site(auth_tmp, slapd, oidc_mock, users_file, postgres):
         "https://github.example.org": gh.url,
         '"https://hub.example.org/"': "c.JupyterHub.bind_url",
     }
-    for old, new in swaps.items():
-        assert old in example, f"the doc's oauth-backends example no longer contains {old!r}: update the swaps"
-        example = example.replace(old, new)
+    example = doc_example(swaps)
     cfg = example + "\n".join([
         "",
         f"c.HubfleetLDAPAuthenticator.tls_ca_file = {str(slapd.ca_file)!r}",

@@ -17,9 +17,8 @@ LOGIN_TIMEOUT = 1.5  # below the LDAP client's own timeouts (5 s each): the one 
 
 @pytest.fixture(scope="module")
 def cut_ldap(slapd):
-    proxy = S.TcpProxy("127.0.0.1", slapd.port)
-    yield proxy
-    proxy.stop()
+    with S.TcpProxy("127.0.0.1", slapd.port) as proxy:  # cut by these tests: not the session's ldap_proxy
+        yield proxy
 
 
 @pytest.fixture(scope="module")

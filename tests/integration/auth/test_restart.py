@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -136,15 +135,7 @@ def _scenario(auth_tmp, slapd, n: int, kind: str, auth_state: bool) -> dict:
 @pytest.fixture(scope="module")
 def restarted(auth_tmp, slapd):
     """Every combination at once (hub start-up dominates; they run side by side)."""
-    with ThreadPoolExecutor(len(COMBOS)) as pool:
-        futures = {combo: pool.submit(_scenario, auth_tmp, slapd, i, *combo) for i, combo in enumerate(COMBOS)}
-        results = {}
-        for combo, f in futures.items():
-            try:
-                results[combo] = f.result(timeout=600)
-            except Exception as e:  # reported by that combination's test
-                results[combo] = e
-        return results
+    return S.side_by_side(_scenario, {combo: (auth_tmp, slapd, i, *combo) for i, combo in enumerate(COMBOS)})
 
 
 @pytest.mark.parametrize("kind, auth_state", COMBOS, ids=[f"{k}-{'auth_state' if a else 'no_auth_state'}"

@@ -57,6 +57,15 @@ def _login(page, url, name, password, otp=""):
     page.click("#login_submit")
 
 
+def _sign_up(page, password: str, answer: str) -> str:
+    """Submit the sign-up form with ``password`` twice; the text of the ``answer`` element it shows."""
+    page.fill("#password_input", password)
+    page.fill("#password2_input", password)
+    page.click("#signup_submit")
+    page.wait_for_selector(answer, timeout=15_000)
+    return page.inner_text(answer)
+
+
 def test_signup_approval_first_login_password_change_totp(composite_hub, browser, artifacts):
     url, name = composite_hub.url, "newton"
     shot = lambda page, n, what: page.screenshot(path=str(artifacts / f"signup-{n}-{what}.png"), full_page=True)  # noqa: E731
@@ -68,17 +77,9 @@ def test_signup_approval_first_login_password_change_totp(composite_hub, browser
         user.click("#signup_link")
         user.wait_for_selector("#signup_form", timeout=15_000)
         user.fill("#username_input", name)
-        user.fill("#password_input", "password")
-        user.fill("#password2_input", "password")
-        user.click("#signup_submit")
-        user.wait_for_selector("#account_error", timeout=15_000)
-        assert "at least 10 characters" in user.inner_text("#account_error")
+        assert "at least 10 characters" in _sign_up(user, "password", "#account_error")
         shot(user, 2, "refused-password")
-        user.fill("#password_input", "apple-tree-falls")
-        user.fill("#password2_input", "apple-tree-falls")
-        user.click("#signup_submit")
-        user.wait_for_selector("#account_message", timeout=15_000)
-        assert "waits for an administrator's approval" in user.inner_text("#account_message")
+        assert "waits for an administrator's approval" in _sign_up(user, "apple-tree-falls", "#account_message")
         shot(user, 3, "waiting-for-approval")
 
         admin = browser.new_context(viewport={"width": 1100, "height": 800}).new_page()

@@ -64,10 +64,10 @@ def site_log_on_failure(request):
         print(f"--- hub log tail ---\n{request.getfixturevalue('site').hub.log_tail(80)}")
 
 
-def signup(hub, username, password, email="x@other.example", repeat=None):
+def signup(hub, username, password, email="x@other.example", repeat=None, host=""):
     r = post_form(requests.Session(), f"{hub.url}/hub/signup",
                   {"username": username, "password": password, "password2": password if repeat is None else repeat,
-                   "email": email})
+                   "email": email}, host=host)
     return r.status_code, text_of(r.text, "account_error") or text_of(r.text, "account_message")
 
 
@@ -127,15 +127,19 @@ def test_signup_waits_for_an_admin_who_approves_then_first_login(site, smtp):
 def test_signup_from_an_allowed_domain_approves_itself_with_the_mailed_link(site, smtp):
     box, _ = smtp
     name = f"uma-{site.db}"
-    status, text = signup(site.hub, name, "uma-password-1", email=f"{name}@lab.uni.example")
+    status, text = signup(site.hub, name, "uma-password-1", email=f"{name}@lab.uni.example", host="evil.example")
     assert status == 200 and "confirmation link" in text, text
     body = box.wait(f"{name}@lab.uni.example", "Confirm").get_content()
     link = re.search(r"http://\S+/hub/signup/confirm\?token=\S+", body).group(0)
+    assert link.startswith(f"{site.hub.url}/hub/signup/confirm?token="), link  # public_url, not the Host header
     assert login(site.hub, name, "uma-password-1").error.startswith("Your account is waiting for approval: open")
     assert requests.get(link.replace("token=", "token=x"), timeout=10).status_code == 400
-    r = requests.get(link, timeout=10)
+    assert requests.get(link, timeout=10).status_code == 200  # a mail scanner opening the link approves nothing
+    assert site.accounts()[name].status == "confirming"
+    r = post_form(requests.Session(), link, {})
     assert r.status_code == 200 and "is confirmed" in r.text
     assert requests.get(link, timeout=10).status_code == 400, "a confirmation link works once"
+    assert post_form(requests.Session(), link, {}).status_code == 400, "a confirmation link works once"
     assert login(site.hub, name, "uma-password-1").ok
 
 
