@@ -15,13 +15,6 @@ from hubfleet.spawners import queue_store as qs
 from hubfleet.spawners.usage_cli import parse_window
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/jupyterhub.sqlite"
-    return request.getfixturevalue("pg_url")
-
-
 def _open(url):
     db = Database(url, timeout=10)
     migrate(db, qs.QUEUE)
