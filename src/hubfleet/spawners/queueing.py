@@ -168,7 +168,6 @@ class SpawnQueue(LoggingConfigurable):
                       slug, position, len(rows))
         self._refused = True
         self._start_admitter()
-        compat.refusal_not_failure(self)  # joining a queue is no failure (JupyterHub 5.5 would count it)
         raise self._refusal(QueueRefusal(
             f"Queued: '{choice.profile.display_name}' is full; you are number {position} of {len(rows)} waiting. "
             "Your server starts by itself when a slot frees; follow your place on the spawn page or at "
