@@ -3,7 +3,6 @@ shows comes from it, survives a new process, and stays bounded."""
 
 from __future__ import annotations
 
-
 from hubfleet.db import Database, migrate
 from hubfleet.spawners.events import usual_time
 from hubfleet.spawners.history_db import COMPONENT, read_durations, record_duration
