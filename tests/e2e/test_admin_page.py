@@ -126,6 +126,8 @@ def test_usage_chart_and_csv(fleet):
     admin = page_session(hub, "admin")
     html = admin.get(hub.url + PAGE + "?by=profile&days=1", timeout=30).text
     assert html.count("<svg") == 2 and "Server-hours per profile" in html and "GPU-hours per profile" in html
+    # the page has the hub's database: usage comes from the spawner's records (stopped servers count too)
+    assert "stopped servers are not in these numbers" not in html and "Usage cannot be read" not in html
     r = admin.get(hub.url + PAGE + "usage.csv?by=user&days=1", timeout=30)
     assert r.headers["Content-Type"].startswith("text/csv")
     table = {row["user"]: row for row in csv.DictReader(io.StringIO(r.text))}

@@ -186,8 +186,10 @@ def live_pod(key: str, profile: str, groups=(), phase="Running", user="") -> dic
 
 
 @pytest.mark.parametrize("profile", ["small", "medium", "gpu"])
-async def test_demo_pod_manifests_validate_and_carry_the_profile(profile):
-    spawner = make_spawner(groups=["demo-researchers"], profiles_file=DEMO_FILE)
+async def test_demo_pod_manifests_validate_and_carry_the_profile(profile, tmp_path):
+    # the demo's gpu profile queues: the queue's database (no hub here to take it from)
+    spawner = make_spawner(groups=["demo-researchers"], profiles_file=DEMO_FILE,
+                           db_url=f"sqlite:///{tmp_path}/jupyterhub.sqlite")
     rest(spawner, {"profile": profile})
     await spawner.load_user_options()
     pod = as_dict(await spawner.get_pod_manifest())

@@ -67,6 +67,11 @@ class Progress:
 _GPU = "waiting for a GPU node"
 _LATER = "Your server starts as soon as one is free or the cluster autoscaler adds a node; you can keep this page open."
 
+_IMAGE_ADVICE = ("The image {image} cannot be fetched (a wrong name or tag, or a registry this cluster may not read); "
+                 "pick another image, or ask your administrator.")
+_CRASH_ADVICE = ("Your server's program keeps stopping right after it starts; start it again with the default image, "
+                 "and ask your administrator (who can read its saved log) if it keeps happening.")
+
 # name, reason, pattern, text, phase, level, advice. Message texts as kube-scheduler, the kubelet and the cluster
 # autoscaler write them; tests/unit/test_spawn_events.py has one real text per rule, with the source file it is from.
 _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
@@ -116,12 +121,9 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Fetched the image {image} in {took}; starting your server.", "starting", "info", ""),
     ("pull-backoff", "BackOff", r'^Back-off pulling image "(?P<image>[^"]+)"',
      "The image {image} cannot be fetched; Kubernetes keeps retrying, but this usually needs a fix.", "pulling",
-     "error", "The image {image} cannot be fetched (a wrong name or tag, or a registry this cluster may not "
-     "read); pick another image, or ask your administrator."),
+     "error", _IMAGE_ADVICE),
     ("pull-failed", "Failed", r'^Failed to pull image "(?P<image>[^"]+)"',
-     "The image {image} cannot be fetched.", "pulling", "error",
-     "The image {image} cannot be fetched (a wrong name or tag, or a registry this cluster may not read); pick "
-     "another image, or ask your administrator."),
+     "The image {image} cannot be fetched.", "pulling", "error", _IMAGE_ADVICE),
     ("pull-error", "Failed", r"^Error: (?P<state>ErrImagePull|ImagePullBackOff|ErrImageNeverPull)",
      "The image cannot be fetched.", "pulling", "error",
      "The image {image} cannot be fetched; pick another image, or ask your administrator."),
@@ -135,9 +137,7 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Your server's program started; waiting for it to answer.", "starting", "info", ""),
     ("crash-backoff", "BackOff", r"^Back-off restarting failed container (?P<container>\S+)",
      "Your server's program stopped right after starting; Kubernetes restarts it with growing pauses.",
-     "", "error",
-     "Your server's program keeps stopping right after it starts; start it again with the default image, and ask "
-     "your administrator (who can read its saved log) if it keeps happening."),
+     "", "error", _CRASH_ADVICE),
     ("probe-unready", "Unhealthy", r"^Readiness probe failed",
      "Your server is starting but does not answer yet.", "starting", "info", ""),
     ("stopping", "Killing", r"^Stopping container (?P<container>\S+)",
@@ -167,17 +167,11 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Your server used more than {its_memory_limit} while starting; pick {larger_profile} or load less at start, "
      "and ask your administrator for more memory if you need it."),
     ("crash-loop", "CrashLoopBackOff", r"",
-     "Your server's program keeps stopping right after it starts.", "", "error",
-     "Your server's program keeps stopping right after it starts; start it again with the default image, and ask "
-     "your administrator (who can read its saved log) if it keeps happening."),
+     "Your server's program keeps stopping right after it starts.", "", "error", _CRASH_ADVICE),
     ("image-pull-state", "ErrImagePull", r"",
-     "The image {image} cannot be fetched.", "pulling", "error",
-     "The image {image} cannot be fetched (a wrong name or tag, or a registry this cluster may not read); pick "
-     "another image, or ask your administrator."),
+     "The image {image} cannot be fetched.", "pulling", "error", _IMAGE_ADVICE),
     ("image-pull-backoff-state", "ImagePullBackOff", r"",
-     "The image {image} cannot be fetched; Kubernetes keeps retrying.", "pulling", "error",
-     "The image {image} cannot be fetched (a wrong name or tag, or a registry this cluster may not read); pick "
-     "another image, or ask your administrator."),
+     "The image {image} cannot be fetched; Kubernetes keeps retrying.", "pulling", "error", _IMAGE_ADVICE),
     ("config-error", "CreateContainerConfigError", r"",
      "Your server's container cannot be created: {message}", "failed", "error",
      "Your server's container cannot be created ({message}); ask your administrator."),

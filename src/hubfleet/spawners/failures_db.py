@@ -12,7 +12,8 @@ default server), ``profile``, ``pod``, ``at`` (UTC), ``reason`` (one sentence), 
 - :func:`save_failure` / :func:`load_failures`: the same, awaited on the database's own threads (never on the
   hub's event loop).
 
-The spawner calls, before deleting a failed pod::
+ProfileSpawner records one in ``stop()``, before the failed pod is deleted
+(:meth:`.progress.SpawnProgress.keep_failure`); another spawner may call::
 
     db = hubfleet.db.shared(hub_db_url)
     await save_failure(db, user=..., server=..., profile=..., pod=..., reason=..., events=..., logs=...)

@@ -63,13 +63,15 @@ class SpawnProgress(LoggingConfigurable):
         ``failure_log_lines`` lines are kept).""").tag(config=True)
 
     db_url = Unicode("", help="""
-        The database holding hubfleet's tables (spawn durations, saved failures), as a SQLAlchemy URL like
+        The database holding hubfleet's tables (spawn durations, saved failures, the spawn queue and the usage
+        records), as a SQLAlchemy URL like
         ``JupyterHub.db_url``. Empty (default): the hub's own database (``JupyterHub.db_url``, with
         ``JupyterHub.db_kwargs``).""").tag(config=True)
 
     db_timeout = Float(5.0, help="""
         Upper bound (seconds) on each of hubfleet's statements in the database; when it does not answer in time,
-        the page shows no usual spawn time and a failure is logged but not kept (the spawn itself goes on).
+        the page shows no usual spawn time and a failure is logged but not kept (the spawn itself goes on), while
+        spawns of queued profiles, and of profiles a budget applies to, are refused with a message (fail closed).
         """).tag(config=True)
 
     _rules: tuple | None = None
@@ -105,24 +107,32 @@ class SpawnProgress(LoggingConfigurable):
     # ------------------------------------------------------------------ the database
 
     def _hubfleet_db(self):
-        from ..db import migrate, shared  # noqa: PLC0415
+        """The one database of hubfleet's tables (spawn durations, saved failures, the queue and usage records):
+        ``db_url``, else the hub's own. :class:`~hubfleet.db.DatabaseUnavailable` when there is none to open."""
+        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+        from ..db import DatabaseUnavailable, shared  # noqa: PLC0415
         from ..db.url import HUB_DEFAULT_URL  # noqa: PLC0415
-        from . import failures_db, history_db  # noqa: PLC0415
 
         kwargs = None
         url = self.db_url
         if not url:
             app = _hub_app()
             if app is None:  # not inside a hub (a script, a test): no database to guess at
-                raise RuntimeError("no database: set ProfileSpawner.db_url outside a JupyterHub process")
+                raise DatabaseUnavailable("no database: set ProfileSpawner.db_url outside a JupyterHub process")
             url = getattr(app, "db_url", "") or HUB_DEFAULT_URL
             kwargs = getattr(app, "db_kwargs", None)
-        db = shared(url, timeout=self.db_timeout, engine_kwargs=kwargs)
-        return db, (lambda: migrate(db, history_db.COMPONENT, failures_db.COMPONENT, logger=self.log))
+        try:
+            return shared(url, timeout=self.db_timeout, engine_kwargs=kwargs)
+        except (ImportError, SQLAlchemyError) as e:  # e.g. the URL's driver is not installed
+            raise DatabaseUnavailable(f"hubfleet's database: {e}") from e
 
     async def _db_call(self, fn, *args):
-        db, migrate_all = self._hubfleet_db()
-        await db.call_blocking(migrate_all)
+        from ..db import migrate  # noqa: PLC0415
+        from . import failures_db, history_db  # noqa: PLC0415
+
+        db = self._hubfleet_db()
+        await db.call_blocking(lambda: migrate(db, history_db.COMPONENT, failures_db.COMPONENT, logger=self.log))
         return await db.call(fn, *args, write=True)
 
     # ------------------------------------------------------------------ what this spawn is

@@ -13,7 +13,8 @@ Times are epoch seconds (floats), the same on SQLite and PostgreSQL. Every funct
 ``Connection`` and runs inside the caller's transaction (``Database.run`` / ``await Database.call``); none of them
 decides anything: the order of admission is :mod:`.queue_policy`'s.
 
-:func:`usage` is the one query that reports usage (``hubfleet usage`` and the admin page read it).
+:func:`usage` reports usage per key (``hubfleet usage``); :func:`records` lists the records of a window (the admin
+page's usage charts and CSV).
 """
 
 from __future__ import annotations
@@ -169,6 +170,37 @@ def uses(conn: Connection, *, since: float, amount: str = "gpus", weights=None) 
         groups = json.loads(r.groups or "[]")
         out.append(queue_policy.Use(r.username, queue_policy.accounting_group(groups=groups, weights=weights or {}),
                                     r.started, r.stopped, float(getattr(r, amount))))
+    return out
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One row of ``hubfleet_usage`` (times in epoch seconds; ``stopped`` None: running)."""
+
+    user: str
+    server_name: str
+    profile: str
+    groups: tuple[str, ...]
+    gpus: float
+    cpu: float
+    started: float
+    stopped: float | None
+
+
+def records(conn: Connection, *, since: float, until: float, user: str | None = None) -> list[UsageRecord]:
+    """The records overlapping ``[since, until]`` (of ``user`` only, when given), oldest first."""
+    q = select(usage_table).where(usage_table.c.started <= until,
+                                  (usage_table.c.stopped.is_(None)) | (usage_table.c.stopped >= since))
+    if user is not None:
+        q = q.where(usage_table.c.username == user)
+    out = []
+    for r in conn.execute(q.order_by(usage_table.c.started, usage_table.c.id)):
+        try:
+            groups = tuple(json.loads(r.groups or "[]"))
+        except ValueError:
+            groups = ()
+        out.append(UsageRecord(r.username, r.server_name, r.profile, groups, float(r.gpus), float(r.cpu),
+                               r.started, r.stopped))
     return out
 
 

@@ -25,14 +25,12 @@ import time
 from typing import ClassVar
 from urllib.parse import quote
 
-from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from ..db import DatabaseUnavailable, migrate, shared
-from ..db.url import HUB_DEFAULT_URL
-from . import compat, queue_policy, queue_store
+from ..db import DatabaseUnavailable, migrate
+from . import queue_policy, queue_store
 from .profiles import ProfileError, QuotaExceeded, RunningServer, quota_violation
 
 log = logging.getLogger("hubfleet.queue")
@@ -56,7 +54,8 @@ class QueueRefusal(QuotaExceeded):
 
 
 class SpawnQueue(LoggingConfigurable):
-    """Mixin for ProfileSpawner (needs ``load_catalog``, ``_running_servers``, ``_pod_key``, ``_refusal``)."""
+    """Mixin for ProfileSpawner (needs ``load_catalog``, ``_running_servers``, ``_pod_key``, ``_refusal``, and
+    ``_hubfleet_db`` and ``db_timeout`` of :class:`.progress.SpawnProgress`)."""
 
     queue_order = Unicode(queue_policy.FAIR_SHARE, config=True, help="""
         Who is admitted next when a slot of a queued profile frees: ``fair_share`` (the waiting request whose
@@ -82,14 +81,6 @@ class SpawnQueue(LoggingConfigurable):
         Default: the environment variable ``HUBFLEET_QUEUE_API_TOKEN``. Empty: queued requests are never admitted
         automatically (logged at start).""")
 
-    queue_db_url = Unicode("", config=True, help="""
-        The database holding the queue and the usage records, as a SQLAlchemy URL like ``JupyterHub.db_url``.
-        Empty (default): the hub's own database (``JupyterHub.db_url``).""")
-
-    queue_db_timeout = Float(5.0, config=True, help="""
-        Upper bound (seconds) on each of the queue's database calls. When the database does not answer, spawns of
-        queued profiles are refused with a message (fail closed); other profiles are unaffected.""")
-
     @default("queue_api_token")
     def _default_queue_api_token(self):
         return os.environ.get("HUBFLEET_QUEUE_API_TOKEN", "")
@@ -108,7 +99,7 @@ class SpawnQueue(LoggingConfigurable):
         except queue_policy.QueuePolicyError as e:
             raise ValueError(str(e)) from e
 
-    @validate("queue_window", "queue_admit_interval", "queue_db_timeout")
+    @validate("queue_window", "queue_admit_interval")
     def _check_positive(self, proposal):
         if not proposal.value > 0:
             raise ValueError(f"ProfileSpawner.{proposal.trait.name}: expected seconds > 0, got {proposal.value!r}")
@@ -118,20 +109,8 @@ class SpawnQueue(LoggingConfigurable):
     _admitter: ClassVar[asyncio.Task | None] = None
 
     # ---- the database --------------------------------------------------------------------------------------------
-    def _queue_db(self):
-        url = self.queue_db_url
-        engine_kwargs = None
-        if not url:
-            hub_config = self.config.get("JupyterHub", {}) if self.config else {}
-            url = hub_config.get("db_url") or HUB_DEFAULT_URL
-            engine_kwargs = hub_config.get("db_kwargs") or None
-        return shared(url, timeout=self.queue_db_timeout, engine_kwargs=engine_kwargs)
-
     async def _queue_call(self, fn, *args, write=False, **kwargs):
-        try:
-            db = self._queue_db()
-        except (ImportError, SQLAlchemyError) as e:  # e.g. the URL's driver is not installed
-            raise DatabaseUnavailable(f"the queue's database: {e}") from e
+        db = self._hubfleet_db()
         if queue_store.QUEUE.name not in db.migrated:
             await db.call_blocking(migrate, db, queue_store.QUEUE)
         return await db.call(lambda conn: fn(conn, *args, **kwargs), write=write)
@@ -168,7 +147,6 @@ class SpawnQueue(LoggingConfigurable):
                       slug, position, len(rows))
         self._refused = True
         self._start_admitter()
-        compat.refusal_not_failure(self)  # joining a queue is no failure (JupyterHub 5.5 would count it)
         raise self._refusal(QueueRefusal(
             f"Queued: '{choice.profile.display_name}' is full; you are number {position} of {len(rows)} waiting. "
             "Your server starts by itself when a slot frees; follow your place on the spawn page or at "
@@ -298,7 +276,7 @@ class SpawnQueue(LoggingConfigurable):
         url = self.hub.api_url.rstrip("/") + "/" + path
         request = HTTPRequest(url, method="POST", body=json.dumps(entry.user_options),
                               headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-                              request_timeout=max(30.0, self.queue_db_timeout))
+                              request_timeout=max(30.0, self.db_timeout))
         try:
             await AsyncHTTPClient().fetch(request)
         except HTTPClientError as e:

@@ -15,13 +15,6 @@ from hubfleet.spawners import queue_store as qs
 from hubfleet.spawners.usage_cli import parse_window
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/jupyterhub.sqlite"
-    return request.getfixturevalue("pg_url")
-
-
 def _open(url):
     db = Database(url, timeout=10)
     migrate(db, qs.QUEUE)
@@ -104,6 +97,39 @@ def test_usage_by_user_group_profile_and_the_cli(db_url, capsys):
     assert out[1].startswith("gpu,1,") and len(out) == 2
     assert cli.main(["usage", "--since", "seven days", "--db-url", db_url]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_admin_page_counts_the_usage_records_stopped_servers_too(db_url):
+    """The admin page's usage reads the same records as ``hubfleet usage`` and the budgets: a server that stopped
+    within the window counts, one that stopped before it does not, and a viewer's own records are read alone."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from hubfleet.services.adminpage.app import DurableUsageSource
+    from hubfleet.services.adminpage.usage import aggregate
+
+    db = _open(db_url)
+    now = 100 * 86400.0
+    for user, groups, gpus, started, stopped in (("ann", ["physics"], 1, now - 9 * 86400, now - 8 * 86400),
+                                                 ("ann", ["physics"], 2, now - 3 * 3600, now - 3600),
+                                                 ("ben", [], 0, now - 3600, None)):
+        db.run(lambda c: qs.record_start(c, user=user, server_name="", profile="gpu" if gpus else "small",
+                                         groups=groups, gpus=gpus, cpu=1, memory=0, now=started), write=True)
+        if stopped is not None:
+            db.run(lambda c: qs.record_stop(c, user=user, server_name="", now=stopped), write=True)
+    at = datetime.fromtimestamp(now, timezone.utc)
+    start = datetime.fromtimestamp(now - 7 * 86400, timezone.utc)
+    source = DurableUsageSource(db)
+    spans = asyncio.run(source.intervals(start, at))
+    by_user = aggregate(spans, start=start, end=at, now=at, by="user")
+    assert set(by_user) == {"ann", "ben"}
+    assert by_user["ann"].server_hours == pytest.approx(2.0) and by_user["ann"].gpu_hours == pytest.approx(4.0)
+    assert by_user["ben"].server_hours == pytest.approx(1.0) and by_user["ben"].gpu_hours == 0
+    by_group = aggregate(spans, start=start, end=at, now=at, by="group")
+    assert set(by_group) == {"physics", "(no group)"}
+    mine = asyncio.run(source.intervals(start, at, user="ben"))
+    assert [i.user for i in mine] == ["ben"] and mine[0].end is None
+    db.dispose()
 
 
 def test_windows_parse():

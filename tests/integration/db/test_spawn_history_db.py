@@ -3,18 +3,9 @@ shows comes from it, survives a new process, and stays bounded."""
 
 from __future__ import annotations
 
-import pytest
-
 from hubfleet.db import Database, migrate
 from hubfleet.spawners.events import usual_time
 from hubfleet.spawners.history_db import COMPONENT, read_durations, record_duration
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/jupyterhub.sqlite"
-    return request.getfixturevalue("pg_url")
 
 
 def test_durations_per_profile_survive_a_new_process_and_stay_bounded(db_url):

@@ -129,8 +129,8 @@ def test_database_down_refuses_queued_profile_only(start_hub, devcluster):
     """Fail closed: the queued (and budgeted) profile is refused with a message; 'small', with no queue and no
     budget, starts."""
     hub = start_hub(queue_config(secrets.token_hex(32), """
-c.ProfileSpawner.queue_db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
-c.ProfileSpawner.queue_db_timeout = 2
+c.ProfileSpawner.db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
+c.ProfileSpawner.db_timeout = 2
 c.ProfileSpawner.budgets = [{"cpu_hours": 1, "window": "7d", "profile": "q"}]
 """))
     make_users(hub, "dana", "eve", groups={"gpu-users": ["dana", "eve"]})

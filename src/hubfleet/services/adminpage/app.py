@@ -23,13 +23,14 @@ from tornado.iostream import StreamClosedError
 from traitlets import Float, Int, Unicode, default
 from traitlets.config import Application
 
+from ...db import DatabaseUnavailable
 from ..culler.hub_api import HubAPI, HubAPIError
 from . import render
 from .access import DEFAULT_VIEW_SCOPE, viewer
 from .fleet import intervals, server_rows
 from .kube import KubeReader, KubeUnavailable
 from .logtext import LineSplitter, lines_of
-from .usage import BY, LiveUsageSource, aggregate
+from .usage import BY, LiveUsageSource, aggregate, from_records
 
 log = logging.getLogger("hubfleet.adminpage")
 
@@ -55,8 +56,9 @@ class AdminPageApp(Application):
     view_scope = Unicode(DEFAULT_VIEW_SCOPE, help="""The custom scope that lets a viewer see every server (admins,
         with ``admin:servers``, see every server anyway). Grant it to support staff through a role.""").tag(
         config=True)
-    db_url = Unicode("", help="""The hub's database URL (``JupyterHub.db_url``), for saved failures of spawns.
-        Empty: from $HUBFLEET_DB_URL, else no saved failures are shown.""").tag(config=True)
+    db_url = Unicode("", help="""The hub's database URL (``JupyterHub.db_url``), for saved failures of spawns and the
+        usage records. Empty: from $HUBFLEET_DB_URL, else no saved failures are shown and usage counts only the
+        servers running now.""").tag(config=True)
     hub_api_url = Unicode(help="The hub API URL. Default: $JUPYTERHUB_API_URL.").tag(config=True)
     port = Int(0, help="Port to listen on (on 127.0.0.1). Default: from $JUPYTERHUB_SERVICE_URL.").tag(config=True)
 
@@ -85,7 +87,7 @@ class AdminPageApp(Application):
         if self.db_url:
             from ...db import shared
             self.db = shared(self.db_url)
-        self.usage_source = LiveUsageSource(self._intervals)
+        self.usage_source = DurableUsageSource(self.db) if self.db is not None else LiveUsageSource(self._intervals)
         p = self.prefix
         handlers = [(p, MainHandler), (p + "server", ServerHandler), (p + "logs", LogsHandler),
                     (p + "usage.csv", UsageCSVHandler), (p + "follow.js", ScriptHandler),
@@ -131,6 +133,24 @@ class AdminPageApp(Application):
             loop.add_signal_handler(sig, loop.stop)
         loop.run_forever()
         log.info("admin page stopped")
+
+
+class DurableUsageSource:
+    """Intervals from the usage records ProfileSpawner writes at every start and stop (``hubfleet_usage`` in the hub's
+    database): the same records ``hubfleet usage`` and the budgets count."""
+
+    durable = True
+
+    def __init__(self, db):
+        self._db = db
+
+    async def intervals(self, start: datetime, end: datetime, *, user: str | None = None):
+        from ...db import migrate
+        from ...spawners import queue_store
+        if queue_store.QUEUE.name not in self._db.migrated:
+            await self._db.call_blocking(migrate, self._db, queue_store.QUEUE)
+        return from_records(await self._db.call(lambda conn: queue_store.records(
+            conn, since=start.timestamp(), until=end.timestamp(), user=user)))
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
@@ -194,16 +214,18 @@ class MainHandler(BaseHandler):
         v = self.viewer
         by, days = _window(self)
         start, only = self.now - timedelta(days=days), None if v.sees_all else v.name
+        note = "" if getattr(self.app.usage_source, "durable", True) else \
+            "Counted from the servers running now: stopped servers are not in these numbers yet."
         try:
             rows, problem = await self.app.fleet(only)
             spans = await self.app.usage_source.intervals(start, self.now, user=only)
         except HubAPIError as e:
             raise web.HTTPError(503, f"The hub API did not answer: {e}") from e
+        except DatabaseUnavailable as e:
+            spans, note = [], f"Usage cannot be read: {e}"
         rows = [r for r in rows if v.may_see(r["user"])]
         spans = [i for i in spans if v.may_see(i.user)]
         totals = aggregate(spans, start=start, end=self.now, now=self.now, by=by)
-        note = "" if getattr(self.app.usage_source, "durable", True) else \
-            "Counted from the servers running now: stopped servers are not in these numbers yet."
         scope = "every server" if v.sees_all else "your servers"
         body = (render.banner(problem) + f"<p>Signed in as {render.e(v.name)}; showing {scope}.</p>"
                 + "<h2>Servers</h2>" + render.servers_table(rows, prefix=self.app.prefix, now=self.now)
@@ -307,6 +329,8 @@ class UsageCSVHandler(BaseHandler):
             spans = await self.app.usage_source.intervals(start, self.now, user=None if v.sees_all else v.name)
         except HubAPIError as e:
             raise web.HTTPError(503, f"The hub API did not answer: {e}") from e
+        except DatabaseUnavailable as e:
+            raise web.HTTPError(503, f"Usage cannot be read: {e}") from e
         spans = [i for i in spans if v.may_see(i.user)]
         totals = aggregate(spans, start=start, end=self.now, now=self.now, by=by)
         self.set_header("Content-Type", "text/csv; charset=utf-8")

@@ -3,16 +3,17 @@
 A :class:`UsageSource` gives the intervals a server ran (``start``, ``end`` or None while it runs, its user, groups,
 profile and GPUs). The page asks its source for the window and aggregates with :func:`aggregate` (pure).
 
-:class:`LiveUsageSource` knows only the servers running now (from the hub's server models and their pods), so a
-window counts the part of each running server's life inside it; stopped servers are not counted. A durable source
-(start/stop records in the hub's database) plugs in as another :class:`UsageSource` through the page's
-``usage_source_class`` option.
+The page's source is the usage records ProfileSpawner keeps in the hub's database (table ``hubfleet_usage``, the
+records ``hubfleet usage`` and the budgets read too): :func:`from_records` turns them into intervals, stopped servers
+included. Only when the page has no database does it fall back to :class:`LiveUsageSource`, which knows the servers
+running now (from the hub's server models and their pods), so a window counts the part of each running server's
+life inside it and stopped servers are not counted (the page says so).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Protocol
 
 BY = ("user", "group", "profile")
@@ -47,6 +48,16 @@ class LiveUsageSource:
 
     async def intervals(self, start: datetime, end: datetime, *, user: str | None = None) -> list[UsageInterval]:
         return [i for i in await self._servers(user) if i.start < end and (i.end is None or i.end > start)]
+
+
+def from_records(records) -> list[UsageInterval]:
+    """Intervals from the spawner's usage records (:class:`hubfleet.spawners.queue_store.UsageRecord`: epoch
+    seconds, ``stopped`` None while running)."""
+    def at(t: float) -> datetime:
+        return datetime.fromtimestamp(t, timezone.utc)
+
+    return [UsageInterval(r.user, r.server_name, r.profile, tuple(r.groups), r.gpus, at(r.started),
+                          None if r.stopped is None else at(r.stopped)) for r in records]
 
 
 @dataclass
