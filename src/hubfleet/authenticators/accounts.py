@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, urlencode
 
+from ..mail import address_problem
+
 #: bcrypt uses at most this many bytes of a password (bcrypt 5 raises on longer ones): longer ones are refused.
 MAX_PASSWORD_BYTES = 72
 TOTP_STEP = 30  # seconds
@@ -72,15 +74,12 @@ def password_problem(password: str, *, username: str = "", minimum_length: int =
     return None
 
 
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
-
-
 def email_problem(address: str) -> str | None:
-    """Why ``address`` is not a usable e-mail address (one ``local@domain.tld``, no spaces or line breaks)."""
+    """Why ``address`` is not a usable sign-up address: one plain address (the project's one check,
+    :func:`hubfleet.mail.address_problem`) whose domain has a dot (``name@example.org``, not ``name@localhost``)."""
     if not address:
         return "An e-mail address is required."
-    if len(address) > 254 or not _EMAIL.match(address):
+    if address_problem(address) or "." not in address.rpartition("@")[2]:
         return f"{address[:80]!r} is not an e-mail address like name@example.org."
     return None
 
