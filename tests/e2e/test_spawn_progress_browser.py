@@ -102,14 +102,21 @@ def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, brow
             in page.inner_text("#progress-message")), page.inner_text("#progress-message")
     page.screenshot(path=str(artifacts / "spawn-failed-gpu-timeout.png"), full_page=True)
 
-    # 2. an image that cannot be pulled
+    # 2. an image that cannot be pulled: the devcluster's kubelet fails the pull as a kubelet does (ErrImagePull,
+    # then ImagePullBackOff, retried); the page says so while Kubernetes retries, and the spawn ends at start_timeout
     devcluster.set_faults(autoscaler="")
     page = _log_in(browser, hub, "ivan")
+    started = time.monotonic()
     page.goto(f"{hub.url}/hub/spawn/ivan")
+    page.evaluate("document.querySelector('#progress-details').open = true")
+    _wait_text(page, "#progress-log", "[fetching the image] The image registry.example.org/lab/no-such-notebook:1.0 "
+               "cannot be fetched; Kubernetes keeps retrying")
     _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
+    took = time.monotonic() - started
     message = page.inner_text("#progress-message")
     assert "The image registry.example.org/lab/no-such-notebook:1.0 cannot be fetched" in message, message
     assert "pick another image, or ask your administrator" in message
+    assert took < 12 + 15, f"the spawn should end at its start_timeout (12 s), took {took:.0f} s"
     page.screenshot(path=str(artifacts / "spawn-failed-image-pull.png"), full_page=True)
 
     # 3. killed for memory: the profile's limit named, the larger profile proposed, the log kept
@@ -128,4 +135,5 @@ def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, brow
     assert any("loading the data set" in line for line in logs.get("notebook", [])), logs
     reason, events, logs = _wait_kept(hub, "ivan")[0]
     assert any("Failed to pull image" in e["message"] for e in events), events
+    assert any(e["reason"] == "BackOff" and e["message"].startswith("Back-off pulling image") for e in events), events
     assert _wait_kept(hub, "gina")[0][0].startswith("A new node was being added")

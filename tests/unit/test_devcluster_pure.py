@@ -451,7 +451,7 @@ def test_faults_update():
     faults = Faults()
     faults.update({"error_rate": 1, "error_codes": [429], "delay": 0.5, "delay_rate": 0.25, "seed": 7})
     assert faults.as_dict() == {"error_rate": 1.0, "error_codes": [429], "delay_rate": 0.25, "delay": 0.5, "seed": 7,
-                                "autoscaler": ""}
+                                "autoscaler": "", "missing_images": []}
 
 
 # --- the --images file ------------------------------------------------------------------------------------------------

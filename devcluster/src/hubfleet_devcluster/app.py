@@ -87,7 +87,7 @@ class DevCluster:
     def __init__(self, state_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  nodes: list[NodeSpec] | None = None, extenders: dict[str, list[ExtenderConfig]] | None = None,
                  images: tuple[ImageMapping, ...] = DEFAULT_IMAGES, faults: dict | None = None,
-                 restart_backoff: float = 10.0):
+                 restart_backoff: float = 10.0, image_pull_backoff: float = 10.0):
         self.state_dir = Path(state_dir).resolve()
         self.host, self.port = host, port
         self.nodes = nodes if nodes is not None else default_nodes()
@@ -97,7 +97,8 @@ class DevCluster:
         if faults:
             self.api.faults.update(faults)
         self.scheduler = Scheduler(self.api.store, extenders, faults=self.api.faults)
-        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff)
+        self.kubelet = ProcessKubelet(self.api.store, self.state_dir, images, backoff=restart_backoff,
+                                      faults=self.api.faults, pull_backoff=image_pull_backoff)
         self.api.logs = self.kubelet
         self.gc = GarbageCollector(self.api.store)
         self.persistence = Persistence(self.api.store, self.state_dir / "objects.json")

@@ -48,6 +48,16 @@ def _load_images(path: str) -> tuple[ImageMapping, ...]:
     return tuple(out) + DEFAULT_IMAGES
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def _by_scheduler(entries: list[tuple[str, ExtenderConfig]]) -> dict[str, list[ExtenderConfig]]:
     out: dict[str, list[ExtenderConfig]] = {}
     for name, config in entries:
@@ -76,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart-backoff", type=float, default=10.0,
                    help="seconds before a crashed container's first restart, doubled per restart up to 300 "
                         "(kubelet: 10)")
+    p.add_argument("--image-pull-backoff", type=_positive_seconds, default=10.0,
+                   help="seconds before the second pull of an image that could not be pulled, doubled per failed "
+                        "pull up to 300 (kubelet: 10)")
+    p.add_argument("--missing-image", action="append", default=[], metavar="PATTERN",
+                   help="glob pattern of images the registry does not have: their pulls fail (ErrImagePull, then "
+                        "ImagePullBackOff) even when an image mapping matches; repeat for several (images with no "
+                        "mapping are missing too)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -99,8 +116,8 @@ def run(args) -> int:
         cluster = DevCluster(args.state, host=args.host, port=args.port, nodes=nodes,
                              extenders=_by_scheduler(args.extender), images=images,
                              faults={"error_rate": args.fault_error_rate, "delay": args.fault_delay,
-                                     "delay_rate": args.fault_delay_rate},
-                             restart_backoff=args.restart_backoff)
+                                     "delay_rate": args.fault_delay_rate, "missing_images": args.missing_image},
+                             restart_backoff=args.restart_backoff, image_pull_backoff=args.image_pull_backoff)
     except APIError as e:
         print(f"hubfleet-devcluster: invalid fault option: {e.message}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """Fault knobs for tests (`/devcluster/faults`): a fraction of resource requests answers an error, or answers late;
-and what a cluster autoscaler would say about an unschedulable pod (``autoscaler``)."""
+what a cluster autoscaler would say about an unschedulable pod (``autoscaler``); images whose pulls fail as "not
+found" (``missing_images``, glob patterns)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ class Faults:
     # "" (no cluster autoscaler), "scale-up" (a TriggeredScaleUp event beside each FailedScheduling) or
     # "no-scale-up" (NotTriggerScaleUp): the events cluster-autoscaler records; no node is added
     autoscaler: str = ""
+    # glob patterns of images the registry does not have: pulls fail with ErrImagePull even when a mapping matches
+    missing_images: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def update(self, data: dict) -> None:
         """Validate every value first, then apply them all (a bad request changes nothing)."""
-        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed", "autoscaler")
+        known = ("error_rate", "error_codes", "delay_rate", "delay", "seed", "autoscaler", "missing_images")
         if not isinstance(data, dict):
             raise APIError(400, "BadRequest", f"faults: expected a JSON object with some of {', '.join(known)}, "
                            f"got {data!r}")
@@ -64,6 +67,12 @@ class Faults:
                 raise APIError(400, "BadRequest", f"faults.autoscaler: {data['autoscaler']!r} must be one of "
                                + ", ".join(repr(m) for m in AUTOSCALER_MODES))
             new["autoscaler"] = data["autoscaler"]
+        if "missing_images" in data:
+            patterns = data["missing_images"]
+            if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+                raise APIError(400, "BadRequest", f"faults.missing_images: {patterns!r} must be a list of image "
+                               "glob patterns such as [\"quay.io/jupyter/*:no-such-tag\"]")
+            new["missing_images"] = tuple(patterns)
         for key, value in new.items():
             setattr(self, key, value)
         if "seed" in new:
@@ -71,4 +80,5 @@ class Faults:
 
     def as_dict(self) -> dict:
         return {"error_rate": self.error_rate, "error_codes": list(self.error_codes), "delay_rate": self.delay_rate,
-                "delay": self.delay, "seed": self.seed, "autoscaler": self.autoscaler}
+                "delay": self.delay, "seed": self.seed, "autoscaler": self.autoscaler,
+                "missing_images": list(self.missing_images)}

@@ -11,7 +11,8 @@ container (``kubectl exec``, exec probes). As root the
 container runs in its own mount namespace where they appear at their mountPaths, as its user, under cgroup limits
 (`sandbox.py`); otherwise paths in env, args and workingDir under a mount path are rewritten to the directories.
 
-Images are not pulled (`images.py`): an image with no mapping fails the pod with ``ErrImagePull``.
+Images are pulled as a kubelet pulls them, without downloading anything (`pulls.py`): an image with no mapping, or
+one a test marks missing, keeps its container waiting in ``ErrImagePull`` / ``ImagePullBackOff``, retried.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from pathlib import Path
 from .status import now_iso
 from .store import Store
 from .events import forget_events, record_event
+from .faults import Faults
 from .images import _COMMAND_ALIASES, DEFAULT_IMAGES, ImageMapping, resolve_image  # noqa: F401
 from .probes import Readiness, check
+from .pulls import ImagePuller
 from .podenv import PodFailure, container_env, expand, translate, translate_path
 from .sandbox import Cgroup, Sandbox, identity, limits
 from .volumes import mounts as volume_mounts, prepare as prepare_volumes
@@ -96,11 +99,12 @@ class RunningPod:
 
 class ProcessKubelet:
     def __init__(self, store: Store, state_dir: Path, images: tuple[ImageMapping, ...] = DEFAULT_IMAGES,
-                 backoff: float = 10.0):
+                 backoff: float = 10.0, faults: Faults | None = None, pull_backoff: float = 10.0):
         self.store = store
         self.state_dir = Path(state_dir)
         self.images = tuple(images)
         self.backoff = backoff  # kubelet's first crash back-off (10 s), doubled per restart up to 300 s
+        self.puller = ImagePuller(self.images, faults or Faults(), pull_backoff)
         self.sandbox = Sandbox(self.state_dir)
         if self.sandbox.missing:
             log.warning("pods run as plain processes; NOT enforced here: %s", "; ".join(self.sandbox.missing))
@@ -322,14 +326,13 @@ class ProcessKubelet:
                              restarts: int, last_state: dict | None, init: bool) -> tuple[int, str, str]:
         name = container.get("name", "container")
         image = container.get("image") or ""
-        self._event(rp, "Normal", "Pulling", f'Pulling image "{image}"')
+        await self.puller.ensure(
+            pod["spec"]["nodeName"], container, lambda type_, reason, message: self._event(rp, type_, reason, message),
+            lambda reason, message: self._container_status(rp, pod, name, {
+                "name": name, "image": image, "imageID": "", "ready": False, "started": False,
+                "restartCount": restarts, "state": {"waiting": {"reason": reason, "message": message}},
+                **({"lastState": last_state} if last_state else {})}, init))
         mapping = resolve_image(image, self.images)
-        if mapping is None:
-            raise PodFailure("ErrImagePull",
-                             f'Failed to pull image "{image}": the devcluster has no local mapping for it; add '
-                             "one with `hubfleet-devcluster --images FILE`, FILE a YAML list such as "
-                             f'[{{pattern: "{image}", command: [...], args: [...]}}]')
-        self._event(rp, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         argv = self._argv(container, mapping)
         who = identity(pod, container)
         psc, csc = (pod["spec"].get("securityContext") or {}), (container.get("securityContext") or {})

@@ -67,19 +67,6 @@ def test_exit_codes_set_phase(cluster):
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
 
 
-def test_unmapped_image_fails_with_err_image_pull(cluster):
-    name = unique("pull")
-    create_pod(cluster, pod_body(name, image="registry.example.org/team/app:1.0", command=["true"]))
-    pod = wait_pod(cluster, name, phase_is("Failed"), "Failed")
-    assert pod["status"]["reason"] == "ErrImagePull"
-    message = pod["status"]["message"]
-    assert "registry.example.org/team/app:1.0" in message and "--images" in message
-    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
-    events = cluster.events(name)
-    assert [e["reason"] for e in events] == ["Scheduled", "Pulling", "Failed"]
-    assert events[-1]["type"] == "Warning" and "--images" in events[-1]["message"]
-
-
 def test_container_without_a_runnable_command_fails(cluster):
     name = unique("bare")
     create_pod(cluster, pod_body(name, image="bare/thing:1"))  # the module's --images maps bare/* to nothing

@@ -11,9 +11,8 @@ import textwrap
 import pytest
 import requests
 
+from tests.kubectl import kubectl
 from tests.procs import REPO
-
-from .conftest import kubectl
 
 pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
 

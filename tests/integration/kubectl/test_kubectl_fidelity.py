@@ -9,9 +9,8 @@ import textwrap
 
 import pytest
 
+from tests.kubectl import kubectl
 from tests.procs import wait_for
-
-from .conftest import kubectl
 
 pytestmark = pytest.mark.stack_independent  # the devcluster (a test/demo tool) never runs in the hub image
 
