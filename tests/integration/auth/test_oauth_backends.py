@@ -175,7 +175,11 @@ def test_a_failing_provider_says_so_and_creates_no_user(site, mode):
     finally:
         gh.set_mode("ok")
     assert who is None and site.user(f"new-{mode}") is None
-    if mode == "other-client":
-        assert "An access token was not returned" in r.text, r.text[:800]
+    if mode == "other-client":  # the token endpoint answers an error instead of a token for this hub's client
+        assert r.status == 403 and "An access token was not returned" not in r.text, r.text[:800]
+        assert ("Sign-in with GitHub failed: GitHub did not give this hub a token for your sign-in" in r.text
+                and "Start again from the login page" in r.text), r.text[:800]
+        assert ("github (GitHub): no token for client 'hub-client': An access token was not returned: The "
+                "client_id and/or client_secret passed are incorrect." in site.log_tail(200)), site.log_tail(20)
     else:
         assert "The login service (GitHub) is unavailable right now" in r.text, r.text[:800]
