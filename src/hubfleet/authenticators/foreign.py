@@ -197,6 +197,10 @@ class ForeignBackend(HubfleetBaseAuthenticator):
             raise ConfigError(f"{self.where}: {cls.__name__} refused its options: {e}") from e
         self.login_service = getattr(self.inner, "login_service", "") or self.backend_name
         self.backend_label = self.login_service or self.backend_name
+        if self.group_reader is _ldapauthenticator_groups and not self.inner.allowed_groups:
+            self.log.warning("%s: ldapauthenticator looks up only the groups of its own allowed_groups (group DNs, "
+                             "c.LDAPAuthenticator.allowed_groups), which is empty: its users are in no group, so "
+                             "no allowed_groups or admin_groups can match them.", self.where)
         if self.is_oauth:
             self._warn_if_tokenless(self.login_service)
             self._class_token_info = self.inner.get_token_info
