@@ -3,7 +3,8 @@
 in docs/authenticators.md): GitHub against a GitHub Enterprise protocol emulator (github_emulator.py), Google
 against oidc-provider-mock. Teams and organisations go through hubfleet's policy; the binding is to GitHub's
 numeric id, so a renamed account keeps its hub user and an account taking the old login is refused; a provider
-that fails leaves the page saying the sign-in service is unavailable and creates no user. A screenshot of the login
+that fails leaves the page saying the sign-in service is unavailable and creates no user, and a token endpoint that
+answers an error instead of a token for this hub's client leaves it saying so (what to do) and logs the reason. A screenshot of the login
 page goes to test-artifacts/. (The start-up errors are in tests/unit/test_auth_config.py.)
 """
 
