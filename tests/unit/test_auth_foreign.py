@@ -1,6 +1,8 @@
-"""A class that is not an OAuthenticator as a ``backends[]`` entry: JupyterHub's own SharedPasswordAuthenticator
-(entry point ``shared-password``) becomes a password backend of the composite, under the composite's policy and
-identity bindings (a SQLite file of the test's own)."""
+"""Wrapped classes without sockets: JupyterHub's own SharedPasswordAuthenticator (entry point ``shared-password``)
+becomes a password backend of the composite, under the composite's policy and identity bindings (a SQLite file of
+the test's own); ldapauthenticator's groups are named as the ``ldap`` backend names them; a wrapped OAuthenticator's
+token answer for another client (an error answer, an id_token whose aud/azp is another client) ends the sign-in.
+The same through real hubs: tests/integration/auth/test_oauth_backends.py and test_wrapped_classes.py."""
 
 from __future__ import annotations
 

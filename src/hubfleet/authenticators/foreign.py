@@ -298,9 +298,9 @@ class ForeignBackend(HubfleetBaseAuthenticator):
                            "and that the provider's app (client) is the one this hub is registered as.",
                            self.backend_name, self.login_service, self.inner.client_id, why)
         return web.HTTPError(403, f"Sign-in with {self.login_service} failed: {self.login_service} did not give "
-                                  f"this hub a token for your sign-in (its answer was for another application, or "
-                                  f"refused the hub's). Start again from the login page; if it fails again, tell "
-                                  f"the hub's administrators.")
+                                  f"this hub a token for your sign-in (its answer was meant for another application, or "
+                                  f"it refused this hub's). Start again from the login page; if it fails again, "
+                                  f"tell the hub's administrators.")
 
     async def authenticate(self, handler, data=None):
         if not self.is_oauth:
