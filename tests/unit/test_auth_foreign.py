@@ -7,10 +7,12 @@ The same through real hubs: tests/integration/auth/test_oauth_backends.py and te
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
 from tornado import web
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from traitlets.config import Config
 
 from hubfleet.authenticators.composite import HubfleetAuthenticator
@@ -105,6 +107,10 @@ def _generic(tmp_path, answer):
     ({"access_token": "t", "id_token": _id_token(aud="hub", azp="other", sub="s")}, "azp"),
     ({"access_token": "t", "id_token": "not-a-jwt"}, "not a readable JWT"),
     (web.HTTPError(403, "An access token was not returned: bad_verification_code"), "bad_verification_code"),
+    (HTTPClientError(400, response=HTTPResponse(HTTPRequest("https://sso.example/token"), 400, buffer=io.BytesIO(
+        b'{"error": "invalid_grant", "error_description": "code issued to another client"}'))),
+     "HTTP 400 invalid_grant: code issued to another client"),
+    (HTTPClientError(401), "HTTP 401"),
 ])
 async def test_a_token_answer_for_another_client_ends_the_sign_in(tmp_path, caplog, answer, reason):
     sso = _generic(tmp_path, answer)
@@ -124,3 +130,5 @@ async def test_a_token_answer_for_this_client_is_the_classs(tmp_path):
     with pytest.raises(web.HTTPError) as e:  # the provider down: still "unavailable" (5xx), not a refusal
         await _generic(tmp_path, web.HTTPError(500, "Bad response")).inner.get_token_info(None, {})
     assert e.value.status_code == 500
+    with pytest.raises(HTTPClientError):
+        await _generic(tmp_path, HTTPClientError(502)).inner.get_token_info(None, {})

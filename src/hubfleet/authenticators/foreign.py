@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import time
 from importlib.metadata import entry_points
 from urllib.parse import urlparse
@@ -125,6 +126,17 @@ GROUP_READERS = {
     "GitHubOAuthenticator": _github_groups, "GoogleOAuthenticator": _google_groups,
     "LDAPAuthenticator": _ldapauthenticator_groups,
 }
+
+
+def _error_answer(e: HTTPClientError) -> str:
+    """A token endpoint's 4xx answer in a few words: its ``error`` and ``error_description`` when it has them."""
+    try:
+        body = json.loads(e.response.body) if e.response is not None else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict) or not body.get("error"):
+        return f"HTTP {e.code}"
+    return f"HTTP {e.code} {body['error']}: {str(body.get('error_description') or '')[:200]}".rstrip(": ")
 
 
 class _ForeignLoginMixin:
@@ -277,10 +289,14 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         refresh = params.get("grant_type") == "refresh_token"
         try:
             info = await self._class_token_info(handler, params)
-        except web.HTTPError as e:
+        except web.HTTPError as e:  # oauthenticator: an error answer with HTTP 200 (GitHub's way)
             if e.status_code >= 500:
                 raise
             raise self._no_token(e.log_message or str(e), refresh=refresh) from e
+        except HTTPClientError as e:  # an error answer with HTTP 4xx (RFC 6749 5.2)
+            if e.code == 599 or e.code >= 500:
+                raise
+            raise self._no_token(_error_answer(e), refresh=refresh) from e
         if info.get("id_token"):
             claims = unverified_claims(info["id_token"])
             why = "the id_token is not a readable JWT." if claims is None else audience_problem(

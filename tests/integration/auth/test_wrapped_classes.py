@@ -5,11 +5,14 @@ example (``<!-- example: wrapped-ldapauthenticator -->`` in docs/authenticators.
 - The groups ldapauthenticator reports (its ``ldap_groups``) go through the entry's group_mapping / group_prefix /
   allowed_groups / admin_groups, so group-based access and admin work; a user in no listed group is refused and no
   user is created. The kind is the import path here (the doc names the entry point).
-- A token answer whose id_token is meant for another client ends the sign-in with hubfleet's message, logs the
-  reason for the admin and creates no user; the same provider's answer for this client signs in.
+- A token answer whose id_token is meant for another client, or a token endpoint that refuses the code (HTTP 400
+  ``invalid_grant``), ends the sign-in with hubfleet's message, logs the reason for the admin and creates no user;
+  the same provider's answer for this client signs in.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from tests.procs import REPO
@@ -89,3 +92,19 @@ def test_an_id_token_for_another_client_ends_a_wrapped_oauth_sign_in(site, bad_i
     r = S.oidc_login(site.url, "partner")  # the provider's answer for this client: signed in
     assert S.whoami(r.session, site.url) == "eve", (r.status, r.text[:800])
     assert site.user("eve")["groups"] == ["jupyter-users"]
+
+
+def test_a_code_the_token_endpoint_refuses_ends_a_wrapped_oauth_sign_in(site):
+    """A code the provider does not know (forged into the callback with the hub's own state): the token endpoint
+    answers HTTP 400 ``invalid_grant`` (RFC 6749 5.2); the user gets the same message, the admin the reason."""
+    s = S.requests.Session()
+    r = s.get(f"{site.url}/hub/oauth_login/partner", allow_redirects=False, timeout=10)
+    r = s.get(r.headers["Location"], allow_redirects=False, timeout=10)  # bad_idp signs in at once
+    assert r.status_code == 302 and "code=" in r.headers["Location"], (r.status_code, r.headers)
+    callback = re.sub(r"code=[^&]+", "code=not-a-code-of-this-client", r.headers["Location"])
+    r = s.get(callback, allow_redirects=False, timeout=30)
+    assert r.status_code == 403, (r.status_code, r.text[:800])
+    assert "Sign-in with Partner SSO failed: Partner SSO did not give this hub a token" in r.text, r.text[:800]
+    assert S.whoami(s, site.url) is None
+    assert ("partner (Partner SSO): no token for client 'hub-client': HTTP 400 invalid_grant."
+            in site.log_tail(100)), site.log_tail(20)
