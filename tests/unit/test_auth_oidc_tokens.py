@@ -50,6 +50,7 @@ def test_valid_token(oidc):
         (lambda: token(iss="https://evil.example.org"), "issued by 'https://evil.example.org'"),
         (lambda: token(aud="other"), "audience mismatch"),
         (lambda: token(aud=["other", "hub"], azp="other"), "azp is not this client"),
+        (lambda: token(azp="other"), "issued to another client"),
         (lambda: token(exp=int(time.time()) - 3600), "has expired"),
         (lambda: token(iat=int(time.time()) + 3600), "issued in the future"),
         (lambda: token(nonce="n2"), "nonce mismatch"),

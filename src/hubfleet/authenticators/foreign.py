@@ -13,10 +13,14 @@ instance of that class (``inner``, configured by the entry's options and its own
 - the provider's model becomes a :class:`~.base.BackendResult`: the name normalised by the hub
   (``canonical_username``, after the entry's `username_prefix`), the provider's group names (GitHub: its teams as
   ``org:team`` and their organisations, and the `allowed_organizations` the user is a member of; Google: its
-  groups; others: their ``get_user_groups``), the subject at `subject_claim` (GitHub: the numeric user ``id``,
+  groups; ldapauthenticator: the groups of its ``ldap_groups``, by their first RDN's value; others: their
+  ``get_user_groups``), the subject at `subject_claim` (GitHub: the numeric user ``id``,
   which survives a rename; OIDC-style providers: ``sub``); the composite's policy (``auth_model``) decides, never
   the class's own admin or allow checks (``check_allowed`` / ``is_admin`` are not asked); a class's
-  ``check_blocked_users`` (Google's ``hosted_domain``) can still refuse.
+  ``check_blocked_users`` (Google's ``hosted_domain``) can still refuse;
+- an OAuthenticator's token answers (login and refresh) are checked before the class uses them: a token endpoint
+  that gives no token (an error answer) or an id_token meant for another client (``aud`` / ``azp``) ends the
+  sign-in with a message that says so; the provider's reason is logged for the admin.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import time
 from importlib.metadata import entry_points
 from urllib.parse import urlparse
@@ -35,6 +40,8 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Any, Unicode
 
 from . import policy
+from .ldap_util import rdn_value
+from .oidc_tokens import audience_problem, unverified_claims
 from .binding import UNAVAILABLE, BindingStoreError
 from .base import (BackendResult, BackendUnavailable, ConfigError, HubfleetBaseAuthenticator, hub_app, public_origin,
                    trust_admin_groups_trait)
@@ -105,6 +112,33 @@ def _google_groups(auth_state: dict) -> list[str]:
     return list((auth_state.get("google_user") or {}).get("google_groups") or [])
 
 
+def _ldapauthenticator_groups(auth_state: dict) -> list[str]:
+    """ldapauthenticator's ``ldap_groups`` (the DNs of its own `allowed_groups` the user is a member of), named by
+    their first RDN's value (``cn=jupyter-users,ou=groups,...`` -> ``jupyter-users``), as the ``ldap`` backend
+    names groups."""
+    return sorted({rdn_value(dn) for dn in auth_state.get("ldap_groups") or [] if isinstance(dn, str)} - {""})
+
+
+#: Where each provider puts its group names in its auth state (matched on the class's MRO names). An
+#: OAuthenticator gets its reader as ``auth_state_groups_key`` (its model's ``groups``); any other class's
+#: model without ``groups`` is read with it.
+GROUP_READERS = {
+    "GitHubOAuthenticator": _github_groups, "GoogleOAuthenticator": _google_groups,
+    "LDAPAuthenticator": _ldapauthenticator_groups,
+}
+
+
+def _error_answer(e: HTTPClientError) -> str:
+    """A token endpoint's 4xx answer in a few words: its ``error`` and ``error_description`` when it has them."""
+    try:
+        body = json.loads(e.response.body) if e.response is not None else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict) or not body.get("error"):
+        return f"HTTP {e.code}"
+    return f"HTTP {e.code} {body['error']}: {str(body.get('error_description') or '')[:200]}".rstrip(": ")
+
+
 class _ForeignLoginMixin:
     """Runs the class's own login handler with ``self.authenticator`` = the inner authenticator during ``get``
     only (its redirect reads client_id, scope, callback URL there); the hub's authenticator everywhere else."""
@@ -163,12 +197,10 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         options.setdefault("enable_auth_state", self.enable_auth_state)
         options["manage_groups"] = True
         section = self.config.get(cls.__name__, {})
-        if self.is_oauth and "auth_state_groups_key" not in options and "auth_state_groups_key" not in section:
-            names = _mro_names(cls)
-            if "GitHubOAuthenticator" in names:
-                options["auth_state_groups_key"] = _github_groups
-            elif "GoogleOAuthenticator" in names:
-                options["auth_state_groups_key"] = _google_groups
+        self.group_reader = next((GROUP_READERS[n] for n in _mro_names(cls) if n in GROUP_READERS), None)
+        if (self.is_oauth and self.group_reader and "auth_state_groups_key" not in options
+                and "auth_state_groups_key" not in section):
+            options["auth_state_groups_key"] = self.group_reader
         try:
             self.inner = cls(parent=self, **options)
         except ConfigError:
@@ -177,8 +209,14 @@ class ForeignBackend(HubfleetBaseAuthenticator):
             raise ConfigError(f"{self.where}: {cls.__name__} refused its options: {e}") from e
         self.login_service = getattr(self.inner, "login_service", "") or self.backend_name
         self.backend_label = self.login_service or self.backend_name
+        if self.group_reader is _ldapauthenticator_groups and not self.inner.allowed_groups:
+            self.log.warning("%s: ldapauthenticator looks up only the groups of its own allowed_groups (group DNs, "
+                             "c.LDAPAuthenticator.allowed_groups), which is empty: its users are in no group, so "
+                             "no allowed_groups or admin_groups can match them.", self.where)
         if self.is_oauth:
             self._warn_if_tokenless(self.login_service)
+            self._class_token_info = self.inner.get_token_info
+            self.inner.get_token_info = self._checked_token_info
         if self.is_oauth and not self.inner.oauth_callback_url:
             app = hub_app(self)
             if app is not None:
@@ -244,6 +282,42 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         except _HTTP_FAILURES as e:
             raise self._unavailable(e) from e
 
+    async def _checked_token_info(self, handler, params):
+        """The class's own token request (code or refresh grant), its answer checked before the class uses it: a
+        refusal (the class's 4xx: the provider answered an error instead of a token — the code or the client is
+        not this hub's) or an id_token meant for another client ends the sign-in (fail closed)."""
+        refresh = params.get("grant_type") == "refresh_token"
+        try:
+            info = await self._class_token_info(handler, params)
+        except web.HTTPError as e:  # oauthenticator: an error answer with HTTP 200 (GitHub's way)
+            if e.status_code >= 500:
+                raise
+            raise self._no_token(e.log_message or str(e), refresh=refresh) from e
+        except HTTPClientError as e:  # an error answer with HTTP 4xx (RFC 6749 5.2)
+            if e.code == 599 or e.code >= 500:
+                raise
+            raise self._no_token(_error_answer(e), refresh=refresh) from e
+        if info.get("id_token"):
+            claims = unverified_claims(info["id_token"])
+            why = "the id_token is not a readable JWT." if claims is None else audience_problem(
+                claims, self.inner.client_id)
+            if why:
+                raise self._no_token(why, refresh=refresh)
+        return info
+
+    def _no_token(self, why: str, *, refresh: bool) -> web.HTTPError:
+        if refresh:
+            self.log.warning("%s (%s): the token endpoint gave no token at refresh: %s", self.backend_name,
+                             self.login_service, why)
+        else:
+            self.log.error("%s (%s): no token for client %r: %s. Check this entry's client_id and client_secret "
+                           "and that the provider's app (client) is the one this hub is registered as.",
+                           self.backend_name, self.login_service, self.inner.client_id, why)
+        return web.HTTPError(403, f"Sign-in with {self.login_service} failed: {self.login_service} did not give "
+                                  f"this hub a token for your sign-in (its answer was meant for another application, or "
+                                  f"it refused this hub's). Start again from the login page; if it fails again, "
+                                  f"tell the hub's administrators.")
+
     async def authenticate(self, handler, data=None):
         if not self.is_oauth:
             return await super().authenticate(handler, data)
@@ -293,7 +367,8 @@ class ForeignBackend(HubfleetBaseAuthenticator):
                                          f"account id ({path!r}).")
         else:
             subject = name
-        groups = set(model.get("groups") or [])
+        groups = set(model["groups"] or []) if "groups" in model else set(
+            self.group_reader(state) if self.group_reader else ())
         allows = ""
         orgs = getattr(self.inner, "allowed_organizations", None)
         if orgs and "login" in user_info:

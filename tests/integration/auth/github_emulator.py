@@ -2,11 +2,12 @@
 
 Serves what oauthenticator's GitHubOAuthenticator uses under ``github_url``: the authorization page
 (``/login/oauth/authorize``; POST ``sub=<account id>`` to sign in as that account, as a user would on GitHub's
-page), the token exchange (``/login/oauth/access_token``: GitHub answers bad client credentials or a bad code with
-HTTP 200 and an ``error`` body), and the REST API under ``/api/v3``: ``/user``, ``/user/emails``, ``/user/teams``,
+page), the token exchange (``/login/oauth/access_token``: GitHub answers bad client credentials, or a code that is
+wrong, expired or issued to another OAuth app, with HTTP 200 and an ``error`` body), and the REST API under ``/api/v3``: ``/user``, ``/user/emails``, ``/user/teams``,
 ``/orgs/<org>/members/<login>`` (204 member, 404 not). Test control: ``PUT /_control/accounts/<id>`` (``login``,
 ``name``, ``email``, ``teams``: ``["org:team", ...]``, ``orgs``), ``POST /_control/mode`` (``ok``, ``500``, ``html``,
-``hang``, ``other-client``: the next token exchange answers that way).
+``hang``, ``other-client``: the next token exchange answers that way). Besides the app of the command line, a
+second OAuth app is registered: :data:`OTHER_APP` (its codes are refused to the first app, as on GitHub).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ ACCOUNTS: dict[str, dict] = {}
 CODES: dict[str, dict] = {}
 TOKENS: dict[str, str] = {}  # access token -> account id
 STATE = {"mode": "ok"}
+#: another OAuth app registered on the same GitHub: (client id, client secret)
+OTHER_APP = ("another-app", "another-app-secret")
 
 
 def main(port: int, client_id: str, client_secret: str) -> None:
+    apps = {client_id: client_secret, OTHER_APP[0]: OTHER_APP[1]}
+
     async def authorize(request: web.Request):
         q = request.query
-        if q.get("client_id") != client_id:
+        if q.get("client_id") not in apps:
             return web.Response(status=404, text="<html><body>Application not found</body></html>",
                                 content_type="text/html")
         if request.method == "GET":
@@ -38,7 +43,7 @@ def main(port: int, client_id: str, client_secret: str) -> None:
         if account not in ACCOUNTS:
             return web.Response(status=404, text="no such account")
         code = secrets.token_hex(10)
-        CODES[code] = {"account": account, "redirect_uri": q.get("redirect_uri", "")}
+        CODES[code] = {"account": account, "redirect_uri": q.get("redirect_uri", ""), "client_id": q["client_id"]}
         sep = "&" if "?" in q["redirect_uri"] else "?"
         raise web.HTTPFound(q["redirect_uri"] + sep + urlencode({"code": code, "state": q.get("state", "")}))
 
@@ -52,11 +57,12 @@ def main(port: int, client_id: str, client_secret: str) -> None:
                                 content_type="text/html")
         while STATE["mode"] == "hang":  # no answer until the test sets another mode
             await asyncio.sleep(0.05)
-        if form.get("client_id") != client_id or form.get("client_secret") != client_secret or mode == "other-client":
+        if apps.get(form.get("client_id")) != form.get("client_secret") or mode == "other-client":
             return web.json_response({"error": "incorrect_client_credentials",
                                       "error_description": "The client_id and/or client_secret passed are incorrect."})
         grant = CODES.pop(form.get("code", ""), None)
-        if grant is None or grant["redirect_uri"] != form.get("redirect_uri"):
+        if (grant is None or grant["redirect_uri"] != form.get("redirect_uri")
+                or grant["client_id"] != form.get("client_id")):
             return web.json_response({"error": "bad_verification_code",
                                       "error_description": "The code passed is incorrect or expired."})
         token = "gho_" + secrets.token_hex(16)

@@ -3,7 +3,8 @@
 in docs/authenticators.md): GitHub against a GitHub Enterprise protocol emulator (github_emulator.py), Google
 against oidc-provider-mock. Teams and organisations go through hubfleet's policy; the binding is to GitHub's
 numeric id, so a renamed account keeps its hub user and an account taking the old login is refused; a provider
-that fails leaves the page saying the sign-in service is unavailable and creates no user. A screenshot of the login
+that fails leaves the page saying the sign-in service is unavailable and creates no user, and a token endpoint that
+answers an error instead of a token for this hub's client leaves it saying so (what to do) and logs the reason. A screenshot of the login
 page goes to test-artifacts/. (The start-up errors are in tests/unit/test_auth_config.py.)
 """
 
@@ -15,6 +16,7 @@ from tests.procs import ARTIFACTS, REPO, wait_for
 
 from . import servers as S
 from .conftest import LOCAL_USERS
+from .github_emulator import OTHER_APP
 
 
 DOC = REPO / "docs" / "authenticators.md"
@@ -165,6 +167,25 @@ def test_google_signs_in_by_sub_within_its_hosted_domain(site):
     assert who is None and site.user("eve") is None
 
 
+def test_a_code_github_issued_to_another_app_ends_the_sign_in_with_a_clear_message(site):
+    """A code GitHub issued to another OAuth app, brought to the hub's callback with the hub's own state (what a
+    code-injection attempt does): GitHub will not exchange it for the hub's client (``bad_verification_code``); the
+    user is told what happened and what to do, the admin's log has GitHub's reason, and nobody signs in."""
+    site.extra["github"].set_account(7200, "injected", teams=["example-org:data-science"], orgs=["example-org"])
+    s = S.requests.Session()
+    r = s.get(f"{site.url}/hub/oauth_login/github", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "client_id=hub-client" in r.headers["Location"], r.headers
+    authorize = r.headers["Location"].replace("client_id=hub-client", f"client_id={OTHER_APP[0]}")
+    r = s.post(authorize, data={"sub": "7200"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    r = s.get(r.headers["Location"], allow_redirects=False, timeout=30)
+    assert r.status_code == 403 and "An access token was not returned" not in r.text, (r.status_code, r.text[:800])
+    assert "Sign-in with GitHub failed: GitHub did not give this hub a token for your sign-in" in r.text, r.text[:800]
+    assert S.whoami(s, site.url) is None and site.user("injected") is None
+    assert ("github (GitHub): no token for client 'hub-client': An access token was not returned: The code passed "
+            "is incorrect or expired." in site.log_tail(200)), site.log_tail(20)
+
+
 @pytest.mark.parametrize("mode", ["500", "html", "hang", "other-client"])
 def test_a_failing_provider_says_so_and_creates_no_user(site, mode):
     gh = site.extra["github"]
@@ -175,7 +196,11 @@ def test_a_failing_provider_says_so_and_creates_no_user(site, mode):
     finally:
         gh.set_mode("ok")
     assert who is None and site.user(f"new-{mode}") is None
-    if mode == "other-client":
-        assert "An access token was not returned" in r.text, r.text[:800]
+    if mode == "other-client":  # the token endpoint answers an error instead of a token for this hub's client
+        assert r.status == 403 and "An access token was not returned" not in r.text, r.text[:800]
+        assert ("Sign-in with GitHub failed: GitHub did not give this hub a token for your sign-in" in r.text
+                and "Start again from the login page" in r.text), r.text[:800]
+        assert ("github (GitHub): no token for client 'hub-client': An access token was not returned: The "
+                "client_id and/or client_secret passed are incorrect." in site.log_tail(200)), site.log_tail(20)
     else:
         assert "The login service (GitHub) is unavailable right now" in r.text, r.text[:800]
