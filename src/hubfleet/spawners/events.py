@@ -125,7 +125,7 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("pull-failed", "Failed", r'^Failed to pull image "(?P<image>[^"]+)"',
      "The image {image} cannot be fetched.", "pulling", "error", _IMAGE_ADVICE),
     ("pull-error", "Failed", r"^Error: (?P<state>ErrImagePull|ImagePullBackOff|ErrImageNeverPull)",
-     "The image cannot be fetched.", "pulling", "error",
+     "The image {image} cannot be fetched.", "pulling", "error",
      "The image {image} cannot be fetched; pick another image, or ask your administrator."),
     ("image-invalid", "InspectFailed", r'^Failed to apply default image tag "(?P<image>[^"]+)"',
      "The image name {image} is not valid.", "failed", "error",

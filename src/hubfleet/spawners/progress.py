@@ -201,6 +201,7 @@ class SpawnProgress(LoggingConfigurable):
             yield {"progress": 1, "message": usual}
         context = await self._context()
         seen_states: set = set()
+        shown: set = set()  # a sentence already on the page says nothing new the second time
 
         def new_states():
             for state in _ev.status_events(self._pod()):
@@ -210,14 +211,20 @@ class SpawnProgress(LoggingConfigurable):
                     worded, _p = self._word(state, {**context, "container": state["container"]})
                     yield {"progress": _PROGRESS.get(self._phase, 50), **worded}
 
+        def once(items):
+            for item in items:
+                if item.get("message") not in shown:
+                    shown.add(item.get("message"))
+                    yield item
+
         events = super().progress().__aiter__()
         pending = asyncio.ensure_future(events.__anext__())
         try:
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=1)
-                for item in new_states():
-                    yield item
-                if pending not in done:
+                if pending not in done:  # the pod's own state between events: after the events that led to it
+                    for item in once(new_states()):
+                        yield item
                     continue
                 try:
                     item = pending.result()
@@ -229,7 +236,8 @@ class SpawnProgress(LoggingConfigurable):
                     yield item
                     continue
                 worded, _p = self._word(raw, context)
-                yield {**item, **worded, "progress": max(_PROGRESS.get(self._phase, 0), 1)}
+                for out in once([{**item, **worded, "progress": max(_PROGRESS.get(self._phase, 0), 1)}]):
+                    yield out
         finally:
             if not pending.done():
                 pending.cancel()
