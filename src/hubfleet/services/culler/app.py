@@ -95,6 +95,17 @@ class CullerApp(Application):
         ProfileSpawner (KubeSpawner's default `delete_pvc`) this also deletes their PVC.""",
     ).tag(config=True)
 
+    cull_over_budget = Bool(
+        False,
+        help="""Also stop running servers whose usage budget (`c.ProfileSpawner.budgets`) is used up: warned like
+        an idle server (reason `budget`, the message naming the use and the budget), stopped `warn_before` (of
+        the server's policy) after the warning unless enough of the budget frees up meanwhile, whatever the
+        policy's `timeout` or `never`. The hub counts the use, with the arithmetic that refuses spawns, and
+        tells the culler at each sweep (`GET /hub/api/budgets`, registered by
+        `hubfleet.config.queue.enable_queue`; the `read:servers` scope the culler holds anyway). When the hub
+        cannot tell, nobody is stopped for a budget that sweep (logged).""",
+    ).tag(config=True)
+
     policies_file = Unicode(
         "",
         help="""YAML file of per-profile policies, keyed on the profile slug a server was started with
@@ -237,6 +248,7 @@ class CullerApp(Application):
         "cull-default-servers": "CullerApp.cull_default_servers",
         "cull-named-servers": "CullerApp.cull_named_servers",
         "remove-named-servers": "CullerApp.remove_named_servers",
+        "cull-over-budget": "CullerApp.cull_over_budget",
         "policies-file": "CullerApp.policies_file",
         "profiles-file": "CullerApp.profiles_file",
         "cull-every": "CullerApp.cull_every",

@@ -17,7 +17,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.culls = Counter("hubfleet_culler_culls", "Servers culled, by profile and reason (idle, gpu_idle, "
-                             "max_age).", ["profile", "reason"], registry=r)
+                             "max_age, budget, consolidate).", ["profile", "reason"], registry=r)
         self.warnings = Counter("hubfleet_culler_warnings", "Warnings given before a cull, by profile and reason.",
                                 ["profile", "reason"], registry=r)
         self.warnings_cancelled = Counter("hubfleet_culler_warnings_cancelled",
