@@ -452,7 +452,25 @@ class CullerApp(Application):
         sweeper = self.make_sweeper(api)
         return await sweeper.sweep()
 
-    def _serve_metrics(self, metrics):
+    def _state_reader(self):
+        """An async ``token -> bool``: whether the hub says the token holds ``access:services!service=<this
+        service>`` (HubAuth, made at the first request; answers cached for a minute)."""
+        made = []
+
+        async def authorize(token: str) -> bool:
+            if not made:
+                from jupyterhub.services.auth import HubAuth  # noqa: PLC0415
+
+                name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "hubfleet-culler")
+                made.append(HubAuth(api_url=self.url, api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                                    cache_max_age=60, access_scopes={f"access:services!service={name}"}))
+            auth = made[0]
+            model = await auth.user_for_token(token, sync=False)
+            return bool(model) and bool(auth.check_scopes(auth.access_scopes, model))
+
+        return authorize
+
+    def _serve_metrics(self, metrics, state=None):
         port, prefix = self.metrics_port, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         host = "127.0.0.1"
         if port == -1:
@@ -469,16 +487,18 @@ class CullerApp(Application):
 
         from .metrics import metrics_app  # noqa: PLC0415
 
-        server = HTTPServer(metrics_app(metrics, prefix))
+        server = HTTPServer(metrics_app(metrics, prefix, state=state, authorize=self._state_reader()))
         server.listen(port, host)
-        log.info("metrics on http://%s:%d/metrics (and %smetrics)", host, port, prefix)
+        log.info("metrics on http://%s:%d/metrics (and %smetrics), state on /state", host, port, prefix)
         return server
 
     async def run(self, load: bool = False) -> int:
         from .metrics import Metrics  # noqa: PLC0415
 
         metrics = Metrics()
-        metrics_server = self._serve_metrics(metrics)
+        sweeper = None  # made once the files are read; the state answers empty until then
+        metrics_server = self._serve_metrics(
+            metrics, state=lambda: sweeper.state() if sweeper is not None else {"warned": [], "culled": []})
         if load:
             try:
                 await asyncio.to_thread(self.load_all)

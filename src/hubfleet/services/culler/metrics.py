@@ -4,12 +4,23 @@ Served at ``/metrics`` and, behind the hub, at ``/services/<name>/metrics`` (the
 ``JUPYTERHUB_SERVICE_URL`` says where to listen, and the service entry needs a ``url``, which
 :func:`hubfleet.config.culler.culler_service` sets with ``metrics_port``). Labels are profiles and fixed reason
 words, never user names, so the series stay few.
+
+The same server answers ``/state`` (and ``/services/<name>/state``): the warnings the culler has given and its last
+culls, per server (:mod:`.state`), as JSON for the admin page. It names users, so it answers only a request whose
+token the hub says holds ``access:services!service=<the culler's name>`` (admins, and the admin page's role with
+``admin_page_service(culler_url=...)``); everyone else gets 403.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, HTTPError, RequestHandler
+
+log = logging.getLogger("hubfleet.culler")
 
 
 class Metrics:
@@ -45,16 +56,33 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def metrics_app(metrics: Metrics, prefix: str = "/") -> Application:
+def metrics_app(metrics: Metrics, prefix: str = "/", *, state=None, authorize=None) -> Application:
+    """``/metrics``; with ``state`` (a callable returning the JSON-able state) and ``authorize`` (an async callable:
+    a token -> whether it may read the state) also ``/state``."""
     class MetricsHandler(RequestHandler):
         def get(self):
             self.set_header("Content-Type", CONTENT_TYPE_LATEST)
             self.write(metrics.exposition())
 
+    class StateHandler(RequestHandler):
+        async def get(self):
+            m = re.fullmatch(r"(?:token|bearer)\s+(\S+)", self.request.headers.get("Authorization", ""), re.I)
+            try:
+                allowed = bool(m) and await authorize(m.group(1))
+            except Exception as e:  # noqa: BLE001  (the hub cannot tell: refuse)
+                log.warning("state: the token could not be checked with the hub: %s", e)
+                raise HTTPError(503, "the hub could not check the token") from e
+            if not allowed:
+                raise HTTPError(403)
+            self.set_header("Content-Type", "application/json")
+            self.set_header("Cache-Control", "no-store")
+            self.write(json.dumps(state()))
+
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    routes = [(r"/metrics", MetricsHandler)]
+    handlers = [("metrics", MetricsHandler)] + ([("state", StateHandler)] if state is not None else [])
+    routes = [(rf"/{name}", h) for name, h in handlers]
     if prefix != "/":
-        routes.append((rf"{prefix}metrics", MetricsHandler))
+        routes += [(rf"{prefix}{name}", h) for name, h in handlers]
     return Application(routes)
 
 

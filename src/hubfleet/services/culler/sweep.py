@@ -50,6 +50,7 @@ from .hub_api import HubAPI, HubAPIError
 from .limiter import AdaptiveLimit, nearest_rank
 from .nodes import Candidate, Consolidator
 from .notify import Notice, NotifyError
+from .state import remember_cull, snapshot
 
 log = logging.getLogger("hubfleet.culler")
 
@@ -163,6 +164,7 @@ class Sweeper:
                                    limit=cfg.concurrency if not target else 0)
         self.gate = Gate(self.limit)
         self.warned: dict[tuple[str, str], WarnState] = {}
+        self.culled: collections.OrderedDict = collections.OrderedDict()  # (user, server) -> its last cull
         self._said: set = set()  # one log line per server for things that do not change between sweeps
         self.latencies: list[float] = []
         self.consolidator = Consolidator(nodes)
@@ -214,6 +216,10 @@ class Sweeper:
                       " ".join(f"{t - t0:.1f}s:{n}" for t, n in list(self.limit.history)[-40:]) or self.limit.limit,
                       1e3 * self.limit.spacing())
         return result
+
+    def state(self) -> dict:
+        """The warnings given and the last culls, for the admin page (:func:`.state.snapshot`)."""
+        return snapshot(self.warned, self.culled)
 
     def _user_culling_possible(self) -> bool:
         cfg = self.cfg
@@ -488,6 +494,8 @@ class Sweeper:
                 result.errors.append(str(e))
                 return False
         self.warned.pop((name, server_name), None)
+        remember_cull(self.culled, (name, server_name), at=utcnow(), why=decision.why or "idle",
+                      reason=decision.reason)
         if res.status == 202:
             result.slow_to_stop += 1
             log.warning("cull %s: server is slow to stop", where)
