@@ -452,24 +452,6 @@ class CullerApp(Application):
         sweeper = self.make_sweeper(api)
         return await sweeper.sweep()
 
-    def _state_reader(self):
-        """An async ``token -> bool``: whether the hub says the token holds ``access:services!service=<this
-        service>`` (HubAuth, made at the first request; answers cached for a minute)."""
-        made = []
-
-        async def authorize(token: str) -> bool:
-            if not made:
-                from jupyterhub.services.auth import HubAuth  # noqa: PLC0415
-
-                name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "hubfleet-culler")
-                made.append(HubAuth(api_url=self.url, api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
-                                    cache_max_age=60, access_scopes={f"access:services!service={name}"}))
-            auth = made[0]
-            model = await auth.user_for_token(token, sync=False)
-            return bool(model) and bool(auth.check_scopes(auth.access_scopes, model))
-
-        return authorize
-
     def _serve_metrics(self, metrics, state=None):
         port, prefix = self.metrics_port, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         host = "127.0.0.1"
@@ -485,9 +467,11 @@ class CullerApp(Application):
             return None
         from tornado.httpserver import HTTPServer  # noqa: PLC0415
 
-        from .metrics import metrics_app  # noqa: PLC0415
+        from .metrics import metrics_app, service_access  # noqa: PLC0415
 
-        server = HTTPServer(metrics_app(metrics, prefix, state=state, authorize=self._state_reader()))
+        authorize = service_access(self.url, os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                                   os.environ.get("JUPYTERHUB_SERVICE_NAME", "hubfleet-culler"))
+        server = HTTPServer(metrics_app(metrics, prefix, state=state, authorize=authorize))
         server.listen(port, host)
         log.info("metrics on http://%s:%d/metrics (and %smetrics), state on /state", host, port, prefix)
         return server

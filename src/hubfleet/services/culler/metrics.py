@@ -56,6 +56,24 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def service_access(api_url: str, api_token: str, name: str):
+    """An async ``token -> bool``: whether the hub says the token holds ``access:services!service=<name>``
+    (JupyterHub's HubAuth, made at the first request; its answers are cached for a minute)."""
+    made = []
+
+    async def authorize(token: str) -> bool:
+        if not made:
+            from jupyterhub.services.auth import HubAuth  # noqa: PLC0415  (slow to import: not before it is needed)
+
+            made.append(HubAuth(api_url=api_url, api_token=api_token, cache_max_age=60,
+                                access_scopes={f"access:services!service={name}"}))
+        auth = made[0]
+        model = await auth.user_for_token(token, sync=False)
+        return bool(model) and bool(auth.check_scopes(auth.access_scopes, model))
+
+    return authorize
+
+
 def metrics_app(metrics: Metrics, prefix: str = "/", *, state=None, authorize=None) -> Application:
     """``/metrics``; with ``state`` (a callable returning the JSON-able state) and ``authorize`` (an async callable:
     a token -> whether it may read the state) also ``/state``."""
@@ -86,4 +104,4 @@ def metrics_app(metrics: Metrics, prefix: str = "/", *, state=None, authorize=No
     return Application(routes)
 
 
-__all__ = ["Metrics", "metrics_app"]
+__all__ = ["Metrics", "metrics_app", "service_access"]
