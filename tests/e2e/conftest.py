@@ -1,7 +1,8 @@
 """The admin page's fleet, shared by its tests and the Grafana dashboard's: a real hub with ProfileSpawner on the
 devcluster and the admin page as a hub-managed service behind the proxy. Alice runs a small server whose second
 container ("noisy") writes many lines, then a tick every 0.2 s with, every tenth tick, HTML, bytes that are not UTF-8,
-a carriage return and a 200,000-character line; Bob runs a GPU server."""
+a carriage return and a 200,000-character line; Bob runs a GPU server. The culler runs too, its policy warning every GPU
+server 10 s after its start of a stop at its maximum age of one day (the admin page's Culler column shows that)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ for i in range(3000):
 CONFIG = """
 import json
 from hubfleet.config.adminpage import admin_page_service
+from hubfleet.config.culler import culler_service
 c.JupyterHub.spawner_class = "hubfleet"
 c.ProfileSpawner.profiles_file = {demo!r}
 c.ProfileSpawner.storage_capacity = "1Gi"
@@ -43,11 +45,17 @@ c.ProfileSpawner.extra_containers = [{{"name": "noisy", "image": "python:3.12",
                                       "securityContext": {{"runAsUser": 1000, "runAsGroup": 100,
                                                            "allowPrivilegeEscalation": False,
                                                            "capabilities": {{"drop": ["ALL"]}}}}}}]
-page = admin_page_service(port={port}, db_url=c.JupyterHub.db_url, viewer_groups=["support"])
+culler, culler_role = culler_service(timeout=3600, policies_file={policies!r}, cull_every=2,
+                                     metrics_port={culler_port})
+c.JupyterHub.services.append(culler)
+c.JupyterHub.load_roles.append(culler_role)
+page = admin_page_service(port={port}, db_url=c.JupyterHub.db_url, viewer_groups=["support"],
+                          culler_url="http://127.0.0.1:{culler_port}/services/hubfleet-culler/state")
 c.JupyterHub.services.append(page.service)
 c.JupyterHub.load_roles.extend(page.roles)
 c.JupyterHub.custom_scopes = page.custom_scopes
 """
+POLICIES = "profiles:\n  gpu: {never: true, max_age: 86400, warn_before: 86390}\n"
 
 
 @pytest.fixture(scope="package")
@@ -57,7 +65,10 @@ def fleet(tmp_path_factory):
     chp = start_chp(root / "chp")
     hub = None
     try:
-        hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port()))
+        policies = root / "culler-policies.yaml"
+        policies.write_text(POLICIES)
+        hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port(),
+                                                           policies=str(policies), culler_port=free_port()))
         hub.start()
         for name in ("alice", "bob", "sam", "carol"):
             hub.ensure_user(name)

@@ -204,3 +204,55 @@ def test_browser_admin_follows_logs_and_sees_usage(fleet, artifacts):
         finally:
             browser.close()
     assert dialogs == [], f"a log line ran script: {dialogs}"
+
+
+def culler_cells(html: str) -> dict[str, str]:
+    """user -> the text of the Culler column of the servers table."""
+    table = html.split("id='servers'", 1)[1].split("</table>", 1)[0]
+    return {m[0]: m[1] for m in re.findall(r"<tr><td>(.*?)</td>(?:<td>.*?</td>){6}<td>(.*?)</td>", table)}
+
+
+def test_culler_column_shows_the_cullers_warnings(fleet, artifacts):
+    """The culler warns bob's GPU server (its policy: a stop at one day old, warned from 10 s on); the page reads
+    the culler's state with its own token and shows the warning in the Culler column, and "—" for alice. The state
+    names users: through the proxy it answers only a token holding access to the culler's service."""
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is missing (/usr/bin/chromium): `make test` apt-installs it when run as root")
+    from playwright.sync_api import sync_playwright
+    hub, _ = fleet
+    admin = page_session(hub, "admin")
+
+    def bob_warned():
+        cells = culler_cells(admin.get(hub.url + PAGE, timeout=30).text)
+        return cells.get("bob", "").startswith("warned ") or ("bob's cell", cells)
+
+    wait_for(bob_warned, "the culler's warning of bob's server in the Culler column", timeout=90)
+    cells = culler_cells(admin.get(hub.url + PAGE, timeout=30).text)
+    assert re.fullmatch(r"warned \S+ \S+ UTC \(max_age\), stopped after \S+ \S+ UTC: age \S+, culled at max_age "
+                        r"24:00:00 in \S+ \(profile gpu\)", cells["bob"]), cells
+    assert cells["alice"] == "—", cells
+
+    state = hub.url + "/services/hubfleet-culler/state"
+    assert requests.get(state, timeout=30).status_code == 403
+    alice = hub.user_token("alice")
+    assert requests.get(state, headers={"Authorization": f"token {alice}"}, timeout=30).status_code == 403
+    r = requests.get(state, headers={"Authorization": f"token {hub.admin_token}"}, timeout=30)
+    assert r.status_code == 200 and [w["user"] for w in r.json()["warned"]] == ["bob"], r.text
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 700})
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("#username_input", "admin")
+            page.fill("#password_input", hub.password)
+            page.click("#login_submit")
+            page.wait_for_load_state()
+            page.goto(hub.url + PAGE)
+            table = page.locator("#servers")
+            table.screenshot(path=str(artifacts / "admin-page-culler.png"))
+            bob = table.locator("tr", has_text="bob")
+            assert bob.locator("td").nth(7).inner_text().startswith("warned "), bob.inner_text()
+            assert table.locator("th").nth(7).inner_text() == "Culler"
+        finally:
+            browser.close()

@@ -12,9 +12,10 @@ from hubfleet.config.adminpage import admin_page_service
 from hubfleet.db import Database
 from hubfleet.services.adminpage import render
 from hubfleet.services.adminpage.access import viewer
-from hubfleet.services.adminpage.fleet import gpus_of, server_rows
+from hubfleet.services.adminpage.fleet import culler_notes, gpus_of, server_rows
 from hubfleet.services.adminpage.logtext import LineSplitter, lines_of
 from hubfleet.services.adminpage.usage import UsageInterval, aggregate
+from hubfleet.services.culler.state import remember_cull
 from hubfleet.spawners.failures_db import load_failures, save_failure
 
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -146,3 +147,23 @@ def test_service_entry_and_roles():
         admin_page_service(port=0)
     with pytest.raises(ValueError, match="view_scope must be a custom scope"):
         admin_page_service(view_scope="admin:servers")
+
+
+def test_the_culler_column_says_the_warning_running_and_the_last_cull():
+    culled = __import__("collections").OrderedDict()
+    for i in range(5):  # the culler keeps a bounded number of culls, the latest
+        remember_cull(culled, (f"u{i}", ""), at=T0, why="idle", reason=f"inactive {i}", keep=3)
+    remember_cull(culled, ("u2", ""), at=T0 + timedelta(hours=1), why="budget", reason="budget used up", keep=3)
+    assert list(culled) == [("u3", ""), ("u4", ""), ("u2", "")]
+    state = {"warned": [{"user": "u2", "server": "", "warned_at": "2026-12-01T02:00:00Z",
+                         "cull_after": "2026-12-01T02:10:00Z", "why": "budget", "reason": EVIL}],
+             "culled": [{"user": u, "server": s, **c} for (u, s), c in culled.items()]}
+    notes = culler_notes(state)
+    assert notes[("u2", "")] == (f"warned 2026-12-01 02:00:00 UTC (budget), stopped after 2026-12-01 02:10:00 UTC: "
+                                 f"{EVIL}; culled 2026-12-01 01:00:00 UTC (budget): budget used up")
+    users = [{"name": "u2", "servers": {"": {"started": T0.isoformat()}}},
+             {"name": "u9", "servers": {"": {"started": T0.isoformat()}}}]
+    rows = server_rows(users, None, notes)
+    assert [r["culler"] for r in rows] == [notes[("u2", "")], ""]
+    html = render.servers_table(rows, prefix="/p/", now=T0)
+    assert EVIL not in html and "&lt;script&gt;" in html and "<td>—</td><td><a" in html  # u9: no note

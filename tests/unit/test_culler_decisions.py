@@ -11,6 +11,7 @@ import pytest
 
 from hubfleet.services.culler.arbiter import (
     Activity,
+    BudgetState,
     CullPolicy,
     Warned,
     cull_decision,
@@ -55,6 +56,36 @@ def test_warning_comes_first_and_activity_cancels_it(idle, warned, action, reaso
     assert d.action == action, d
     assert reason_part in d.reason
     assert d.cull is (action == "cull")
+
+
+USED_UP = BudgetState(True, "you have used 20.1 of 20 GPU-hours in the last 7 days")
+
+
+@pytest.mark.parametrize("budget, warned, action, reason_part", [
+    (BudgetState(False), None, "keep", "inactive for 00:01:00 < 00:30:00"),          # within budget: idle rules only
+    (USED_UP, None, "warn", "budget used up: you have used 20.1 of 20 GPU-hours in the last 7 days (profile gpu); "
+                            "culled in 00:10:00 unless the budget frees up"),
+    (USED_UP, Warned(ago(5 * MIN), "budget"), "wait", "warned 00:05:00 ago"),         # the notice period runs
+    (USED_UP, Warned(ago(10 * MIN), "budget"), "cull", "budget used up: you have used 20.1 of 20 GPU-hours"),
+    (BudgetState(False), Warned(ago(10 * MIN), "budget"), "keep", "inactive for 00:01:00"),  # freed: cancelled
+    (None, Warned(ago(10 * MIN), "budget"), "wait", "cannot be read now: not culled for it"),  # fail closed
+    (None, None, "keep", "inactive for 00:01:00"),                                    # not asked: no budget cull
+])
+def test_a_used_up_budget_is_warned_then_culled_unless_it_frees_up(budget, warned, action, reason_part):
+    d = decide(server("gpu", idle=MIN, age=HOUR), warned=warned, budget=budget)  # active: idleness culls nothing
+    assert d.action == action, d
+    assert reason_part in d.reason, d.reason
+    assert d.why == ("budget" if action in ("warn", "wait", "cull") else "")
+
+
+def test_a_used_up_budget_culls_whatever_the_policy_says_of_idleness():
+    never = policies_from_config({"profiles": {"long": {"never": True}}})[0]
+    d = cull_decision(server=server("long", idle=MIN, age=HOUR), user=USER, now=NOW, policies=never,
+                      default=DEFAULT, budget=USED_UP)
+    assert (d.action, d.why) == ("cull", "budget"), d  # no warn_before: culled at once
+    d = decide(server("gpu", idle=MIN, age=HOUR), warned=Warned(ago(10 * MIN), "budget"), budget=USED_UP,
+               cull_named_servers=False, cull_default_servers=False)
+    assert (d.action, d.why) == ("cull", "budget"), d
 
 
 def test_max_age_warning_is_not_cancelled_by_activity():

@@ -46,3 +46,12 @@ def test_a_bad_auth_state_address_is_not_replaced_by_the_template():
     assert n.address(notice, {"auth_state": {}}) == "alice@uni.example"
     with pytest.raises(NotifyError, match=r"alice's auth state mail is not one address: 'a@x.org, b@x.org'"):
         n.address(notice, {"auth_state": {"mail": "a@x.org, b@x.org"}})
+
+
+def test_a_budget_warning_says_what_keeps_the_server():
+    base = dict(user="a", server="", profile="p", cull_after="2026-12-01T10:00:00Z", warn_before=600)
+    budget = Notice(reason="budget used up: you have used 20.1 of 20 GPU-hours in the last 7 days", why="budget",
+                    **base).text()
+    assert "you have used 20.1 of 20 GPU-hours" in budget and "kept if enough of the budget frees up" in budget
+    assert "activity cancels" not in budget
+    assert "activity cancels the stop" in Notice(reason="inactive", **base).text()

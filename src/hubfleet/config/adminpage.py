@@ -8,7 +8,8 @@
 
 The page's own token (``page.roles[0]``) reads what the page lists: ``list:users``, ``read:users:name``,
 ``read:users:groups`` (usage per group), ``read:users:activity``, ``read:servers`` (server models with
-``started`` and ``user_options``). It cannot start, stop or change anything in the hub.
+``started`` and ``user_options``), and with ``culler_url`` ``access:services!service=<culler_name>`` (the culler's
+warnings and culls, from its ``/state``). It cannot start, stop or change anything in the hub.
 
 A viewer's OAuth token is asked for ``admin:servers`` and the page's custom scope; JupyterHub grants each only to a
 viewer who holds it, so the page sees admins and support staff (a role with the custom scope) as allowed to see
@@ -42,8 +43,11 @@ def admin_page_service(*, port: int = 10102, name: str = "hubfleet-admin-page", 
                        db_url: str = "", view_scope: str = DEFAULT_VIEW_SCOPE, all_users: bool = True,
                        viewer_groups: list[str] | tuple[str, ...] = (), python: str | None = None,
                        extra_args: list[str] | tuple[str, ...] = (), environment: dict | None = None,
-                       api_token: str | None = None, display: bool = True) -> AdminPage:
-    """The service entry (``display`` puts it in the hub's Services menu), its roles and the custom scope."""
+                       api_token: str | None = None, display: bool = True, culler_url: str = "",
+                       culler_name: str = "hubfleet-culler") -> AdminPage:
+    """The service entry (``display`` puts it in the hub's Services menu), its roles and the custom scope.
+    ``culler_url``: the culler's ``/state`` (on its ``metrics_port``) for the Culler column; the page's role then
+    gets ``access:services!service=<culler_name>``, which the culler asks of a reader."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"admin_page_service: port must be a TCP port (1-65535), not {port!r}")
     if not view_scope.startswith("custom:"):
@@ -51,6 +55,8 @@ def admin_page_service(*, port: int = 10102, name: str = "hubfleet-admin-page", 
     command = [python or sys.executable, "-m", "hubfleet.services.adminpage", f"--view-scope={view_scope}"]
     if namespace:
         command.append(f"--namespace={namespace}")
+    if culler_url:
+        command.append(f"--culler-url={culler_url}")
     command.extend(extra_args)
     # a managed service gets only the environment it is given: pass on what finds the Kubernetes API
     env = {k: os.environ[k] for k in KUBE_ENV if k in os.environ}
@@ -66,7 +72,8 @@ def admin_page_service(*, port: int = 10102, name: str = "hubfleet-admin-page", 
         service["api_token"] = api_token
     roles = [
         {"name": name, "description": "hubfleet admin page: list users and servers (read only)",
-         "scopes": list(PAGE_SCOPES), "services": [name]},
+         "scopes": list(PAGE_SCOPES) + ([f"access:services!service={culler_name}"] if culler_url else []),
+         "services": [name]},
         {"name": f"{name}-viewers", "description": "see every server on hubfleet's admin page (logs, events)",
          "scopes": [view_scope, access], "groups": list(viewer_groups)},
     ]

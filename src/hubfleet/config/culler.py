@@ -45,7 +45,8 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
                    python: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
                    environment: dict | None = None, profiles_file: str = "", server_url: str = "",
                    prometheus_url: str = "", mail_from_auth_state: bool = False,
-                   metrics_port: int | None = None, extender_url: str = "") -> tuple[dict, dict]:
+                   metrics_port: int | None = None, extender_url: str = "",
+                   cull_over_budget: bool = False) -> tuple[dict, dict]:
     """Return ``(services_entry, role_entry)`` for a hub-managed culler.
 
     ``cull_users=True`` DELETES users whose servers were culled, and with KubeSpawner's default
@@ -54,6 +55,8 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
     managed service otherwise. ``python`` defaults to the hub's own interpreter. ``metrics_port``: serve
     ``/services/<name>/metrics`` from this port on 127.0.0.1 (the entry gets a ``url``). ``extender_url``: the
     scheduler extender's consolidation listener, for policies with ``consolidate`` (no hub scope needed).
+    ``cull_over_budget``: stop servers whose usage budget is used up (``GET /hub/api/budgets``, which
+    ``enable_queue`` registers, answers with ``read:servers``, a scope the role has anyway).
     """
     _positive_int("timeout", timeout, 1)
     for opt, value in (("cull_every", cull_every), ("max_age", max_age)):
@@ -71,6 +74,8 @@ def culler_service(*, timeout: int = 3600, policies_file: str = "", cull_every: 
             command.append("--cull-admin-users=True")
     if remove_named_servers:
         command.append("--remove-named-servers=True")
+    if cull_over_budget:
+        command.append("--cull-over-budget=True")
     command.extend(extra_args)
     service = {"name": name, "command": command}
     if metrics_port is not None:

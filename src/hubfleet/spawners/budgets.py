@@ -160,10 +160,27 @@ class UsageBudgets(LoggingConfigurable):
     async def budget_status(self, user: str, groups) -> list[dict]:
         """Each budget that applies to ``user`` (of any profile) with its use: for the spawn form and the API."""
         budgets = [b for b in self._budget_list() if b.group is None or b.group in groups]
-        return [{"resource": b.resource, "per": b.per, "group": b.group, "profile": b.profile,
-                 "used_hours": c.used / 3600, "budget_hours": b.hours, "window": b.window_text, "ok": c.ok,
-                 "frees_at": c.frees_at, "text": budget_text(b, c)}
-                for b, c in await self._budget_checks(budgets, user=user, groups=groups)]
+        return [_status(b, c) for b, c in await self._budget_checks(budgets, user=user, groups=groups)]
+
+    async def server_budget_status(self) -> list[dict]:
+        """The budgets that apply to this spawner's running server (its profile, its user's groups now, as the spawn
+        gate applies them) with their use, as :meth:`budget_status` gives them; ``ok`` False: used up. For the
+        culler (``GET /hub/api/budgets``). Raises DatabaseUnavailable."""
+        if not self.budgets:
+            return []
+        catalog = await self.load_catalog()
+        slug = str((self.user_options or {}).get("profile") or "")
+        profile = next((p for p in catalog.profiles if p.slug == slug), None)
+        gpus = profile.gpu.count if profile is not None and profile.gpu is not None else 0
+        name, groups, _ = self._identity()
+        budgets = [b for b in self._budget_list(catalog) if b.applies(slug, groups, gpus)]
+        return [_status(b, c) for b, c in await self._budget_checks(budgets, user=name, groups=groups)]
+
+
+def _status(budget: Budget, check: queue_policy.BudgetCheck) -> dict:
+    return {"resource": budget.resource, "per": budget.per, "group": budget.group, "profile": budget.profile,
+            "used_hours": check.used / 3600, "budget_hours": budget.hours, "window": budget.window_text,
+            "ok": check.ok, "frees_at": check.frees_at, "text": budget_text(budget, check)}
 
 
 def budget_text(budget: Budget, check: queue_policy.BudgetCheck, *, refusal: bool = False) -> str:

@@ -1,5 +1,7 @@
 """The queue's hub API: ``GET /hub/api/queue`` (the caller's queued requests and budgets, JSON; scope
-``read:servers`` on the caller) and ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``).
+``read:servers`` on the caller), ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``) and
+``GET /hub/api/budgets`` (the running servers a usage budget applies to, with each budget's use; of the users on
+whom the caller holds ``read:servers``: the culler, which stops servers whose budget is used up, holds it on all).
 
 Registered in the hub process with ``c.JupyterHub.extra_handlers = hubfleet.spawners.queue_web.handlers()``: on
 JupyterHub 5.5 and 6.1 alike these are hub API handlers, authenticated as every ``/hub/api/`` request (a token,
@@ -12,6 +14,8 @@ of the profiles, for two small endpoints.
 from __future__ import annotations
 
 import json
+
+from jupyterhub import orm
 
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
@@ -58,6 +62,36 @@ class QueueAPIHandler(APIHandler):
         self.set_status(204)
 
 
+class BudgetsAPIHandler(APIHandler):
+    """``{"servers": [{"user", "server", "profile", "used_up", "budgets": [...]}]}``: each running server that a
+    budget applies to, with the use of each (:meth:`.budgets.UsageBudgets.server_budget_status`, the arithmetic of
+    the spawn gate), of the users whose servers the caller may read. 503 when the usage records cannot be read."""
+
+    async def get(self):
+        if self.current_user is None:
+            raise web.HTTPError(403, "a token is needed")
+        out = []
+        for orm_spawner in self.db.query(orm.Spawner).filter(orm.Spawner.server != None):  # noqa: E711
+            orm_user = orm_spawner.user
+            if orm_user is None or not self.has_scope(f"read:servers!user={orm_user.name}"):
+                continue
+            spawner = self.users[orm_user].spawners[orm_spawner.name]
+            if not hasattr(spawner, "server_budget_status"):
+                continue
+            try:
+                budgets = await spawner.server_budget_status()
+            except DatabaseUnavailable as e:
+                raise web.HTTPError(503, f"the usage records are unavailable: {e}") from e
+            if budgets:
+                out.append({"user": orm_user.name, "server": orm_spawner.name,
+                            "profile": (spawner.user_options or {}).get("profile"),
+                            "used_up": any(not b["ok"] for b in budgets), "budgets": budgets})
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({"servers": out}))
+
+
 def handlers() -> list:
     """The handlers for ``c.JupyterHub.extra_handlers`` (the hub adds its ``/hub`` prefix)."""
-    return [(r"/api/queue", QueueAPIHandler), (r"/api/queue/([^/]+)", QueueAPIHandler)]
+    return [(r"/api/queue", QueueAPIHandler), (r"/api/queue/([^/]+)", QueueAPIHandler),
+            (r"/api/budgets", BudgetsAPIHandler)]

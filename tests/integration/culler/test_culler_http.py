@@ -49,6 +49,7 @@ class FakeHub:
         self.server_auth: list[str] = []  # Authorization headers users' servers received
         self.token_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "tokens",
                              "read:tokens"]  # the culler's token's expanded scopes (GET /hub/api/user)
+        self.budgets: list | None = None  # GET /hub/api/budgets's servers (hubfleet's queue_web); None: no such API
 
     def app(self):
         hub = self
@@ -131,6 +132,12 @@ class FakeHub:
                         return
                 self.set_status(404)
 
+        class Budgets(Base):
+            def get(self):
+                if hub.budgets is None:
+                    raise HTTPError(404)
+                self.write({"servers": hub.budgets})
+
         class UserServer(RequestHandler):
             async def get(self, name, what):
                 auth = self.request.headers.get("Authorization", "")
@@ -157,6 +164,7 @@ class FakeHub:
         return Application([(r"/hub/api/", Root), (r"/hub/api/users", Users), (r"/hub/api/user", Me),
                             (r"/hub/api/users/([^/]+)/server", Server), (r"/hub/api/users/([^/]+)/tokens", Tokens),
                             (r"/hub/api/users/([^/]+)/tokens/([^/]+)", Token), (r"/hub/api/users/([^/]+)", User),
+                            (r"/hub/api/budgets", Budgets),
                             (r"/user/([^/]+)/api/(status|kernels)", UserServer)])
 
     def model(self, name: str, auth_state: bool) -> dict:

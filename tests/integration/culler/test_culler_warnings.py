@@ -332,3 +332,52 @@ def test_notice_deadline_is_utc():
     n = Notice(user="a", server="", profile="p", reason="r", cull_after="2026-12-01T10:00:00Z", warn_before=900)
     assert "about 15 minute(s)" in n.text() and datetime.now(timezone.utc) - timedelta(days=1) < datetime.now(
         timezone.utc)
+
+
+def budget_of(user: str, used_up: bool) -> dict:
+    """A server of ``GET /hub/api/budgets`` (hubfleet.spawners.queue_web) with one GPU budget."""
+    text = f"you have used {20.1 if used_up else 3.0} of 20 GPU-hours in the last 7 days"
+    return {"user": user, "server": "", "profile": "warned", "used_up": used_up,
+            "budgets": [{"resource": "gpu_hours", "used_hours": 20.1 if used_up else 3.0, "budget_hours": 20,
+                         "window": "7 days", "ok": not used_up, "frees_at": None, "text": text}]}
+
+
+async def test_a_used_up_budget_is_warned_then_culled_unless_unknown_or_freed(fake_hub, tmp_path, webhook, caplog,
+                                                                             monkeypatch):
+    """ann's budget stays used up, cy's frees up after the warning; dee is within hers. While the hub cannot
+    tell (no budgets API), nobody is culled for a budget."""
+    hook_url, posts = webhook
+    users = {name: server_model(idle=0.5) for name in ("ann", "cy", "dee")}  # all active: idleness culls nobody
+    hub = FakeHub(users, page_size=10)
+    hub.budgets = [budget_of("ann", True), budget_of("cy", True), budget_of("dee", False)]
+    url = await fake_hub(hub)
+    app, api = make_app(url, tmp_path, "profiles:\n  warned: {timeout: 1h, warn_before: 2}\n",
+                        "--cull-over-budget=True", f"--webhook-url={hook_url}")
+    sweeper = app.make_sweeper(api)
+    skew = timedelta(0)
+    monkeypatch.setattr(sweep_module, "utcnow", lambda: real_utcnow() + skew)
+
+    r1 = await sweeper.sweep()
+    assert (r1.warned, r1.culled) == (2, 0), r1.summary()
+    assert sorted(p["user"] for p in posts) == ["ann", "cy"]
+    assert {p["why"] for p in posts} == {"budget"}
+    assert posts[0]["reason"].startswith("budget used up: you have used 20.1 of 20 GPU-hours in the last 7 days "
+                                         "(profile warned); culled in 00:00:02 unless the budget frees up")
+    assert [w["user"] for w in sweeper.state()["warned"]] == ["ann", "cy"]
+
+    skew = timedelta(seconds=2.5)  # warn_before has passed, but the hub cannot tell now
+    hub.budgets = None
+    r2 = await sweeper.sweep()
+    assert (r2.warned, r2.culled, hub.deleted) == (0, 0, []), r2.summary()
+    assert "budgets unknown this sweep" in caplog.text and "queue_web.handlers()" in caplog.text
+
+    hub.budgets = [budget_of("ann", True), budget_of("cy", False), budget_of("dee", False)]
+    r3 = await sweeper.sweep()
+    api.close()
+    assert hub.deleted == ["ann"], r3.summary()
+    assert "warning for cy cancelled" in caplog.text
+    assert re.search(r"cull ann: budget used up: you have used 20.1 of 20 GPU-hours in the last 7 days \(profile "
+                     r"warned\), warned 00:00:0\d ago", caplog.text), caplog.text
+    state = sweeper.state()
+    assert state["warned"] == [] and [(c["user"], c["why"]) for c in state["culled"]] == [("ann", "budget")]
+    assert sweeper.metrics.culls.labels("warned", "budget")._value.get() == 1

@@ -27,7 +27,7 @@ from ...db import DatabaseUnavailable
 from ..culler.hub_api import HubAPI, HubAPIError
 from . import render
 from .access import DEFAULT_VIEW_SCOPE, viewer
-from .fleet import intervals, server_rows
+from .fleet import culler_notes, intervals, server_rows
 from .kube import KubeReader, KubeUnavailable
 from .logtext import LineSplitter, lines_of
 from .usage import BY, LiveUsageSource, aggregate, from_records
@@ -60,11 +60,18 @@ class AdminPageApp(Application):
         usage records. Empty: from $HUBFLEET_DB_URL, else no saved failures are shown and usage counts only the
         servers running now.""").tag(config=True)
     hub_api_url = Unicode(help="The hub API URL. Default: $JUPYTERHUB_API_URL.").tag(config=True)
+    culler_url = Unicode("", help="""The culler's state (its ``/state``, on its metrics port), e.g.
+        http://127.0.0.1:10103/services/hubfleet-culler/state, for the Culler column (the warning running and the
+        last cull of each server). Read with the page's token, which needs
+        ``access:services!service=<the culler>`` (``admin_page_service(culler_url=...)`` grants it). Empty: the
+        column shows nothing.""").tag(config=True)
+    culler_timeout = Float(5.0, help="Seconds the culler's state may take to answer.").tag(config=True)
     port = Int(0, help="Port to listen on (on 127.0.0.1). Default: from $JUPYTERHUB_SERVICE_URL.").tag(config=True)
 
     aliases = {"namespace": "AdminPageApp.namespace", "kube-config": "AdminPageApp.kube_config",
                "port": "AdminPageApp.port", "db-url": "AdminPageApp.db_url", "tail-lines": "AdminPageApp.tail_lines",
-               "view-scope": "AdminPageApp.view_scope", "log-level": "Application.log_level"}
+               "view-scope": "AdminPageApp.view_scope", "culler-url": "AdminPageApp.culler_url",
+               "log-level": "Application.log_level"}
 
     @default("namespace")
     def _namespace(self):
@@ -81,6 +88,8 @@ class AdminPageApp(Application):
     def init(self):
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/hubfleet-admin-page/")
         self.hub = HubAPI(self.hub_api_url, os.environ.get("JUPYTERHUB_API_TOKEN", ""), request_timeout=15, retries=1)
+        self.culler = HubAPI(self.culler_url, os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                             request_timeout=self.culler_timeout, retries=0) if self.culler_url else None
         self.kube = KubeReader(self.namespace, config_file=self.kube_config, timeout=self.kube_timeout)
         self.follows = 0
         self.db = None
@@ -111,7 +120,19 @@ class AdminPageApp(Application):
             pods, problem = None, f"The Kubernetes API cannot be reached, so pods, nodes, events and logs are " \
                                   f"not shown: {e}"
             log.warning("kubernetes: %s", e)
-        return server_rows(users, pods), problem
+        culler, culler_problem = await self.culler_state()
+        return server_rows(users, pods, culler), " ".join(p for p in (problem, culler_problem) if p)
+
+    async def culler_state(self) -> tuple[dict | None, str]:
+        """The culler's notes per server (:func:`.fleet.culler_notes`), and what could not be read ('' if all)."""
+        if self.culler is None:
+            return None, ""
+        try:
+            resp = await self.culler.call("GET", "")
+            return culler_notes(json.loads(resp.body)), ""
+        except (HubAPIError, ValueError, KeyError, TypeError) as e:
+            log.warning("culler state: %s", e)
+            return None, f"The culler's state cannot be read, so its warnings and culls are not shown: {e}"
 
     async def _intervals(self, user: str | None):
         rows, _ = await self.fleet(user)

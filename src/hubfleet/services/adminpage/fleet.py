@@ -45,8 +45,9 @@ def pod_index(pods: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def server_rows(users: list[dict], pods: list[dict] | None) -> list[dict]:
-    """One row per server of ``users`` (hub user models), with its pod's facts when ``pods`` is known."""
+def server_rows(users: list[dict], pods: list[dict] | None, culler: dict | None = None) -> list[dict]:
+    """One row per server of ``users`` (hub user models), with its pod's facts when ``pods`` is known and the
+    culler's note (:func:`culler_notes`) when ``culler`` is."""
     by_key = pod_index(pods or [])
     rows = []
     for user in users:
@@ -62,9 +63,28 @@ def server_rows(users: list[dict], pods: list[dict] | None) -> list[dict]:
                 "started": parse_time(server.get("started")), "last_activity": parse_time(server.get("last_activity")),
                 "ready": bool(server.get("ready")), "pending": server.get("pending"),
                 "pod": meta.get("name") or "", "containers": [c.get("name") for c in spec.get("containers") or []],
-                "gpus": gpus_of(pod), "culler": "",
+                "gpus": gpus_of(pod), "culler": (culler or {}).get((user["name"], name), ""),
             })
     return rows
+
+
+def culler_notes(state: dict) -> dict[tuple[str, str], str]:
+    """``(user, server) -> text`` for the Culler column, from the culler's ``/state``
+    (:func:`hubfleet.services.culler.state.snapshot`): the warning running now (when, why, from when the server
+    may be stopped, the reason) and the server's last cull."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for w in state.get("warned") or []:
+        notes.setdefault((w["user"], w["server"]), []).append(
+            f"warned {_hm(w['warned_at'])} ({w['why']}), stopped after {_hm(w['cull_after'])}: {w['reason']}")
+    for c in state.get("culled") or []:
+        notes.setdefault((c["user"], c["server"]), []).append(
+            f"culled {_hm(c['culled_at'])} ({c['why']}): {c['reason']}")
+    return {key: "; ".join(parts) for key, parts in notes.items()}
+
+
+def _hm(stamp: str) -> str:
+    t = parse_time(stamp)
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t is not None else str(stamp)
 
 
 def intervals(rows: list[dict]) -> list[UsageInterval]:

@@ -95,6 +95,17 @@ class CullerApp(Application):
         ProfileSpawner (KubeSpawner's default `delete_pvc`) this also deletes their PVC.""",
     ).tag(config=True)
 
+    cull_over_budget = Bool(
+        False,
+        help="""Also stop running servers whose usage budget (`c.ProfileSpawner.budgets`) is used up: warned like
+        an idle server (reason `budget`, the message naming the use and the budget), stopped `warn_before` (of
+        the server's policy) after the warning unless enough of the budget frees up meanwhile, whatever the
+        policy's `timeout` or `never`. The hub counts the use, with the arithmetic that refuses spawns, and
+        tells the culler at each sweep (`GET /hub/api/budgets`, registered by
+        `hubfleet.config.queue.enable_queue`; the `read:servers` scope the culler holds anyway). When the hub
+        cannot tell, nobody is stopped for a budget that sweep (logged).""",
+    ).tag(config=True)
+
     policies_file = Unicode(
         "",
         help="""YAML file of per-profile policies, keyed on the profile slug a server was started with
@@ -237,6 +248,7 @@ class CullerApp(Application):
         "cull-default-servers": "CullerApp.cull_default_servers",
         "cull-named-servers": "CullerApp.cull_named_servers",
         "remove-named-servers": "CullerApp.remove_named_servers",
+        "cull-over-budget": "CullerApp.cull_over_budget",
         "policies-file": "CullerApp.policies_file",
         "profiles-file": "CullerApp.profiles_file",
         "cull-every": "CullerApp.cull_every",
@@ -440,7 +452,7 @@ class CullerApp(Application):
         sweeper = self.make_sweeper(api)
         return await sweeper.sweep()
 
-    def _serve_metrics(self, metrics):
+    def _serve_metrics(self, metrics, state=None):
         port, prefix = self.metrics_port, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         host = "127.0.0.1"
         if port == -1:
@@ -455,18 +467,22 @@ class CullerApp(Application):
             return None
         from tornado.httpserver import HTTPServer  # noqa: PLC0415
 
-        from .metrics import metrics_app  # noqa: PLC0415
+        from .metrics import metrics_app, service_access  # noqa: PLC0415
 
-        server = HTTPServer(metrics_app(metrics, prefix))
+        authorize = service_access(self.url, os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                                   os.environ.get("JUPYTERHUB_SERVICE_NAME", "hubfleet-culler"))
+        server = HTTPServer(metrics_app(metrics, prefix, state=state, authorize=authorize))
         server.listen(port, host)
-        log.info("metrics on http://%s:%d/metrics (and %smetrics)", host, port, prefix)
+        log.info("metrics on http://%s:%d/metrics (and %smetrics), state on /state", host, port, prefix)
         return server
 
     async def run(self, load: bool = False) -> int:
         from .metrics import Metrics  # noqa: PLC0415
 
         metrics = Metrics()
-        metrics_server = self._serve_metrics(metrics)
+        sweeper = None  # made once the files are read; the state answers empty until then
+        metrics_server = self._serve_metrics(
+            metrics, state=lambda: sweeper.state() if sweeper is not None else {"warned": [], "culled": []})
         if load:
             try:
                 await asyncio.to_thread(self.load_all)

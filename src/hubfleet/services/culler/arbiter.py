@@ -54,8 +54,18 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class BudgetState:
+    """A running server's usage budgets as the hub counts them (``GET /hub/api/budgets``): ``used_up`` when one that
+    applies to it is used up, ``text`` saying which (``you have used 20.1 of 20 GPU-hours in the last 7 days``)."""
+
+    used_up: bool
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class Warned:
-    """A warning given: when, and for what (``idle``: activity cancels it; ``max_age``: nothing does)."""
+    """A warning given: when, and for what (``idle``: activity cancels it; ``max_age``: nothing does; ``budget``:
+    the budget freeing up cancels it)."""
 
     at: datetime
     kind: str = "idle"
@@ -65,7 +75,7 @@ class Warned:
 class Decision:
     """``cull`` and the ``reason`` that is logged; ``action`` is ``cull``, ``warn`` (give the warning now),
     ``wait`` (warned; the notice period runs) or ``keep``; ``why`` is the metrics label: ``idle``, ``gpu_idle``,
-    ``max_age`` (for cull, warn and wait), ``busy`` (kept because a kernel is busy)."""
+    ``max_age``, ``budget`` (for cull, warn and wait), ``busy`` (kept because a kernel is busy)."""
 
     cull: bool
     reason: str
@@ -184,13 +194,16 @@ def _first(*values):
 def cull_decision(*, server: Mapping, user: Mapping, now: datetime, policies: Mapping[str, CullPolicy],
                   default: CullPolicy, cull_default_servers: bool = True, cull_named_servers: bool = True,
                   activity: Activity | None = None, warned: Warned | None = None, policy: CullPolicy | None = None,
-                  label: str | None = None, **kwargs) -> Decision:
+                  label: str | None = None, budget: BudgetState | None = None, **kwargs) -> Decision:
     """Whether to stop one server (a server model of ``GET /hub/api/users``), warn its user first, or keep it.
 
     Keyed on the server's ``user_options["profile"]``; servers without one, or of a profile with no policy, get
     ``default`` — unless the caller resolved the policy itself (``policy`` and ``label``). ``activity``: what the
-    activity sources saw (busy kernels, GPU use); ``warned``: the warning this server was given, if any. Extra
-    keyword arguments are ignored, so callers may pass more context later.
+    activity sources saw (busy kernels, GPU use); ``warned``: the warning this server was given, if any;
+    ``budget``: its usage budgets (None: not asked, or they could not be read — then nobody is culled for a budget,
+    and a budget warning waits). A used-up budget culls like ``max_age``, whatever the policy (``never`` and the
+    server kinds gate idleness only), ``warn_before`` after its warning, unless the budget frees up meanwhile.
+    Extra keyword arguments are ignored, so callers may pass more context later.
     """
     if policy is None:
         label, policy = policy_for(server, policies, default)
@@ -218,21 +231,28 @@ def cull_decision(*, server: Mapping, user: Mapping, now: datetime, policies: Ma
     age_due = bool(policy.max_age) and age is not None and age.total_seconds() >= policy.max_age
     gpu_note = f"GPU under {policy.gpu_idle_below:g} % for" if by_gpu else "inactive for"
     busy_note = f", {activity.busy_kernels} busy kernel(s)" if busy else ""
+    budget_due = budget is not None and budget.used_up
     if warned is not None and warned.kind == "idle" and (not idle_judged or secs < (now - warned.at).total_seconds()):
         warned = None  # activity after the warning cancels it
+    if warned is not None and warned.kind == "budget" and budget is not None and not budget.used_up:
+        warned = None  # the budget freed up
     wb = policy.warn_before
 
-    if idle_due or age_due:
+    if idle_due or age_due or budget_due:
+        unless = "unless active"
         if idle_due:
             why, kind = ("gpu_idle" if by_gpu else "idle"), "idle"
             reason = f"{gpu_note} {format_td(inactive)} >= {format_td(policy.timeout)} ({label})"
-        else:
+        elif age_due:
             why = kind = "max_age"
             reason = (f"age {format_td(age)} >= max_age {format_td(policy.max_age)} "
                       f"(inactive for {format_td(inactive)}{busy_note}, {label})")
+        else:
+            why = kind = "budget"
+            reason, unless = f"budget used up: {budget.text} ({label})", "unless the budget frees up"
         if wb:
             if warned is None:
-                return Decision(False, f"warn: {reason}; culled in {format_td(wb)} unless active", "warn", why)
+                return Decision(False, f"warn: {reason}; culled in {format_td(wb)} {unless}", "warn", why)
             waited = now - warned.at
             if waited.total_seconds() < wb:
                 return Decision(False, f"warned {format_td(waited)} ago: {reason}; culled at "
@@ -251,6 +271,9 @@ def cull_decision(*, server: Mapping, user: Mapping, now: datetime, policies: Ma
                                    f"{format_td(max(policy.max_age - age.total_seconds(), wb))} ({label})",
                             "warn", "max_age")
     if warned is not None:
+        if warned.kind == "budget":  # still warned: its budget could not be read this time
+            return Decision(False, f"warned {format_td(now - warned.at)} ago for a used-up budget, which cannot be "
+                                   f"read now: not culled for it ({label})", "wait", "budget")
         return Decision(False, f"warned {format_td(now - warned.at)} ago, not due yet ({label})", "wait",
                         "max_age" if warned.kind == "max_age" else ("gpu_idle" if by_gpu else "idle"))
     if busy and not policy.never and before_busy is not None and before_busy.total_seconds() >= policy.timeout:
@@ -306,6 +329,6 @@ def idle_culler_hook(policies: Mapping[str, CullPolicy], default: CullPolicy):
     return arbiter
 
 
-__all__ = ["CullPolicy", "Decision", "Activity", "Warned", "CullConfigError", "policies_from_config",
+__all__ = ["CullPolicy", "Decision", "Activity", "BudgetState", "Warned", "CullConfigError", "policies_from_config",
            "policy_from_mapping", "POLICY_KEYS", "is_slug", "cull_decision", "resolve_policy", "most_lenient",
            "user_cull_decision", "combine_for_user", "idle_culler_hook", "profile_of", "policy_for", "parse_date", "parse_duration", "format_td", "PROFILE_KEY"]

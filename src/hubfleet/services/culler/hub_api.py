@@ -168,6 +168,15 @@ class HubAPI:
         resp = await self.call("GET", "/user")
         return json.loads(resp.body)
 
+    async def budgets(self) -> list[dict]:
+        """The running servers a usage budget applies to (``GET /hub/api/budgets``, which
+        :mod:`hubfleet.spawners.queue_web` adds to the hub): ``[{"user", "server", "used_up", "budgets"}]``."""
+        resp = await self.call("GET", "/budgets")
+        servers = json.loads(resp.body).get("servers")
+        if not isinstance(servers, list):
+            raise ValueError("GET /budgets: no list of servers in the answer")
+        return servers
+
     async def get_user(self, user: str) -> dict:
         """One user's model (``GET /users/<u>``; with ``admin:auth_state`` it carries the auth state)."""
         resp = await self.call("GET", f"/users/{quote(user, safe='')}")

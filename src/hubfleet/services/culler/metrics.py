@@ -4,12 +4,23 @@ Served at ``/metrics`` and, behind the hub, at ``/services/<name>/metrics`` (the
 ``JUPYTERHUB_SERVICE_URL`` says where to listen, and the service entry needs a ``url``, which
 :func:`hubfleet.config.culler.culler_service` sets with ``metrics_port``). Labels are profiles and fixed reason
 words, never user names, so the series stay few.
+
+The same server answers ``/state`` (and ``/services/<name>/state``): the warnings the culler has given and its last
+culls, per server (:mod:`.state`), as JSON for the admin page. It names users, so it answers only a request whose
+token the hub says holds ``access:services!service=<the culler's name>`` (admins, and the admin page's role with
+``admin_page_service(culler_url=...)``); everyone else gets 403.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, HTTPError, RequestHandler
+
+log = logging.getLogger("hubfleet.culler")
 
 
 class Metrics:
@@ -17,7 +28,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.culls = Counter("hubfleet_culler_culls", "Servers culled, by profile and reason (idle, gpu_idle, "
-                             "max_age).", ["profile", "reason"], registry=r)
+                             "max_age, budget, consolidate).", ["profile", "reason"], registry=r)
         self.warnings = Counter("hubfleet_culler_warnings", "Warnings given before a cull, by profile and reason.",
                                 ["profile", "reason"], registry=r)
         self.warnings_cancelled = Counter("hubfleet_culler_warnings_cancelled",
@@ -45,17 +56,52 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def metrics_app(metrics: Metrics, prefix: str = "/") -> Application:
+def service_access(api_url: str, api_token: str, name: str):
+    """An async ``token -> bool``: whether the hub says the token holds ``access:services!service=<name>``
+    (JupyterHub's HubAuth, made at the first request; its answers are cached for a minute)."""
+    made = []
+
+    async def authorize(token: str) -> bool:
+        if not made:
+            from jupyterhub.services.auth import HubAuth  # noqa: PLC0415  (slow to import: not before it is needed)
+
+            made.append(HubAuth(api_url=api_url, api_token=api_token, cache_max_age=60,
+                                access_scopes={f"access:services!service={name}"}))
+        auth = made[0]
+        model = await auth.user_for_token(token, sync=False)
+        return bool(model) and bool(auth.check_scopes(auth.access_scopes, model))
+
+    return authorize
+
+
+def metrics_app(metrics: Metrics, prefix: str = "/", *, state=None, authorize=None) -> Application:
+    """``/metrics``; with ``state`` (a callable returning the JSON-able state) and ``authorize`` (an async callable:
+    a token -> whether it may read the state) also ``/state``."""
     class MetricsHandler(RequestHandler):
         def get(self):
             self.set_header("Content-Type", CONTENT_TYPE_LATEST)
             self.write(metrics.exposition())
 
+    class StateHandler(RequestHandler):
+        async def get(self):
+            m = re.fullmatch(r"(?:token|bearer)\s+(\S+)", self.request.headers.get("Authorization", ""), re.I)
+            try:
+                allowed = bool(m) and await authorize(m.group(1))
+            except Exception as e:  # noqa: BLE001  (the hub cannot tell: refuse)
+                log.warning("state: the token could not be checked with the hub: %s", e)
+                raise HTTPError(503, "the hub could not check the token") from e
+            if not allowed:
+                raise HTTPError(403)
+            self.set_header("Content-Type", "application/json")
+            self.set_header("Cache-Control", "no-store")
+            self.write(json.dumps(state()))
+
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    routes = [(r"/metrics", MetricsHandler)]
+    handlers = [("metrics", MetricsHandler)] + ([("state", StateHandler)] if state is not None else [])
+    routes = [(rf"/{name}", h) for name, h in handlers]
     if prefix != "/":
-        routes.append((rf"{prefix}metrics", MetricsHandler))
+        routes += [(rf"{prefix}{name}", h) for name, h in handlers]
     return Application(routes)
 
 
-__all__ = ["Metrics", "metrics_app"]
+__all__ = ["Metrics", "metrics_app", "service_access"]

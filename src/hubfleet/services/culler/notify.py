@@ -50,13 +50,15 @@ class Notice:
     cull_after: str      # ISO 8601 UTC: the cull happens no earlier than this
     warn_before: float   # seconds
     server_url: str = ""
+    why: str = "idle"    # idle, gpu_idle, max_age, budget, consolidate (the metrics' reason words)
 
     def text(self) -> str:
         which = f"Your server {self.server!r}" if self.server else "Your server"
         minutes = max(1, round(self.warn_before / 60))
+        keep = (f"To keep it, use it now (open {self.server_url or 'it'} and work in it): activity cancels the stop."
+                if self.why != "budget" else "It is kept if enough of the budget frees up before then.")
         return (f"{which} on JupyterHub will be stopped in about {minutes} minute(s) (not before {self.cull_after} "
-                f"UTC): {self.reason}.\nTo keep it, use it now (open {self.server_url or 'it'} and work in it): "
-                f"activity cancels the stop. Save your work; files in your home directory are kept.\n")
+                f"UTC): {self.reason}.\n{keep} Save your work; files in your home directory are kept.\n")
 
 
 def lookup(data, dotted: str):

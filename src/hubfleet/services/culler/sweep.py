@@ -2,7 +2,9 @@
 
 1. list every user with a ready server (``GET /users?state=ready``, plus ``state=inactive`` when users may be
    culled), all pages first — the list is offset-paginated, so stopping servers while paging would skip users;
-2. one GPU query per distinct window (:class:`.activity.PrometheusGPU`) when a policy judges by GPU use;
+2. one GPU query per distinct window (:class:`.activity.PrometheusGPU`) when a policy judges by GPU use, and one
+   ``GET /hub/api/budgets`` with ``--cull-over-budget`` (which running servers have a used-up usage budget, as the
+   hub's spawn gate counts it; when it cannot be read, nobody is culled for a budget that sweep);
 3. each user is handled on its own: a record the culler cannot handle is logged and skipped, never the sweep;
    per server: its policy (:func:`.arbiter.resolve_policy`), a decision, and — only when that decision would warn
    or cull and the policy spares busy kernels — the server's kernels, then the decision again;
@@ -34,6 +36,7 @@ from ...errors import explain
 from .activity import SourceError, pod_of
 from .arbiter import (
     Activity,
+    BudgetState,
     Decision,
     parse_date,
     Warned,
@@ -47,6 +50,7 @@ from .hub_api import HubAPI, HubAPIError
 from .limiter import AdaptiveLimit, nearest_rank
 from .nodes import Candidate, Consolidator
 from .notify import Notice, NotifyError
+from .state import remember_cull, snapshot
 
 log = logging.getLogger("hubfleet.culler")
 
@@ -160,10 +164,12 @@ class Sweeper:
                                    limit=cfg.concurrency if not target else 0)
         self.gate = Gate(self.limit)
         self.warned: dict[tuple[str, str], WarnState] = {}
+        self.culled: collections.OrderedDict = collections.OrderedDict()  # (user, server) -> its last cull
         self._said: set = set()  # one log line per server for things that do not change between sweeps
         self.latencies: list[float] = []
         self.consolidator = Consolidator(nodes)
         self._candidates: list[Candidate] = []
+        self._budgets: dict | None = None  # this sweep's budget states (see _budget_states)
 
     # --- the sweep -------------------------------------------------------------------------------------------------
 
@@ -186,6 +192,7 @@ class Sweeper:
         result.users_listed = len(users)
         log.debug("listed %d users in %.2fs", len(users), time.monotonic() - t0)
         gpu_idle = await self._gpu_idle()
+        self._budgets = await self._budget_states()
         seen: set = set()
         probe_stop = asyncio.Event()
         self.gate.held = self.limit.target < 1e9
@@ -209,6 +216,10 @@ class Sweeper:
                       " ".join(f"{t - t0:.1f}s:{n}" for t, n in list(self.limit.history)[-40:]) or self.limit.limit,
                       1e3 * self.limit.spacing())
         return result
+
+    def state(self) -> dict:
+        """The warnings given and the last culls, for the admin page (:func:`.state.snapshot`)."""
+        return snapshot(self.warned, self.culled)
 
     def _user_culling_possible(self) -> bool:
         cfg = self.cfg
@@ -256,6 +267,25 @@ class Sweeper:
             self.metrics.source_errors.labels("prometheus").inc()
             log.warning("GPU activity unknown this sweep (%s): GPU servers are judged by browser activity", e)
             return {}
+
+    async def _budget_states(self) -> dict | None:
+        """``{(user, server): BudgetState}`` of the running servers a budget applies to (a server not in it has
+        none); None when not asked (``--cull-over-budget`` off) or the hub could not tell (logged, counted)."""
+        if not getattr(self.cfg, "cull_over_budget", False):
+            return None
+        try:
+            servers = await self.api.budgets()
+            states = {}
+            for s in servers:
+                texts = [b["text"] for b in s["budgets"] if not b["ok"]]
+                states[(s["user"], s["server"])] = BudgetState(bool(s["used_up"]), "; ".join(texts))
+        except (HubAPIError, ValueError, KeyError, TypeError) as e:
+            self.metrics.source_errors.labels("budgets").inc()
+            hint = " (the hub has no /hub/api/budgets: register hubfleet.spawners.queue_web.handlers(), as " \
+                   "enable_queue does)" if isinstance(e, HubAPIError) and e.status == 404 else ""
+            log.error("budgets unknown this sweep: %s%s; nobody is culled for a budget", e, hint)
+            return None
+        return states
 
     @staticmethod
     def _gpu_need(policy) -> tuple:
@@ -344,9 +374,10 @@ class Sweeper:
             activity = Activity(gpu_idle_for=idle)
         ws = self.warned.get((name, server["name"]))
         warned = ws.warned if ws is not None and ws.started == server.get("started") else None
+        budget = None if self._budgets is None else self._budgets.get((name, server["name"]), BudgetState(False))
         kwargs = dict(server=server, user=user, now=now, policies=cfg.policies, default=cfg.default_policy,
                       cull_default_servers=cfg.cull_default_servers, cull_named_servers=cfg.cull_named_servers,
-                      policy=policy, label=label, warned=warned)
+                      policy=policy, label=label, warned=warned, budget=budget)
         decision = cull_decision(activity=activity, **kwargs)
         if decision.action != "keep" and policy.spare_busy_kernels and self.kernels is not None:
             try:  # the hub mints and deletes a token, and the server checks it with the hub: the hub's load too
@@ -410,8 +441,9 @@ class Sweeper:
         notice = Notice(user=user["name"], server=server["name"], profile=label,
                         reason=decision.reason.removeprefix("warn: "),
                         cull_after=cull_after.strftime("%Y-%m-%dT%H:%M:%SZ"), warn_before=policy.warn_before,
-                        server_url=(self.public_url + (server.get("url") or "")) if self.public_url else "")
-        kind = "max_age" if decision.why == "max_age" else "idle"
+                        server_url=(self.public_url + (server.get("url") or "")) if self.public_url else "",
+                        why=decision.why or "idle")
+        kind = decision.why if decision.why in ("max_age", "budget") else "idle"
         ws = WarnState(Warned(now, kind), server.get("started"), notice, {n.name for n in self.notifiers})
         if keep:  # the idle culler's own warning (consolidation keeps its warnings in .nodes.Consolidator)
             self.warned[(user["name"], server["name"])] = ws
@@ -462,6 +494,8 @@ class Sweeper:
                 result.errors.append(str(e))
                 return False
         self.warned.pop((name, server_name), None)
+        remember_cull(self.culled, (name, server_name), at=utcnow(), why=decision.why or "idle",
+                      reason=decision.reason)
         if res.status == 202:
             result.slow_to_stop += 1
             log.warning("cull %s: server is slow to stop", where)
