@@ -30,6 +30,26 @@ def pytest_runtest_makereport(item, call):
     return rep
 
 
+# --- where the time goes: seconds per test module (setup + call + teardown), printed and kept ----------------------
+_module_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::", 1)[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    ranked = sorted(_module_seconds.items(), key=lambda kv: -kv[1])
+    if not ranked:
+        return
+    (ARTIFACTS / "durations-by-module.json").write_text(json.dumps(dict(ranked), indent=1))
+    terminalreporter.write_sep("=", f"slowest 20 of {len(ranked)} modules ({sum(_module_seconds.values()):.0f} s "
+                                    "in tests)")
+    for module, seconds in ranked[:20]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {module}")
+
+
 def _failed(request) -> bool:
     rep = getattr(request.node, "rep_call", None)
     return rep is None or rep.failed
