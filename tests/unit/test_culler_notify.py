@@ -46,3 +46,18 @@ def test_a_bad_auth_state_address_is_not_replaced_by_the_template():
     assert n.address(notice, {"auth_state": {}}) == "alice@uni.example"
     with pytest.raises(NotifyError, match=r"alice's auth state mail is not one address: 'a@x.org, b@x.org'"):
         n.address(notice, {"auth_state": {"mail": "a@x.org, b@x.org"}})
+
+
+def test_the_notifiers_are_shared_and_each_notice_brings_its_subject():
+    """One notifier code for the culler and the queue; an unset SMTPNotifier.subject takes the notice's own."""
+    import hubfleet.notify
+    from hubfleet.services.culler import notify as culler_notify
+    from hubfleet.spawners.queue_notify import AdmissionNotice
+
+    assert culler_notify.SMTPNotifier is hubfleet.notify.SMTPNotifier
+    warning = Notice(user="a", server="", profile="p", reason="r", cull_after="2026-12-01T10:00:00Z", warn_before=60)
+    assert warning.subject == "Your JupyterHub server will be stopped soon"
+    ready = AdmissionNotice("a", "", "gpu", "GPU", "2026-12-01 10:10", "https://hub.example.org/hub/spawn/a")
+    assert ready.subject == "Your JupyterHub server is ready to start"
+    assert "Start it by 2026-12-01 10:10 UTC at https://hub.example.org/hub/spawn/a" in ready.text()
+    assert AdmissionNotice("a", "", "gpu", "GPU", "", "u").subject == "Your JupyterHub server is starting"
