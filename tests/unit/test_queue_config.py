@@ -74,7 +74,7 @@ def test_the_queue_reads_max_age_from_the_culler_policies_file_the_culler_reads(
     from hubfleet.services.culler.policies import load_policies as culler_load
 
     f = tmp_path / "policies.yaml"
-    f.write_text("default: {max_age: 8h}\nprofiles:\n  gpu: {timeout: 30m, max_age: 4h, consolidate: "
+    f.write_text("default: {max_age: 8h}\nprofiles:\n  gpu: {timeout: 30m, warn_before: 5m, max_age: 4h, consolidate: "
                  "{idle_after: 10m, node_requests_below: 25}}\n  cpu: {timeout: 1h}\n")
     policies, default = load_policies(str(f), default=CullPolicy(), what="ProfileSpawner.queue_cull_policies_file")
     assert (policies["gpu"].max_age, policies["cpu"].max_age, default.max_age) == (4 * 3600, 8 * 3600, 8 * 3600)
