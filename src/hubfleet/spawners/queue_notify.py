@@ -59,8 +59,8 @@ def enabled_notifiers(parent) -> list:
     return [n for n in notifiers if n.enabled]
 
 
-async def notify_admission(notifiers, notice: AdmissionNotice, user_model: dict) -> int:
-    """Deliver `notice` by each notifier; how many delivered. Failures are logged, never raised."""
+async def notify_admission(notifiers, notice: AdmissionNotice, user_model: dict, *, log=log) -> int:
+    """Deliver `notice` by each notifier; how many delivered. Failures are logged (to `log`), never raised."""
     delivered = 0
     for notifier in notifiers:
         try:

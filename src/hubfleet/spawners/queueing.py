@@ -202,7 +202,8 @@ class SpawnQueue(LoggingConfigurable):
             entry, added = await self._queue_call(
                 queue_store.join, user=user, server_name=self.name or "", profile=slug, group=group,
                 user_options=choice.user_options(), now=time.time(), write=True)
-            rows = await self._queue_call(queue_store.entries, profile=slug)
+            rows = [r for r in await self._queue_call(queue_store.entries, profile=slug)
+                    if r.state == queue_store.WAITING]  # an admission waiting for its user to start is not in line
         except DatabaseUnavailable as e:
             self.log.error("user:%s queue of %s: %s", user, slug, e)
             self._refused = True
@@ -304,8 +305,8 @@ class SpawnQueue(LoggingConfigurable):
         for r in [r for r in rows if r.state == queue_store.ADMITTED]:
             if queue_policy.claim_expired(admitted_at=r.admitted_at, claim_window=window, now=time.time()) \
                     and await self._queue_call(queue_store.drop, r.id, write=True):
-                log.info("queue: %s did not start %r within %s of the admission: the slot passes to the next in "
-                         "line", r.user, r.profile, _duration(window))
+                self.log.info("queue: %s did not start %r within %s of the admission: the slot passes to the next "
+                              "in line", r.user, r.profile, _duration(window))
                 rows = [x for x in rows if x.id != r.id]
         running = self._running_servers()
         # admissions whose spawn has not started yet hold their slot
@@ -325,8 +326,8 @@ class SpawnQueue(LoggingConfigurable):
             if not await self._queue_call(queue_store.claim, entry.id, now=now, write=True):
                 continue
             if window:  # the slot waits for its user: told, not started
-                log.info("queue: admitted %s to %r (server %r): start within %s, by %s", entry.user, entry.profile,
-                         entry.server_name, _duration(window), _clock(now + window))
+                self.log.info("queue: admitted %s to %r (server %r): start within %s, by %s", entry.user,
+                              entry.profile, entry.server_name, _duration(window), _clock(now + window))
                 outcome = "started"
             else:
                 outcome = await self._request_start(entry)
@@ -387,9 +388,9 @@ class SpawnQueue(LoggingConfigurable):
             path = "/".join(quote(p, safe="") for p in (entry.user, entry.server_name) if p)
             notice = queue_notify.admission_notice(user=entry.user, server=entry.server_name, profile=profile,
                                                    start_by=start_by, url=f"{base}{self.hub.base_url}spawn/{path}")
-            await queue_notify.notify_admission(notifiers, notice, await self._user_model(entry.user))
+            await queue_notify.notify_admission(notifiers, notice, await self._user_model(entry.user), log=self.log)
         except Exception:  # noqa: BLE001  (a notification never breaks an admission)
-            log.exception("queue: notifying %s of the admission to %r failed", entry.user, entry.profile)
+            self.log.exception("queue: notifying %s of the admission to %r failed", entry.user, entry.profile)
 
     async def _user_model(self, name: str) -> dict:
         """``{"name", "auth_state"}`` of a hub user (auth state None when it cannot be read: then only the
@@ -403,7 +404,7 @@ class SpawnQueue(LoggingConfigurable):
             if orm_user is not None:
                 model["auth_state"] = await User(orm_user, self.user.settings).get_auth_state()
         except Exception as e:  # noqa: BLE001
-            log.warning("queue: auth state of %s not read: %s: %s", name, type(e).__name__, e)
+            self.log.warning("queue: auth state of %s not read: %s: %s", name, type(e).__name__, e)
         return model
 
     # ---- what a user sees ----------------------------------------------------------------------------------------
