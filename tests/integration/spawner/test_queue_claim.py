@@ -9,73 +9,22 @@ Run it on both stacks: ``../run-tests tests/integration/spawner/test_queue_claim
 
 from __future__ import annotations
 
-import json
-import secrets
-import threading
 import time
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
-from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
 from hubfleet.db import Database
 from hubfleet.spawners import queue_store as qs
 
-from tests.procs import free_port, wait_for
+from tests.procs import wait_for
 
+from .notify_servers import mails_to, smtp, webhook  # noqa: F401  (fixtures)
 from .test_profile_spawner import IMG, hub_config, make_users, spawn, stop, stop_all
 from .test_queue import RES, my_queue, pod_exists
 
 MAX_AGE = 2 * 3600
 WINDOW = 120
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, box
-    controller.stop()
-
-
-@pytest.fixture
-def webhook():
-    """A webhook receiver (a real HTTP server on a thread): records each POSTed JSON; answers 500 for user w3."""
-    received: list = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(body)
-            self.send_response(500 if body.get("user") == "w3" else 204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/admitted", received
-    server.shutdown()
-    server.server_close()
-
-
-def mails_to(box, address):
-    return [m for rcpt, m in box.messages if rcpt == [address]]
 
 
 def test_claim_window_at_the_latest_and_admission_notices(start_hub, devcluster, smtp, webhook, tmp_path):
