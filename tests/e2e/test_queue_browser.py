@@ -1,9 +1,11 @@
 """The spawn page of a queued user in headless Chromium, in a real hub on the devcluster: the position and the
-budget appear, and when the running server stops the page itself (no reload) says the server was admitted.
-Screenshots: test-artifacts/queue-position.png, test-artifacts/queue-admitted.png."""
+budget appear, and when the running server stops the page itself (no reload) says the server was admitted; with a
+claim window it offers the start instead.
+Screenshots: test-artifacts/queue-position.png, queue-admitted.png, queue-claim.png."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -46,4 +48,34 @@ def test_spawn_page_shows_position_budget_and_admission(start_hub, devcluster, a
         assert "was admitted from the queue and is starting" in admitted.inner_text()
         page.screenshot(path=str(artifacts / "queue-admitted.png"), full_page=True)
     hub.wait_ready("wanda", timeout=120)
+    stop_all(hub, devcluster)
+
+
+def test_spawn_page_with_a_claim_window_offers_the_start(start_hub, devcluster, artifacts):
+    """With a claim window the admitted user's page says "ready to start: admitted, start by HH:MM" and its "Start
+    now" button starts the server with the queued options; while waiting, no culler max_age: "no upper bound".
+    Screenshot: test-artifacts/queue-claim.png."""
+    hub = start_hub(queue_config(secrets.token_hex(32), 'c.ProfileSpawner.queue_claim_window = "10m"\n'
+                                                        "c.ProfileSpawner.budgets = []"))
+    make_users(hub, "runner", "cleo", groups={"gpu-users": ["runner", "cleo"]})
+    assert spawn(hub, "runner", {"profile": "q"})[0] in (201, 202)
+    hub.wait_ready("runner", timeout=120)
+    assert spawn(hub, "cleo", {"profile": "q"})[0] == 429
+    hub.wait_stopped("cleo")
+
+    with logged_in_page(hub, "cleo") as page:
+        page.goto(f"{hub.url}/hub/spawn", timeout=30_000)
+        entry = page.locator(".hubfleet-queue-entry")
+        entry.wait_for(timeout=30_000)
+        text = entry.inner_text()
+        assert "at the latest: no upper bound" in text and "you have 10 min to start" in text, text
+        stop(hub, "runner")
+        claim = page.locator(".hubfleet-queue-claim")
+        claim.wait_for(timeout=60_000)
+        assert "Your 'q' server is ready to start: admitted, start by " in claim.inner_text()
+        page.screenshot(path=str(artifacts / "queue-claim.png"), full_page=True)
+        page.locator(".hubfleet-queue-start").click()
+        page.wait_for_url(re.compile(r"/(hub/spawn-pending/cleo|user/cleo/)"), timeout=60_000)  # pending, or ready
+    model = hub.wait_ready("cleo", timeout=120)
+    assert model["user_options"]["profile"] == "q"
     stop_all(hub, devcluster)

@@ -55,3 +55,18 @@ def test_a_budget_warning_says_what_keeps_the_server():
     assert "you have used 20.1 of 20 GPU-hours" in budget and "kept if enough of the budget frees up" in budget
     assert "activity cancels" not in budget
     assert "activity cancels the stop" in Notice(reason="inactive", **base).text()
+
+
+def test_the_notifiers_are_shared_and_each_notice_brings_its_subject():
+    """One notifier code for the culler and the queue; an unset SMTPNotifier.subject takes the notice's own."""
+    import hubfleet.notify
+    from hubfleet.services.culler import notify as culler_notify
+    from hubfleet.spawners.queue_notify import AdmissionNotice
+
+    assert culler_notify.SMTPNotifier is hubfleet.notify.SMTPNotifier
+    warning = Notice(user="a", server="", profile="p", reason="r", cull_after="2026-12-01T10:00:00Z", warn_before=60)
+    assert warning.subject == "Your JupyterHub server will be stopped soon"
+    ready = AdmissionNotice("a", "", "gpu", "GPU", "2026-12-01 10:10", "https://hub.example.org/hub/spawn/a")
+    assert ready.subject == "Your JupyterHub server is ready to start"
+    assert "Start it by 2026-12-01 10:10 UTC at https://hub.example.org/hub/spawn/a" in ready.text()
+    assert AdmissionNotice("a", "", "gpu", "GPU", "", "u").subject == "Your JupyterHub server is starting"

@@ -85,7 +85,7 @@ def test_parse_does_not_mutate_input():
     [
         ({}, "profiles: profiles[0]: a profile needs a 'slug' (or KubeSpawner's 'display_name'"),
         ({"slug": "Big One"}, "profile 'Big One': slug: 'Big One' is not a valid slug (use lowercase letters"),
-        ({"slug": "a", "cpus": 1}, "profile 'a': unknown key 'cpus'; known keys: access, cpu,"),
+        ({"slug": "a", "cpus": 1}, "profile 'a': unknown key 'cpus'; known keys: access, claim_window, cpu,"),
         ({"slug": "a", "cpu": "lots"}, "profile 'a': cpu: expected a number of cores like 2, 0.5 or '500m', got 'lots' (write e.g. cpu: 2)"),
         ({"slug": "a", "cpu": {"guarantee": 4, "limit": 2}}, "profile 'a': cpu: guarantee 4 is more than limit 2"),
         ({"slug": "a", "memory": {"limit": "4 gallons"}}, "profile 'a': memory.limit: expected a size like 512M or 4G, got '4 gallons'"),

@@ -29,7 +29,7 @@ profiles:
 #: (profiles file, what the message must say) — the bad inputs issue #11 names, and the fix each one gets.
 BAD = [
     ("profiles:\n  - slug: small\n    cpus: 2\n",
-     "profile 'small': unknown key 'cpus'; known keys: access, cpu,", "remove the key or correct its spelling"),
+     "profile 'small': unknown key 'cpus'; known keys: access, claim_window, cpu,", "remove the key or correct its spelling"),
     ("profiles:\n  - slug: gpu\n    memory: {limit: 4 gallons}\n",
      "profile 'gpu': memory.limit: expected a size like 512M or 4G, got '4 gallons'", "write e.g. memory: 4G"),
     ("profiles:\n  - slug: setup\n    init_containers:\n      - {name: fetch}\n",

@@ -49,6 +49,7 @@ PURE = [
     "hubfleet.services.adminpage.usage",
     "hubfleet.config.adminpage",
     "hubfleet.services.culler.policies",
+    "hubfleet.cullpolicies",
     "hubfleet.services.culler.limiter",
     "hubfleet.services.culler.consolidate",
     "hubfleet.scheduler_plugin.scoring",

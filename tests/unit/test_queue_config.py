@@ -52,3 +52,31 @@ def test_bad_queue_options_are_refused_at_configuration():
         ProfileSpawner(queue_group_weights={"physics": 0})
     with pytest.raises((TraitError, ValueError), match="queue_window: expected seconds > 0"):
         ProfileSpawner(queue_window=0)
+
+
+@pytest.mark.parametrize("value, seconds", [("10m", 600.0), (90, 90.0), ("0", 0.0), (0, 0.0)])
+def test_a_profiles_claim_window_is_seconds_or_a_duration(value, seconds):
+    catalog = parse_catalog({"profiles": [{"slug": "gpu", "queue": True, "claim_window": value}, {"slug": "cpu"}]})
+    assert [p.claim_window for p in catalog.profiles] == [seconds, None]  # None: the queue-wide option
+
+
+@pytest.mark.parametrize("value", ["ten minutes", -5, "10 parsecs"])
+def test_a_bad_claim_window_names_the_key(value):
+    with pytest.raises(ProfileConfigError, match=r"profile 'gpu': claim_window: expected a duration"):
+        parse_catalog({"profiles": [{"slug": "gpu", "queue": True, "claim_window": value}]})
+    with pytest.raises((TraitError, ValueError), match=r"ProfileSpawner.queue_claim_window: expected a duration"):
+        ProfileSpawner(queue_claim_window=value)
+
+
+def test_the_queue_reads_max_age_from_the_culler_policies_file_the_culler_reads(tmp_path):
+    """One parser (hubfleet.cullpolicies) for both; the culler's own part (consolidate) does not stop the queue."""
+    from hubfleet.cullpolicies import CullPolicy, load_policies
+    from hubfleet.services.culler.policies import load_policies as culler_load
+
+    f = tmp_path / "policies.yaml"
+    f.write_text("default: {max_age: 8h}\nprofiles:\n  gpu: {timeout: 30m, warn_before: 5m, max_age: 4h, consolidate: "
+                 "{idle_after: 10m, node_requests_below: 25}}\n  cpu: {timeout: 1h}\n")
+    policies, default = load_policies(str(f), default=CullPolicy(), what="ProfileSpawner.queue_cull_policies_file")
+    assert (policies["gpu"].max_age, policies["cpu"].max_age, default.max_age) == (4 * 3600, 8 * 3600, 8 * 3600)
+    assert policies["gpu"].consolidate is None
+    assert culler_load(str(f), default=CullPolicy())[0]["gpu"].consolidate is not None

@@ -9,8 +9,8 @@ import pytest
 
 from hubfleet.spawners.queue_policy import (FAIR_SHARE, FIFO, QueuePolicyError, Request, Use, accounting_group,
                                             admission_order, budget_check, budget_message, check_weights,
-                                            group_usage, join, leave, next_admitted, shown_wait, slot_frees_at,
-                                            used_in_window)
+                                            claim_expired, group_usage, join, leave, max_age_deadlines,
+                                            next_admitted, shown_wait, slot_frees_at, used_in_window)
 
 H = 3600.0
 
@@ -117,6 +117,36 @@ def test_shown_wait_at_the_latest_only_with_a_max_age():
 
 
 WEEK = 7 * 86400.0
+
+
+@pytest.mark.parametrize("started, admitted, max_age, window, expected", [
+    ([0, H], [], 4 * H, 0, [4 * H, 5 * H]),                      # each running server's started + max_age
+    ([0], [2 * H], 4 * H, 600, [4 * H, 6 * H + 600]),           # an admission starts within its claim window
+    ([0, H], [2 * H], None, 600, []),                           # no max_age: no deadline, so no upper bound
+    ([0], [], 0, 0, []),
+])
+def test_max_age_deadlines(started, admitted, max_age, window, expected):
+    assert max_age_deadlines(started=started, admitted=admitted, max_age=max_age, claim_window=window) == expected
+
+
+def test_at_the_latest_of_later_positions_counts_the_claim_window():
+    """Position 2 with one slot: the slot frees at the first deadline, is claimed (at most `window`) and runs at most
+    max_age again."""
+    shown = shown_wait(now=0, position=2, waiting=2, deadlines=[H], max_age=4 * H, expected_ends=[],
+                       expected_session=None, claim_window=600)
+    assert shown.at_latest == H + 4 * H + 600
+    assert shown_wait(now=0, position=1, waiting=2, deadlines=[H], max_age=4 * H, expected_ends=[],
+                      expected_session=None, claim_window=600).at_latest == H
+
+
+@pytest.mark.parametrize("admitted_at, window, now, expired", [
+    (100, 600, 699, False),
+    (100, 600, 700, True),
+    (100, 0, 10_000, False),   # started for the user: never expires
+    (None, 600, 10_000, False),
+])
+def test_claim_expired(admitted_at, window, now, expired):
+    assert claim_expired(admitted_at=admitted_at, claim_window=window, now=now) is expired
 
 
 @pytest.mark.parametrize("uses, now, budget, need, ok, frees_at, frees", [

@@ -6,7 +6,9 @@ No database, no HTTP, no tornado: the spawner keeps the queue and the usage reco
   share (the waiting request whose group has used the least of its weighted share over the window, FIFO inside a
   group) or plain FIFO; one queued request per user and profile (:func:`join`);
 - what a waiting user is shown (:func:`shown_wait`): the position, how many wait, when a slot frees *at the latest*
-  (from the running servers' ``max_age`` deadlines) and an expected wait (from their expected ends);
+  (from the running servers' ``max_age`` deadlines, :func:`max_age_deadlines`) and an expected wait (from their
+  expected ends);
+- when an admission that waits for its user to start passes on (:func:`claim_expired`);
 - whether a budget of use over a rolling window allows a spawn, and when enough frees up (:func:`budget_check`,
   :func:`budget_message`).
 
@@ -195,15 +197,33 @@ def slot_frees_at(*, now: float, position: int, ends: Iterable[float], cycle: fl
 
 
 def shown_wait(*, now: float, position: int, waiting: int, deadlines: Iterable[float], max_age: float | None,
-               expected_ends: Iterable[float], expected_session: float | None) -> ShownWait:
+               expected_ends: Iterable[float], expected_session: float | None, claim_window: float = 0.0) -> ShownWait:
     """What a user at `position` of `waiting` is shown: at the latest from the running servers' ``max_age``
-    `deadlines` (``started + max_age``; none when the profile's culler policy has no max_age), expected from their
-    `expected_ends` (e.g. ``scheduler_plugin.scoring.Lifetimes.expected_end``) with `expected_session` (the profile's
-    mean session length) for the slots that free again."""
+    `deadlines` (see :func:`max_age_deadlines`; none when the profile's culler policy has no max_age), expected from
+    their `expected_ends` (e.g. ``scheduler_plugin.scoring.Lifetimes.expected_end``) with `expected_session` (the
+    profile's mean session length) for the slots that free again. A slot that frees and is taken again frees at the
+    latest `claim_window` (the time an admitted user has to start) plus ``max_age`` later."""
     deadlines = list(deadlines) if max_age else []
+    cycle = (max_age + claim_window) if max_age else None
     return ShownWait(position, waiting,
-                     slot_frees_at(now=now, position=position, ends=deadlines, cycle=max_age) if deadlines else None,
+                     slot_frees_at(now=now, position=position, ends=deadlines, cycle=cycle) if deadlines else None,
                      slot_frees_at(now=now, position=position, ends=expected_ends, cycle=expected_session))
+
+
+def max_age_deadlines(*, started: Iterable[float], admitted: Iterable[float], max_age: float | None,
+                      claim_window: float = 0.0) -> list[float]:
+    """When each slot of a profile frees at the latest under the culler's ``max_age``: ``started + max_age`` of each
+    running server, and ``admitted_at + claim_window + max_age`` of each admission whose server has not started yet
+    (it starts within the claim window, or at once without one). Empty without a ``max_age``."""
+    if not max_age:
+        return []
+    return [s + max_age for s in started] + [a + claim_window + max_age for a in admitted]
+
+
+def claim_expired(*, admitted_at: float | None, claim_window: float, now: float) -> bool:
+    """Whether an admission with a claim window has gone unclaimed past its window (False without a window: an
+    admission started for its user does not expire)."""
+    return bool(claim_window) and admitted_at is not None and now >= admitted_at + claim_window
 
 
 def budget_check(*, uses: Iterable[Use], now: float, window: float, budget: float, need: float = 0.0,
@@ -252,4 +272,5 @@ def budget_message(check: BudgetCheck, *, unit: str = "GPU-hours", per: float = 
 
 __all__ = ["Request", "Use", "ShownWait", "BudgetCheck", "QueuePolicyError", "FAIR_SHARE", "FIFO", "ORDERS",
            "used_in_window", "group_usage", "accounting_group", "check_weights", "join", "leave", "admission_order",
-           "next_admitted", "slot_frees_at", "shown_wait", "budget_check", "budget_message"]
+           "next_admitted", "slot_frees_at", "shown_wait", "max_age_deadlines", "claim_expired", "budget_check",
+           "budget_message"]

@@ -22,15 +22,17 @@ import logging
 import os
 import statistics
 import time
+from datetime import datetime, timezone
 from typing import ClassVar
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Dict, Float, Unicode, default, validate
+from traitlets import Dict, Float, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
+from ..cullpolicies import CullConfigError, CullPolicy, load_policies, parse_duration
 from ..db import DatabaseUnavailable, migrate
-from . import queue_policy, queue_store
+from . import queue_notify, queue_policy, queue_store
 from .profiles import ProfileError, QuotaExceeded, RunningServer, quota_violation
 
 log = logging.getLogger("hubfleet.queue")
@@ -81,6 +83,29 @@ class SpawnQueue(LoggingConfigurable):
         Default: the environment variable ``HUBFLEET_QUEUE_API_TOKEN``. Empty: queued requests are never admitted
         automatically (logged at start).""")
 
+    queue_claim_window = Union([Float(), Unicode()], default_value=0.0, config=True, help="""
+        How long an admitted user has to start their server, for every queued profile without a ``claim_window`` of
+        its own: seconds or a duration such as ``"10m"``. 0 (default): the admitter starts the server for the user.
+        Otherwise, when a slot frees, the next in line is admitted and told "your server is ready to start: start
+        within 10 min" (on the spawn page, ``/hub/api/queue`` and the configured notifiers); the slot is theirs
+        alone (nobody else is admitted to it, no direct spawn takes it) until they start or the window ends, when
+        it passes to the next in line (logged). See docs/queue.md.""")
+
+    queue_cull_policies_file = Unicode("", config=True, help="""
+        The culler's policies file (the one given to the culler as ``--policies-file``, e.g.
+        ``culler_service(policies_file=...)``), read for each profile's ``max_age``: a waiting user is shown when a
+        slot frees *at the latest* (from the earliest ``started + max_age`` of the profile's running servers).
+        Empty (default), or a profile whose policy has no ``max_age``: "no upper bound" is shown. The culler's
+        ``--max-age`` option is not seen here: give the default ``max_age`` in the file's ``default:`` section. A
+        file that cannot be read or parsed is logged naming this option, and no upper bound is shown.""")
+
+    @validate("queue_claim_window")
+    def _check_claim_window(self, proposal):
+        try:
+            return parse_duration(proposal.value, field="ProfileSpawner.queue_claim_window", zero_ok=True)
+        except CullConfigError as e:
+            raise ValueError(f"{e}; 0 starts the server for the user") from e
+
     @default("queue_api_token")
     def _default_queue_api_token(self):
         return os.environ.get("HUBFLEET_QUEUE_API_TOKEN", "")
@@ -107,6 +132,46 @@ class SpawnQueue(LoggingConfigurable):
 
     _admit_lock: ClassVar[asyncio.Lock | None] = None
     _admitter: ClassVar[asyncio.Task | None] = None
+    _max_ages: ClassVar[dict] = {}  # policies file -> (its mtime, {profile: max_age} and None -> the default's)
+
+    def _claim_window(self, profile) -> float:
+        """Seconds an admitted user of `profile` has to start (0: the server is started for them)."""
+        return profile.claim_window if profile.claim_window is not None else float(self.queue_claim_window)
+
+    async def _max_age(self, slug: str) -> float | None:
+        """The culler's ``max_age`` (seconds) for `slug` from ``queue_cull_policies_file``; None when there is none
+        or the file cannot be used (logged once per version of the file)."""
+        path = self.queue_cull_policies_file
+        if not path:
+            return None
+        try:
+            mtime = (await asyncio.to_thread(os.stat, path)).st_mtime
+        except OSError as e:
+            mtime, ages = None, CullConfigError(f"{path}: {e.strerror or e}")
+        cached = SpawnQueue._max_ages.get(path)
+        if cached is not None and cached[0] == mtime:
+            ages = cached[1]
+        elif mtime is not None:
+            try:
+                policies, default_policy = await asyncio.to_thread(
+                    load_policies, path, default=CullPolicy(), what="ProfileSpawner.queue_cull_policies_file")
+                ages = {s: p.max_age for s, p in policies.items()} | {None: default_policy.max_age}
+            except CullConfigError as e:
+                ages = e
+        if (cached is None or cached[0] != mtime) and isinstance(ages, Exception):
+            self.log.error("queue: no 'at the latest' shown: ProfileSpawner.queue_cull_policies_file: %s", ages)
+        SpawnQueue._max_ages[path] = (mtime, ages)
+        if isinstance(ages, Exception):
+            return None
+        return ages.get(slug, ages.get(None)) or None
+
+    async def _check_queue_configuration(self) -> None:
+        """At start-up: log a policies file or an admission hook that cannot be used."""
+        await self._max_age("")
+        try:
+            queue_notify.enabled_notifiers(self)
+        except Exception as e:  # noqa: BLE001
+            self.log.error("queue: admissions will not be notified by the hook: %s", e)
 
     # ---- the database --------------------------------------------------------------------------------------------
     async def _queue_call(self, fn, *args, write=False, **kwargs):
@@ -137,7 +202,8 @@ class SpawnQueue(LoggingConfigurable):
             entry, added = await self._queue_call(
                 queue_store.join, user=user, server_name=self.name or "", profile=slug, group=group,
                 user_options=choice.user_options(), now=time.time(), write=True)
-            rows = await self._queue_call(queue_store.entries, profile=slug)
+            rows = [r for r in await self._queue_call(queue_store.entries, profile=slug)
+                    if r.state == queue_store.WAITING]  # an admission waiting for its user to start is not in line
         except DatabaseUnavailable as e:
             self.log.error("user:%s queue of %s: %s", user, slug, e)
             self._refused = True
@@ -235,6 +301,13 @@ class SpawnQueue(LoggingConfigurable):
     async def _admit_profile(self, catalog, profile, rows, usage) -> int:
         from .profiles import applicable_quotas  # noqa: PLC0415
 
+        window = self._claim_window(profile)
+        for r in [r for r in rows if r.state == queue_store.ADMITTED]:
+            if queue_policy.claim_expired(admitted_at=r.admitted_at, claim_window=window, now=time.time()) \
+                    and await self._queue_call(queue_store.drop, r.id, write=True):
+                self.log.info("queue: %s did not start %r within %s of the admission: the slot passes to the next "
+                              "in line", r.user, r.profile, _duration(window))
+                rows = [x for x in rows if x.id != r.id]
         running = self._running_servers()
         # admissions whose spawn has not started yet hold their slot
         running += [RunningServer(f"queue/{r.id}", r.profile, frozenset([r.group]) if r.group else frozenset(), r.user)
@@ -249,12 +322,19 @@ class SpawnQueue(LoggingConfigurable):
             quotas = applicable_quotas(catalog.quotas, profile.slug, groups)
             if quota_violation(quotas, running, profile=profile.slug, groups=groups, user=entry.user):
                 continue
-            if not await self._queue_call(queue_store.claim, entry.id, now=time.time(), write=True):
+            now = time.time()
+            if not await self._queue_call(queue_store.claim, entry.id, now=now, write=True):
                 continue
-            outcome = await self._request_start(entry)
+            if window:  # the slot waits for its user: told, not started
+                self.log.info("queue: admitted %s to %r (server %r): start within %s, by %s", entry.user,
+                              entry.profile, entry.server_name, _duration(window), _clock(now + window))
+                outcome = "started"
+            else:
+                outcome = await self._request_start(entry)
             if outcome == "started":
                 admitted += 1
                 running.append(RunningServer(f"queue/{entry.id}", profile.slug, groups, entry.user))
+                self._in_background(self._tell_admitted(entry, profile, now + window if window else None))
             elif outcome == "drop":
                 await self._queue_call(queue_store.drop, entry.id, write=True)
             else:
@@ -296,14 +376,48 @@ class SpawnQueue(LoggingConfigurable):
         log.info("queue: admitted %s to %r (server %r)", entry.user, entry.profile, entry.server_name)
         return "started"
 
+    async def _tell_admitted(self, entry, profile, start_by: float | None) -> None:
+        """Notify the admitted user by the configured notifiers (in the background; failures are logged)."""
+        try:
+            notifiers = queue_notify.enabled_notifiers(self)
+            if not notifiers:
+                return
+            settings = getattr(self.user, "settings", None) or {}
+            public = settings.get("public_url")
+            base = f"{public.scheme}://{public.netloc}" if public else ""
+            path = "/".join(quote(p, safe="") for p in (entry.user, entry.server_name) if p)
+            notice = queue_notify.admission_notice(user=entry.user, server=entry.server_name, profile=profile,
+                                                   start_by=start_by, url=f"{base}{self.hub.base_url}spawn/{path}")
+            await queue_notify.notify_admission(notifiers, notice, await self._user_model(entry.user), log=self.log)
+        except Exception:  # noqa: BLE001  (a notification never breaks an admission)
+            self.log.exception("queue: notifying %s of the admission to %r failed", entry.user, entry.profile)
+
+    async def _user_model(self, name: str) -> dict:
+        """``{"name", "auth_state"}`` of a hub user (auth state None when it cannot be read: then only the
+        ``SMTPNotifier.to`` template gives an address)."""
+        model = {"name": name, "auth_state": None}
+        try:
+            from jupyterhub import orm  # noqa: PLC0415
+            from jupyterhub.user import User  # noqa: PLC0415
+
+            orm_user = orm.User.find(self.user.db, name)
+            if orm_user is not None:
+                model["auth_state"] = await User(orm_user, self.user.settings).get_auth_state()
+        except Exception as e:  # noqa: BLE001
+            self.log.warning("queue: auth state of %s not read: %s: %s", name, type(e).__name__, e)
+        return model
+
     # ---- what a user sees ----------------------------------------------------------------------------------------
     async def queue_status(self, user: str) -> dict:
-        """``{"queued": [...]}``: each of ``user``'s requests with its profile, state, position, how many wait and
-        the expected start (epoch seconds, or None)."""
+        """``{"user", "queued": [...], "budgets": [...]}``: each of ``user``'s requests with its profile, state,
+        position, how many wait, when a slot frees at the latest and the expected start (epoch seconds, or None),
+        and, admitted with a claim window, by when to start (``start_by``)."""
         rows = await self._queue_call(queue_store.entries)
         out = []
         now = time.time()
+        profiles = {p.slug: p for p in (await self.load_catalog()).profiles}
         for entry in (r for r in rows if r.user == user):
+            window = self._claim_window(profiles[entry.profile]) if entry.profile in profiles else 0.0
             same = [r for r in rows if r.profile == entry.profile]
             uses = await self._queue_call(queue_store.uses, since=now - self.queue_window,
                                           weights=self.queue_group_weights)
@@ -318,17 +432,24 @@ class SpawnQueue(LoggingConfigurable):
             started = [s for _, _, s in await self._queue_call(queue_store.running, profile=entry.profile)]
             shown = None
             if entry.id in ids:
+                max_age = await self._max_age(entry.profile)
+                deadlines = queue_policy.max_age_deadlines(
+                    started=started, admitted=[r.admitted_at or now for r in same if r.state == queue_store.ADMITTED],
+                    max_age=max_age, claim_window=window)
                 shown = queue_policy.shown_wait(
-                    now=now, position=ids.index(entry.id) + 1, waiting=len(ids), deadlines=(), max_age=None,
-                    expected_ends=[s + session for s in started] if session else (), expected_session=session)
+                    now=now, position=ids.index(entry.id) + 1, waiting=len(ids), deadlines=deadlines,
+                    max_age=max_age, expected_ends=[s + session for s in started] if session else (),
+                    expected_session=session, claim_window=window)
+            start_by = (entry.admitted_at + window if window and entry.state == queue_store.ADMITTED
+                        and entry.admitted_at is not None else None)
             out.append({
                 "profile": entry.profile, "server_name": entry.server_name, "state": entry.state,
                 "joined_at": entry.joined_at, "position": shown.position if shown else 0, "waiting": len(ids),
                 "at_latest": shown.at_latest if shown else None, "expected": shown.expected if shown else None,
-                "user_options": entry.user_options,
+                "start_by": start_by, "claim_window": window, "user_options": entry.user_options,
             })
         _, groups, _ = self._identity()
-        return {"queued": out, "budgets": await self.budget_status(user, groups) if self.budgets else []}
+        return {"user": user, "queued": out, "budgets": await self.budget_status(user, groups) if self.budgets else []}
 
     async def _queue_panel(self, catalog, user: str) -> str:
         """The spawn form's queue panel (the user's place, updated by the page itself, and a leave button); empty
@@ -343,33 +464,67 @@ class SpawnQueue(LoggingConfigurable):
         return _PANEL.replace("__STATUS__", json.dumps(status).replace("<", "\\u003c"))
 
 
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min" if minutes and not rest else (f"{minutes} min {rest} s" if minutes else f"{rest} s")
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
+
+
 _PANEL = """
 <div id="hubfleet-queue" class="alert alert-info" style="display:none" aria-live="polite"></div>
 <script>
 (function () {
   var box = document.getElementById("hubfleet-queue");
-  var base = (window.jhdata && window.jhdata.base_url ? window.jhdata.base_url : "/hub/") + "api/queue";
+  var hub = window.jhdata && window.jhdata.base_url ? window.jhdata.base_url : "/hub/";
+  var base = hub + "api/queue", user = "";
   var seen = {}, left = {};
   function xsrf() {
     var input = document.querySelector("input[name=_xsrf]");
     return (window.jhdata && window.jhdata.xsrf_token) || (input ? input.value : "");
   }
   function when(t) { return t ? new Date(t * 1000).toLocaleString() : "unknown"; }
+  function clock(t) { return new Date(t * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}); }
+  function start(q) {
+    var who = encodeURIComponent(user), path = q.server_name ? "/servers/" + encodeURIComponent(q.server_name) :
+      "/server";
+    fetch(hub + "api/users/" + who + path, {method: "POST", credentials: "same-origin",
+      headers: {"X-XSRFToken": xsrf(), "Content-Type": "application/json"}, body: JSON.stringify(q.user_options)})
+      .then(function (r) {
+        if (r.ok) { window.location = hub + "spawn-pending/" + who +
+          (q.server_name ? "/" + encodeURIComponent(q.server_name) : ""); }
+        else { r.json().then(function (e) { box.appendChild(document.createTextNode(" " + e.message)); }); }
+      });
+  }
   function render(status) {
     box.textContent = "";
     if (status.error) { box.style.display = ""; box.textContent = status.error; return; }
+    user = status.user || user;
     var now = {};
     (status.queued || []).forEach(function (q) {
       now[q.profile] = true;
       var p = document.createElement("p");
       p.className = "hubfleet-queue-entry";
       p.dataset.profile = q.profile;
-      if (q.state === "admitted") {
+      if (q.state === "admitted" && q.start_by) {
+        p.className += " hubfleet-queue-claim";
+        p.textContent = "Your '" + q.profile + "' server is ready to start: admitted, start by " +
+          clock(q.start_by) + ". After that the slot passes to the next in line. ";
+        var s = document.createElement("button");
+        s.type = "button"; s.className = "btn btn-sm btn-primary hubfleet-queue-start";
+        s.textContent = "Start now";
+        s.onclick = function () { start(q); };
+        p.appendChild(s);
+      } else if (q.state === "admitted") {
         p.textContent = "Your '" + q.profile + "' slot is free: your server is starting.";
       } else {
         p.textContent = "You are number " + q.position + " of " + q.waiting + " waiting for '" + q.profile +
-          "'. Expected start: " + when(q.expected) + (q.at_latest ? "; at the latest: " + when(q.at_latest) : "") +
-          ". Your server starts by itself; you may close this page.";
+          "'. Expected start: " + when(q.expected) + "; at the latest: " +
+          (q.at_latest ? when(q.at_latest) : "no upper bound") + ". " + (q.claim_window ?
+          "When your turn comes you have " + Math.round(q.claim_window / 60) + " min to start; you will be told." :
+          "Your server starts by itself; you may close this page.");
         var b = document.createElement("button");
         b.type = "button"; b.className = "btn btn-sm btn-secondary hubfleet-queue-leave";
         b.textContent = "Leave the queue";
@@ -389,7 +544,12 @@ _PANEL = """
       box.appendChild(p);
     });
     Object.keys(seen).forEach(function (profile) {
-      if (!now[profile] && !left[profile]) {
+      if (!now[profile] && !left[profile] && seen[profile].start_by && Date.now() / 1000 >= seen[profile].start_by) {
+        var e = document.createElement("p");
+        e.className = "hubfleet-queue-expired";
+        e.textContent = "Your '" + profile + "' server was not started in time: the slot passed to the next in line.";
+        box.appendChild(e);
+      } else if (!now[profile] && !left[profile]) {
         var p = document.createElement("p");
         p.className = "hubfleet-queue-admitted";
         p.textContent = "Your '" + profile + "' server was admitted from the queue and is starting. ";
@@ -399,7 +559,7 @@ _PANEL = """
       }
     });
     seen = {};
-    (status.queued || []).forEach(function (q) { seen[q.profile] = q.state; });
+    (status.queued || []).forEach(function (q) { seen[q.profile] = q; });
     box.style.display = box.childNodes.length ? "" : "none";
   }
   function poll() {

@@ -282,6 +282,7 @@ class ProfileSpawner(SpawnQueue, UsageBudgets, SpawnProgress, QuotaAccounting, H
         try:
             if any(p.queue for p in (await self.load_catalog()).profiles):
                 self._start_admitter()  # also resumes admissions after a hub restart
+                await self._check_queue_configuration()
         except ProfileError as e:
             self.log.error("profiles: invalid configuration: %s", e)
 

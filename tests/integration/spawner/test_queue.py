@@ -1,7 +1,7 @@
 """The spawn queue in a real hub on the devcluster: a spawn over a ``queue: true`` profile's quota joins the queue
 (429 "Queued", not a pending spawn); joining twice keeps the place; the order survives a hub restart; when the
 running server stops, the next request is admitted and its server starts with the options it was queued with,
-without its user doing anything; a direct spawn does not overtake; a user deleted while waiting is dropped; the
+without its user doing anything, and the user is told (a real webhook); a direct spawn does not overtake; a user deleted while waiting is dropped; the
 database unreachable refuses the queued profile and leaves the others alone.
 
 Run it on both stacks: ``../run-tests tests/integration/spawner/test_queue.py`` and with ``VENV=.../.venv-hub``.
@@ -20,6 +20,7 @@ from hubfleet.spawners import queue_store as qs
 
 from tests.procs import wait_for
 
+from .notify_servers import webhook  # noqa: F401  (fixture)
 from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all
 
 RES = {"cpu": {"guarantee": 0.01, "limit": 1}, "memory": {"guarantee": "64M", "limit": "1G"}}
@@ -54,10 +55,12 @@ def pod_exists(devcluster, user):
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database, request):
+def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database, request, webhook):
     token = secrets.token_hex(32)
     pg = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    hub = start_hub(queue_config(token, f"c.JupyterHub.db_url = {pg!r}" if pg else ""))
+    hook_url, posts = webhook
+    hub = start_hub(queue_config(token, (f"c.JupyterHub.db_url = {pg!r}\n" if pg else "")
+                                 + f"c.WebhookNotifier.url = {hook_url!r}"))
     db_url = pg or f"sqlite:///{hub.state}/jupyterhub.sqlite"
     users = ["run1", "w1", "w2", "w3", "late"]
     make_users(hub, *users, "outsider", groups={"gpu-users": users})
@@ -102,6 +105,8 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
     env = {e["name"]: e.get("value") for e in pod(devcluster, "w1")["spec"]["containers"][0]["env"]}
     assert env.get("QUEUED_WITH") == "yes"
     assert not pod_exists(devcluster, "w2") and my_queue(hub, "w2")["q"]["position"] == 1
+    post = wait_for("the admission webhook for w1", lambda: [p for p in posts if p["user"] == "w1"], timeout=30)[0]
+    assert (post["event"], post["profile"], post["start_by"]) == ("queue_admitted", "q", "")  # started for them
     # -- a direct spawn does not overtake
     status, body = spawn(hub, "late", {"profile": "q"})
     assert status == 429 and "number 3 of 3" in body["message"], body

@@ -221,6 +221,7 @@ class Profile:
     scheduling_strategy: str | None = None
     priority_class_name: str | None = None
     queue: bool = False  # a spawn over one of this profile's quotas joins its queue instead of being refused
+    claim_window: float | None = None  # seconds an admitted user has to start (0: started for them; None: queue-wide)
 
     @property
     def default_image(self) -> ImageChoice | None:

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from ...cullpolicies import CullConfigError, parse_duration
 from ...yamlfile import YAMLFileError, load_yaml, validate
 from . import schema as _schema
 from .model import (
@@ -247,6 +248,14 @@ def _containers(value: Sequence, where, key: str, taken: set[str]) -> tuple[dict
     return tuple(out)
 
 
+def _claim_window(value, where: str) -> float:
+    try:
+        return parse_duration(value, field=where, zero_ok=True)
+    except CullConfigError as e:
+        raise ProfileConfigError(str(e), fix="give seconds or a duration such as \"10m\"; 0 starts the server for "
+                                 "the user at once") from e
+
+
 def _profile(spec: Mapping, source: str) -> tuple[Profile, list[Quota]]:
     slug = spec.get("slug") or slugify(spec["display_name"])
     where = _Where(source, slug)
@@ -289,6 +298,7 @@ def _profile(spec: Mapping, source: str) -> tuple[Profile, list[Quota]]:
         scheduling_strategy=spec.get("scheduling_strategy"),
         priority_class_name=spec.get("priority_class_name"),
         queue=bool(spec.get("queue", False)),
+        claim_window=_claim_window(spec["claim_window"], where("claim_window")) if "claim_window" in spec else None,
     )
     quotas = _profile_quotas(spec.get("quota"), slug)
     if spec.get("max_per_user") is not None:

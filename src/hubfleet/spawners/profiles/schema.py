@@ -105,6 +105,7 @@ PROFILE = {
             "properties": {"max_servers": _COUNT, "groups": {"type": "object", "additionalProperties": _COUNT}}}]},
         "max_per_user": _COUNT,
         "queue": {"type": "boolean"},
+        "claim_window": {"type": ["number", "string"]},
         "init_containers": {"type": "array", "items": _CONTAINER},
         "extra_containers": {"type": "array", "items": _CONTAINER},
         "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"]},
