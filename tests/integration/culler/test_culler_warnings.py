@@ -12,11 +12,9 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
@@ -28,6 +26,7 @@ from hubfleet.services.culler import sweep as sweep_module
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso, make_users  # noqa: F401
+from tests.notify_servers import smtp  # noqa: F401  (fixture)
 from tests.procs import free_port, wait_for_async
 
 HOOK_CALLS: list = []
@@ -46,24 +45,6 @@ def record_hook(*, notice, user):
 def server_model(idle: float, profile: str = "warned", started: float = 3600) -> dict:
     return {"servers": {"": {"ready": True, "pending": None, "url": "/user/x/", "started": iso(started),
                              "last_activity": iso(idle), "user_options": {"profile": profile}}}}
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, box
-    controller.stop()
 
 
 @pytest.fixture

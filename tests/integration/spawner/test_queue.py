@@ -20,7 +20,7 @@ from hubfleet.spawners import queue_store as qs
 
 from tests.procs import wait_for
 
-from .notify_servers import webhook  # noqa: F401  (fixture)
+from tests.notify_servers import webhook  # noqa: F401  (fixture)
 from .test_profile_spawner import IMG, hub_config, make_users, pod, spawn, stop, stop_all
 
 RES = {"cpu": {"guarantee": 0.01, "limit": 1}, "memory": {"guarantee": "64M", "limit": "1G"}}

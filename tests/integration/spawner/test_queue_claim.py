@@ -19,7 +19,7 @@ from hubfleet.spawners import queue_store as qs
 
 from tests.procs import wait_for
 
-from .notify_servers import mails_to, smtp, webhook  # noqa: F401  (fixtures)
+from tests.notify_servers import mails_to, smtp, webhook  # noqa: F401  (fixtures)
 from .test_profile_spawner import IMG, hub_config, make_users, spawn, stop, stop_all
 from .test_queue import RES, my_queue, pod_exists
 

@@ -1,5 +1,5 @@
-"""A real SMTP server (aiosmtpd) and a real webhook receiver (an HTTP server on a thread) for the queue's admission
-notices, as fixtures: the hub under test runs in its own process and reaches both over TCP."""
+"""A real SMTP server (aiosmtpd) and a real webhook receiver (an HTTP server on a thread), as fixtures for the
+culler's warnings and the queue's admission notices: the process under test reaches both over TCP."""
 
 from __future__ import annotations
 
