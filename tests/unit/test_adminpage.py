@@ -167,3 +167,25 @@ def test_the_culler_column_says_the_warning_running_and_the_last_cull():
     assert [r["culler"] for r in rows] == [notes[("u2", "")], ""]
     html = render.servers_table(rows, prefix="/p/", now=T0)
     assert EVIL not in html and "&lt;script&gt;" in html and "<td>—</td><td><a" in html  # u9: no note
+
+
+def test_queue_section_per_profile_escaped_and_absent_without_a_queue():
+    at = T0.timestamp()
+    listing = {"queues": ["gpu", EVIL], "queued": [
+        {"user": "ann", "profile": "gpu", "server_name": "", "state": "admitted", "position": 0, "waiting": 2,
+         "joined_at": at - 600, "start_by": at + 300, "expected": None, "at_latest": None},
+        {"user": EVIL, "profile": "gpu", "server_name": EVIL, "state": "waiting", "position": 1, "waiting": 2,
+         "joined_at": at - 90, "start_by": None, "expected": at + 3600, "at_latest": at + 86400},
+        {"user": "bea", "profile": EVIL, "server_name": "", "state": "waiting", "position": 1, "waiting": 1,
+         "joined_at": at - 30, "start_by": None, "expected": None, "at_latest": None},
+    ]}
+    html = render.queue_section(listing, now=T0)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<table class='queue'") == 2 and "Profile gpu: 2 waiting" in html
+    assert ("<tr><td>—</td><td>ann</td><td>(default)</td><td>admitted, start by 2026-12-01 00:05 UTC</td>"
+            "<td>2026-11-30 23:50 UTC (10m 0s ago)</td><td>—</td><td>—</td></tr>") in html
+    assert ("<td>waiting</td><td>2026-11-30 23:58 UTC (1m 30s ago)</td><td>2026-12-01 01:00 UTC</td>"
+            "<td>2026-12-02 00:00 UTC</td>") in html
+    assert "Nobody is waiting." in render.queue_section({"queues": ["gpu"], "queued": []}, now=T0)
+    assert render.queue_section(None, now=T0) == ""  # the hub has no queue (404): no section
+    assert render.queue_section({"queues": [], "queued": []}, now=T0) == ""

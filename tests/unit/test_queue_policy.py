@@ -10,7 +10,8 @@ import pytest
 from hubfleet.spawners.queue_policy import (FAIR_SHARE, FIFO, QueuePolicyError, Request, Use, accounting_group,
                                             admission_order, budget_check, budget_message, check_weights,
                                             claim_expired, group_usage, join, leave, max_age_deadlines,
-                                            next_admitted, shown_wait, slot_frees_at, used_in_window)
+                                            next_admitted, positions, shown_wait, slot_frees_at,
+                                            used_in_window)
 
 H = 3600.0
 
@@ -190,3 +191,13 @@ def test_budget_message_names_the_use_the_budget_and_when_it_frees():
                          window=WEEK, budget=20 * H, need=1.6 * H)
     assert budget_message(check) == ("you have used 19.6 of 20 GPU-hours in the last 7 days; 1.2 GPU-hours free "
                                      "up on Tue 10:00 UTC")
+
+
+@pytest.mark.parametrize("order, usage, expected", [
+    (FIFO, {"a": 10 * H}, {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}),
+    (FAIR_SHARE, {"a": 10 * H, "b": H}, {3: 1, 5: 2, 1: 3, 2: 4, 4: 5}),
+])
+def test_positions_follow_the_order_of_admission(order, usage, expected):
+    assert positions(queue=QUEUE, usage=usage, weights={}, order=order) == expected
+    first = next_admitted(queue=QUEUE, usage=usage, weights={}, order=order)
+    assert expected[first.seq] == 1

@@ -5,6 +5,7 @@ No database, no HTTP, no tornado: the spawner keeps the queue and the usage reco
 - who is admitted next when a slot of a full profile frees (:func:`admission_order`, :func:`next_admitted`): fair
   share (the waiting request whose group has used the least of its weighted share over the window, FIFO inside a
   group) or plain FIFO; one queued request per user and profile (:func:`join`);
+- each waiting request's place in line (:func:`positions`, the order of admission);
 - what a waiting user is shown (:func:`shown_wait`): the position, how many wait, when a slot frees *at the latest*
   (from the running servers' ``max_age`` deadlines, :func:`max_age_deadlines`) and an expected wait (from their
   expected ends);
@@ -172,6 +173,14 @@ def admission_order(*, queue: Sequence[Request], usage: Mapping[str, float], wei
     return out
 
 
+def positions(*, queue: Sequence[Request], usage: Mapping[str, float], weights: Mapping[str, float],
+              order: str = FAIR_SHARE) -> dict[int, int]:
+    """``seq -> place`` (1-based) of each waiting request of one profile's `queue` in the order of admission
+    (:func:`admission_order`): what the user, the 429 message and the admin page show."""
+    ordered = admission_order(queue=queue, usage=usage, weights=weights, order=order)
+    return {q.seq: n for n, q in enumerate(ordered, start=1)}
+
+
 def next_admitted(*, queue: Sequence[Request], usage: Mapping[str, float], weights: Mapping[str, float],
                   order: str = FAIR_SHARE) -> Request | None:
     """The request admitted when a slot frees (see :func:`admission_order`), or None for an empty queue."""
@@ -272,5 +281,5 @@ def budget_message(check: BudgetCheck, *, unit: str = "GPU-hours", per: float = 
 
 __all__ = ["Request", "Use", "ShownWait", "BudgetCheck", "QueuePolicyError", "FAIR_SHARE", "FIFO", "ORDERS",
            "used_in_window", "group_usage", "accounting_group", "check_weights", "join", "leave", "admission_order",
-           "next_admitted", "slot_frees_at", "shown_wait", "max_age_deadlines", "claim_expired", "budget_check",
-           "budget_message"]
+           "positions", "next_admitted", "slot_frees_at", "shown_wait", "max_age_deadlines", "claim_expired",
+           "budget_check", "budget_message"]

@@ -1,5 +1,6 @@
 """The queue's hub API: ``GET /hub/api/queue`` (the caller's queued requests and budgets, JSON; scope
-``read:servers`` on the caller), ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``) and
+``read:servers`` on the caller), ``GET /hub/api/queue?all=1`` (every queued request with its place, of the users on
+whom the caller holds ``read:servers``: the admin page's token holds it on all), ``DELETE /hub/api/queue/<profile>`` (leave that queue; scope ``servers``) and
 ``GET /hub/api/budgets`` (the running servers a usage budget applies to, with each budget's use; of the users on
 whom the caller holds ``read:servers``: the culler, which stops servers whose budget is used up, holds it on all).
 
@@ -41,6 +42,8 @@ class QueueAPIHandler(APIHandler):
         return user, spawner
 
     async def get(self, profile=None):
+        if profile is None and self.get_argument("all", "") not in ("", "0"):
+            return await self._get_all()
         user, spawner = self._spawner("read:servers")
         try:
             status = await spawner.queue_status(user.name)
@@ -49,6 +52,28 @@ class QueueAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(json.dumps(status))
+
+    async def _get_all(self):
+        """``{"queues": [slugs of profiles with queue: true], "queued": [...]}``: every queued request
+        (:meth:`.queueing.SpawnQueue.queue_listing`: the places its user sees) of the users on whom the caller
+        holds ``read:servers``. Any spawner computes it (the queue and the profiles are the hub's, not a user's)."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "a token is needed")
+        if not hasattr(self.settings.get("spawner_class"), "queue_listing"):
+            raise web.HTTPError(404, "this hub's spawner has no queue")
+        orm_spawner = self.db.query(orm.Spawner).order_by(orm.Spawner.id).first()
+        queues, queued = [], []
+        if orm_spawner is not None and orm_spawner.user is not None:  # nobody has spawned: nobody is queued
+            spawner = self.users[orm_spawner.user].spawners[orm_spawner.name]
+            try:
+                queues = [p.slug for p in (await spawner.load_catalog()).profiles if p.queue]
+                queued = [q for q in await spawner.queue_listing()
+                          if self.has_scope(f"read:servers!user={q['user']}")]
+            except DatabaseUnavailable as e:
+                raise web.HTTPError(503, f"the queue is unavailable: {e}") from e
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({"queues": queues, "queued": queued}))
 
     async def delete(self, profile):
         user, spawner = self._spawner("servers")

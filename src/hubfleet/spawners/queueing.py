@@ -208,7 +208,12 @@ class SpawnQueue(LoggingConfigurable):
             self.log.error("user:%s queue of %s: %s", user, slug, e)
             self._refused = True
             raise self._refusal(QueueUnavailable(UNAVAILABLE.format(profile=slug)), slug) from e
-        position = [r.id for r in rows].index(entry.id) + 1 if entry.id in [r.id for r in rows] else len(rows)
+        try:
+            places = await self._places(rows)
+        except DatabaseUnavailable as e:  # joined already; only the place in the message is unknown
+            self.log.error("user:%s queue of %s: place not read: %s", user, slug, e)
+            places = {}
+        position = places.get(entry.id, len(rows))
         self.log.info("user:%s %s the queue of %s at position %d of %d", user, "joined" if added else "is in",
                       slug, position, len(rows))
         self._refused = True
@@ -408,48 +413,59 @@ class SpawnQueue(LoggingConfigurable):
         return model
 
     # ---- what a user sees ----------------------------------------------------------------------------------------
-    async def queue_status(self, user: str) -> dict:
-        """``{"user", "queued": [...], "budgets": [...]}``: each of ``user``'s requests with its profile, state,
-        position, how many wait, when a slot frees at the latest and the expected start (epoch seconds, or None),
-        and, admitted with a claim window, by when to start (``start_by``)."""
+    async def _places(self, waiting) -> dict[int, int]:
+        """``entry id -> place`` of one profile's `waiting` rows in the order of admission (the group use over
+        ``queue_window`` and ``queue_order`` the admitter uses): the one place arithmetic of what anyone is shown."""
+        now = time.time()
+        uses = await self._queue_call(queue_store.uses, since=now - self.queue_window,
+                                      weights=self.queue_group_weights)
+        return queue_policy.positions(queue=[r.request() for r in waiting],
+                                      usage=queue_policy.group_usage(uses=uses, now=now, window=self.queue_window),
+                                      weights=self.queue_group_weights, order=self.queue_order)
+
+    async def queue_listing(self, user: str | None = None) -> list[dict]:
+        """Each queued request (`user`'s, or everyone's), by profile, admitted first, then by place: its user,
+        profile, server, state, ``position`` (:meth:`_places`; 0 when admitted), how many wait, when a slot frees at
+        the latest and the expected start (epoch seconds, or None) and, admitted with a claim window, by when to
+        start (``start_by``)."""
         rows = await self._queue_call(queue_store.entries)
+        wanted = [r for r in rows if user is None or r.user == user]
         out = []
         now = time.time()
-        profiles = {p.slug: p for p in (await self.load_catalog()).profiles}
-        for entry in (r for r in rows if r.user == user):
-            window = self._claim_window(profiles[entry.profile]) if entry.profile in profiles else 0.0
-            same = [r for r in rows if r.profile == entry.profile]
-            uses = await self._queue_call(queue_store.uses, since=now - self.queue_window,
-                                          weights=self.queue_group_weights)
-            order = queue_policy.admission_order(
-                queue=[r.request() for r in same if r.state == queue_store.WAITING],
-                usage=queue_policy.group_usage(uses=uses, now=now, window=self.queue_window),
-                weights=self.queue_group_weights,
-                order=self.queue_order)
-            ids = [q.seq for q in order]
-            lengths = await self._queue_call(queue_store.session_lengths, profile=entry.profile)
+        profiles = {p.slug: p for p in (await self.load_catalog()).profiles} if wanted else {}
+        for slug in sorted({r.profile for r in wanted}):
+            same = [r for r in rows if r.profile == slug]
+            window = self._claim_window(profiles[slug]) if slug in profiles else 0.0
+            places = await self._places([r for r in same if r.state == queue_store.WAITING])
+            lengths = await self._queue_call(queue_store.session_lengths, profile=slug)
             session = statistics.median(lengths) if lengths else None
-            started = [s for _, _, s in await self._queue_call(queue_store.running, profile=entry.profile)]
-            shown = None
-            if entry.id in ids:
-                max_age = await self._max_age(entry.profile)
-                deadlines = queue_policy.max_age_deadlines(
-                    started=started, admitted=[r.admitted_at or now for r in same if r.state == queue_store.ADMITTED],
-                    max_age=max_age, claim_window=window)
+            started = [s for _, _, s in await self._queue_call(queue_store.running, profile=slug)]
+            max_age = await self._max_age(slug)
+            deadlines = queue_policy.max_age_deadlines(
+                started=started, admitted=[r.admitted_at or now for r in same if r.state == queue_store.ADMITTED],
+                max_age=max_age, claim_window=window)
+            for entry in sorted((r for r in wanted if r.profile == slug), key=lambda r: places.get(r.id, 0)):
                 shown = queue_policy.shown_wait(
-                    now=now, position=ids.index(entry.id) + 1, waiting=len(ids), deadlines=deadlines,
-                    max_age=max_age, expected_ends=[s + session for s in started] if session else (),
-                    expected_session=session, claim_window=window)
-            start_by = (entry.admitted_at + window if window and entry.state == queue_store.ADMITTED
-                        and entry.admitted_at is not None else None)
-            out.append({
-                "profile": entry.profile, "server_name": entry.server_name, "state": entry.state,
-                "joined_at": entry.joined_at, "position": shown.position if shown else 0, "waiting": len(ids),
-                "at_latest": shown.at_latest if shown else None, "expected": shown.expected if shown else None,
-                "start_by": start_by, "claim_window": window, "user_options": entry.user_options,
-            })
+                    now=now, position=places[entry.id], waiting=len(places), deadlines=deadlines, max_age=max_age,
+                    expected_ends=[s + session for s in started] if session else (), expected_session=session,
+                    claim_window=window) if entry.id in places else None
+                start_by = (entry.admitted_at + window if window and entry.state == queue_store.ADMITTED
+                            and entry.admitted_at is not None else None)
+                out.append({
+                    "user": entry.user, "profile": entry.profile, "server_name": entry.server_name,
+                    "state": entry.state, "joined_at": entry.joined_at, "position": shown.position if shown else 0,
+                    "waiting": len(places), "at_latest": shown.at_latest if shown else None,
+                    "expected": shown.expected if shown else None, "start_by": start_by, "claim_window": window,
+                    "user_options": entry.user_options,
+                })
+        return out
+
+    async def queue_status(self, user: str) -> dict:
+        """``{"user", "queued": [...], "budgets": [...]}``: ``user``'s requests (:meth:`queue_listing`) and budgets."""
+        queued = await self.queue_listing(user)
         _, groups, _ = self._identity()
-        return {"user": user, "queued": out, "budgets": await self.budget_status(user, groups) if self.budgets else []}
+        return {"user": user, "queued": queued,
+                "budgets": await self.budget_status(user, groups) if self.budgets else []}
 
     async def _queue_panel(self, catalog, user: str) -> str:
         """The spawn form's queue panel (the user's place, updated by the page itself, and a leave button); empty

@@ -1,6 +1,6 @@
 """``AdminPageApp``: the admin page as a hub-managed service (JupyterHub OAuth), see docs/admin-page.md.
 
-Routes under the service prefix (``/services/<name>/``): ``/`` the servers and usage, ``server?user=&server=``
+Routes under the service prefix (``/services/<name>/``): ``/`` the servers, the queue and usage, ``server?user=&server=``
 one server's events, logs and saved failures, ``logs?user=&server=&container=[&follow=1]`` a log tail
 (``text/plain``) or a bounded follow (``text/event-stream``), ``usage.csv?by=&days=``.
 """
@@ -134,6 +134,19 @@ class AdminPageApp(Application):
             log.warning("culler state: %s", e)
             return None, f"The culler's state cannot be read, so its warnings and culls are not shown: {e}"
 
+    async def queue(self) -> tuple[dict | None, str]:
+        """The hub's queue listing (``GET /hub/api/queue?all=1``: every queued request with its place, of the users
+        the page's token may read), and what could not be read ('' if all). None without a queue on the hub (404)."""
+        try:
+            resp = await self.hub.call("GET", "/queue?all=1", ok=(200, 404))
+            if resp.code == 404:
+                return None, ""
+            listing = json.loads(resp.body)
+            return {"queues": list(listing["queues"]), "queued": list(listing["queued"])}, ""
+        except (HubAPIError, ValueError, KeyError, TypeError) as e:
+            log.warning("queue: %s", e)
+            return None, f"The queue cannot be read, so queue positions are not shown: {e}"
+
     async def _intervals(self, user: str | None):
         rows, _ = await self.fleet(user)
         return intervals(rows)
@@ -246,10 +259,15 @@ class MainHandler(BaseHandler):
             spans, note = [], f"Usage cannot be read: {e}"
         rows = [r for r in rows if v.may_see(r["user"])]
         spans = [i for i in spans if v.may_see(i.user)]
+        queue, queue_problem = await self.app.queue()
+        if queue is not None:
+            queue["queued"] = [q for q in queue["queued"] if v.may_see(q.get("user"))]
         totals = aggregate(spans, start=start, end=self.now, now=self.now, by=by)
         scope = "every server" if v.sees_all else "your servers"
         body = (render.banner(problem) + f"<p>Signed in as {render.e(v.name)}; showing {scope}.</p>"
                 + "<h2>Servers</h2>" + render.servers_table(rows, prefix=self.app.prefix, now=self.now)
+                + ("<h2>Queue</h2>" + render.banner(queue_problem) if queue_problem
+                   else render.queue_section(queue, now=self.now))
                 + "<h2>Usage</h2>" + render.usage_section(totals, by=by, days=days, prefix=self.app.prefix,
                                                           note=note))
         self.finish(render.page("Servers", body, prefix=self.app.prefix))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timezone
 from html import escape
 from urllib.parse import urlencode
 
@@ -63,6 +63,42 @@ def servers_table(rows: list[dict], *, prefix: str, now: datetime) -> str:
             f"<td>{e(ago(r.get('started'), now))}</td><td>{e(ago(r.get('last_activity'), now))} ago</td>"
             f"<td>{e(r.get('culler') or '—')}</td><td><a href='{e(link)}'>events &amp; logs</a></td></tr>")
     out.append("</table>")
+    return "".join(out)
+
+
+def _at(t: float | None) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else "—"
+
+
+def queue_section(listing: dict | None, *, now: datetime) -> str:
+    """The queue per profile from the hub's ``GET /hub/api/queue?all=1`` (``{"queues", "queued"}``, the requests
+    already cut to what the viewer may see): position, user, state (admitted with its start-by), joined, expected
+    start and at the latest. Empty (no section) when ``listing`` is None or no profile queues."""
+    if not listing or not (listing.get("queues") or listing.get("queued")):
+        return ""
+    queued = listing.get("queued") or []
+    if not queued:
+        return "<h2>Queue</h2><div id='queue'><p class='muted'>Nobody is waiting.</p></div>"
+    out = ["<h2>Queue</h2><div id='queue'>"]
+    for profile in sorted({q["profile"] for q in queued}):
+        mine = [q for q in queued if q["profile"] == profile]
+        waiting = max(q.get("waiting") or 0 for q in mine)
+        out.append(f"<table class='queue' data-profile='{e(profile)}'><caption>Profile {e(profile)}: {waiting} "
+                   f"waiting</caption><tr><th>Position</th><th>User</th><th>Server</th><th>State</th><th>Joined</th>"
+                   f"<th>Expected start</th><th>At the latest</th></tr>")
+        for q in mine:
+            if q.get("state") == "admitted":
+                state = f"admitted, start by {_at(q['start_by'])}" if q.get("start_by") else "admitted, starting"
+            else:
+                state = str(q.get("state") or "")
+            joined = q.get("joined_at")
+            since = f" ({ago(datetime.fromtimestamp(joined, timezone.utc), now)} ago)" if joined else ""
+            out.append(f"<tr><td>{e(q.get('position') or '—')}</td><td>{e(q.get('user'))}</td>"
+                       f"<td>{e(q.get('server_name') or '(default)')}</td><td>{e(state)}</td>"
+                       f"<td>{e(_at(joined) + since)}</td><td>{e(_at(q.get('expected')))}</td>"
+                       f"<td>{e(_at(q.get('at_latest')))}</td></tr>")
+        out.append("</table>")
+    out.append("</div>")
     return "".join(out)
 
 
