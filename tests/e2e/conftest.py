@@ -2,14 +2,17 @@
 devcluster and the admin page as a hub-managed service behind the proxy. Alice runs a small server whose second
 container ("noisy") writes many lines, then a tick every 0.2 s with, every tenth tick, HTML, bytes that are not UTF-8,
 a carriage return and a 200,000-character line; Bob runs a GPU server. The culler runs too, its policy warning every GPU
-server 10 s after its start of a stop at its maximum age of one day (the admin page's Culler column shows that)."""
+server 10 s after its start of a stop at its maximum age of one day (the admin page's Culler column shows that). The
+demo's GPU profile queues with a quota of one server here: Carol and Dave wait in its queue (the admin page's Queue)."""
 
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import new_hub, start_chp, start_devcluster
 from tests.procs import free_port
@@ -37,8 +40,11 @@ CONFIG = """
 import json
 from hubfleet.config.adminpage import admin_page_service
 from hubfleet.config.culler import culler_service
+from hubfleet.config.queue import enable_queue
 c.JupyterHub.spawner_class = "hubfleet"
 c.ProfileSpawner.profiles_file = {demo!r}
+enable_queue(c)
+c.ProfileSpawner.queue_cull_policies_file = {policies!r}
 c.ProfileSpawner.storage_capacity = "1Gi"
 c.ProfileSpawner.extra_containers = [{{"name": "noisy", "image": "python:3.12",
                                       "command": ["python3", "-u", "-c", {noisy!r}],
@@ -67,10 +73,16 @@ def fleet(tmp_path_factory):
     try:
         policies = root / "culler-policies.yaml"
         policies.write_text(POLICIES)
-        hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port(),
+        demo = yaml.safe_load(Path(DEMO_FILE).read_text())
+        for profile in demo["profiles"]:
+            if profile["slug"] == "gpu":
+                profile["quota"] = {"max_servers": 1}  # bob's server fills it: the next GPU spawns queue
+        (root / "profiles.yaml").write_text(yaml.safe_dump(demo))
+        hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=str(root / "profiles.yaml"), noisy=NOISY,
+                                                           port=free_port(),
                                                            policies=str(policies), culler_port=free_port()))
         hub.start()
-        for name in ("alice", "bob", "sam", "carol"):
+        for name in ("alice", "bob", "sam", "carol", "dave"):
             hub.ensure_user(name)
         status, body = hub.api("POST", "/groups/support/users", json={"users": ["sam"]})  # the role made it
         assert status == 200, body
@@ -80,6 +92,10 @@ def fleet(tmp_path_factory):
             assert status in (201, 202), body
         for user in ("alice", "bob"):
             hub.wait_ready(user, timeout=90)
+        for user in ("carol", "dave"):  # the GPU quota is full: they join its queue (429), no server
+            status, body = hub.api("POST", f"/users/{user}/server", json={"user_options": {"profile": "gpu"}}
+                                   if _jh_major(hub) >= 6 else {"profile": "gpu"})
+            assert status == 429 and "Queued" in str(body), (user, status, body)
         yield hub, dc
     except BaseException:
         if hub is not None:

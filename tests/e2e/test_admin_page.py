@@ -68,6 +68,40 @@ def test_who_sees_what(fleet):
     assert "filler" not in r.text and r.url.split("?")[0].endswith("/hub/login")
 
 
+def queue_rows(html: str) -> list[tuple[str, str, str, str]]:
+    """(profile, position, user, state) of each row of the page's queue tables."""
+    out = []
+    for profile, table in re.findall(r"<table class='queue' data-profile='(.*?)'>(.*?)</table>", html):
+        out += [(profile, *m) for m in re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>.*?</td><td>(.*?)</td>",
+                                                    table)]
+    return out
+
+
+def test_queue_positions(fleet):
+    """Carol and Dave wait for the full GPU profile: the page lists them in the hub's order with the time a slot
+    frees at the latest (bob's server's max_age); each viewer sees the requests they may see; the hub's listing
+    answers a token only about users it may read."""
+    hub, _ = fleet
+    html = page_session(hub, "admin").get(hub.url + PAGE, timeout=30).text
+    assert queue_rows(html) == [("gpu", "1", "carol", "waiting"), ("gpu", "2", "dave", "waiting")], html
+    assert "Profile gpu: 2 waiting" in html
+    latest = re.findall(r"<td>dave</td>(?:<td>.*?</td>){4}<td>(.*?)</td></tr>", html)
+    assert latest and latest[0].endswith(" UTC"), f"at the latest for dave: {latest}"
+    assert queue_rows(page_session(hub, "carol").get(hub.url + PAGE, timeout=30).text) == [
+        ("gpu", "1", "carol", "waiting")]
+    alice = page_session(hub, "alice").get(hub.url + PAGE, timeout=30).text
+    assert queue_rows(alice) == [] and "Nobody is waiting." in alice
+
+    status, body = hub.api("GET", "/queue?all=1")
+    assert status == 200 and [(q["user"], q["position"]) for q in body["queued"]] == [("carol", 1), ("dave", 2)]
+    assert body["queues"] == ["gpu"]
+    status, body = hub.api("GET", "/queue?all=1", token=hub.user_token("carol"))
+    assert status == 200 and [(q["user"], q["position"], q["waiting"]) for q in body["queued"]] == [
+        ("carol", 1, 2)], body
+    mine = hub.api("GET", "/queue", token=hub.user_token("dave"))[1]["queued"]
+    assert [(q["position"], q["waiting"]) for q in mine] == [(2, 2)], "the user sees the place the page shows"
+
+
 def test_logs_escaped_bounded_and_failures_saved(fleet):
     hub, _ = fleet
     engine = create_engine(f"sqlite:///{hub.state}/jupyterhub.sqlite")
@@ -182,6 +216,8 @@ def test_browser_admin_follows_logs_and_sees_usage(fleet, artifacts):
             page.wait_for_selector("#servers")
             page.screenshot(path=str(artifacts / "admin-page-servers.png"), full_page=True)
             page.locator(".charts").screenshot(path=str(artifacts / "admin-page-usage-chart.png"))
+            page.locator("#queue").screenshot(path=str(artifacts / "admin-page-queue.png"))
+            assert "carol" in page.inner_text("#queue table.queue")
             assert "GPU-hours per profile" in page.inner_text(".charts")
 
             page.goto(hub.url + PAGE + "server?user=alice&server=")

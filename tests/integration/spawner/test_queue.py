@@ -129,8 +129,8 @@ def test_queue_admission_order_restart_and_drops(start_hub, devcluster, database
 
 
 def test_database_down_refuses_queued_profile_only(start_hub, devcluster):
-    """Fail closed: the queued (and budgeted) profile is refused with a message; 'small', with no queue and no
-    budget, starts."""
+    """Fail closed: the queued (and budgeted) profile is refused with a message, the listing of the queue answers
+    503; 'small', with no queue and no budget, starts."""
     hub = start_hub(queue_config(secrets.token_hex(32), """
 c.ProfileSpawner.db_url = "postgresql+psycopg2://nobody@127.0.0.1:9/none"
 c.ProfileSpawner.db_timeout = 2
@@ -140,6 +140,8 @@ c.ProfileSpawner.budgets = [{"cpu_hours": 1, "window": "7d", "profile": "q"}]
     status, body = spawn(hub, "dana", {"profile": "q"})  # the quota has room, but whether anyone waits is unknown
     assert status == 503 and "the hub's database cannot be reached" in body["message"], body
     hub.wait_stopped("dana")
+    status, body = hub.api("GET", "/queue?all=1")  # the admin page's listing: says so, never an empty queue
+    assert status == 503 and "the queue is unavailable" in body["message"], body
     assert spawn(hub, "eve", {"profile": "small"})[0] in (201, 202)
     hub.wait_ready("eve", timeout=120)
     stop_all(hub, devcluster)

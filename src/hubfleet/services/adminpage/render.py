@@ -18,6 +18,7 @@ table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding
 vertical-align:top}th{background:#f3f3f3}pre{background:#111;color:#ddd;padding:.5em;max-height:30em;overflow:auto;
 white-space:pre-wrap;word-break:break-all}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.5em}
 .muted{color:#777}.charts{display:flex;flex-wrap:wrap;gap:2em}nav a{margin-right:1em}
+caption{text-align:left;font-weight:bold;padding:.25em 0}
 """
 
 
