@@ -74,8 +74,11 @@ demo: install
 
 # Both stacks side by side (each suite is mostly waiting on its hubs and servers; two at once fit 2 cores and keep
 # the whole run under 20 minutes). Each stack's output is prefixed with its name; red if either is.
-STACK1 = PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+# Each stack takes its servers' ports from its own range (free_port), so the two never pick the same port.
+STACK1 = PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" HUBFLEET_PORT_RANGE=10000-21999 \
+	$(PY) -m pytest $(PYTEST_ARGS)
 STACK2 = PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(HUB_VENV)/bin:$$PATH" HUBFLEET_ARTIFACTS=$(CURDIR)/test-artifacts/hub-stack \
+	HUBFLEET_PORT_RANGE=22000-32767 \
 	$(HUB_PY) -m pytest -m "not stack_independent" $(PYTEST_ARGS)
 test: install install-hub-stack
 	@echo "=== [current] $$($(PY) -c 'import sys,jupyterhub,kubespawner; print("Python", sys.version.split()[0], "JupyterHub", jupyterhub.__version__, "kubespawner", kubespawner.__version__)')"; \

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,11 +26,42 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+_ports_lock = threading.Lock()
+_next_port: list[int] = []  # the next port this process tries (set at the first call, from a random place)
+
+
+def _port_range() -> tuple[int, int]:
+    """``HUBFLEET_PORT_RANGE=LO-HI`` when set (parallel test runs each get their own), else 10000 up to the kernel's
+    ephemeral range (``ip_local_port_range``, where outgoing connections take their local ports)."""
+    given = os.environ.get("HUBFLEET_PORT_RANGE", "")
+    if given:
+        lo, _, hi = given.partition("-")
+        return int(lo), int(hi)
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    return 10000, ephemeral - 1
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (bind port 0, read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nobody holds now, for a server about to start. Taken below the kernel's ephemeral range, so an
+    outgoing connection cannot take it before the server binds it (as it could a port from ``bind(0)``); handed out
+    in turn from a random place in the range, so two calls in one process never give the same port."""
+    lo, hi = _port_range()
+    with _ports_lock:
+        if not _next_port:
+            _next_port.append(random.randint(lo, hi))
+        for _ in range(hi - lo + 1):
+            port = _next_port[0]
+            _next_port[0] = lo if port >= hi else port + 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise OSError(f"no free port in {lo}-{hi} (HUBFLEET_PORT_RANGE)")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
