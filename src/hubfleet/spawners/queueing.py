@@ -33,6 +33,7 @@ from traitlets.config import LoggingConfigurable
 from ..cullpolicies import CullConfigError, CullPolicy, load_policies, parse_duration
 from ..db import DatabaseUnavailable, migrate
 from . import queue_notify, queue_policy, queue_store
+from .coalesce import Coalesced
 from .profiles import ProfileError, QuotaExceeded, RunningServer, quota_violation
 
 log = logging.getLogger("hubfleet.queue")
@@ -76,6 +77,13 @@ class SpawnQueue(LoggingConfigurable):
     queue_admit_interval = Float(10.0, config=True, help="""
         Seconds between the admitter's periodic passes over the queues (besides the pass at every stop of a queued
         profile's server); it also resumes admission after a hub restart. Must be > 0.""")
+
+    queue_listing_ttl = Float(1.0, config=True, help="""
+        Seconds for which the queue's listing (every request's place, expected start and upper bound) is computed
+        once and shared by every spawn page and ``/hub/api/queue`` request: each waiting user's page polls every
+        3 s, and computing the places for every poll costs the hub a pass over the whole queue. A join, a leave or
+        an admission in this hub shows at once whatever this says. 0: computed for every request (requests that
+        arrive while one computation runs still share it).""")
 
     queue_api_token = Unicode(config=True, help="""
         The hub API token the admitter starts admitted servers with (``POST /hub/api/users/<name>/servers/<server>``):
@@ -130,8 +138,15 @@ class SpawnQueue(LoggingConfigurable):
             raise ValueError(f"ProfileSpawner.{proposal.trait.name}: expected seconds > 0, got {proposal.value!r}")
         return proposal.value
 
+    @validate("queue_listing_ttl")
+    def _check_not_negative(self, proposal):
+        if not proposal.value >= 0:
+            raise ValueError(f"ProfileSpawner.queue_listing_ttl: expected seconds >= 0, got {proposal.value!r}")
+        return proposal.value
+
     _admit_lock: ClassVar[asyncio.Lock | None] = None
     _admitter: ClassVar[asyncio.Task | None] = None
+    _listings: ClassVar[dict] = {}  # hubfleet's database -> its queue listing, shared (coalesce.Coalesced)
     _max_ages: ClassVar[dict] = {}  # policies file -> (its mtime, {profile: max_age} and None -> the default's)
 
     def _claim_window(self, profile) -> float:
@@ -178,7 +193,11 @@ class SpawnQueue(LoggingConfigurable):
         db = self._hubfleet_db()
         if queue_store.QUEUE.name not in db.migrated:
             await db.call_blocking(migrate, db, queue_store.QUEUE)
-        return await db.call(lambda conn: fn(conn, *args, **kwargs), write=write)
+        try:
+            return await db.call(lambda conn: fn(conn, *args, **kwargs), write=write)
+        finally:
+            if write and db in SpawnQueue._listings:  # what users are shown follows each change at once
+                SpawnQueue._listings[db].clear()
 
     # ---- at spawn ------------------------------------------------------------------------------------------------
     async def _queue_gate(self, choice, quotas) -> None:
@@ -427,9 +446,13 @@ class SpawnQueue(LoggingConfigurable):
         """Each queued request (`user`'s, or everyone's), by profile, admitted first, then by place: its user,
         profile, server, state, ``position`` (:meth:`_places`; 0 when admitted), how many wait, when a slot frees at
         the latest and the expected start (epoch seconds, or None) and, admitted with a claim window, by when to
-        start (``start_by``)."""
-        rows = await self._queue_call(queue_store.entries)
-        wanted = [r for r in rows if user is None or r.user == user]
+        start (``start_by``). Everyone's listing is computed once for all callers within ``queue_listing_ttl``."""
+        db = self._hubfleet_db()
+        shared = SpawnQueue._listings.setdefault(db, Coalesced())
+        return [r for r in await shared.get(self._listing, self.queue_listing_ttl) if user is None or r["user"] == user]
+
+    async def _listing(self) -> list[dict]:
+        rows = wanted = await self._queue_call(queue_store.entries)
         out = []
         now = time.time()
         profiles = {p.slug: p for p in (await self.load_catalog()).profiles} if wanted else {}
