@@ -71,12 +71,11 @@ def test_an_image_that_does_not_exist_backs_off_and_keeps_retrying(cluster):
     statuses = [s for _, s in seen]
     first = statuses.index("ErrImagePull")
     assert "ImagePullBackOff" in statuses[first:], statuses
-    # the pause between pulls doubles: 0.2, 0.4, 0.8, 1.6 s (never shorter)
-    attempts = _pull_attempts(seen)
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
-    for i, gap in enumerate(gaps):
-        assert gap >= 0.9 * BASE * 2 ** i, (i, gaps)
-    assert gaps[-1] > 2 * gaps[0], gaps
+    # retried after each back-off: ErrImagePull, ImagePullBackOff, ErrImagePull ... (the doubling pause itself is
+    # pull_backoff's, tests/unit/test_devcluster_images.py: kubectl's lines arrive late on a loaded machine)
+    changes = [s for i, s in enumerate(statuses[first:]) if i == 0 or statuses[first:][i - 1] != s]
+    pulls = [i for i, s in enumerate(changes) if s == "ErrImagePull"]
+    assert len(pulls) >= 5 and all("ImagePullBackOff" in changes[a:b] for a, b in zip(pulls, pulls[1:])), changes
 
     pod = get_pod(cluster, name)
     assert pod["status"]["phase"] == "Pending"  # restartPolicy Never does not end a pull that fails
