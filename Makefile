@@ -72,8 +72,8 @@ system-deps:
 demo: install
 	$(VENV)/bin/hubfleet-demo --state .state/demo
 
-# Both stacks side by side (each suite is mostly waiting on its hubs and servers; two at once fit 2 cores and keep
-# the whole run under 20 minutes). Each stack's output is prefixed with its name; red if either is.
+# Both stacks side by side (each suite is mostly waiting on its hubs and servers, so two at once fit 2 cores; about
+# 25 minutes on a quiet 2-core machine). Each stack's output is prefixed with its name; red if either is.
 # Each stack takes its servers' ports from its own range (free_port), so the two never pick the same port.
 STACK1 = PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" HUBFLEET_PORT_RANGE=10000-21999 \
 	$(PY) -m pytest $(PYTEST_ARGS)
