@@ -448,15 +448,15 @@ class SpawnQueue(LoggingConfigurable):
         the latest and the expected start (epoch seconds, or None) and, admitted with a claim window, by when to
         start (``start_by``). Everyone's listing is computed once for all callers within ``queue_listing_ttl``."""
         db = self._hubfleet_db()
-        shared = SpawnQueue._listings.setdefault(db, Coalesced())
+        shared = SpawnQueue._listings.get(db) or SpawnQueue._listings.setdefault(db, Coalesced())
         return [r for r in await shared.get(self._listing, self.queue_listing_ttl) if user is None or r["user"] == user]
 
     async def _listing(self) -> list[dict]:
-        rows = wanted = await self._queue_call(queue_store.entries)
+        rows = await self._queue_call(queue_store.entries)
         out = []
         now = time.time()
-        profiles = {p.slug: p for p in (await self.load_catalog()).profiles} if wanted else {}
-        for slug in sorted({r.profile for r in wanted}):
+        profiles = {p.slug: p for p in (await self.load_catalog()).profiles} if rows else {}
+        for slug in sorted({r.profile for r in rows}):
             same = [r for r in rows if r.profile == slug]
             window = self._claim_window(profiles[slug]) if slug in profiles else 0.0
             places = await self._places([r for r in same if r.state == queue_store.WAITING])
@@ -467,7 +467,7 @@ class SpawnQueue(LoggingConfigurable):
             deadlines = queue_policy.max_age_deadlines(
                 started=started, admitted=[r.admitted_at or now for r in same if r.state == queue_store.ADMITTED],
                 max_age=max_age, claim_window=window)
-            for entry in sorted((r for r in wanted if r.profile == slug), key=lambda r: places.get(r.id, 0)):
+            for entry in sorted(same, key=lambda r: places.get(r.id, 0)):
                 shown = queue_policy.shown_wait(
                     now=now, position=places[entry.id], waiting=len(places), deadlines=deadlines, max_age=max_age,
                     expected_ends=[s + session for s in started] if session else (), expected_session=session,
