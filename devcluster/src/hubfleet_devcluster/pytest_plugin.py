@@ -122,9 +122,15 @@ def start_devcluster(state_dir: Path, *extra_args: str, name: str = "devcluster"
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the state and log tail of every devcluster it was given, whichever fixture
+    (and scope) made it, taken before any teardown."""
     rep = yield
     if rep.when == "call":
         item.stash[_CALL_REPORT] = rep
+        if rep.failed:
+            for name, value in getattr(item, "funcargs", {}).items():
+                if isinstance(value, DevClusterHandle):
+                    rep.sections.append((f"{name}: devcluster", value.report(f"{name}: devcluster")))
     return rep
 
 
@@ -136,7 +142,6 @@ def devcluster(tmp_path, request) -> DevClusterHandle:
     """A devcluster of its own for one test (default nodes and images)."""
     handle = start_devcluster(tmp_path / "devcluster")
     yield handle
-    rep = request.node.stash.get(_CALL_REPORT, None)
-    if rep is None or rep.failed:
+    if request.node.stash.get(_CALL_REPORT, None) is None:  # failed before its call (a failed call reports itself)
         print(handle.report())
     handle.proc.stop()

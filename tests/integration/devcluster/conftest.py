@@ -29,16 +29,6 @@ def cluster(tmp_path_factory) -> DevClusterHandle:
     handle.proc.stop()
 
 
-@pytest.fixture(autouse=True)
-def _describe_on_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed:
-        return
-    for fixture in ("cluster", "ext_cluster"):
-        if fixture in request.fixturenames:
-            print(request.getfixturevalue(fixture).report(f"{fixture}: devcluster"))
-
 
 @pytest.fixture
 async def k8s(cluster):
@@ -104,4 +94,3 @@ def reasons_of(cluster: DevClusterHandle, name: str, namespace: str = "default")
 def ensure_namespace(cluster: DevClusterHandle, name: str) -> None:
     r = cluster.request("POST", "/api/v1/namespaces", json={"metadata": {"name": name}})
     assert r.status_code == 201, r.text
-

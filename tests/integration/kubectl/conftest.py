@@ -16,11 +16,3 @@ def cluster(tmp_path_factory):
     handle = start_devcluster(tmp_path_factory.mktemp("kubectl-dc"))
     yield handle
     handle.proc.stop()
-
-
-@pytest.fixture(autouse=True)
-def _describe_on_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed and "cluster" in request.fixturenames:
-        print(request.getfixturevalue("cluster").report())
