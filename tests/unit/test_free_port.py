@@ -38,3 +38,10 @@ def test_a_full_range_says_so(monkeypatch):
         held.listen()
         with pytest.raises(OSError, match="no free port in 23010-23010"):
             procs.free_port()
+
+
+@pytest.mark.parametrize("given", ["10000", "abc-def", "22000-21000", "80-90"])
+def test_a_bad_range_names_the_variable(monkeypatch, given):
+    monkeypatch.setenv("HUBFLEET_PORT_RANGE", given)
+    with pytest.raises(ValueError, match="HUBFLEET_PORT_RANGE=.*expected LOW-HIGH within 1024-65535"):
+        procs.free_port()

@@ -36,7 +36,13 @@ def _port_range() -> tuple[int, int]:
     given = os.environ.get("HUBFLEET_PORT_RANGE", "")
     if given:
         lo, _, hi = given.partition("-")
-        return int(lo), int(hi)
+        try:
+            low, high = int(lo), int(hi)
+        except ValueError:
+            low = high = 0
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"HUBFLEET_PORT_RANGE={given!r}: expected LOW-HIGH within 1024-65535, e.g. 10000-21999")
+        return low, high
     try:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
