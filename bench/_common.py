@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
-from pathlib import Path
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import requests
 
@@ -59,3 +61,22 @@ def save_results(name: str, data: object) -> Path:
     out.write_text(json.dumps(data, indent=2))
     print(f"results: {out}")
     return out
+
+
+@contextmanager
+def hub_on_devcluster(name: str, config: str):
+    """A devcluster, a proxy and a started hub with ``config`` (the tests' hub wiring) in a fresh temp directory:
+    yields ``(hub, devcluster)``; all three stopped on the way out."""
+    from tests.conftest import new_hub, start_chp, start_devcluster
+
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    dc = start_devcluster(root / "dc")
+    chp = start_chp(root / "chp")
+    hub = new_hub(root / "hub", dc, chp, config)
+    try:
+        hub.start()
+        yield hub, dc
+    finally:
+        hub.stop()
+        chp.proc.stop()
+        dc.proc.stop()

@@ -9,15 +9,12 @@ each ``PHASE_SECONDS`` long while a probe GETs ``/hub/api/`` through the proxy e
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import requests
 
-from bench._common import LatencyProbe, pct, save_results
-from tests.conftest import new_hub, start_chp, start_devcluster
+from bench._common import LatencyProbe, hub_on_devcluster, pct, save_results
 from tests.e2e.conftest import CONFIG, DEMO_FILE, NOISY, PAGE
 from tests.procs import free_port
 
@@ -46,12 +43,7 @@ def _phase(hub, name: str) -> dict:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-adminpage-"))
-    dc = start_devcluster(root / "dc")
-    chp = start_chp(root / "chp")
-    hub = new_hub(root / "hub", dc, chp, CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port()))
-    try:
-        hub.start()
+    with hub_on_devcluster("adminpage", CONFIG.format(demo=DEMO_FILE, noisy=NOISY, port=free_port())) as (hub, _dc):
         hub.ensure_user("alice")
         status, body = hub.api("POST", "/users/alice/server", json={"user_options": {"profile": "small"}})
         assert status in (201, 202), body
@@ -76,11 +68,6 @@ def main() -> None:
         stop.set()
         results.append(_phase(hub, "idle again"))
         save_results("bench_adminpage", results)
-    finally:
-        hub.stop()
-        chp.proc.stop()
-        dc.proc.stop()
-
 
 if __name__ == "__main__":
     main()

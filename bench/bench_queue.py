@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import secrets
 import statistics
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
-from bench._common import LatencyProbe, pct, save_results
-from tests.conftest import new_hub, start_chp, start_devcluster
+from bench._common import LatencyProbe, hub_on_devcluster, pct, save_results
 from tests.integration.spawner.test_profile_spawner import make_users, spawn
 from tests.integration.spawner.test_queue import pod_exists, queue_config
 from tests.procs import wait_for
@@ -143,21 +140,11 @@ def _pollers(hub) -> list[dict]:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    dc = start_devcluster(root / "dc")
-    chp = start_chp(root / "chp")
-    hub = new_hub(root / "hub", dc, chp, queue_config(secrets.token_hex(32),
-                                                       "c.ProfileSpawner.queue_admit_interval = 60"))
-    try:
-        hub.start()
+    config = queue_config(secrets.token_hex(32), "c.ProfileSpawner.queue_admit_interval = 60")
+    with hub_on_devcluster("queue", config) as (hub, dc):
         admission = _admissions(hub, dc)
         polling = _pollers(hub)
         save_results("bench_queue", {"admission": admission, "polling": polling})
-    finally:
-        hub.stop()
-        chp.proc.stop()
-        dc.proc.stop()
-
 
 if __name__ == "__main__":
     main()
