@@ -20,6 +20,7 @@ import requests
 from traitlets.config import Config
 
 from tests.conftest import start_devcluster
+from tests.procs import wait_for
 
 IMAGE = "python:3.12-slim"
 CMD = ["python3", "-m", "http.server", "8888", "--bind", "0.0.0.0"]
@@ -229,3 +230,42 @@ async def test_a_profiles_labels_and_annotations_reach_the_pod_with_the_configur
         "global-label": "g", "team": "physics", "hubfleet.io/profile": "tagged", "hubfleet.io/user": "tagged"}
     assert {k: annotations.get(k) for k in ("global-note", "cost-centre", "size-note", "hubfleet.io/username")} == {
         "global-note": "g", "cost-centre": "42", "size-note": "small", "hubfleet.io/username": "tagged"}
+
+
+async def test_kubespawner_with_internal_ssl_starts_and_its_secret_and_service_go_with_the_pod(cluster, tmp_path):
+    """KubeSpawner with internal_ssl creates the pod first, then the Secret its certificate volume names and a
+    Service, both owned by the pod: the pod waits for the Secret (as a kubelet retries a mount), its container reads
+    the certificates, and after stop() the Secret and the Service go with the pod (garbage collection by owner)."""
+    from kubespawner import KubeSpawner
+
+    cert_paths = {}
+    for key, text in (("keyfile", "THE-KEY"), ("certfile", "THE-CERT"), ("cafile", "THE-CA"), ("hub-ca", "HUB-CA")):
+        (tmp_path / key).write_text(text)
+        cert_paths[key] = str(tmp_path / key)
+    hub_ca = cert_paths.pop("hub-ca")
+    spawner = new_spawner(KubeSpawner, UserWithoutGroups("tls"), profile_list=[],
+                          cmd=["sh", "-c", "for f in /etc/jupyterhub/ssl/*; do cat $f; echo; done; exec sleep 600"])
+    spawner.internal_ssl = True
+    spawner.cert_paths = cert_paths
+    spawner.internal_trust_bundles = {"hub-ca": hub_ca}
+    try:
+        await asyncio.wait_for(spawner.start(), 90)
+        pod = cluster.get(f"/api/v1/namespaces/default/pods/{spawner.pod_name}")
+        assert pod["status"]["phase"] == "Running"
+        owned = {"kind": "Pod", "name": spawner.pod_name, "uid": pod["metadata"]["uid"]}
+        for path in (f"secrets/{spawner.secret_name}", f"services/{spawner.pod_name}"):
+            refs = cluster.get(f"/api/v1/namespaces/default/{path}")["metadata"]["ownerReferences"]
+            assert [{k: r[k] for k in owned} for r in refs] == [owned], path
+        logs = await asyncio.to_thread(wait_for, "the container to print the certificates", lambda: (
+            (r := cluster.request("GET", f"/api/v1/namespaces/default/pods/{spawner.pod_name}/log")).ok
+            and "THE-CA" in r.text and r.text), timeout=30)
+        assert {"THE-KEY", "THE-CERT", "THE-CA", "HUB-CA"} <= set(logs.split()), logs
+        await spawner.stop()
+    finally:
+        await stop_reflectors()
+
+    def gone(path):
+        return cluster.request("GET", f"/api/v1/namespaces/default/{path}").status_code == 404
+
+    await asyncio.to_thread(wait_for, "the pod's Secret and Service to be collected", lambda: (
+        gone(f"secrets/{spawner.secret_name}") and gone(f"services/{spawner.pod_name}")), timeout=30)
