@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from tests.conftest import new_hub, start_chp, start_devcluster
-from tests.procs import free_port, wait_for
+from tests.procs import free_port
 
 DEMO_FILE = str(resources.files("hubfleet.spawners").joinpath("demo_profiles.yaml"))
 PAGE = "/services/hubfleet-admin-page/"
@@ -93,15 +93,9 @@ def fleet(tmp_path_factory):
         for user in ("alice", "bob"):
             hub.wait_ready(user, timeout=90)
         for user in ("carol", "dave"):  # the GPU quota is full: they join its queue (429), no server
-            def join(user=user):
-                status, body = hub.api("POST", f"/users/{user}/server", json={"user_options": {"profile": "gpu"}}
-                                       if _jh_major(hub) >= 6 else {"profile": "gpu"})
-                # on SQLite a join has once waited out the database timeout (503 "the queue is unavailable ...
-                # try again"): tried again, as that message asks (an open issue, docs/queue.md)
-                assert status in (429, 503), (user, status, body)
-                return (status, body) if status == 429 else None
-            status, body = wait_for(f"{user} to join the GPU queue", join, timeout=60, interval=1)
-            assert "Queued" in str(body), (user, status, body)
+            status, body = hub.api("POST", f"/users/{user}/server", json={"user_options": {"profile": "gpu"}}
+                                   if _jh_major(hub) >= 6 else {"profile": "gpu"})
+            assert status == 429 and "Queued" in str(body), (user, status, body)
         yield hub, dc
     except BaseException:
         if hub is not None:

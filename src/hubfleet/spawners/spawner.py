@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import ClassVar
 
+import sqlalchemy
 from kubespawner import KubeSpawner
 from kubespawner.slugs import is_valid_label, safe_slug
 from traitlets import Bool, Callable, Dict, Integer, List, Unicode, Union, default
@@ -491,6 +492,7 @@ class ProfileSpawner(SpawnQueue, UsageBudgets, SpawnProgress, QuotaAccounting, H
         orm_spawner = getattr(self, "orm_spawner", None)
         if orm_spawner is not None:
             orm_spawner.user_options = dict(recorded)  # a new object, so SQLAlchemy sees the change
+            _commit(orm_spawner)
         self._last_recorded = {"profile": choice.profile.slug, "image": self.image, "user_options": recorded}
 
     def get_state(self):
@@ -588,3 +590,13 @@ class ProfileSpawner(SpawnQueue, UsageBudgets, SpawnProgress, QuotaAccounting, H
         finally:
             self._release_quota()
         self._record_usage_stop()
+
+
+def _commit(orm_object) -> None:
+    """Commit the hub's session holding ``orm_object`` (none: not a hub object, nothing to do), as JupyterHub
+    commits before every await: a change left pending is flushed by the next query of any other request, and on
+    SQLite that flush holds the database's write lock until some later commit, so hubfleet's own writes (a queue
+    join) waited it out and failed."""
+    state = sqlalchemy.inspect(orm_object, raiseerr=False)
+    if state is not None and state.session is not None:
+        state.session.commit()
