@@ -37,7 +37,7 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Any, Unicode
+from traitlets import Any, Bool, Unicode, default
 
 from . import policy
 from .ldap_util import rdn_value
@@ -55,7 +55,10 @@ SUBJECT_CLAIMS = {
 }
 
 #: Options of the entry that are the composite's (the rest are the class's own).
-WRAPPER_OPTIONS = {"trust_admin_groups", "username_prefix", "subject_claim"}
+WRAPPER_OPTIONS = {"trust_admin_groups", "username_prefix", "subject_claim", "run_in_thread"}
+
+#: Password classes known to make blocking calls from ``authenticate`` (matched on the class's MRO names).
+BLOCKING_CLASSES = {"LDAPAuthenticator"}  # ldapauthenticator 2.0: synchronous ldap3 binds and searches
 
 _HTTP_FAILURES = (OSError, TimeoutError, asyncio.TimeoutError, ValueError, KeyError, TypeError)
 
@@ -187,6 +190,20 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         can be renamed), ``uuid`` for Bitbucket, ``oid`` for Azure AD, ``metadata.uid`` for OpenShift, ``sub``
         for other OAuthenticators; for other Authenticators the username. A login without it is refused.""",
     )
+
+    run_in_thread = Bool(
+        config=True,
+        help="""Run a password class's ``authenticate`` on this backend's thread pool (`executor_threads`), in an
+        event loop of its own, bounded by `login_timeout`, so that a class making blocking calls never stalls the
+        hub. Default: on for ldapauthenticator's ``LDAPAuthenticator`` (it queries the directory synchronously),
+        off for other classes: a class that uses the hub's database session or clients bound to the hub's event
+        loop must run on the hub's loop. OAuthenticators always run on the hub's loop (their calls do not
+        block).""",
+    )
+
+    @default("run_in_thread")
+    def _default_run_in_thread(self):
+        return bool(BLOCKING_CLASSES & set(_mro_names(self.inner_class)))
 
     def __init__(self, *, inner_options: dict | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -332,9 +349,12 @@ class ForeignBackend(HubfleetBaseAuthenticator):
         return model
 
     async def authenticate_password(self, username, password):
+        data = {"username": username, "password": password}
         try:
-            model = await self._inner_call(self.inner.authenticate(None, {"username": username,
-                                                                           "password": password}))
+            if self.run_in_thread:
+                model = await self._inner_call(self.run_blocking(_in_own_loop, self.inner.authenticate, None, data))
+            else:
+                model = await self._inner_call(self.inner.authenticate(None, data))
         except web.HTTPError as e:
             raise BackendUnavailable(self.login_service, str(e.log_message)) from e
         if not model:
@@ -432,3 +452,14 @@ class ForeignBackend(HubfleetBaseAuthenticator):
     async def lookup_user(self, username):
         return None
 
+
+def _in_own_loop(func, *args):
+    """``func(*args)`` awaited, when it returns an awaitable, in an event loop of this (worker) thread's own."""
+    result = func(*args)
+    if not inspect.isawaitable(result):
+        return result
+
+    async def wait():
+        return await result
+
+    return asyncio.run(wait())

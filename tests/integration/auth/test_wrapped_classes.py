@@ -13,8 +13,12 @@ example (``<!-- example: wrapped-ldapauthenticator -->`` in docs/authenticators.
 from __future__ import annotations
 
 import re
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from tests.procs import REPO
 
 from . import servers as S
@@ -108,3 +112,57 @@ def test_a_code_the_token_endpoint_refuses_ends_a_wrapped_oauth_sign_in(site):
     assert S.whoami(s, site.url) is None
     assert ("partner (Partner SSO): no token for client 'hub-client': HTTP 400 invalid_grant."
             in site.log_tail(100)), site.log_tail(20)
+
+
+class SilentDirectory:
+    """A TCP listener that accepts LDAP connections and never answers (a directory that hangs); ``release()``
+    closes them."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted.set()
+
+    def release(self):
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_a_hanging_directory_does_not_stall_the_hub(auth_tmp):
+    """ldapauthenticator 2.0 binds synchronously (ldap3, no receive timeout): while its directory hangs, the hub
+    still answers, and the login ends with the unavailable message once the directory goes away."""
+    directory = SilentDirectory()
+    cfg = "\n".join([
+        "c.JupyterHub.authenticator_class = 'hubfleet'",
+        "c.LDAPAuthenticator.server_address = '127.0.0.1'",
+        f"c.LDAPAuthenticator.server_port = {directory.port}",
+        "c.LDAPAuthenticator.tls_strategy = 'insecure'",
+        "c.LDAPAuthenticator.bind_dn_template = ['uid={username},ou=people,dc=example,dc=org']",
+        "c.HubfleetAuthenticator.backends = [{'kind': 'ldapauthenticator', 'name': 'directory'}]",
+    ])
+    hub = S.start_hub(auth_tmp / "hanging-directory", cfg, name="hub-hanging-directory")
+    login = None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            login = pool.submit(S.form_login, hub.url, "alice", "a-password", 60)
+            assert directory.accepted.wait(30), "the login never reached the directory"
+            r = requests.get(f"{hub.url}/hub/api/", timeout=5)  # stalled hub: ReadTimeout
+            assert r.status_code == 200 and "version" in r.json()
+            directory.release()
+            result = login.result(timeout=60)
+        assert result.status != 302 and "unavailable right now" in result.body, (result.status, result.body[:500])
+    finally:
+        directory.release()
+        hub.stop()
