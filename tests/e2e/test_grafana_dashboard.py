@@ -6,21 +6,19 @@ return at least one series."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from prometheus_client import start_http_server
 
 from hubfleet.services.culler.metrics import Metrics as CullerMetrics
 from tests.e2e.conftest import _jh_major
 from tests.integration.scheduler_plugin.conftest import pod_body, start_extender
-from tests.procs import Proc, free_port
+from tests.procs import free_port
+from tests.prometheus import start_prometheus
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "hubfleet-dashboard.json"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
 
@@ -37,8 +35,6 @@ def panel_queries() -> list[tuple[str, str]]:
 
 
 def test_every_panel_query_parses_and_returns_series(fleet, tmp_path):
-    if not shutil.which(PROMETHEUS):
-        pytest.fail("Prometheus is not installed: `apt-get install prometheus` (make test installs it)")
     hub, dc = fleet
     # a refused spawn: carol may not use the demo's "medium" profile
     options = {"profile": "medium"}
@@ -56,12 +52,8 @@ def test_every_panel_query_parses_and_returns_series(fleet, tmp_path):
 
     ext_port = free_port()
     extender = start_extender(tmp_path / "ext", dc.kubeconfig, ext_port)
-    prom_port = free_port()
-    config = tmp_path / "prometheus.yml"
     hub_target = hub.url.split("://", 1)[1]
-    config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
+    prom_url, prom = start_prometheus(tmp_path, f"""\
   - job_name: jupyterhub
     metrics_path: /hub/metrics
     authorization: {{credentials: "{hub.admin_token}"}}
@@ -71,11 +63,8 @@ scrape_configs:
   - job_name: extender
     static_configs: [{{targets: ["127.0.0.1:{ext_port}"]}}]
 """)
-    prom = Proc("prometheus", [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"], tmp_path)
     try:
-        prom.wait_for_port("127.0.0.1", prom_port, timeout=30)
-        url = f"http://127.0.0.1:{prom_port}/api/v1/query"
+        url = f"{prom_url}/api/v1/query"
         queries = panel_queries()
         found: dict[str, int] = {}
         deadline = time.monotonic() + 90
@@ -102,3 +91,4 @@ scrape_configs:
         prom.stop()
         extender.stop()
         culler_server.shutdown()
+

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 
 import pytest
@@ -16,9 +15,9 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from hubfleet.services.culler.app import CullerApp
 from hubfleet.services.culler.hub_api import HubAPI
 from tests.integration.culler.test_culler_http import TOKEN, FakeHub, fake_hub, iso  # noqa: F401
-from tests.procs import Proc, free_port
+from tests.procs import free_port
+from tests.prometheus import start_prometheus
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 TIMEOUT = 6  # the gpu profile's idle timeout, seconds
 
 
@@ -34,22 +33,13 @@ def exporter():
 
 @pytest.fixture
 def prometheus(tmp_path, exporter):
-    if not shutil.which(PROMETHEUS):
-        pytest.fail("Prometheus is not installed: `apt-get install prometheus` (make test installs it)")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
+    url, proc = start_prometheus(tmp_path, f"""\
   - job_name: dcgm
     honor_labels: true
     static_configs: [{{targets: ["127.0.0.1:{exporter[0]}"]}}]
 """)
-    proc = Proc("prometheus", [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], tmp_path)
     try:
-        proc.wait_for_port("127.0.0.1", port, timeout=30)
-        yield f"http://127.0.0.1:{port}", proc
+        yield url, proc
     finally:
         proc.stop()
 
