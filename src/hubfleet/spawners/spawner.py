@@ -595,8 +595,8 @@ class ProfileSpawner(SpawnQueue, UsageBudgets, SpawnProgress, QuotaAccounting, H
 def _commit(orm_object) -> None:
     """Commit the hub's session holding ``orm_object`` (none: not a hub object, nothing to do), as JupyterHub
     commits before every await: a change left pending is flushed by the next query of any other request, and on
-    SQLite that flush holds the database's write lock until some later commit, so hubfleet's own writes (a queue
-    join) waited it out and failed."""
+    SQLite that flush holds the database's write lock until some later commit, which hubfleet's own writes (a queue
+    join) would have to wait for."""
     state = sqlalchemy.inspect(orm_object, raiseerr=False)
     if state is not None and state.session is not None:
         state.session.commit()
