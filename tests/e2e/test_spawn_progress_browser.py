@@ -82,19 +82,13 @@ def _wait_kept(hub, user, timeout=30):
 
 
 def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, browser, artifacts):
-    """The three spawns run side by side (each waits out its own start_timeout); each page is read in turn."""
     hub = start_hub(PROFILES)
-    devcluster.set_faults(autoscaler="scale-up")  # only pods that fit no node (gina's) get the autoscaler's events
-    pages, started = {}, {}
-    for user, path in (("gina", "/hub/spawn/gina"), ("ivan", "/hub/spawn/ivan"),
-                       ("olga", "/hub/spawn/olga?profile=small")):
-        pages[user] = _log_in(browser, hub, user)
-        started[user] = time.monotonic()
-        pages[user].goto(f"{hub.url}{path}")
-        pages[user].evaluate("document.querySelector('#progress-details').open = true")
+    devcluster.set_faults(autoscaler="scale-up")
 
     # 1. a GPU nobody has free: a wait in plain words (not a failure), the cluster autoscaler adding a node
-    page = pages["gina"]
+    page = _log_in(browser, hub, "gina")
+    page.goto(f"{hub.url}/hub/spawn/gina")
+    page.evaluate("document.querySelector('#progress-details').open = true")
     _wait_text(page, "#progress-log", "waiting for a GPU node")
     _wait_text(page, "#progress-log", "A new node is being added to the cluster")
     log = page.inner_text("#progress-log")
@@ -102,29 +96,32 @@ def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, brow
     assert "[waiting for a node]" in log
     assert "bg-danger" not in (page.get_attribute("#progress-bar", "class") or ""), "a wait is not a failure"
     page.screenshot(path=str(artifacts / "spawn-progress-gpu-wait.png"), full_page=True)
+    _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
+    # the autoscaler's node did not come: that is what the error page says
+    assert ("A new node was being added for your server but was not ready in time"
+            in page.inner_text("#progress-message")), page.inner_text("#progress-message")
+    page.screenshot(path=str(artifacts / "spawn-failed-gpu-timeout.png"), full_page=True)
 
     # 2. an image that cannot be pulled: the devcluster's kubelet fails the pull as a kubelet does (ErrImagePull,
     # then ImagePullBackOff, retried); the page says so while Kubernetes retries, and the spawn ends at start_timeout
-    page = pages["ivan"]
+    devcluster.set_faults(autoscaler="")
+    page = _log_in(browser, hub, "ivan")
+    started = time.monotonic()
+    page.goto(f"{hub.url}/hub/spawn/ivan")
+    page.evaluate("document.querySelector('#progress-details').open = true")
     _wait_text(page, "#progress-log", "[fetching the image] The image registry.example.org/lab/no-such-notebook:1.0 "
                "cannot be fetched; Kubernetes keeps retrying")
     _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
-    took = time.monotonic() - started["ivan"]
+    took = time.monotonic() - started
     message = page.inner_text("#progress-message")
     assert "The image registry.example.org/lab/no-such-notebook:1.0 cannot be fetched" in message, message
     assert "pick another image, or ask your administrator" in message
     assert took < 12 + 15, f"the spawn should end at its start_timeout (12 s), took {took:.0f} s"
     page.screenshot(path=str(artifacts / "spawn-failed-image-pull.png"), full_page=True)
 
-    # 1, continued: the autoscaler's node did not come: that is what the error page says
-    page = pages["gina"]
-    _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
-    assert ("A new node was being added for your server but was not ready in time"
-            in page.inner_text("#progress-message")), page.inner_text("#progress-message")
-    page.screenshot(path=str(artifacts / "spawn-failed-gpu-timeout.png"), full_page=True)
-
     # 3. killed for memory: the profile's limit named, the larger profile proposed, the log kept
-    page = pages["olga"]
+    page = _log_in(browser, hub, "olga")
+    page.goto(f"{hub.url}/hub/spawn/olga?profile=small")
     _wait_text(page, "#progress-message", "Spawn failed:", timeout=60)
     message = page.inner_text("#progress-message")
     assert ("Your server used more than its 256 MiB memory limit while starting; pick the Large profile"

@@ -277,11 +277,13 @@ class SpawnProgress(LoggingConfigurable):
             state = cs.get("state") or {}
             if not name or not (state.get("running") or state.get("terminated") or cs.get("lastState")):
                 continue
-            # a container waiting to restart: its last run's log (previous), else whatever the kubelet still has
-            tries = [True, False] if state.get("waiting") and cs.get("lastState") else [False]
+            # a container waiting to restart: its last run's log (previous), else whatever the kubelet still has;
+            # one running again after a restart: this run's log, or the last run's while this one has written nothing
+            restarted = bool(cs.get("lastState"))
+            tries = [True, False] if state.get("waiting") and restarted else [False, True] if restarted else [False]
             for previous in tries:
                 text, ok = await self._read_log(name, previous)
-                if ok or previous is tries[-1]:
+                if (ok and text.strip()) or previous is tries[-1]:
                     out[name] = text
                     break
         return out
