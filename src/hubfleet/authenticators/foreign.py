@@ -357,6 +357,11 @@ class ForeignBackend(HubfleetBaseAuthenticator):
                 model = await self._inner_call(self.inner.authenticate(None, data))
         except web.HTTPError as e:
             raise BackendUnavailable(self.login_service, str(e.log_message)) from e
+        except BackendUnavailable:
+            raise
+        except Exception as e:  # the class itself failed (e.g. its directory dropped the connection): fail closed
+            self.log.error("%s (%s): the login failed in the class: %r", self.backend_name, self.login_service, e)
+            raise BackendUnavailable(self.login_service, repr(e)) from e
         if not model:
             return None
         result, _ = await self._result(model if isinstance(model, dict) else {"name": model})
