@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.procs import wait_for
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]
@@ -72,13 +74,8 @@ def _kept_failures(hub, user):
 
 
 def _wait_kept(hub, user, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kept = _kept_failures(hub, user)
-        if kept:
-            return kept
-        time.sleep(0.3)
-    raise AssertionError(f"no failure kept for {user} in {timeout}s; hub log:\n{hub.log_tail(30)}")
+    return wait_for(f"a failure kept for {user}", lambda: _kept_failures(hub, user), timeout=timeout, interval=0.3,
+                    seen=lambda: hub.log_tail(30))
 
 
 def test_three_failing_spawns_as_the_user_reads_them(start_hub, devcluster, browser, artifacts):
